@@ -1,0 +1,1 @@
+"""The Streamlit console: pages in `app_pages/`, data only through `queries/`."""

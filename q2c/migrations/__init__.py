@@ -1,0 +1,1 @@
+"""Alembic migrations that own the Q2C schema; a released migration is never edited."""

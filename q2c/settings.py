@@ -1,0 +1,127 @@
+"""Every Q2C setting in one place: its environment variable, default and unit.
+
+Resolution order, everywhere: explicit argument, then environment variable, then the
+default below. Secrets are `SecretStr` so they never print by accident.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+
+from q2c.errors import Q2CError
+
+ENV_PREFIX = "Q2C_"
+
+
+class Settings(BaseSettings):
+    """Effective configuration of one Q2C process."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, populate_by_name=True, extra="forbid", frozen=True
+    )
+
+    database_url: SecretStr | None = Field(
+        default=None,
+        validation_alias="DATABASE_URL",
+        description="PostgreSQL server to use; unset starts the embedded server.",
+    )
+    data_dir: Path = Field(
+        default=Path(".q2c"),
+        description="Folder for local state; the embedded server keeps its data in pgdata/.",
+    )
+    retention_days: int = Field(
+        default=30, ge=1, le=3650, description="Days of spans and logs kept (in days)."
+    )
+    partitions_ahead_days: int = Field(
+        default=3, ge=1, le=60, description="Daily partitions created ahead of today (in days)."
+    )
+    db_pool_size: int = Field(
+        default=5, ge=1, le=200, description="Connections kept open per process."
+    )
+    db_pool_timeout: float = Field(
+        default=10.0, gt=0, description="Wait for a free pooled connection (in seconds)."
+    )
+    db_connect_timeout: int = Field(
+        default=5, ge=1, le=300, description="Wait for a new database connection (in seconds)."
+    )
+    console_host: str = Field(
+        default="127.0.0.1", description="Address the Streamlit console listens on."
+    )
+    console_port: int = Field(
+        default=8501, ge=1, le=65535, description="Port the Streamlit console listens on."
+    )
+    log_level: str = Field(default="INFO", description="Python logging level of Q2C processes.")
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        level = value.upper()
+        if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+        return level
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None
+        try:
+            url = make_url(value.get_secret_value())
+        except Exception as exc:
+            raise ValueError("is not a database URL (postgresql://user@host:5432/db)") from exc
+        if not url.drivername.startswith(("postgresql", "postgres")):
+            raise ValueError(f"must be a postgresql:// URL, not {url.drivername}://")
+        return value
+
+    @property
+    def pgdata_dir(self) -> Path:
+        """Where the embedded PostgreSQL keeps its files."""
+        return self.data_dir.expanduser().resolve() / "pgdata"
+
+
+def env_name(field: str) -> str:
+    """The environment variable that sets `field`."""
+    alias = Settings.model_fields[field].validation_alias
+    return alias if isinstance(alias, str) else ENV_PREFIX + field.upper()
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the settings, turning validation failures into one message naming each bad setting."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            field = str(error["loc"][0]) if error["loc"] else "?"
+            name = env_name(field) if field in Settings.model_fields else field
+            value = error.get("input")
+            shown = "" if isinstance(value, dict) or "url" in field.lower() else f" (got {value!r})"
+            problems.append(f"{name}: {error['msg']}{shown}")
+        raise Q2CError("invalid settings:\n  " + "\n  ".join(problems)) from None
+
+
+def masked_url(url: str) -> str:
+    """A database URL with its password replaced by ***."""
+    parsed = make_url(url)
+    return parsed.render_as_string(hide_password=True)
+
+
+def describe(settings: Settings) -> list[tuple[str, str, str]]:
+    """(environment variable, effective value with secrets masked, description) per setting."""
+    rows = []
+    for field, info in Settings.model_fields.items():
+        value = getattr(settings, field)
+        if isinstance(value, SecretStr):
+            secret = value.get_secret_value()
+            shown = masked_url(secret) if field == "database_url" else "***"
+        elif value is None:
+            shown = "(unset: embedded PostgreSQL)" if field == "database_url" else "(unset)"
+        else:
+            shown = str(value)
+        rows.append((env_name(field), shown, info.description or ""))
+    return rows

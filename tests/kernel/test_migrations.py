@@ -1,0 +1,58 @@
+"""Migrations take an empty database to head and back, and a second run changes nothing."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import psycopg
+
+from q2c import migrate
+
+CANONICAL_TABLES = {
+    "users", "resources", "spans", "log_records", "transactions", "stage_events",
+    "exceptions", "exception_events", "dead_letters", "replays", "rollups", "job_runs",
+}  # fmt: skip
+
+
+def _tables(url: str) -> set[str]:
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND NOT c.relispartition"
+        ).fetchall()
+    return {name for (name,) in rows}
+
+
+def test_upgrade_from_empty_creates_the_canonical_model(empty_db: str) -> None:
+    before, after = migrate.upgrade(empty_db)
+
+    assert (before, after) == (None, migrate.head_revision())
+    assert _tables(empty_db) == CANONICAL_TABLES | {"alembic_version"}
+
+
+def test_second_upgrade_is_a_no_op(empty_db: str) -> None:
+    migrate.upgrade(empty_db)
+    head = migrate.head_revision()
+
+    assert migrate.upgrade(empty_db) == (head, head)
+
+
+def test_downgrade_to_base_removes_everything_and_upgrade_restores_it(empty_db: str) -> None:
+    migrate.upgrade(empty_db)
+
+    assert migrate.downgrade(empty_db, "base") == (migrate.head_revision(), None)
+    assert _tables(empty_db) == {"alembic_version"}
+    with psycopg.connect(empty_db) as conn:
+        functions = conn.execute("SELECT count(*) FROM pg_proc WHERE proname LIKE 'q2c_%'")
+        assert functions.fetchone() == (0,)
+
+    migrate.upgrade(empty_db)
+    assert _tables(empty_db) == CANONICAL_TABLES | {"alembic_version"}
+
+
+def test_concurrent_migrations_apply_once(empty_db: str) -> None:
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        results = list(pool.map(lambda _: migrate.upgrade(empty_db), range(3)))
+
+    head = migrate.head_revision()
+    assert sorted(results, key=str) == sorted([(None, head), (head, head), (head, head)], key=str)
