@@ -111,6 +111,75 @@ def demo(ctx: click.Context, port: int | None) -> None:
     _run_stack(_settings(ctx), port, banner=_demo_banner)
 
 
+@main.command()
+@click.option("--host", help="Address to listen on [default: Q2C_COLLECTOR_HOST].")
+@click.option("--port", type=int, help="Port to listen on [default: Q2C_COLLECTOR_PORT].")
+@click.pass_context
+@_user_errors
+def collector(ctx: click.Context, host: str | None, port: int | None) -> None:
+    """Receive OTLP/HTTP traces and logs and integration logs until Ctrl-C.
+
+    Endpoints: POST /v1/traces, /v1/logs (protobuf or JSON, gzip allowed),
+    /v1/integration-logs (JSON lines); GET /healthz, /readyz. Without Q2C_INGEST_TOKENS
+    it only listens on loopback addresses.
+    """
+    from collectors.server import serve
+    from q2c.database import database_url
+
+    settings = _settings(ctx)
+    with database_url(settings) as url:
+        serve(settings, url, host or settings.collector_host, port or settings.collector_port)
+
+
+@main.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(allow_dash=True))
+@click.pass_context
+@_user_errors
+def ingest(ctx: click.Context, files: tuple[str, ...]) -> None:
+    """Load integration-log FILES (JSON lines or a JSON array; - reads stdin).
+
+    Prints how many records were accepted and, for each rejected one, its file, line and
+    reason. Loading the same file again stores nothing twice. Exits 2 if any record was
+    rejected.
+    """
+    import os
+
+    from collectors.file_ingest import IngestReport, ingest_stream
+    from collectors.window import TimeWindow
+    from collectors.writer import PostgresWriter, StorageRejected, StorageUnavailable
+    from q2c.database import database_url
+
+    settings = _settings(ctx)
+    report = IngestReport()
+    window = TimeWindow.around_now(settings.retention_days, settings.max_future_seconds)
+    with database_url(settings) as url:
+        writer = PostgresWriter(url, settings.db_connect_timeout)
+        try:
+            for name in files:
+                stream = click.open_file(name, "rb")
+                size = os.fstat(stream.fileno()).st_size if name != "-" else 0
+                label = "stdin" if name == "-" else name
+                with (
+                    stream,
+                    click.progressbar(length=size or None, label=label, file=sys.stderr) as bar,
+                ):
+                    for consumed in ingest_stream(stream, label, writer, window, report):
+                        bar.update(consumed)
+        except (StorageUnavailable, StorageRejected) as exc:
+            raise Q2CError(f"could not store records: {exc}") from None
+        except OSError as exc:
+            raise Q2CError(f"cannot read {exc.filename}: {exc.strerror}") from None
+        finally:
+            writer.close()
+    click.echo(f"accepted {report.accepted}, rejected {len(report.rejected)}")
+    for source, line, reason in report.rejected[:100]:
+        click.echo(f"  {source}:{line}: {reason}")
+    if len(report.rejected) > 100:
+        click.echo(f"  … and {len(report.rejected) - 100} more")
+    if report.rejected:
+        sys.exit(2)
+
+
 def _console_banner(url: str) -> str:
     return f"Q2C console: {url}  (Ctrl-C stops it)"
 

@@ -55,6 +55,45 @@ class Settings(BaseSettings):
     console_port: int = Field(
         default=8501, ge=1, le=65535, description="Port the Streamlit console listens on."
     )
+    collector_host: str = Field(
+        default="127.0.0.1", description="Address the OTLP/HTTP collector listens on."
+    )
+    collector_port: int = Field(
+        default=4318, ge=1, le=65535, description="Port the OTLP/HTTP collector listens on."
+    )
+    ingest_tokens: SecretStr | None = Field(
+        default=None,
+        description="Comma-separated bearer tokens the collector accepts; unset allows only "
+        "loopback clients.",
+    )
+    max_body_bytes: int = Field(
+        default=16 * 1024 * 1024,
+        ge=1024,
+        description="Largest request body, also after decompression (in bytes).",
+    )
+    max_inflight: int = Field(
+        default=64, ge=1, le=10_000, description="Requests admitted at once before 429 (count)."
+    )
+    retry_after_seconds: int = Field(
+        default=5, ge=1, le=3600, description="Retry-After sent with 429 and 503 (in seconds)."
+    )
+    max_future_seconds: int = Field(
+        default=3600,
+        ge=0,
+        description="How far ahead of now a record's timestamp may lie (in seconds).",
+    )
+    writer_connections: int = Field(
+        default=2, ge=1, le=32, description="Database connections writing telemetry (count)."
+    )
+    group_commit_records: int = Field(
+        default=16_384,
+        ge=1,
+        description="Most spans and log records written in one transaction (count).",
+    )
+    attribute_map: Path | None = Field(
+        default=None,
+        description="YAML file mapping your attribute keys onto Q2C's fields.",
+    )
     log_level: str = Field(default="INFO", description="Python logging level of Q2C processes.")
 
     @field_validator("log_level")
@@ -77,6 +116,12 @@ class Settings(BaseSettings):
         if not url.drivername.startswith(("postgresql", "postgres")):
             raise ValueError(f"must be a postgresql:// URL, not {url.drivername}://")
         return value
+
+    @property
+    def tokens(self) -> list[str]:
+        """The accepted ingest tokens (empty when none are configured)."""
+        raw = self.ingest_tokens.get_secret_value() if self.ingest_tokens else ""
+        return [token.strip() for token in raw.split(",") if token.strip()]
 
     @property
     def pgdata_dir(self) -> Path:

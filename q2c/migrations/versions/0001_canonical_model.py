@@ -110,6 +110,8 @@ CREATE INDEX transactions_payment_idx ON transactions (payment_id) WHERE payment
 
 -- One row per (transaction, stage, reporting system): when each system saw the stage, and
 -- the business attributes it reported (the input of latencies, event lag and reconciliation).
+-- reached_at is the first success (or, failing any, the first failure); last_ok_at the
+-- latest success, which auto-resolves failures seen before it.
 CREATE TABLE stage_events (
     correlation_id text NOT NULL,
     stage          text NOT NULL,
@@ -117,6 +119,7 @@ CREATE TABLE stage_events (
     process        text NOT NULL,
     reached_at     timestamptz NOT NULL,
     status         text NOT NULL DEFAULT 'ok' CHECK (status IN ('ok', 'error')),
+    last_ok_at     timestamptz,
     business       jsonb NOT NULL DEFAULT '{}',
     trace_id       bytea,
     span_id        bytea,

@@ -1,0 +1,331 @@
+"""SQL of the telemetry writer: staging tables, and the set-wise merge of staged rows into
+the canonical model. Every statement is idempotent: staged rows already stored change nothing.
+"""
+
+from collectors.batch import (
+    DEAD_LETTER_COLUMNS,
+    LOG_COLUMNS,
+    OBSERVATION_COLUMNS,
+    RESOURCE_COLUMNS,
+    SPAN_COLUMNS,
+)
+
+# Staging tables live per connection and empty themselves at every commit. Times arrive as
+# Unix nanoseconds; `_ts` turns them into timestamptz (microseconds, PostgreSQL's resolution).
+STAGING = """
+CREATE TEMP TABLE IF NOT EXISTS _in_spans (
+    correlation_id text, trace_id bytea, span_id bytea, start_ns bigint, end_ns bigint,
+    parent_span_id bytea, name text, kind smallint, status_code smallint, status_message text,
+    service_name text, resource_hash bytea, attributes jsonb, events jsonb
+) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS _in_logs (
+    correlation_id text, record_hash bytea, time_ns bigint, observed_ns bigint, trace_id bytea,
+    span_id bytea, severity_number smallint, severity_text text, body jsonb, attributes jsonb,
+    service_name text, resource_hash bytea, source text
+) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS _in_obs (
+    record_key bytea, correlation_id text, process text, stage text, system text,
+    at_ns bigint, ok boolean, business jsonb, error_type text, message text,
+    fingerprint text, dead_letter boolean, trace_id bytea, span_id bytea
+) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS _in_dead (
+    record_key bytea, correlation_id text, process text, stage text, system text, at_ns bigint,
+    target_url text, method text, headers jsonb, content_type text, payload text,
+    error_type text, error_message text, fingerprint text
+) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS _in_resources (
+    resource_hash bytea, service_name text, attributes jsonb
+) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS _new_records (record_key bytea) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS _new_obs (LIKE _in_obs) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS _catalog (
+    process text, stage text, stage_index integer, is_last boolean,
+    PRIMARY KEY (process, stage)
+);
+"""
+
+STAGING_TYPES = {
+    "_in_spans": [
+        "text",
+        "bytea",
+        "bytea",
+        "int8",
+        "int8",
+        "bytea",
+        "text",
+        "int2",
+        "int2",
+        "text",
+        "text",
+        "bytea",
+        "jsonb",
+        "jsonb",
+    ],
+    "_in_logs": [
+        "text",
+        "bytea",
+        "int8",
+        "int8",
+        "bytea",
+        "bytea",
+        "int2",
+        "text",
+        "jsonb",
+        "jsonb",
+        "text",
+        "bytea",
+        "text",
+    ],
+    "_in_obs": [
+        "bytea",
+        "text",
+        "text",
+        "text",
+        "text",
+        "int8",
+        "bool",
+        "jsonb",
+        "text",
+        "text",
+        "text",
+        "bool",
+        "bytea",
+        "bytea",
+    ],
+    "_in_dead": [
+        "bytea",
+        "text",
+        "text",
+        "text",
+        "text",
+        "int8",
+        "text",
+        "text",
+        "jsonb",
+        "text",
+        "text",
+        "text",
+        "text",
+        "text",
+    ],
+    "_in_resources": ["bytea", "text", "jsonb"],
+}
+
+STAGING_COLUMNS = {
+    "_in_spans": SPAN_COLUMNS,
+    "_in_logs": LOG_COLUMNS,
+    "_in_obs": OBSERVATION_COLUMNS,
+    "_in_dead": DEAD_LETTER_COLUMNS,
+    "_in_resources": RESOURCE_COLUMNS,
+}
+
+
+def _ts(column: str) -> str:
+    return f"(timestamptz 'epoch' + ({column} / 1000) * interval '1 microsecond')"
+
+
+INSERT_RESOURCES = """
+INSERT INTO resources (resource_hash, service_name, attributes)
+SELECT DISTINCT ON (resource_hash) resource_hash, service_name, attributes FROM _in_resources
+ORDER BY resource_hash
+ON CONFLICT DO NOTHING
+"""
+
+_SPAN_SELECT = f"""
+INSERT INTO spans (correlation_id, trace_id, span_id, start_time, end_time, parent_span_id, name,
+                   kind, status_code, status_message, service_name, resource_hash, attributes,
+                   events)
+SELECT correlation_id, trace_id, span_id, {_ts("start_ns")}, {_ts("end_ns")}, parent_span_id,
+       name, kind, status_code, status_message, service_name, resource_hash, attributes, events
+FROM _in_spans
+ON CONFLICT DO NOTHING
+"""
+INSERT_SPANS = _SPAN_SELECT
+# Only spans stored for the first time may count towards derived rows.
+INSERT_SPANS_NOTING_NEW = f"""
+WITH stored AS ({_SPAN_SELECT} RETURNING trace_id || span_id AS record_key)
+INSERT INTO _new_records SELECT record_key FROM stored
+"""
+
+_LOG_SELECT = f"""
+INSERT INTO log_records (correlation_id, record_hash, time, observed_time, trace_id, span_id,
+                         severity_number, severity_text, body, attributes, service_name,
+                         resource_hash, source)
+SELECT correlation_id, record_hash, {_ts("time_ns")}, {_ts("observed_ns")}, trace_id, span_id,
+       severity_number, severity_text, body, attributes, service_name, resource_hash, source
+FROM _in_logs
+ON CONFLICT DO NOTHING
+"""
+INSERT_LOGS = _LOG_SELECT
+INSERT_LOGS_NOTING_NEW = f"""
+WITH stored AS ({_LOG_SELECT} RETURNING record_hash AS record_key)
+INSERT INTO _new_records SELECT record_key FROM stored
+"""
+
+SELECT_NEW_OBSERVATIONS = """
+INSERT INTO _new_obs
+SELECT DISTINCT ON (o.record_key) o.*
+FROM _in_obs o
+WHERE o.record_key IN (SELECT record_key FROM _new_records)
+ORDER BY o.record_key
+"""
+
+# A stage row keeps its best observation: a success before any failure, then the earliest,
+# ties broken by content, so the outcome does not depend on the order deliveries arrive in.
+_BETTER = (
+    "((excluded.status = 'ok' AND se.status = 'error') OR (excluded.status = se.status AND "
+    "(excluded.reached_at, excluded.business::text) < (se.reached_at, se.business::text)))"
+)
+UPSERT_STAGE_EVENTS = f"""
+INSERT INTO stage_events AS se (correlation_id, stage, system, process, reached_at, status,
+                                business, trace_id, span_id, last_ok_at)
+SELECT DISTINCT ON (correlation_id, stage, system)
+       correlation_id, stage, system, process, {_ts("at_ns")},
+       CASE WHEN ok THEN 'ok' ELSE 'error' END, business, trace_id, span_id,
+       max({_ts("at_ns")}) FILTER (WHERE ok) OVER (PARTITION BY correlation_id, stage, system)
+FROM _new_obs
+ORDER BY correlation_id, stage, system, ok DESC, at_ns, business::text
+ON CONFLICT (correlation_id, stage, system) DO UPDATE SET
+    process = CASE WHEN {_BETTER} THEN excluded.process ELSE se.process END,
+    reached_at = CASE WHEN {_BETTER} THEN excluded.reached_at ELSE se.reached_at END,
+    business = CASE WHEN {_BETTER} THEN excluded.business ELSE se.business END,
+    trace_id = CASE WHEN {_BETTER} THEN excluded.trace_id ELSE se.trace_id END,
+    span_id = CASE WHEN {_BETTER} THEN excluded.span_id ELSE se.span_id END,
+    ingested_at = CASE WHEN {_BETTER} THEN now() ELSE se.ingested_at END,
+    status = CASE WHEN {_BETTER} THEN excluded.status ELSE se.status END,
+    last_ok_at = greatest(se.last_ok_at, excluded.last_ok_at)
+"""
+
+
+def _first_business(key: str, cast: str = "") -> str:
+    value = (
+        f"(array_agg(s.business->>'{key}' ORDER BY s.reached_at, s.stage, s.system) "
+        f"FILTER (WHERE s.business ? '{key}'))[1]"
+    )
+    return f"({value}){cast}"
+
+
+# Transactions are recomputed from all their stage rows, so they are a pure function of them.
+UPSERT_TRANSACTIONS = f"""
+INSERT INTO transactions AS t (correlation_id, process, current_stage, stage_index, status,
+    started_at, completed_at, last_event_at, customer_id, order_id, invoice_id, payment_id,
+    amount, currency, legal_entity, contract_version, updated_at)
+SELECT s.correlation_id,
+       (array_agg(s.process ORDER BY s.reached_at, s.stage, s.system))[1],
+       (array_agg(s.stage ORDER BY c.stage_index DESC NULLS LAST, s.reached_at DESC, s.stage)
+            FILTER (WHERE s.status = 'ok'))[1],
+       max(c.stage_index) FILTER (WHERE s.status = 'ok'),
+       CASE WHEN bool_or(c.is_last AND s.status = 'ok') THEN 'completed' ELSE 'in_progress' END,
+       coalesce(min(s.reached_at) FILTER (WHERE c.stage_index = 0 AND s.status = 'ok'),
+                min(s.reached_at)),
+       min(s.reached_at) FILTER (WHERE c.is_last AND s.status = 'ok'),
+       max(s.reached_at),
+       {_first_business("customer_id")}, {_first_business("order_id")},
+       {_first_business("invoice_id")}, {_first_business("payment_id")},
+       {_first_business("amount", "::numeric")}, {_first_business("currency")},
+       {_first_business("legal_entity")}, {_first_business("contract_version")},
+       now()
+FROM stage_events s
+LEFT JOIN _catalog c ON c.process = s.process AND c.stage = s.stage
+WHERE s.correlation_id IN (SELECT correlation_id FROM _new_obs)
+GROUP BY s.correlation_id
+ORDER BY s.correlation_id
+ON CONFLICT (correlation_id) DO UPDATE SET
+    process = excluded.process, current_stage = excluded.current_stage,
+    stage_index = excluded.stage_index,
+    status = CASE WHEN excluded.status = 'completed' THEN 'completed'
+                  WHEN t.status IN ('stalled', 'failed') THEN t.status
+                  ELSE excluded.status END,
+    started_at = excluded.started_at, completed_at = excluded.completed_at,
+    last_event_at = excluded.last_event_at, customer_id = excluded.customer_id,
+    order_id = excluded.order_id, invoice_id = excluded.invoice_id,
+    payment_id = excluded.payment_id, amount = excluded.amount, currency = excluded.currency,
+    legal_entity = excluded.legal_entity, contract_version = excluded.contract_version,
+    updated_at = now()
+"""
+
+_OPEN = "('open', 'assigned', 'in_progress', 'replayed')"
+
+UPSERT_EXCEPTIONS = f"""
+INSERT INTO exceptions AS e (correlation_id, process, stage, system, kind, fingerprint,
+                             error_type, message, first_seen, last_seen, occurrences)
+SELECT correlation_id, process, stage, system,
+       CASE WHEN bool_or(dead_letter) THEN 'dead_letter' ELSE 'error' END, fingerprint,
+       (array_agg(error_type ORDER BY at_ns, message))[1],
+       (array_agg(message ORDER BY at_ns, message))[1],
+       {_ts("min(at_ns)")}, {_ts("max(at_ns)")}, count(*)
+FROM _new_obs
+WHERE NOT ok
+GROUP BY correlation_id, stage, fingerprint, process, system
+ORDER BY correlation_id, stage, fingerprint
+ON CONFLICT (correlation_id, stage, fingerprint)
+    WHERE status NOT IN ('resolved', 'auto_resolved', 'ignored')
+DO UPDATE SET
+    occurrences = e.occurrences + excluded.occurrences,
+    kind = CASE WHEN excluded.kind = 'dead_letter' THEN 'dead_letter' ELSE e.kind END,
+    error_type = CASE WHEN excluded.first_seen < e.first_seen
+                      THEN excluded.error_type ELSE e.error_type END,
+    message = CASE WHEN excluded.first_seen < e.first_seen THEN excluded.message ELSE e.message END,
+    first_seen = least(e.first_seen, excluded.first_seen),
+    last_seen = greatest(e.last_seen, excluded.last_seen),
+    updated_at = now()
+"""
+
+SYNC_EXCEPTION_CONTEXT = """
+UPDATE exceptions e
+SET customer_id = t.customer_id, order_id = t.order_id, invoice_id = t.invoice_id,
+    amount = t.amount, currency = t.currency, legal_entity = t.legal_entity,
+    process = coalesce(e.process, t.process)
+FROM transactions t
+WHERE t.correlation_id = e.correlation_id
+  AND e.correlation_id IN (SELECT correlation_id FROM _new_obs)
+  AND (e.customer_id, e.order_id, e.invoice_id, e.amount, e.currency, e.legal_entity)
+      IS DISTINCT FROM
+      (t.customer_id, t.order_id, t.invoice_id, t.amount, t.currency, t.legal_entity)
+"""
+
+# A success of the stage later than a failure's last occurrence resolves it, whichever of
+# the two arrived first; each resolution is written to the audit trail.
+AUTO_RESOLVE = f"""
+WITH succeeded AS (
+    SELECT correlation_id, stage, max(last_ok_at) AS last_ok_at
+    FROM stage_events
+    WHERE (correlation_id, stage) IN (SELECT correlation_id, stage FROM _new_obs)
+      AND last_ok_at IS NOT NULL
+    GROUP BY correlation_id, stage
+), resolved AS (
+    UPDATE exceptions e
+    SET status = 'auto_resolved', resolved_at = now(), updated_at = now(),
+        resolution = format('stage %s succeeded at %s', e.stage,
+                            to_char(s.last_ok_at AT TIME ZONE 'UTC',
+                                    'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'))
+    FROM succeeded s, exceptions prev
+    WHERE e.correlation_id = s.correlation_id AND e.stage = s.stage
+      AND prev.correlation_id = e.correlation_id AND prev.id = e.id
+      AND e.kind IN ('error', 'dead_letter') AND e.status IN {_OPEN}
+      AND e.last_seen < s.last_ok_at
+    RETURNING e.correlation_id, e.id, prev.status AS before_status, e.resolution
+)
+INSERT INTO exception_events (correlation_id, exception_id, actor, action, before, after, comment)
+SELECT correlation_id, id, 'system', 'auto_resolved', jsonb_build_object('status', before_status),
+       jsonb_build_object('status', 'auto_resolved'), resolution
+FROM resolved
+ORDER BY correlation_id, id
+"""
+
+INSERT_DEAD_LETTERS = f"""
+INSERT INTO dead_letters (correlation_id, dedup_key, idempotency_key, process, stage, system,
+                          occurred_at, target_url, method, headers, content_type, payload,
+                          error_type, error_message, exception_id)
+SELECT DISTINCT ON (d.correlation_id, d.record_key)
+       d.correlation_id, d.record_key, 'q2c-dl-' || encode(d.record_key, 'hex'), d.process,
+       d.stage, d.system, {_ts("d.at_ns")}, d.target_url, d.method, d.headers, d.content_type,
+       d.payload, d.error_type, d.error_message,
+       (SELECT e.id FROM exceptions e
+        WHERE e.correlation_id = d.correlation_id AND e.stage = d.stage
+          AND e.fingerprint = d.fingerprint
+        ORDER BY e.id DESC LIMIT 1)
+FROM _in_dead d
+ORDER BY d.correlation_id, d.record_key
+ON CONFLICT (correlation_id, dedup_key) DO NOTHING
+"""

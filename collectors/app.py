@@ -1,0 +1,257 @@
+"""The collector's HTTP surface: OTLP/HTTP `/v1/traces` and `/v1/logs`, middleware
+`/v1/integration-logs`, and `/healthz` / `/readyz`.
+
+Status codes follow the OTLP specification: 400 for undecodable data (clients do not retry),
+413 past the size limit, 429 and 503 with Retry-After under back-pressure or while the
+database is down (clients retry), and partial success for individually rejected records.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from google.rpc import code_pb2
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from collectors import otlp
+from collectors.batch import Batch
+from collectors.group_commit import GroupCommitter
+from collectors.integration_logs import parse_records, split_records
+from collectors.logs import decode_logs
+from collectors.mapping import AttributeMap
+from collectors.observations import Observer
+from collectors.readiness import Readiness
+from collectors.traces import decode_spans
+from collectors.window import TimeWindow
+from collectors.writer import PostgresWriter, StorageRejected, StorageUnavailable
+from q2c.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class _Refusal(Exception):
+    """Ends a request early with an HTTP status and a reason."""
+
+    def __init__(self, status: int, code: int, reason: str, retry: bool = False) -> None:
+        super().__init__(reason)
+        self.status, self.code, self.reason, self.retry = status, code, reason, retry
+
+
+@dataclass
+class _Signal:
+    request_type: Any
+    decode: Callable[[Any, Observer, TimeWindow], Batch]
+    respond: Callable[[int, str], Any]
+
+
+_TRACES = _Signal(otlp.TRACES_REQUEST, decode_spans, otlp.traces_response)
+_LOGS = _Signal(otlp.LOGS_REQUEST, decode_logs, otlp.logs_response)
+
+
+class Collector:
+    """Request handling shared by the routes: auth, admission, body limits, storage."""
+
+    def __init__(self, settings: Settings, database_url: str) -> None:
+        self.settings = settings
+        self.tokens = [token.encode() for token in settings.tokens]
+        self.observer = Observer(AttributeMap.load(settings.attribute_map))
+        self.readiness = Readiness(database_url, settings.db_connect_timeout)
+        self.database_url = database_url
+        self.committer: GroupCommitter | None = None
+        self.inflight = 0
+        self.unavailable_until = 0.0
+
+    def start(self) -> None:
+        """Start the writer threads."""
+        url, timeout = self.database_url, self.settings.db_connect_timeout
+        self.committer = GroupCommitter(
+            lambda: PostgresWriter(url, timeout),
+            threads=self.settings.writer_connections,
+            max_records=self.settings.group_commit_records,
+        )
+
+    def stop(self) -> None:
+        """Finish queued writes and stop the writer threads."""
+        if self.committer is not None:
+            self.committer.close()
+
+    def window(self) -> TimeWindow:
+        """Record timestamps accepted right now."""
+        return TimeWindow.around_now(self.settings.retention_days, self.settings.max_future_seconds)
+
+    def authorize(self, request: Request) -> None:
+        """401 unless the request carries one of the configured bearer tokens."""
+        if not self.tokens:
+            return
+        header = request.headers.get("authorization", "")
+        scheme, _, presented = header.partition(" ")
+        candidate = presented.strip().encode()
+        matched = False
+        for token in self.tokens:  # compare with every token: no early exit to time
+            matched |= hmac.compare_digest(candidate, token)
+        if scheme.lower() != "bearer" or not matched:
+            raise _Refusal(401, code_pb2.UNAUTHENTICATED, "missing or invalid bearer token")
+
+    def admit(self) -> None:
+        """429 past Q2C_MAX_INFLIGHT; 503 while the database was just found unreachable."""
+        if self.inflight >= self.settings.max_inflight:
+            raise _Refusal(
+                429,
+                code_pb2.RESOURCE_EXHAUSTED,
+                "collector is busy; retry after the indicated delay",
+                retry=True,
+            )
+        if time.monotonic() < self.unavailable_until:
+            raise _Refusal(
+                503, code_pb2.UNAVAILABLE, "database unavailable; retry later", retry=True
+            )
+
+    async def body(self, request: Request) -> bytes:
+        """The request body after Content-Encoding, within Q2C_MAX_BODY_BYTES (else 413)."""
+        limit = self.settings.max_body_bytes
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > limit:
+            raise _Refusal(413, code_pb2.RESOURCE_EXHAUSTED, f"body exceeds {limit} bytes")
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise _Refusal(413, code_pb2.RESOURCE_EXHAUSTED, f"body exceeds {limit} bytes")
+            chunks.append(chunk)
+        try:
+            return otlp.decompress(b"".join(chunks), request.headers.get("content-encoding"), limit)
+        except otlp.TooLarge as exc:
+            raise _Refusal(413, code_pb2.RESOURCE_EXHAUSTED, str(exc)) from None
+        except otlp.BadRequest as exc:
+            raise _Refusal(400, code_pb2.INVALID_ARGUMENT, str(exc)) from None
+
+    async def store(self, batch: Batch) -> None:
+        """Commit the batch; 503 when the database is down, 400 when it refuses the data."""
+        if not batch.record_count:
+            return
+        assert self.committer is not None
+        try:
+            await self.committer.submit(batch)
+        except StorageUnavailable as exc:
+            self.unavailable_until = time.monotonic() + self.settings.retry_after_seconds
+            log.warning("database unavailable: %s", exc)
+            raise _Refusal(
+                503, code_pb2.UNAVAILABLE, "database unavailable; retry later", retry=True
+            ) from None
+        except StorageRejected as exc:
+            raise _Refusal(400, code_pb2.INVALID_ARGUMENT, f"data refused: {exc}") from None
+
+    def refusal(self, refusal: _Refusal, kind: str) -> Response:
+        """An error response: google.rpc.Status in the request's encoding."""
+        headers = {"Retry-After": str(self.settings.retry_after_seconds)} if refusal.retry else {}
+        return Response(
+            otlp.status(refusal.code, refusal.reason, kind),
+            refusal.status,
+            headers=headers,
+            media_type=kind,
+        )
+
+
+def create_app(settings: Settings, database_url: str) -> Starlette:
+    """The collector's ASGI application, storing into `database_url`."""
+    collector = Collector(settings, database_url)
+
+    async def export(request: Request, signal: _Signal) -> Response:
+        kind = otlp.media_type(request.headers.get("content-type"))
+        if kind is None:
+            return collector.refusal(
+                _Refusal(
+                    415,
+                    code_pb2.INVALID_ARGUMENT,
+                    "Content-Type must be application/x-protobuf or application/json",
+                ),
+                otlp.JSON,
+            )
+        collector.inflight += 1
+        try:
+            collector.authorize(request)
+            collector.admit()
+            body = await collector.body(request)
+            try:
+                message = otlp.parse(body, kind, signal.request_type)
+            except otlp.BadRequest as exc:
+                raise _Refusal(400, code_pb2.INVALID_ARGUMENT, str(exc)) from None
+            batch = signal.decode(message, collector.observer, collector.window())
+            await collector.store(batch)
+            response = signal.respond(batch.rejected, batch.error_message())
+            return Response(otlp.encode(response, kind), 200, media_type=kind)
+        except _Refusal as refusal:
+            return collector.refusal(refusal, kind)
+        finally:
+            collector.inflight -= 1
+
+    async def traces(request: Request) -> Response:
+        return await export(request, _TRACES)
+
+    async def logs(request: Request) -> Response:
+        return await export(request, _LOGS)
+
+    async def integration_logs(request: Request) -> Response:
+        collector.inflight += 1
+        try:
+            collector.authorize(request)
+            collector.admit()
+            body = await collector.body(request)
+            parsed = parse_records(split_records(body), collector.window())
+            await collector.store(parsed.batch)
+        except _Refusal as refusal:
+            return collector.refusal(refusal, otlp.JSON)
+        finally:
+            collector.inflight -= 1
+        result = {
+            "accepted": parsed.accepted,
+            "rejected": len(parsed.errors),
+            "errors": [{"line": line, "reason": reason} for line, reason in parsed.errors[:100]],
+        }
+        status = 400 if parsed.errors and not parsed.accepted else 200
+        return Response(orjson.dumps(result), status, media_type=otlp.JSON)
+
+    async def healthz(request: Request) -> Response:
+        return Response(b'{"status":"alive"}', media_type=otlp.JSON)
+
+    async def readyz(request: Request) -> Response:
+        problem = await asyncio.to_thread(collector.readiness.problem)
+        if problem is None:
+            return Response(b'{"status":"ready"}', media_type=otlp.JSON)
+        body = orjson.dumps({"status": "not ready", "reason": problem})
+        return Response(
+            body,
+            503,
+            media_type=otlp.JSON,
+            headers={"Retry-After": str(settings.retry_after_seconds)},
+        )
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        collector.start()
+        try:
+            yield
+        finally:
+            await asyncio.to_thread(collector.stop)
+
+    return Starlette(
+        routes=[
+            Route("/v1/traces", traces, methods=["POST"]),
+            Route("/v1/logs", logs, methods=["POST"]),
+            Route("/v1/integration-logs", integration_logs, methods=["POST"]),
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/readyz", readyz, methods=["GET"]),
+        ],
+        lifespan=lifespan,
+    )

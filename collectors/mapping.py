@@ -1,0 +1,87 @@
+"""Which telemetry attribute keys feed which canonical Q2C field.
+
+Defaults follow DESIGN.md (OpenTelemetry semantic conventions where one exists). Users map
+their own keys in a YAML file named by Q2C_ATTRIBUTE_MAP, for example:
+
+    correlation_id: [x-correlation-id, q2c.correlation_id]
+    invoice_id: [billing.invoice.number]
+
+Each field lists keys in priority order; the first key present wins. Keys not named in the
+file keep their defaults.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+
+import yaml
+
+from q2c.errors import Q2CError
+
+BUSINESS_FIELDS = (
+    "customer_id", "order_id", "invoice_id", "payment_id", "amount", "currency",
+    "tax_amount", "legal_entity", "contract_version",
+)  # fmt: skip
+
+DEFAULT_KEYS: Mapping[str, tuple[str, ...]] = MappingProxyType(
+    {
+        "correlation_id": (
+            "q2c.correlation_id",
+            "messaging.message.conversation_id",
+            "correlation.id",
+        ),
+        "process": ("q2c.process",),
+        "stage": ("q2c.stage",),
+        "system": ("q2c.system",),
+        "status": ("q2c.status",),
+        "error_type": ("error.type", "exception.type"),
+        "error_message": ("exception.message", "q2c.error.message"),
+        "dead_letter": ("q2c.dead_letter",),
+        "replay_target": ("q2c.replay.target",),
+        "replay_method": ("q2c.replay.method",),
+        "payload": ("q2c.payload",),
+        **{field: (f"q2c.{field}",) for field in BUSINESS_FIELDS},
+    }
+)
+
+
+@dataclass(frozen=True)
+class AttributeMap:
+    """Canonical field → attribute keys, first match wins."""
+
+    keys: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: DEFAULT_KEYS)
+
+    def lookup(self, name: str, attributes: Mapping[str, object]) -> object | None:
+        """The value of the first key for field `name` present in `attributes`, else None."""
+        for key in self.keys[name]:
+            value = attributes.get(key)
+            if value is not None:
+                return value
+        return None
+
+    @classmethod
+    def load(cls, path: Path | None) -> AttributeMap:
+        """The defaults, overridden field by field by the YAML file at `path` (if any)."""
+        if path is None:
+            return cls()
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise Q2CError(f"cannot read attribute map {path}: {exc}") from None
+        if not isinstance(data, dict):
+            raise Q2CError(f"attribute map {path}: expected a mapping of field: [keys]")
+        keys = dict(DEFAULT_KEYS)
+        for name, value in data.items():
+            if name not in DEFAULT_KEYS:
+                known = ", ".join(sorted(DEFAULT_KEYS))
+                raise Q2CError(f"attribute map {path}: unknown field '{name}' (known: {known})")
+            listed = [value] if isinstance(value, str) else value
+            if not isinstance(listed, list) or not all(isinstance(k, str) and k for k in listed):
+                raise Q2CError(f"attribute map {path}: '{name}' needs a key or a list of keys")
+            if not listed:
+                raise Q2CError(f"attribute map {path}: '{name}' needs a key or a list of keys")
+            keys[name] = tuple(listed)
+        return cls(MappingProxyType(keys))

@@ -1,0 +1,144 @@
+"""OTLP/HTTP wire format: request bodies in, responses and error statuses out.
+
+Protobuf and JSON as the OTLP specification gives them: JSON carries trace and span IDs as
+hex (not protobuf-JSON's base64), enums as integers, lowerCamelCase keys (original names are
+accepted too) and 64-bit integers as strings or numbers; unknown fields are ignored.
+"""
+
+from __future__ import annotations
+
+import base64
+import zlib
+from typing import Any
+
+import orjson
+from google.protobuf import json_format
+from google.protobuf.message import DecodeError, Message
+from google.rpc import status_pb2
+from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
+
+PROTOBUF = "application/x-protobuf"
+JSON = "application/json"
+
+TRACES_REQUEST = trace_service_pb2.ExportTraceServiceRequest
+LOGS_REQUEST = logs_service_pb2.ExportLogsServiceRequest
+
+
+class BadRequest(Exception):
+    """The body cannot be decoded; the message says why (sent back as google.rpc.Status)."""
+
+
+class TooLarge(Exception):
+    """The body exceeds the size limit, before or after decompression."""
+
+
+def media_type(content_type: str | None) -> str | None:
+    """PROTOBUF or JSON for a Content-Type header, None when it is neither."""
+    base = (content_type or "").split(";", 1)[0].strip().lower()
+    return base if base in (PROTOBUF, JSON) else None
+
+
+def decompress(body: bytes, encoding: str | None, limit: int) -> bytes:
+    """The body after Content-Encoding; a gzip bomb stops at `limit` bytes of output."""
+    encoding = (encoding or "identity").strip().lower()
+    if encoding == "identity":
+        return body
+    if encoding != "gzip":
+        raise BadRequest(f"unsupported Content-Encoding '{encoding}' (use gzip or none)")
+    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    try:
+        data = inflater.decompress(body, limit + 1)
+    except zlib.error as exc:
+        raise BadRequest(f"gzip body is corrupt: {exc}") from None
+    if len(data) > limit:
+        raise TooLarge(f"decompressed body exceeds {limit} bytes")
+    if not inflater.eof:
+        raise BadRequest("gzip body is truncated")
+    return data
+
+
+def parse(body: bytes, kind: str, message_type: type[Message]) -> Any:
+    """Decode an export request of `message_type` from protobuf or OTLP JSON."""
+    message = message_type()
+    if kind == PROTOBUF:
+        try:
+            message.ParseFromString(body)
+        except DecodeError as exc:
+            raise BadRequest(f"body is not a valid {message_type.__name__}: {exc}") from None
+        return message
+    if not body.strip():
+        return message
+    try:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"body is not valid JSON: {exc}") from None
+    if not isinstance(document, dict):
+        raise BadRequest("JSON body must be an object")
+    _hex_ids_to_base64(document)
+    try:
+        json_format.ParseDict(document, message, ignore_unknown_fields=True)
+    except json_format.ParseError as exc:
+        raise BadRequest(f"JSON body does not match {message_type.__name__}: {exc}") from None
+    return message
+
+
+_ID_KEYS = ("traceId", "trace_id", "spanId", "span_id", "parentSpanId", "parent_span_id")
+_CONTAINERS = {
+    "resourceSpans",
+    "resource_spans",
+    "scopeSpans",
+    "scope_spans",
+    "spans",
+    "links",
+    "resourceLogs",
+    "resource_logs",
+    "scopeLogs",
+    "scope_logs",
+    "logRecords",
+    "log_records",
+}
+
+
+def _hex_ids_to_base64(node: dict[str, Any]) -> None:
+    """OTLP JSON IDs are hex; protobuf's JSON parser expects base64. Rewrite them in place."""
+    for key, value in node.items():
+        if key in _ID_KEYS and isinstance(value, str):
+            try:
+                node[key] = base64.b64encode(bytes.fromhex(value)).decode()
+            except ValueError:
+                raise BadRequest(f"{key} '{value[:40]}' is not hex-encoded") from None
+        elif key in _CONTAINERS and isinstance(value, list):
+            for item in value:
+                if isinstance(item, dict):
+                    _hex_ids_to_base64(item)
+
+
+def encode(message: Message, kind: str) -> bytes:
+    """A response message in the request's encoding."""
+    if kind == JSON:
+        return orjson.dumps(json_format.MessageToDict(message))
+    return message.SerializeToString()
+
+
+def status(code: int, text: str, kind: str) -> bytes:
+    """A google.rpc.Status body, the OTLP error response, in the request's encoding."""
+    return encode(status_pb2.Status(code=code, message=text), kind)
+
+
+def traces_response(rejected: int, error_message: str) -> Message:
+    """ExportTraceServiceResponse, with partial success when records were rejected."""
+    response = trace_service_pb2.ExportTraceServiceResponse()
+    if rejected:
+        response.partial_success.rejected_spans = rejected
+        response.partial_success.error_message = error_message
+    return response
+
+
+def logs_response(rejected: int, error_message: str) -> Message:
+    """ExportLogsServiceResponse, with partial success when records were rejected."""
+    response = logs_service_pb2.ExportLogsServiceResponse()
+    if rejected:
+        response.partial_success.rejected_log_records = rejected
+        response.partial_success.error_message = error_message
+    return response

@@ -1,0 +1,52 @@
+"""Readiness: the database answers and has every migration this code expects."""
+
+from __future__ import annotations
+
+import time
+
+import psycopg
+
+from q2c.migrate import head_revision
+
+CACHE_SECONDS = 2.0  # in seconds; load balancers probe often
+
+
+class Readiness:
+    """Checks (and briefly caches) whether the collector can store what it receives."""
+
+    def __init__(self, url: str, connect_timeout: int) -> None:
+        self.url = url
+        self.connect_timeout = connect_timeout
+        self._head = head_revision()
+        self._checked_at = -CACHE_SECONDS
+        self._problem: str | None = None
+
+    def problem(self) -> str | None:
+        """None when ready, else what is wrong."""
+        now = time.monotonic()
+        if now - self._checked_at >= CACHE_SECONDS:
+            self._problem = self._check()
+            self._checked_at = now
+        return self._problem
+
+    def _check(self) -> str | None:
+        try:
+            with psycopg.connect(self.url, connect_timeout=self.connect_timeout) as conn:
+                row = conn.execute(
+                    "SELECT version_num FROM alembic_version"
+                    if _has_version_table(conn)
+                    else "SELECT NULL"
+                ).fetchone()
+        except psycopg.Error as exc:
+            return f"database unreachable: {str(exc).strip().splitlines()[0]}"
+        revision = row[0] if row else None
+        if revision != self._head:
+            return (
+                f"database schema at {revision or 'none'}, expected {self._head}: run q2c migrate"
+            )
+        return None
+
+
+def _has_version_table(conn: psycopg.Connection) -> bool:
+    found = conn.execute("SELECT to_regclass('alembic_version') IS NOT NULL").fetchone()
+    return bool(found and found[0])

@@ -1,0 +1,46 @@
+"""Running the collector: checks that make an unsafe configuration fail loudly, then uvicorn."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+
+import uvicorn
+
+from collectors.app import create_app
+from q2c.errors import Q2CError
+from q2c.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` only accepts connections from this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def serve(settings: Settings, database_url: str, host: str, port: int) -> None:
+    """Serve OTLP/HTTP on host:port until SIGINT/SIGTERM, finishing queued writes first."""
+    if not settings.tokens:
+        if not is_loopback(host):
+            raise Q2CError(
+                f"refusing to listen on {host} without authentication: set "
+                "Q2C_INGEST_TOKENS (comma-separated bearer tokens) or listen on 127.0.0.1"
+            )
+        log.warning("no Q2C_INGEST_TOKENS set: accepting telemetry from this machine only")
+    app = create_app(settings, database_url)
+    log.info("collector listening on http://%s:%d", host, port)
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=30,
+        server_header=False,
+    )

@@ -1,0 +1,163 @@
+"""Storing batches in PostgreSQL: the telemetry writer and its contract.
+
+Why it is shaped this way (where the time goes when inserting telemetry):
+1. Round trips: one COPY per staging table per transaction, never a statement per row.
+2. Parsing: binary COPY, with JSON pre-serialised by orjson, so PostgreSQL parses each
+   jsonb value once and nothing else.
+3. Idempotency: COPY cannot skip duplicates, so rows are staged in per-connection
+   temporary tables (no WAL) and merged with INSERT … ON CONFLICT DO NOTHING.
+4. Derived rows: computed set-wise from the records that were new in this transaction, so a
+   redelivered batch derives nothing and a transaction costs a handful of statements
+   whatever its size. Several requests share one transaction (group commit) to amortise the
+   commit and the statements' fixed cost.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Protocol
+
+import psycopg
+from psycopg.types.json import set_json_dumps
+
+from collectors import _sql
+from collectors.batch import Batch
+from q2c.catalog import stage_rows
+
+log = logging.getLogger(__name__)
+
+_RETRYABLE_CONFLICTS = (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)
+_CONFLICT_RETRIES = 3
+
+
+class StorageUnavailable(Exception):
+    """The database cannot be reached or is shutting down; the client should retry later."""
+
+
+class StorageRejected(Exception):
+    """The database refused the batch's data; retrying the same batch will not help."""
+
+
+class TelemetryWriter(Protocol):
+    """Stores batches.
+
+    `write` is all-or-nothing and idempotent: it returns only after the batch is durably
+    committed; when it raises, nothing of the batch is stored; writing a batch that is
+    already stored (wholly or partly) changes no row and no count.
+    """
+
+    def write(self, batch: Batch) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class PostgresWriter:
+    """A TelemetryWriter on one PostgreSQL connection, opened lazily and reopened after loss."""
+
+    def __init__(self, url: str, connect_timeout: int = 5) -> None:
+        self.url = url
+        self.connect_timeout = connect_timeout
+        self._conn: psycopg.Connection | None = None
+        self._known_days: set[int] = set()
+
+    def write(self, batch: Batch) -> None:
+        """Store `batch` in one transaction (see TelemetryWriter)."""
+        if not batch.record_count:
+            return
+        for attempt in range(_CONFLICT_RETRIES):
+            try:
+                conn = self._connection()
+                self._ensure_partitions(conn, batch.days)
+                with conn.transaction():
+                    _store(conn, batch)
+                return
+            except _RETRYABLE_CONFLICTS:
+                if attempt == _CONFLICT_RETRIES - 1:
+                    raise StorageUnavailable("concurrent writers kept conflicting") from None
+                time.sleep(0.01 * (attempt + 1))
+            except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+                self._drop_connection()
+                raise StorageUnavailable(_first_line(exc)) from None
+            except psycopg.DataError as exc:
+                raise StorageRejected(_first_line(exc)) from None
+            except psycopg.Error as exc:
+                self._drop_connection()
+                raise StorageUnavailable(_first_line(exc)) from None
+
+    def close(self) -> None:
+        """Close the connection; a later write reconnects."""
+        self._drop_connection()
+
+    def _connection(self) -> psycopg.Connection:
+        if self._conn is None or self._conn.closed:
+            conn = psycopg.connect(self.url, connect_timeout=self.connect_timeout, autocommit=True)
+            set_json_dumps(lambda already_json: already_json, context=conn)
+            conn.execute(_sql.STAGING)
+            with conn.cursor() as cur:
+                cur.execute("DELETE FROM _catalog")
+                cur.executemany("INSERT INTO _catalog VALUES (%s, %s, %s, %s)", stage_rows())
+            self._conn = conn
+            self._known_days.clear()
+        return self._conn
+
+    def _drop_connection(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            finally:
+                self._conn = None
+
+    def _ensure_partitions(self, conn: psycopg.Connection, days: set[int]) -> None:
+        """Create the day partitions rows will land in, outside the data transaction."""
+        for day in sorted(days - self._known_days):
+            for parent in ("spans", "log_records"):
+                conn.execute(
+                    "SELECT q2c_ensure_partition(%s::regclass, date '1970-01-01' + %s::integer)",
+                    (parent, day),
+                )
+            self._known_days.add(day)
+
+
+def _store(conn: psycopg.Connection, batch: Batch) -> None:
+    cur = conn.cursor()
+    _copy(cur, "_in_resources", list(batch.resources.values()))
+    _copy(cur, "_in_spans", batch.spans)
+    _copy(cur, "_in_logs", batch.logs)
+    _copy(cur, "_in_obs", batch.observations)
+    _copy(cur, "_in_dead", batch.dead_letters)
+    if batch.resources:
+        cur.execute(_sql.INSERT_RESOURCES)
+    derive = bool(batch.observations)
+    if batch.spans:
+        cur.execute(_sql.INSERT_SPANS_NOTING_NEW if derive else _sql.INSERT_SPANS)
+    if batch.logs:
+        cur.execute(_sql.INSERT_LOGS_NOTING_NEW if derive else _sql.INSERT_LOGS)
+    if derive:
+        cur.execute(_sql.SELECT_NEW_OBSERVATIONS)
+        if cur.rowcount:
+            for statement in (
+                _sql.UPSERT_STAGE_EVENTS,
+                _sql.UPSERT_TRANSACTIONS,
+                _sql.UPSERT_EXCEPTIONS,
+                _sql.SYNC_EXCEPTION_CONTEXT,
+                _sql.AUTO_RESOLVE,
+            ):
+                cur.execute(statement)
+    if batch.dead_letters:
+        cur.execute(_sql.INSERT_DEAD_LETTERS)
+
+
+def _copy(cur: psycopg.Cursor, table: str, rows: list[tuple]) -> None:
+    if not rows:
+        return
+    columns = ", ".join(_sql.STAGING_COLUMNS[table])
+    with cur.copy(f"COPY {table} ({columns}) FROM STDIN (FORMAT BINARY)") as copy:
+        copy.set_types(_sql.STAGING_TYPES[table])
+        for row in rows:
+            copy.write_row(row)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
