@@ -120,6 +120,30 @@ STAGING_COLUMNS = {
 }
 
 
+# Fast path: when none of a batch's records is stored yet, they are COPYed straight into
+# their tables (a unique violation sends the batch to the staging path instead).
+DIRECT_TYPES = {
+    "spans": ["text", "bytea", "bytea", "timestamptz", "timestamptz", "bytea", "text", "int2",
+              "int2", "text", "text", "bytea", "jsonb", "jsonb"],
+    "log_records": ["text", "bytea", "timestamptz", "timestamptz", "bytea", "bytea", "int2",
+                    "text", "jsonb", "jsonb", "text", "bytea", "text"],
+    "_new_obs": STAGING_TYPES["_in_obs"],
+}  # fmt: skip
+DIRECT_COLUMNS = {
+    "spans": (
+        "correlation_id", "trace_id", "span_id", "start_time", "end_time", "parent_span_id",
+        "name", "kind", "status_code", "status_message", "service_name", "resource_hash",
+        "attributes", "events",
+    ),
+    "log_records": (
+        "correlation_id", "record_hash", "time", "observed_time", "trace_id", "span_id",
+        "severity_number", "severity_text", "body", "attributes", "service_name",
+        "resource_hash", "source",
+    ),
+    "_new_obs": OBSERVATION_COLUMNS,
+}  # fmt: skip
+
+
 def _ts(column: str) -> str:
     return f"(timestamptz 'epoch' + ({column} / 1000) * interval '1 microsecond')"
 
@@ -198,36 +222,38 @@ ON CONFLICT (correlation_id, stage, system) DO UPDATE SET
 
 
 def _first_business(key: str, cast: str = "") -> str:
-    value = (
-        f"(array_agg(s.business->>'{key}' ORDER BY s.reached_at, s.stage, s.system) "
-        f"FILTER (WHERE s.business ? '{key}'))[1]"
-    )
-    return f"({value}){cast}"
+    return f"((array_agg(s.business->>'{key}') FILTER (WHERE s.business ? '{key}'))[1]){cast}"
 
 
 # Transactions are recomputed from all their stage rows, so they are a pure function of them.
+# The rows arrive sorted by (reached_at, stage, system) and PostgreSQL aggregates in input
+# order, so one sort serves every "first value reported" below.
 UPSERT_TRANSACTIONS = f"""
 INSERT INTO transactions AS t (correlation_id, process, current_stage, stage_index, status,
     started_at, completed_at, last_event_at, customer_id, order_id, invoice_id, payment_id,
     amount, currency, legal_entity, contract_version, updated_at)
 SELECT s.correlation_id,
-       (array_agg(s.process ORDER BY s.reached_at, s.stage, s.system))[1],
-       (array_agg(s.stage ORDER BY c.stage_index DESC NULLS LAST, s.reached_at DESC, s.stage)
+       (array_agg(s.process))[1],
+       (array_agg(s.stage ORDER BY s.stage_index DESC NULLS LAST, s.reached_at DESC, s.stage)
             FILTER (WHERE s.status = 'ok'))[1],
-       max(c.stage_index) FILTER (WHERE s.status = 'ok'),
-       CASE WHEN bool_or(c.is_last AND s.status = 'ok') THEN 'completed' ELSE 'in_progress' END,
-       coalesce(min(s.reached_at) FILTER (WHERE c.stage_index = 0 AND s.status = 'ok'),
+       max(s.stage_index) FILTER (WHERE s.status = 'ok'),
+       CASE WHEN bool_or(s.is_last AND s.status = 'ok') THEN 'completed' ELSE 'in_progress' END,
+       coalesce(min(s.reached_at) FILTER (WHERE s.stage_index = 0 AND s.status = 'ok'),
                 min(s.reached_at)),
-       min(s.reached_at) FILTER (WHERE c.is_last AND s.status = 'ok'),
+       min(s.reached_at) FILTER (WHERE s.is_last AND s.status = 'ok'),
        max(s.reached_at),
        {_first_business("customer_id")}, {_first_business("order_id")},
        {_first_business("invoice_id")}, {_first_business("payment_id")},
        {_first_business("amount", "::numeric")}, {_first_business("currency")},
        {_first_business("legal_entity")}, {_first_business("contract_version")},
        now()
-FROM stage_events s
-LEFT JOIN _catalog c ON c.process = s.process AND c.stage = s.stage
-WHERE s.correlation_id IN (SELECT correlation_id FROM _new_obs)
+FROM (
+    SELECT se.*, c.stage_index, c.is_last
+    FROM stage_events se
+    LEFT JOIN _catalog c ON c.process = se.process AND c.stage = se.stage
+    WHERE se.correlation_id IN (SELECT correlation_id FROM _new_obs)
+    ORDER BY se.correlation_id, se.reached_at, se.stage, se.system
+) s
 GROUP BY s.correlation_id
 ORDER BY s.correlation_id
 ON CONFLICT (correlation_id) DO UPDATE SET

@@ -255,3 +255,13 @@ def create_app(settings: Settings, database_url: str) -> Starlette:
         ],
         lifespan=lifespan,
     )
+
+
+def app_from_environment() -> Starlette:
+    """App factory for uvicorn worker processes: settings and DATABASE_URL from the
+    environment the parent `q2c collector` prepared."""
+    from q2c.settings import load_settings
+
+    settings = load_settings()
+    assert settings.database_url is not None, "q2c collector sets DATABASE_URL for workers"
+    return create_app(settings, settings.database_url.get_secret_value())

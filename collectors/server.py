@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import os
 
 import uvicorn
 
@@ -33,14 +34,24 @@ def serve(settings: Settings, database_url: str, host: str, port: int) -> None:
                 "Q2C_INGEST_TOKENS (comma-separated bearer tokens) or listen on 127.0.0.1"
             )
         log.warning("no Q2C_INGEST_TOKENS set: accepting telemetry from this machine only")
-    app = create_app(settings, database_url)
+    options = {
+        "host": host,
+        "port": port,
+        "log_level": "warning",
+        "access_log": False,
+        "timeout_graceful_shutdown": 30,
+        "server_header": False,
+    }
     log.info("collector listening on http://%s:%d", host, port)
+    if settings.collector_workers == 1:
+        uvicorn.run(create_app(settings, database_url), **options)
+        return
+    # Worker processes rebuild the app from the environment; the URL may be the embedded
+    # server's, which only this process knows.
+    os.environ["DATABASE_URL"] = database_url
     uvicorn.run(
-        app,
-        host=host,
-        port=port,
-        log_level="warning",
-        access_log=False,
-        timeout_graceful_shutdown=30,
-        server_header=False,
+        "collectors.app:app_from_environment",
+        factory=True,
+        workers=settings.collector_workers,
+        **options,
     )

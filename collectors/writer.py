@@ -4,8 +4,10 @@ Why it is shaped this way (where the time goes when inserting telemetry):
 1. Round trips: one COPY per staging table per transaction, never a statement per row.
 2. Parsing: binary COPY, with JSON pre-serialised by orjson, so PostgreSQL parses each
    jsonb value once and nothing else.
-3. Idempotency: COPY cannot skip duplicates, so rows are staged in per-connection
-   temporary tables (no WAL) and merged with INSERT … ON CONFLICT DO NOTHING.
+3. Idempotency: COPY cannot skip duplicates. Most batches hold none, so rows are first
+   COPYed straight into their tables under a savepoint; only when that meets a unique
+   violation (a redelivery) are they staged in per-connection temporary tables (no WAL)
+   and merged with INSERT … ON CONFLICT DO NOTHING.
 4. Derived rows: computed set-wise from the records that were new in this transaction, so a
    redelivered batch derives nothing and a transaction costs a handful of statements
    whatever its size. Several requests share one transaction (group commit) to amortise the
@@ -22,6 +24,7 @@ import psycopg
 from psycopg.types.json import set_json_dumps
 
 from collectors import _sql
+from collectors._pgtypes import use_nanosecond_timestamps
 from collectors.batch import Batch
 from q2c.catalog import stage_rows
 
@@ -93,6 +96,7 @@ class PostgresWriter:
         if self._conn is None or self._conn.closed:
             conn = psycopg.connect(self.url, connect_timeout=self.connect_timeout, autocommit=True)
             set_json_dumps(lambda already_json: already_json, context=conn)
+            use_nanosecond_timestamps(conn)
             conn.execute(_sql.STAGING)
             with conn.cursor() as cur:
                 cur.execute("DELETE FROM _catalog")
@@ -121,39 +125,63 @@ class PostgresWriter:
 
 def _store(conn: psycopg.Connection, batch: Batch) -> None:
     cur = conn.cursor()
-    _copy(cur, "_in_resources", list(batch.resources.values()))
+    if batch.resources:
+        _copy(cur, "_in_resources", list(batch.resources.values()))
+        cur.execute(_sql.INSERT_RESOURCES)
+    if _store_all_new(conn, cur, batch):
+        derive = bool(batch.observations)
+    else:
+        derive = _store_some_new(cur, batch)
+    if derive:
+        for statement in (
+            _sql.UPSERT_STAGE_EVENTS,
+            _sql.UPSERT_TRANSACTIONS,
+            _sql.UPSERT_EXCEPTIONS,
+            _sql.SYNC_EXCEPTION_CONTEXT,
+            _sql.AUTO_RESOLVE,
+        ):
+            cur.execute(statement)
+    if batch.dead_letters:
+        _copy(cur, "_in_dead", batch.dead_letters)
+        cur.execute(_sql.INSERT_DEAD_LETTERS)
+
+
+def _store_all_new(conn: psycopg.Connection, cur: psycopg.Cursor, batch: Batch) -> bool:
+    """COPY records straight into their tables; False (and nothing kept) on a duplicate."""
+    try:
+        with conn.transaction():
+            _copy(cur, "spans", batch.spans, direct=True)
+            _copy(cur, "log_records", batch.logs, direct=True)
+            _copy(cur, "_new_obs", batch.observations, direct=True)
+    except psycopg.errors.UniqueViolation:
+        return False
+    return True
+
+
+def _store_some_new(cur: psycopg.Cursor, batch: Batch) -> bool:
+    """Stage records and merge those not stored yet; True if any observation is new."""
     _copy(cur, "_in_spans", batch.spans)
     _copy(cur, "_in_logs", batch.logs)
     _copy(cur, "_in_obs", batch.observations)
-    _copy(cur, "_in_dead", batch.dead_letters)
-    if batch.resources:
-        cur.execute(_sql.INSERT_RESOURCES)
     derive = bool(batch.observations)
     if batch.spans:
         cur.execute(_sql.INSERT_SPANS_NOTING_NEW if derive else _sql.INSERT_SPANS)
     if batch.logs:
         cur.execute(_sql.INSERT_LOGS_NOTING_NEW if derive else _sql.INSERT_LOGS)
-    if derive:
-        cur.execute(_sql.SELECT_NEW_OBSERVATIONS)
-        if cur.rowcount:
-            for statement in (
-                _sql.UPSERT_STAGE_EVENTS,
-                _sql.UPSERT_TRANSACTIONS,
-                _sql.UPSERT_EXCEPTIONS,
-                _sql.SYNC_EXCEPTION_CONTEXT,
-                _sql.AUTO_RESOLVE,
-            ):
-                cur.execute(statement)
-    if batch.dead_letters:
-        cur.execute(_sql.INSERT_DEAD_LETTERS)
+    if not derive:
+        return False
+    cur.execute(_sql.SELECT_NEW_OBSERVATIONS)
+    return cur.rowcount > 0
 
 
-def _copy(cur: psycopg.Cursor, table: str, rows: list[tuple]) -> None:
+def _copy(cur: psycopg.Cursor, table: str, rows: list[tuple], direct: bool = False) -> None:
     if not rows:
         return
-    columns = ", ".join(_sql.STAGING_COLUMNS[table])
+    names, types = (_sql.DIRECT_COLUMNS, _sql.DIRECT_TYPES) if direct else (
+        _sql.STAGING_COLUMNS, _sql.STAGING_TYPES)  # fmt: skip
+    columns = ", ".join(names[table])
     with cur.copy(f"COPY {table} ({columns}) FROM STDIN (FORMAT BINARY)") as copy:
-        copy.set_types(_sql.STAGING_TYPES[table])
+        copy.set_types(types[table])
         for row in rows:
             copy.write_row(row)
 

@@ -217,3 +217,7 @@ def _run_stack(settings: Settings, port: int | None, banner: Callable[[str], str
     except KeyboardInterrupt:
         pass
     click.echo("stopped")
+
+
+if __name__ == "__main__":
+    main()

@@ -61,6 +61,9 @@ class Settings(BaseSettings):
     collector_port: int = Field(
         default=4318, ge=1, le=65535, description="Port the OTLP/HTTP collector listens on."
     )
+    collector_workers: int = Field(
+        default=1, ge=1, le=64, description="Collector worker processes (count)."
+    )
     ingest_tokens: SecretStr | None = Field(
         default=None,
         description="Comma-separated bearer tokens the collector accepts; unset allows only "

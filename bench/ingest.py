@@ -1,0 +1,276 @@
+"""Ingest benchmark: stored spans per second end to end against the COPY ceiling.
+
+    python -m bench.ingest [--batches 300] [--clients 8] [--burst-seconds 60]
+
+1. ceiling: the same span rows COPYed (binary, 8,192 rows per statement) straight into a
+   table indexed exactly like `spans`;
+2. end to end: pre-encoded OTLP protobuf batches of 512 spans POSTed by client threads of
+   this process to a `q2c collector` process over loopback, timed until every batch is
+   acknowledged (acknowledgement comes after commit), with the collector's peak RSS;
+3. storage: bytes per stored span, indexes included;
+4. burst: twice the measured end-to-end rate for --burst-seconds; clients honour 429/503
+   Retry-After and retry; every span must be stored exactly once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import psutil
+import psycopg
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from psycopg.types.json import set_json_dumps
+
+from bench._harness import bench_database, collector_process, free_port
+from bench.workload import SPANS_PER_BATCH, encoded_batches
+from collectors.mapping import AttributeMap
+from collectors.observations import Observer
+from collectors.traces import decode_spans
+from collectors.window import TimeWindow
+
+COPY_CHUNK = 8_192
+
+
+def _datetime(ns: int) -> datetime:
+    return datetime.fromtimestamp(ns // 1000 / 1e6, tz=UTC)
+
+
+def measure_ceiling(url: str, batches: list[bytes]) -> float:
+    """Rows per second of binary COPY into a table indexed like spans."""
+    observer, window = Observer(AttributeMap()), TimeWindow(0, 2**63 - 1)
+    rows = []
+    for body in batches:
+        request = ExportTraceServiceRequest.FromString(body)
+        for span in decode_spans(request, observer, window).spans:
+            rows.append((*span[:3], _datetime(span[3]), _datetime(span[4]), *span[5:]))
+    days = {row[3].date() for row in rows}
+    with psycopg.connect(url, autocommit=True) as conn:
+        set_json_dumps(lambda already_json: already_json, context=conn)
+        conn.execute(
+            "CREATE TABLE ceiling_spans (LIKE spans INCLUDING DEFAULTS INCLUDING CONSTRAINTS)"
+            " PARTITION BY RANGE (start_time)"
+        )
+        conn.execute(
+            "ALTER TABLE ceiling_spans ADD PRIMARY KEY "
+            "(correlation_id, trace_id, span_id, start_time)"
+        )
+        conn.execute("CREATE INDEX ON ceiling_spans (trace_id)")
+        for day in days:
+            conn.execute("SELECT q2c_ensure_partition('ceiling_spans', %s)", (day,))
+        columns = (
+            "correlation_id, trace_id, span_id, start_time, end_time, parent_span_id, name, "
+            "kind, status_code, status_message, service_name, resource_hash, attributes, events"
+        )
+        types = ["text", "bytea", "bytea", "timestamptz", "timestamptz", "bytea", "text",
+                 "int2", "int2", "text", "text", "bytea", "jsonb", "jsonb"]  # fmt: skip
+        started = time.perf_counter()
+        for offset in range(0, len(rows), COPY_CHUNK):
+            with conn.transaction(), conn.cursor() as cur:
+                with cur.copy(f"COPY ceiling_spans ({columns}) FROM STDIN (FORMAT BINARY)") as cp:
+                    cp.set_types(types)
+                    for row in rows[offset : offset + COPY_CHUNK]:
+                        cp.write_row(row)
+        elapsed = time.perf_counter() - started
+        conn.execute("DROP TABLE ceiling_spans")
+    return len(rows) / elapsed
+
+
+@dataclass
+class SendStats:
+    """What the clients saw."""
+
+    acknowledged: int = 0
+    pushed_back: int = 0
+    failed: list[str] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def _client(port: int, jobs: queue.Queue, stats: SendStats) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    headers = {"Content-Type": "application/x-protobuf"}
+    while (body := jobs.get()) is not None:
+        while True:
+            try:
+                conn.request("POST", "/v1/traces", body, headers)
+                response = conn.getresponse()
+                response.read()
+            except (OSError, http.client.HTTPException):
+                conn.close()
+                time.sleep(0.5)
+                continue
+            if response.status == 200:
+                with stats.lock:
+                    stats.acknowledged += 1
+                break
+            if response.status in (429, 503):
+                with stats.lock:
+                    stats.pushed_back += 1
+                time.sleep(float(response.headers.get("Retry-After", "1")))
+                continue
+            with stats.lock:
+                stats.failed.append(f"HTTP {response.status}")
+            break
+    conn.close()
+
+
+def _run_clients(port: int, clients: int, feed) -> SendStats:
+    stats = SendStats()
+    jobs: queue.Queue = queue.Queue()
+    threads = [threading.Thread(target=_client, args=(port, jobs, stats)) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    feed(jobs)
+    for _ in threads:
+        jobs.put(None)
+    for thread in threads:
+        thread.join()
+    return stats
+
+
+def _peak_rss(pid: int, stop: threading.Event, peak: list[int]) -> None:
+    """Peak resident memory of the collector and its worker processes, summed."""
+    process = psutil.Process(pid)
+    while not stop.wait(0.1):
+        try:
+            family = [process, *process.children(recursive=True)]
+            peak[0] = max(peak[0], sum(p.memory_info().rss for p in family))
+        except psutil.NoSuchProcess:
+            return
+
+
+def _cpu_seconds(collector_pid: int) -> dict[str, float]:
+    """CPU seconds used so far by the collector (with workers), PostgreSQL, and this client."""
+
+    def used(process: psutil.Process) -> float:
+        try:
+            times = process.cpu_times()
+            return times.user + times.system
+        except psutil.NoSuchProcess:
+            return 0.0
+
+    collector = psutil.Process(collector_pid)
+    family = [collector, *collector.children(recursive=True)]
+    postgres = [p for p in psutil.process_iter(["name"]) if p.info["name"] in ("postgres",)]
+    return {
+        "collector": sum(used(p) for p in family),
+        "postgres": sum(used(p) for p in postgres),
+        "client": used(psutil.Process()),
+    }
+
+
+def _stored(url: str) -> int:
+    with psycopg.connect(url) as conn:
+        return conn.execute("SELECT count(*) FROM spans").fetchone()[0]
+
+
+def _bytes_per_span(url: str) -> tuple[float, float]:
+    """(spans table with its indexes, all telemetry and derived tables) per stored span."""
+    with psycopg.connect(url) as conn:
+        spans = conn.execute(
+            "SELECT sum(pg_total_relation_size(relid)) FROM pg_partition_tree('spans')"
+        ).fetchone()[0]
+        derived = conn.execute(
+            "SELECT sum(pg_total_relation_size(t::regclass)) FROM unnest(ARRAY["
+            "'transactions','stage_events','exceptions','resources','dead_letters']) t"
+        ).fetchone()[0]
+        count = conn.execute("SELECT count(*) FROM spans").fetchone()[0]
+    return spans / count, (spans + derived) / count
+
+
+def _burst_feed(template: bytes, rate: float, seconds: float, sent: list[int]):
+    """Feeds unique batches (new IDs on a template) at `rate` spans per second."""
+    request = ExportTraceServiceRequest.FromString(template)
+    spans = [span for rs in request.resource_spans for ss in rs.scope_spans for span in ss.spans]
+    import random
+
+    rng = random.Random(11)
+
+    def feed(jobs: queue.Queue) -> None:
+        interval = SPANS_PER_BATCH / rate
+        deadline = time.monotonic() + seconds
+        next_at = time.monotonic()
+        while next_at < deadline:
+            trace_ids: dict[bytes, bytes] = {}
+            for span in spans:
+                span.trace_id = trace_ids.setdefault(span.trace_id, rng.randbytes(16))
+                span.span_id = rng.randbytes(8)
+                span.parent_span_id = b""
+            jobs.put(request.SerializeToString())
+            sent[0] += len(spans)
+            next_at += interval
+            time.sleep(max(0.0, next_at - time.monotonic()))
+
+    return feed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batches", type=int, default=300)
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--burst-seconds", type=float, default=60.0)
+    parser.add_argument("--workers", type=int, default=1, help="collector worker processes")
+    parser.add_argument("--writers", type=int, default=2, help="writer connections per worker")
+    args = parser.parse_args()
+
+    print(f"generating {args.batches} batches of {SPANS_PER_BATCH} spans …", flush=True)
+    batches = encoded_batches(args.batches)
+    total = args.batches * SPANS_PER_BATCH
+    with bench_database() as url:
+        ceiling = measure_ceiling(url, batches)
+        print(f"ceiling (binary COPY, same rows, same indexes): {ceiling:,.0f} spans/s")
+
+        port = free_port()
+        with collector_process(
+            url, port, Q2C_RETRY_AFTER_SECONDS="1", Q2C_COLLECTOR_WORKERS=str(args.workers)
+        ) as proc:
+            stop, peak = threading.Event(), [0]
+            sampler = threading.Thread(target=_peak_rss, args=(proc.pid, stop, peak))
+            sampler.start()
+            cpu_before = _cpu_seconds(proc.pid)
+            started = time.perf_counter()
+            stats = _run_clients(port, args.clients, lambda jobs: [jobs.put(b) for b in batches])
+            elapsed = time.perf_counter() - started
+            cpu_after = _cpu_seconds(proc.pid)
+            stop.set()
+            sampler.join()
+        stored = _stored(url)
+        rate = stored / elapsed
+        print(f"end to end ({args.clients} clients): {rate:,.0f} spans/s "
+              f"({stored:,} of {total:,} stored in {elapsed:.2f} s)")  # fmt: skip
+        print(f"ratio end-to-end / ceiling: {rate / ceiling:.2f}")
+        print(f"collector peak RSS: {peak[0] / 2**20:.0f} MB")
+        cpu = {name: cpu_after[name] - cpu_before[name] for name in cpu_after}
+        print(
+            "CPU per stored span: "
+            + ", ".join(f"{name} {seconds / stored * 1e6:.1f} µs" for name, seconds in cpu.items())
+        )
+        spans_only, with_derived = _bytes_per_span(url)
+        print(f"stored bytes per span: {spans_only:.0f} (spans + indexes), "
+              f"{with_derived:.0f} (with derived rows)")  # fmt: skip
+        assert stored == total and not stats.failed, (stored, total, stats.failed)
+
+        if args.burst_seconds > 0:
+            sent = [0]
+            with collector_process(url, port, Q2C_RETRY_AFTER_SECONDS="1",
+                                   Q2C_MAX_INFLIGHT="16",
+                                   Q2C_COLLECTOR_WORKERS=str(args.workers)):  # fmt: skip
+                feed = _burst_feed(batches[0], 2 * rate, args.burst_seconds, sent)
+                began = time.perf_counter()
+                burst = _run_clients(port, 64, feed)
+                drained = time.perf_counter() - began
+            stored_after = _stored(url)
+            dropped = total + sent[0] - stored_after
+            print(f"burst at {2 * rate:,.0f} spans/s for {args.burst_seconds:.0f} s: "
+                  f"{sent[0]:,} spans sent, {burst.pushed_back:,} pushed back (429/503), "
+                  f"{len(burst.failed)} failed, {dropped:,} dropped, all stored after "
+                  f"{drained:.0f} s")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,113 @@
+"""Realistic quote-to-cash telemetry for benchmarks: pre-encoded OTLP protobuf batches.
+
+Each business transaction contributes traces of four spans: the stage span, carrying the
+q2c.* attributes and business keys, and three technical children (HTTP server, database,
+HTTP client) that carry only the correlation ID. About 5 % of stage spans fail.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
+
+from q2c.catalog import SEED_CATALOG
+
+SPANS_PER_BATCH = 512
+SPANS_PER_TRACE = 4
+_SYSTEMS = {0: "crm", 1: "billing", 2: "erp", 3: "erp"}
+_SERVICES = ("crm-connector", "billing-sync", "erp-adapter", "collections-bridge")
+
+
+def _kv(key: str, value: object) -> KeyValue:
+    if isinstance(value, bool):
+        return KeyValue(key=key, value=AnyValue(bool_value=value))
+    if isinstance(value, int):
+        return KeyValue(key=key, value=AnyValue(int_value=value))
+    if isinstance(value, float):
+        return KeyValue(key=key, value=AnyValue(double_value=value))
+    return KeyValue(key=key, value=AnyValue(string_value=str(value)))
+
+
+def _trace(rng: random.Random, start_ns: int, seq: int) -> list[Span]:
+    process = SEED_CATALOG[seq % len(SEED_CATALOG)]
+    stage_index = rng.randrange(len(process.stages))
+    correlation = f"{process.name[:3].upper()}-{seq:09d}"
+    trace_id = rng.randbytes(16)
+    root_id = rng.randbytes(8)
+    failed = rng.random() < 0.05
+    duration = rng.randrange(5_000_000, 900_000_000)
+    attrs = [
+        _kv("q2c.correlation_id", correlation),
+        _kv("q2c.process", process.name),
+        _kv("q2c.stage", process.stages[stage_index]),
+        _kv("q2c.system", _SYSTEMS.get(stage_index, "erp")),
+        _kv("q2c.customer_id", f"CUST-{seq % 50_000:06d}"),
+        _kv("q2c.order_id", f"SO-{seq:09d}"),
+        _kv("q2c.invoice_id", f"INV-2026-{seq:09d}"),
+        _kv("q2c.amount", round(rng.uniform(50, 25_000), 2)),
+        _kv("q2c.currency", rng.choice(("EUR", "USD", "GBP"))),
+        _kv("q2c.legal_entity", rng.choice(("DE01", "US02", "UK01"))),
+        _kv("messaging.system", "kafka"),
+        _kv("messaging.destination.name", f"q2c.{process.name}"),
+    ]
+    status = Status(code=Status.STATUS_CODE_OK)
+    if failed:
+        attrs.append(_kv("error.type", rng.choice(("ValidationError", "TimeoutError"))))
+        status = Status(
+            code=Status.STATUS_CODE_ERROR,
+            message=f"ERP rejected posting {seq}: tax code T{seq % 97} invalid",
+        )
+    spans = [
+        Span(
+            trace_id=trace_id, span_id=root_id, name=f"{process.stages[stage_index]} handler",
+            kind=Span.SPAN_KIND_CONSUMER, start_time_unix_nano=start_ns,
+            end_time_unix_nano=start_ns + duration, attributes=attrs, status=status,
+        )
+    ]  # fmt: skip
+    children = (
+        ("POST /api/v2/records", Span.SPAN_KIND_SERVER,
+         [_kv("http.request.method", "POST"), _kv("http.route", "/api/v2/records"),
+          _kv("http.response.status_code", 500 if failed else 201)]),
+        ("SELECT ledger", Span.SPAN_KIND_CLIENT,
+         [_kv("db.system", "postgresql"), _kv("db.operation.name", "SELECT")]),
+        ("PUT erp /postings", Span.SPAN_KIND_CLIENT,
+         [_kv("http.request.method", "PUT"), _kv("server.address", "erp.internal"),
+          _kv("http.response.status_code", 422 if failed else 200)]),
+    )  # fmt: skip
+    for offset, (name, kind, child_attrs) in enumerate(children, start=1):
+        child_start = start_ns + offset * duration // 8
+        spans.append(
+            Span(
+                trace_id=trace_id, span_id=rng.randbytes(8), parent_span_id=root_id, name=name,
+                kind=kind, start_time_unix_nano=child_start,
+                end_time_unix_nano=child_start + duration // 8,
+                attributes=[_kv("q2c.correlation_id", correlation), *child_attrs],
+            )
+        )  # fmt: skip
+    return spans
+
+
+def encoded_batches(count: int, seed: int = 7, first_seq: int = 0) -> list[bytes]:
+    """`count` serialized ExportTraceServiceRequests of SPANS_PER_BATCH spans each."""
+    rng = random.Random(seed)
+    now = time.time_ns() - 3_600 * 1_000_000_000
+    batches = []
+    seq = first_seq
+    for index in range(count):
+        request = ExportTraceServiceRequest()
+        resource_spans = request.resource_spans.add()
+        resource_spans.resource.attributes.extend(
+            [_kv("service.name", _SERVICES[index % len(_SERVICES)]),
+             _kv("deployment.environment.name", "bench"), _kv("host.name", f"node-{index % 3}")]
+        )  # fmt: skip
+        scope = resource_spans.scope_spans.add()
+        scope.scope.name = "q2c.bench"
+        for _ in range(SPANS_PER_BATCH // SPANS_PER_TRACE):
+            scope.spans.extend(_trace(rng, now + seq * 1_000_000, seq))
+            seq += 1
+        batches.append(request.SerializeToString())
+    return batches
