@@ -71,11 +71,11 @@ def measure_ceiling(url: str, batches: list[bytes]) -> float:
                  "int2", "int2", "text", "text", "bytea", "jsonb", "jsonb"]  # fmt: skip
         started = time.perf_counter()
         for offset in range(0, len(rows), COPY_CHUNK):
-            with conn.transaction(), conn.cursor() as cur:
-                with cur.copy(f"COPY ceiling_spans ({columns}) FROM STDIN (FORMAT BINARY)") as cp:
-                    cp.set_types(types)
-                    for row in rows[offset : offset + COPY_CHUNK]:
-                        cp.write_row(row)
+            statement = f"COPY ceiling_spans ({columns}) FROM STDIN (FORMAT BINARY)"
+            with conn.transaction(), conn.cursor() as cur, cur.copy(statement) as cp:
+                cp.set_types(types)
+                for row in rows[offset : offset + COPY_CHUNK]:
+                    cp.write_row(row)
         elapsed = time.perf_counter() - started
         conn.execute("DROP TABLE ceiling_spans")
     return len(rows) / elapsed
