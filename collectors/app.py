@@ -12,8 +12,8 @@ import asyncio
 import hmac
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -103,6 +103,17 @@ class Collector:
         if scheme.lower() != "bearer" or not matched:
             raise _Refusal(401, code_pb2.UNAUTHENTICATED, "missing or invalid bearer token")
 
+    @contextmanager
+    def admission(self, request: Request) -> Iterator[None]:
+        """Authorize and admit the request, counting it as in flight while it runs."""
+        self.authorize(request)
+        self.admit()
+        self.inflight += 1
+        try:
+            yield
+        finally:
+            self.inflight -= 1
+
     def admit(self) -> None:
         """429 past Q2C_MAX_INFLIGHT; 503 while the database was just found unreachable."""
         if self.inflight >= self.settings.max_inflight:
@@ -178,23 +189,19 @@ def create_app(settings: Settings, database_url: str) -> Starlette:
                 ),
                 otlp.JSON,
             )
-        collector.inflight += 1
         try:
-            collector.authorize(request)
-            collector.admit()
-            body = await collector.body(request)
-            try:
-                message = otlp.parse(body, kind, signal.request_type)
-            except otlp.BadRequest as exc:
-                raise _Refusal(400, code_pb2.INVALID_ARGUMENT, str(exc)) from None
-            batch = signal.decode(message, collector.observer, collector.window())
-            await collector.store(batch)
-            response = signal.respond(batch.rejected, batch.error_message())
-            return Response(otlp.encode(response, kind), 200, media_type=kind)
+            with collector.admission(request):
+                body = await collector.body(request)
+                try:
+                    message = otlp.parse(body, kind, signal.request_type)
+                except otlp.BadRequest as exc:
+                    raise _Refusal(400, code_pb2.INVALID_ARGUMENT, str(exc)) from None
+                batch = signal.decode(message, collector.observer, collector.window())
+                await collector.store(batch)
         except _Refusal as refusal:
             return collector.refusal(refusal, kind)
-        finally:
-            collector.inflight -= 1
+        response = signal.respond(batch.rejected, batch.error_message())
+        return Response(otlp.encode(response, kind), 200, media_type=kind)
 
     async def traces(request: Request) -> Response:
         return await export(request, _TRACES)
@@ -203,17 +210,13 @@ def create_app(settings: Settings, database_url: str) -> Starlette:
         return await export(request, _LOGS)
 
     async def integration_logs(request: Request) -> Response:
-        collector.inflight += 1
         try:
-            collector.authorize(request)
-            collector.admit()
-            body = await collector.body(request)
-            parsed = parse_records(split_records(body), collector.window())
-            await collector.store(parsed.batch)
+            with collector.admission(request):
+                body = await collector.body(request)
+                parsed = parse_records(split_records(body), collector.window())
+                await collector.store(parsed.batch)
         except _Refusal as refusal:
             return collector.refusal(refusal, otlp.JSON)
-        finally:
-            collector.inflight -= 1
         result = {
             "accepted": parsed.accepted,
             "rejected": len(parsed.errors),

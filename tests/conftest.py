@@ -77,9 +77,17 @@ def empty_db(pg_server: str, create_database: Callable[..., str]) -> str:
 
 
 @pytest.fixture
-def db_url(pg_server: str, create_database: Callable[..., str], migrated_template: str) -> str:
+def new_db_url(
+    pg_server: str, create_database: Callable[..., str], migrated_template: str
+) -> Callable[[], str]:
+    """Factory of fresh databases at the head migration, with no partitions yet."""
+    return lambda: _with_dbname(pg_server, create_database(template=migrated_template))
+
+
+@pytest.fixture
+def db_url(new_db_url: Callable[[], str]) -> str:
     """URL of a fresh database at the head migration, with no partitions yet."""
-    return _with_dbname(pg_server, create_database(template=migrated_template))
+    return new_db_url()
 
 
 @pytest.fixture

@@ -1,0 +1,83 @@
+"""Redelivered and reordered batches leave every count and derived row as one in-order
+delivery would."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import httpx
+import psycopg
+
+from tests.collectors.conftest import counts, snapshot
+from tests.collectors.scenario import IN_ORDER, PROTOBUF
+from tests.support.services import running_collector
+
+
+def _deliver(client: httpx.Client, deliveries) -> None:
+    for path, request in deliveries:
+        response = client.post(path, content=request.SerializeToString(), headers=PROTOBUF)
+        assert response.status_code == 200, response.content
+
+
+def _state_after(settings, url: str, deliveries) -> tuple[dict, dict]:
+    with running_collector(settings, url) as base, httpx.Client(base_url=base) as client:
+        _deliver(client, deliveries)
+    with psycopg.connect(url) as conn:
+        return counts(conn), snapshot(conn)
+
+
+def test_the_scenario_derives_the_expected_rows(http: httpx.Client, db: psycopg.Connection) -> None:
+    _deliver(http, IN_ORDER)
+
+    assert counts(db) == {
+        "spans": 7, "log_records": 1, "transactions": 2, "stage_events": 5, "exceptions": 3,
+        "exception_events": 1, "dead_letters": 1, "resources": 1,
+    }  # fmt: skip
+    exceptions = db.execute(
+        "SELECT correlation_id, kind, status, occurrences, message FROM exceptions ORDER BY 1, 2"
+    ).fetchall()
+    assert exceptions == [
+        ("INV-10", "error", "auto_resolved", 1, "posting 1001 failed: period 11 closed"),
+        ("INV-11", "dead_letter", "open", 1, "period 2026-11 is closed"),
+        ("INV-11", "error", "open", 2, "posting 2001 failed: period 11 closed"),
+    ]
+    assert db.execute(
+        "SELECT correlation_id, current_stage, status, amount FROM transactions ORDER BY 1"
+    ).fetchall() == [
+        ("INV-10", "collections_notified", "completed", 500),
+        ("INV-11", "invoice_posted", "in_progress", 12500),
+    ]
+
+
+def test_duplicate_batches_change_no_count(settings, new_db_url: Callable[[], str]) -> None:
+    once = _state_after(settings, new_db_url(), IN_ORDER)
+    twice = _state_after(settings, new_db_url(), IN_ORDER + IN_ORDER)
+    interleaved = _state_after(
+        settings,
+        new_db_url(),
+        [IN_ORDER[0], IN_ORDER[0], IN_ORDER[1], IN_ORDER[0], IN_ORDER[2], IN_ORDER[1]],
+    )
+
+    assert twice == once
+    assert interleaved == once
+
+
+def test_reverse_order_ends_in_the_same_state(settings, new_db_url: Callable[[], str]) -> None:
+    in_order = _state_after(settings, new_db_url(), IN_ORDER)
+    reversed_order = _state_after(settings, new_db_url(), list(reversed(IN_ORDER)))
+
+    assert reversed_order == in_order
+
+
+def test_one_request_with_its_own_duplicates_counts_once(
+    http: httpx.Client, db: psycopg.Connection
+) -> None:
+    first = IN_ORDER[0][1]
+    doubled = type(first)()
+    doubled.CopyFrom(first)
+    doubled.resource_spans.extend(first.resource_spans)
+
+    _deliver(http, [("/v1/traces", doubled)])
+
+    assert counts(db)["spans"] == 3
+    assert db.execute("SELECT occurrences FROM exceptions").fetchall() == [(1,)]

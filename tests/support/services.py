@@ -1,0 +1,45 @@
+"""Running the collector for tests: in a thread of the test process, on a free port."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+import time
+from collections.abc import Iterator
+
+import uvicorn
+
+from collectors.app import create_app
+from q2c.settings import Settings
+
+STARTUP_DEADLINE = 30  # in seconds
+
+
+def free_port() -> int:
+    """A loopback TCP port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def running_collector(settings: Settings, database_url: str) -> Iterator[str]:
+    """A real HTTP collector on 127.0.0.1; yields its base URL, stops it afterwards."""
+    port = free_port()
+    config = uvicorn.Config(
+        create_app(settings, database_url), host="127.0.0.1", port=port, log_level="error"
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + STARTUP_DEADLINE
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("collector did not start")
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(STARTUP_DEADLINE)
