@@ -142,6 +142,8 @@ def ingest(ctx: click.Context, files: tuple[str, ...]) -> None:
     reason. Loading the same file again stores nothing twice. Exits 2 if any record was
     rejected.
     """
+    import collections
+    import io
     import os
 
     from collectors.file_ingest import IngestReport, ingest_stream
@@ -156,15 +158,17 @@ def ingest(ctx: click.Context, files: tuple[str, ...]) -> None:
         writer = PostgresWriter(url, settings.db_connect_timeout)
         try:
             for name in files:
-                stream = click.open_file(name, "rb")
-                size = os.fstat(stream.fileno()).st_size if name != "-" else 0
                 label = "stdin" if name == "-" else name
-                with (
-                    stream,
-                    click.progressbar(length=size or None, label=label, file=sys.stderr) as bar,
-                ):
-                    for consumed in ingest_stream(stream, label, writer, window, report):
-                        bar.update(consumed)
+                with click.open_file(name, "rb") as stream:
+                    reader = stream if hasattr(stream, "peek") else io.BufferedReader(stream)
+                    loading = ingest_stream(reader, label, writer, window, report)
+                    if name == "-":
+                        collections.deque(loading, maxlen=0)
+                        continue
+                    size = os.fstat(stream.fileno()).st_size
+                    with click.progressbar(length=size, label=label, file=sys.stderr) as bar:
+                        for consumed in loading:
+                            bar.update(consumed)
         except (StorageUnavailable, StorageRejected) as exc:
             raise Q2CError(f"could not store records: {exc}") from None
         except OSError as exc:
