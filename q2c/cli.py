@@ -95,7 +95,7 @@ def migrate(ctx: click.Context) -> None:
 @_user_errors
 def console(ctx: click.Context, port: int | None) -> None:
     """Start the Streamlit console (migrating the database first) until Ctrl-C."""
-    _run_stack(_settings(ctx), port, banner=_console_banner)
+    _run_stack(_settings(ctx), port, banner=_console_banner, with_collector=False)
 
 
 @main.command()
@@ -108,7 +108,7 @@ def demo(ctx: click.Context, port: int | None) -> None:
     This is what `make demo` runs: it migrates the database, starts every process and
     prints where to open the console.
     """
-    _run_stack(_settings(ctx), port, banner=_demo_banner)
+    _run_stack(_settings(ctx), port, banner=_demo_banner, with_collector=True)
 
 
 @main.command()
@@ -184,26 +184,33 @@ def ingest(ctx: click.Context, files: tuple[str, ...]) -> None:
         sys.exit(2)
 
 
-def _console_banner(url: str) -> str:
+def _console_banner(settings: Settings, url: str) -> str:
     return f"Q2C console: {url}  (Ctrl-C stops it)"
 
 
-def _demo_banner(url: str) -> str:
+def _demo_banner(settings: Settings, url: str) -> str:
+    collector = f"http://{settings.collector_host}:{settings.collector_port}"
     return "\n".join(
         [
             "",
             "  Q2C Console demo is running.",
-            f"  Open the console:  {url}",
+            f"  Open the console:   {url}",
+            f"  OTLP/HTTP endpoint: {collector}  (OTEL_EXPORTER_OTLP_ENDPOINT)",
             "  Press Ctrl-C to stop everything.",
             "",
         ]
     )
 
 
-def _run_stack(settings: Settings, port: int | None, banner: Callable[[str], str]) -> None:
+def _run_stack(
+    settings: Settings,
+    port: int | None,
+    banner: Callable[[Settings, str], str],
+    with_collector: bool,
+) -> None:
     from q2c.database import database_url
     from q2c.schema import prepare_database
-    from q2c.supervisor import Supervisor, streamlit_child
+    from q2c.supervisor import Supervisor, collector_child, streamlit_child
 
     # Ctrl-C while starting must still stop what has started; the supervisor takes over later.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
@@ -213,8 +220,11 @@ def _run_stack(settings: Settings, port: int | None, banner: Callable[[str], str
         with database_url(settings) as url:
             prepare_database(url, settings)
             try:
+                if with_collector:
+                    host, collector_port = settings.collector_host, settings.collector_port
+                    supervisor.start(collector_child(url, host, collector_port))
                 supervisor.start(streamlit_child(url, settings.console_host, port))
-                click.echo(banner(f"http://{settings.console_host}:{port}"))
+                click.echo(banner(settings, f"http://{settings.console_host}:{port}"))
                 supervisor.wait()
             finally:
                 supervisor.stop()

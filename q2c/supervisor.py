@@ -52,6 +52,17 @@ def streamlit_child(database_url: str, host: str, port: int) -> Child:
     )
 
 
+def collector_child(database_url: str, host: str, port: int) -> Child:
+    """The OTLP/HTTP collector on `host:port`, writing into `database_url`."""
+    argv = [sys.executable, "-m", "q2c.cli", "collector", "--host", host, "--port", str(port)]
+    return Child(
+        name="collector",
+        argv=argv,
+        health_url=f"http://{host}:{port}/readyz",
+        env={"DATABASE_URL": database_url},
+    )
+
+
 class Supervisor:
     """Starts children in order and stops them in reverse; a stop request ends `wait()`."""
 

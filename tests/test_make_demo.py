@@ -29,9 +29,13 @@ def _health(url: str) -> str | None:
 
 
 def test_make_demo_serves_the_console_and_stops_cleanly(tmp_path: Path) -> None:
-    port = _free_port()
+    port, collector_port = _free_port(), _free_port()
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL" and not k.startswith("Q2C_")}
-    env |= {"Q2C_DATA_DIR": str(tmp_path / "state"), "Q2C_CONSOLE_PORT": str(port)}
+    env |= {
+        "Q2C_DATA_DIR": str(tmp_path / "state"),
+        "Q2C_CONSOLE_PORT": str(port),
+        "Q2C_COLLECTOR_PORT": str(collector_port),
+    }
     demo = subprocess.Popen(
         ["make", "--no-print-directory", "demo"],
         cwd=ROOT,
@@ -47,12 +51,15 @@ def test_make_demo_serves_the_console_and_stops_cleanly(tmp_path: Path) -> None:
             assert time.monotonic() < deadline, "console did not come up"
             time.sleep(0.5)
         assert answer == "ok"
+        collector_ready = _health(f"http://127.0.0.1:{collector_port}/readyz")
+        assert collector_ready == '{"status":"ready"}'
     finally:
         os.killpg(demo.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
         output, _ = demo.communicate(timeout=60)  # EOF once every process has exited
 
     text = output.decode()
-    assert f"Open the console:  http://127.0.0.1:{port}" in text
+    assert f"Open the console:   http://127.0.0.1:{port}" in text
+    assert f"OTLP/HTTP endpoint: http://127.0.0.1:{collector_port}" in text
     assert text.rstrip().endswith("stopped")
     assert "Traceback" not in text
     assert not (tmp_path / "state" / "pgdata" / "postmaster.pid").exists()
