@@ -14,7 +14,9 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
-from q2c.catalog import SEED_CATALOG
+from sla.policy import load_policy
+
+CATALOG = load_policy().catalog()
 
 SPANS_PER_BATCH = 512
 SPANS_PER_TRACE = 4
@@ -33,7 +35,7 @@ def _kv(key: str, value: object) -> KeyValue:
 
 
 def _trace(rng: random.Random, start_ns: int, seq: int) -> list[Span]:
-    process = SEED_CATALOG[seq % len(SEED_CATALOG)]
+    process = CATALOG[seq % len(CATALOG)]
     stage_index = rng.randrange(len(process.stages))
     correlation = f"{process.name[:3].upper()}-{seq:09d}"
     trace_id = rng.randbytes(16)

@@ -215,7 +215,7 @@ ON CONFLICT (correlation_id, stage, system) DO UPDATE SET
     business = CASE WHEN {_BETTER} THEN excluded.business ELSE se.business END,
     trace_id = CASE WHEN {_BETTER} THEN excluded.trace_id ELSE se.trace_id END,
     span_id = CASE WHEN {_BETTER} THEN excluded.span_id ELSE se.span_id END,
-    ingested_at = CASE WHEN {_BETTER} THEN now() ELSE se.ingested_at END,
+    ingested_at = CASE WHEN {_BETTER} THEN clock_timestamp() ELSE se.ingested_at END,
     status = CASE WHEN {_BETTER} THEN excluded.status ELSE se.status END,
     last_ok_at = greatest(se.last_ok_at, excluded.last_ok_at)
 """
@@ -260,7 +260,8 @@ ON CONFLICT (correlation_id) DO UPDATE SET
     process = excluded.process, current_stage = excluded.current_stage,
     stage_index = excluded.stage_index,
     status = CASE WHEN excluded.status = 'completed' THEN 'completed'
-                  WHEN t.status IN ('stalled', 'failed') THEN t.status
+                  WHEN t.status = 'stalled' AND excluded.stage_index IS NOT DISTINCT FROM
+                       t.stage_index THEN 'stalled'
                   ELSE excluded.status END,
     started_at = excluded.started_at, completed_at = excluded.completed_at,
     last_event_at = excluded.last_event_at, customer_id = excluded.customer_id,
@@ -311,7 +312,8 @@ WHERE t.correlation_id = e.correlation_id
 """
 
 # A success of the stage later than a failure's last occurrence resolves it, whichever of
-# the two arrived first; each resolution is written to the audit trail.
+# the two arrived first; any success of the stage a transaction stalled before resolves the
+# stall. Each resolution is written to the audit trail.
 AUTO_RESOLVE = f"""
 WITH succeeded AS (
     SELECT correlation_id, stage, max(last_ok_at) AS last_ok_at
@@ -328,8 +330,9 @@ WITH succeeded AS (
     FROM succeeded s, exceptions prev
     WHERE e.correlation_id = s.correlation_id AND e.stage = s.stage
       AND prev.correlation_id = e.correlation_id AND prev.id = e.id
-      AND e.kind IN ('error', 'dead_letter') AND e.status IN {_OPEN}
-      AND e.last_seen < s.last_ok_at
+      AND e.status IN {_OPEN}
+      AND ((e.kind IN ('error', 'dead_letter') AND e.last_seen < s.last_ok_at)
+           OR e.kind = 'stalled')
     RETURNING e.correlation_id, e.id, prev.status AS before_status, e.resolution
 )
 INSERT INTO exception_events (correlation_id, exception_id, actor, action, before, after, comment)

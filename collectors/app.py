@@ -36,6 +36,7 @@ from collectors.traces import decode_spans
 from collectors.window import TimeWindow
 from collectors.writer import PostgresWriter, StorageRejected, StorageUnavailable
 from q2c.settings import Settings
+from sla.policy import load_policy
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,7 @@ class Collector:
         self.settings = settings
         self.tokens = [token.encode() for token in settings.tokens]
         self.observer = Observer(AttributeMap.load(settings.attribute_map))
+        self.catalog = load_policy(settings.sla_config).catalog()
         self.readiness = Readiness(database_url, settings.db_connect_timeout)
         self.database_url = database_url
         self.committer: GroupCommitter | None = None
@@ -74,9 +76,9 @@ class Collector:
 
     def start(self) -> None:
         """Start the writer threads."""
-        url, timeout = self.database_url, self.settings.db_connect_timeout
+        url, timeout, catalog = self.database_url, self.settings.db_connect_timeout, self.catalog
         self.committer = GroupCommitter(
-            lambda: PostgresWriter(url, timeout),
+            lambda: PostgresWriter(url, catalog, timeout),
             threads=self.settings.writer_connections,
             max_records=self.settings.group_commit_records,
         )

@@ -26,7 +26,7 @@ from psycopg.types.json import set_json_dumps
 from collectors import _sql
 from collectors._pgtypes import use_nanosecond_timestamps
 from collectors.batch import Batch
-from q2c.catalog import stage_rows
+from q2c.catalog import Process, stage_rows
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +58,9 @@ class TelemetryWriter(Protocol):
 class PostgresWriter:
     """A TelemetryWriter on one PostgreSQL connection, opened lazily and reopened after loss."""
 
-    def __init__(self, url: str, connect_timeout: int = 5) -> None:
+    def __init__(self, url: str, catalog: tuple[Process, ...], connect_timeout: int = 5) -> None:
         self.url = url
+        self.catalog_rows = stage_rows(catalog)
         self.connect_timeout = connect_timeout
         self._conn: psycopg.Connection | None = None
         self._known_days: set[int] = set()
@@ -100,7 +101,7 @@ class PostgresWriter:
             conn.execute(_sql.STAGING)
             with conn.cursor() as cur:
                 cur.execute("DELETE FROM _catalog")
-                cur.executemany("INSERT INTO _catalog VALUES (%s, %s, %s, %s)", stage_rows())
+                cur.executemany("INSERT INTO _catalog VALUES (%s, %s, %s, %s)", self.catalog_rows)
             self._conn = conn
             self._known_days.clear()
         return self._conn

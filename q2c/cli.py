@@ -7,6 +7,7 @@ import signal
 import sys
 from collections.abc import Callable
 from functools import wraps
+from pathlib import Path
 from typing import Any
 
 import click
@@ -150,12 +151,14 @@ def ingest(ctx: click.Context, files: tuple[str, ...]) -> None:
     from collectors.window import TimeWindow
     from collectors.writer import PostgresWriter, StorageRejected, StorageUnavailable
     from q2c.database import database_url
+    from sla.policy import load_policy
 
     settings = _settings(ctx)
     report = IngestReport()
     window = TimeWindow.around_now(settings.retention_days, settings.max_future_seconds)
     with database_url(settings) as url:
-        writer = PostgresWriter(url, settings.db_connect_timeout)
+        catalog = load_policy(settings.sla_config).catalog()
+        writer = PostgresWriter(url, catalog, settings.db_connect_timeout)
         try:
             for name in files:
                 label = "stdin" if name == "-" else name
@@ -182,6 +185,91 @@ def ingest(ctx: click.Context, files: tuple[str, ...]) -> None:
         click.echo(f"  … and {len(report.rejected) - 100} more")
     if report.rejected:
         sys.exit(2)
+
+
+@main.command()
+@click.pass_context
+@_user_errors
+def scheduler(ctx: click.Context) -> None:
+    """Run the SLA evaluators and partition maintenance on a schedule until Ctrl-C.
+
+    Safe to run on several machines at once: each job takes a database advisory lock.
+    """
+    from q2c.database import database_url
+    from sla.policy import load_policy
+    from sla.scheduler import run_scheduler
+
+    settings = _settings(ctx)
+    policy = load_policy(settings.sla_config)
+    with database_url(settings) as url:
+        run_scheduler(settings, url, policy)
+
+
+@main.group()
+def sla() -> None:
+    """SLA policies (sla.yaml) and their evaluation."""
+
+
+@sla.command("check")
+@click.argument("path", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.pass_context
+@_user_errors
+def sla_check(ctx: click.Context, path: Path | None) -> None:
+    """Validate PATH (default: Q2C_SLA_CONFIG, else the shipped sla.yaml)."""
+    from sla.policy import load_policy
+
+    policy = load_policy(path or ctx.find_root().obj.sla_config)
+    stages = sum(len(p.stages) for p in policy.processes.values())
+    click.echo(f"ok: {len(policy.processes)} processes, {stages} stages, "
+               f"{len(policy.impact_rules)} impact rules")  # fmt: skip
+
+
+@sla.command("evaluate")
+@click.pass_context
+@_user_errors
+def sla_evaluate(ctx: click.Context) -> None:
+    """Run one evaluation now and print what it did."""
+    import psycopg
+
+    from q2c.database import database_url
+    from sla.evaluate import evaluate
+    from sla.policy import load_policy
+
+    settings = ctx.find_root().obj
+    policy = load_policy(settings.sla_config)
+    with database_url(settings) as url, psycopg.connect(url, autocommit=True) as conn:
+        click.echo(evaluate(conn, policy).summary())
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the documented JSON document.")
+@click.option("--window", default="24h", show_default=True,
+              help="Look-back window: 90m, 24h, 7d, …")  # fmt: skip
+@click.pass_context
+@_user_errors
+def kpis(ctx: click.Context, as_json: bool, window: str) -> None:
+    """Print the KPIs: latencies, SLA compliance and burn rates, exceptions, replays,
+    reconciliation accuracy, throughput and money at risk."""
+    import json
+
+    from q2c.database import create_db_engine, database_url
+    from q2c.kpi_text import render
+    from queries.kpis import collect_kpis
+    from sla.policy import load_policy, parse_duration
+
+    settings = _settings(ctx)
+    try:
+        span = parse_duration(window)
+    except ValueError as exc:
+        raise Q2CError(f"--window: {exc}") from None
+    policy = load_policy(settings.sla_config)
+    with database_url(settings) as url:
+        engine = create_db_engine(url, settings)
+        try:
+            document = collect_kpis(engine, policy, span)
+        finally:
+            engine.dispose()
+    click.echo(json.dumps(document, indent=2) if as_json else render(document))
 
 
 def _console_banner(settings: Settings, url: str) -> str:

@@ -97,6 +97,17 @@ class Settings(BaseSettings):
         default=None,
         description="YAML file mapping your attribute keys onto Q2C's fields.",
     )
+    evaluate_interval_seconds: int = Field(
+        default=30,
+        ge=1,
+        le=3600,
+        description="How often the scheduler evaluates SLAs (in seconds).",
+    )
+    sla_config: Path | None = Field(
+        default=None,
+        description="sla.yaml with the process catalog and SLA policies; unset uses the "
+        "shipped seed.",
+    )
     log_level: str = Field(default="INFO", description="Python logging level of Q2C processes.")
 
     @field_validator("log_level")

@@ -9,6 +9,7 @@ import psycopg
 from q2c import migrate
 
 CANONICAL_TABLES = {
+    "rollup_progress", "reconciliations", "watermarks",
     "users", "resources", "spans", "log_records", "transactions", "stage_events",
     "exceptions", "exception_events", "dead_letters", "replays", "rollups", "job_runs",
 }  # fmt: skip

@@ -1,0 +1,336 @@
+"""KPI readers: the figures behind `q2c kpis` and the console's overview, from rollups and
+the (indexed, bounded) open-exception, reconciliation and replay sets — never raw spans.
+
+The returned shape is documented in docs/kpis.md.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from itertools import pairwise
+from typing import Any
+
+from sqlalchemy import Connection, Engine, bindparam, text
+
+from sla import histogram
+from sla.policy import Policy
+
+PERCENTILES = (50, 90, 95, 99)
+OPEN_STATUSES = ("open", "assigned", "in_progress", "replayed")
+CLOSED_STATUSES = ("resolved", "auto_resolved", "ignored")
+AGING_BUCKETS = (
+    ("< 1h", timedelta(hours=1)),
+    ("1-4h", timedelta(hours=4)),
+    ("4-24h", timedelta(hours=24)),
+    ("1-3d", timedelta(days=3)),
+    ("> 3d", None),
+)
+# Multi-window burn-rate alerts (Google SRE workbook): long window, short window, factor.
+BURN_ALERTS = (
+    ("1h", timedelta(hours=1), "5m", timedelta(minutes=5), 14.4),
+    ("6h", timedelta(hours=6), "30m", timedelta(minutes=30), 6.0),
+)
+# Headline latencies: name → (process, from stage, to stage).
+HEADLINE_LATENCIES = {
+    "order_to_activation": (
+        "order_to_activation",
+        "opportunity_closed_won",
+        "subscription_activated",
+    ),
+    "invoice_propagation": ("invoice_posting", "invoice_posted", "invoice_recorded"),
+}
+
+_DAY = 86_400
+# Whole UTC days inside the window come from daily rows, the rest from 5-minute rows.
+_WINDOW = f"""
+((bucket_seconds = {_DAY} AND bucket_start >= :start
+  AND bucket_start + interval '1 day' <= :end)
+ OR (bucket_seconds = 300 AND bucket_start >= :start AND bucket_start < :end
+     AND NOT (to_timestamp(floor(extract(epoch FROM bucket_start) / {_DAY}) * {_DAY}) >= :start
+              AND to_timestamp(floor(extract(epoch FROM bucket_start) / {_DAY}) * {_DAY})
+                  + interval '1 day' <= :end)))
+"""
+_ROLLUP_COUNTS = text(
+    f"SELECT process, from_stage, to_stage, sum(count)::bigint, sum(error_count)::bigint "
+    f"FROM rollups WHERE {_WINDOW} GROUP BY 1, 2, 3"
+)
+_ROLLUP_HISTOGRAMS = text(
+    f"SELECT r.process, r.from_stage, r.to_stage, b.key::integer, sum(b.value::bigint)::bigint "
+    f"FROM rollups r, jsonb_each_text(r.histogram) AS b WHERE r.from_stage <> '' AND {_WINDOW} "
+    f"GROUP BY 1, 2, 3, 4"
+)
+
+
+class RollupWindow:
+    """Counts, errors and merged histograms per (process, from stage, to stage) in a window."""
+
+    def __init__(self, conn: Connection, start: datetime, end: datetime) -> None:
+        params = {"start": start, "end": end}
+        self.counts: dict[tuple[str, str, str], tuple[int, int]] = {
+            (p, f, t): (n, e) for p, f, t, n, e in conn.execute(_ROLLUP_COUNTS, params)
+        }
+        self.histograms: dict[tuple[str, str, str], dict[int, int]] = defaultdict(dict)
+        for p, f, t, bucket, n in conn.execute(_ROLLUP_HISTOGRAMS, params):
+            self.histograms[(p, f, t)][bucket] = n
+
+    def latency(self, process: str, from_stage: str, to_stage: str) -> dict[str, Any]:
+        """Count and percentiles (ms) of one stage pair."""
+        hist = self.histograms.get((process, from_stage, to_stage), {})
+        result: dict[str, Any] = {"from": from_stage, "to": to_stage, "count": sum(hist.values())}
+        for q in PERCENTILES:
+            result[f"p{q}_ms"] = histogram.percentile(hist, q)
+        return result
+
+    def reached(self, process: str, stage: str) -> int:
+        """Transactions that reached `stage` in the window."""
+        return self.counts.get((process, "", stage), (0, 0))[0]
+
+    def errors(self, process: str, stage: str) -> int:
+        """Failures first seen at `stage` in the window."""
+        return self.counts.get((process, "", stage), (0, 0))[1]
+
+    def good_and_total(
+        self, process: str, from_stage: str, to_stage: str, limit_ms: float
+    ) -> tuple[int, int]:
+        """Pairs completed within `limit_ms`, and all completed pairs."""
+        hist = self.histograms.get((process, from_stage, to_stage), {})
+        return histogram.count_within(hist, limit_ms), sum(hist.values())
+
+
+def collect_kpis(
+    engine: Engine, policy: Policy, window: timedelta, now: datetime | None = None
+) -> dict[str, Any]:
+    """Every KPI over [now - window, now), with SLOs over each objective's own period."""
+    end = now or datetime.now(UTC)
+    start = end - window
+    with engine.connect() as conn:
+        current = RollupWindow(conn, start, end)
+        result: dict[str, Any] = {
+            "window": {
+                "start": start.isoformat(),
+                "end": end.isoformat(),
+                "seconds": int(window.total_seconds()),
+            },
+            "latency": {
+                name: current.latency(*pair)
+                for name, pair in HEADLINE_LATENCIES.items()
+                if pair[0] in policy.processes
+            },
+            "processes": {},
+        }
+        windows: dict[timedelta, RollupWindow] = {}
+
+        def rollup(span: timedelta) -> RollupWindow:
+            if span not in windows:
+                windows[span] = RollupWindow(conn, end - span, end)
+            return windows[span]
+
+        reconciliation = _reconciliation(conn, start, end)
+        stalled = _stalled_counts(
+            conn, end - max(p.objective.period for p in policy.processes.values())
+        )
+        for name, spec in policy.processes.items():
+            stages = spec.stage_names()
+            hours = window.total_seconds() / 3600
+            result["processes"][name] = {
+                "started": current.reached(name, stages[0]),
+                "completed": current.reached(name, stages[-1]),
+                "throughput_per_hour": round(current.reached(name, stages[0]) / hours, 3),
+                "errors": sum(current.errors(name, stage) for stage in stages),
+                "hops": [current.latency(name, a, b) for a, b in pairwise(stages)],
+                "sla": _slo(policy, name, end, stalled, rollup),
+                "reconciliation": reconciliation.get(
+                    name, {"checked": 0, "matched": 0, "accuracy": None}
+                ),
+            }
+        result["exceptions"] = _exceptions(conn, start, end)
+        result["replays"] = _replays(conn, start, end)
+        result["money_at_risk"] = _money_at_risk(conn, policy, end)
+    return result
+
+
+def _slo(
+    policy: Policy,
+    process: str,
+    end: datetime,
+    stalled: dict[tuple[str, datetime], int],
+    rollup: Callable[[timedelta], RollupWindow],
+) -> dict[str, Any]:
+    """Compliance, error budget and burn rates of the process's latency objective."""
+    objective = policy.processes[process].objective
+    limit_ms = objective.latency.total_seconds() * 1000
+    budget = 1 - objective.target
+
+    def bad_ratio(span: timedelta) -> tuple[float | None, int, int]:
+        good, total = rollup(span).good_and_total(
+            process, objective.from_stage, objective.to_stage, limit_ms
+        )
+        total += sum(n for (p, at), n in stalled.items() if p == process and at >= end - span)
+        return ((total - good) / total if total else None), good, total
+
+    ratio, good, total = bad_ratio(objective.period)
+    burn: dict[str, float | None] = {}
+    alerts = []
+    for long_name, long_span, short_name, short_span, factor in BURN_ALERTS:
+        for name, span in ((long_name, long_span), (short_name, short_span)):
+            if name not in burn:
+                window_ratio = bad_ratio(span)[0]
+                burn[name] = None if window_ratio is None else round(window_ratio / budget, 3)
+        firing = all((burn[n] or 0) > factor for n in (long_name, short_name))
+        alerts.append({"long": long_name, "short": short_name, "factor": factor, "firing": firing})
+    return {
+        "objective": {
+            "from": objective.from_stage,
+            "to": objective.to_stage,
+            "latency_ms": limit_ms,
+            "target": objective.target,
+            "period_days": objective.period.total_seconds() / _DAY,
+        },
+        "good": good,
+        "total": total,
+        "compliance": None if ratio is None else round(1 - ratio, 5),
+        "error_budget_remaining": None if ratio is None else round(1 - ratio / budget, 5),
+        "burn_rates": burn,
+        "alerts": alerts,
+        "alert_state": "page" if any(a["firing"] for a in alerts) else "ok",
+    }
+
+
+def _stalled_counts(conn: Connection, since: datetime) -> dict[tuple[str, datetime], int]:
+    rows = conn.execute(
+        text(
+            "SELECT process, date_bin('5 minutes', first_seen, timestamptz 'epoch'), count(*) "
+            "FROM exceptions WHERE kind = 'stalled' AND first_seen >= :since "
+            "AND process IS NOT NULL GROUP BY 1, 2"
+        ),
+        {"since": since},
+    )
+    return {(process, at): n for process, at, n in rows}
+
+
+def _reconciliation(conn: Connection, start: datetime, end: datetime) -> dict[str, dict]:
+    rows = conn.execute(
+        text(
+            "SELECT process, count(*), count(*) FILTER (WHERE matched) FROM reconciliations "
+            "WHERE observed_at >= :start AND observed_at < :end GROUP BY 1"
+        ),
+        {"start": start, "end": end},
+    )
+    return {
+        process: {
+            "checked": checked,
+            "matched": matched,
+            "accuracy": round(matched / checked, 5) if checked else None,
+        }
+        for process, checked, matched in rows
+    }
+
+
+def _exceptions(conn: Connection, start: datetime, end: datetime) -> dict[str, Any]:
+    open_rows = conn.execute(
+        text(
+            "SELECT status, impact, :end - first_seen AS age, due_at < :end AS overdue, count(*) "
+            "FROM exceptions WHERE status IN :open GROUP BY 1, 2, 3, 4"
+        ).bindparams(bindparam("open", OPEN_STATUSES, expanding=True)),
+        {"end": end},
+    ).all()
+    by_status: dict[str, int] = dict.fromkeys(OPEN_STATUSES + CLOSED_STATUSES, 0)
+    by_impact = dict.fromkeys(("critical", "high", "medium", "low"), 0)
+    by_aging = dict.fromkeys((name for name, _ in AGING_BUCKETS), 0)
+    overdue = 0
+    for status, impact, age, is_overdue, n in open_rows:
+        by_status[status] += n
+        by_impact[impact] += n
+        by_aging[_aging_bucket(age)] += n
+        overdue += n if is_overdue else 0
+    closed = conn.execute(
+        text(
+            "SELECT status, count(*) FROM exceptions WHERE resolved_at >= :start "
+            "AND resolved_at < :end AND status IN :closed GROUP BY 1"
+        ).bindparams(bindparam("closed", CLOSED_STATUSES, expanding=True)),
+        {"start": start, "end": end},
+    ).all()
+    for status, n in closed:
+        by_status[status] += n
+    resolved = by_status["resolved"] + by_status["auto_resolved"]
+    return {
+        "open": sum(by_impact.values()),
+        "by_status": by_status,
+        "open_by_impact": by_impact,
+        "open_by_aging": by_aging,
+        "overdue": overdue,
+        "auto_resolved_pct": round(100 * by_status["auto_resolved"] / resolved, 2)
+        if resolved
+        else None,
+    }
+
+
+def _aging_bucket(age: timedelta) -> str:
+    for name, limit in AGING_BUCKETS:
+        if limit is None or age < limit:
+            return name
+    raise AssertionError("unreachable")
+
+
+def _replays(conn: Connection, start: datetime, end: datetime) -> dict[str, Any]:
+    row = conn.execute(
+        text(
+            "SELECT count(*), count(*) FILTER (WHERE status = 'succeeded'), "
+            "count(*) FILTER (WHERE status = 'failed') FROM replays "
+            "WHERE requested_at >= :start AND requested_at < :end"
+        ),
+        {"start": start, "end": end},
+    ).one()
+    requested, succeeded, failed = row
+    finished = succeeded + failed
+    return {
+        "requested": requested,
+        "succeeded": succeeded,
+        "failed": failed,
+        "success_rate": round(succeeded / finished, 5) if finished else None,
+    }
+
+
+def _money_at_risk(conn: Connection, policy: Policy, end: datetime) -> dict[str, Any]:
+    """Amounts on open exceptions, each transaction counted once (at its highest impact)."""
+    erp_bound = [
+        f"{process}/{stage.name}"
+        for process, spec in policy.processes.items()
+        for stage in spec.stages
+        if stage.erp_bound
+    ]
+    month_start = end.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    rows = conn.execute(
+        text(
+            """
+            SELECT process, impact, currency, sum(amount),
+                   sum(amount) FILTER (WHERE erp_bound AND first_seen >= :month_start)
+            FROM (
+                SELECT DISTINCT ON (correlation_id) correlation_id, process, impact, currency,
+                       amount, first_seen,
+                       bool_or(process || '/' || stage = ANY(:erp_bound))
+                           OVER (PARTITION BY correlation_id) AS erp_bound
+                FROM exceptions
+                WHERE status IN :open AND amount IS NOT NULL
+                ORDER BY correlation_id,
+                         array_position(ARRAY['critical', 'high', 'medium', 'low'], impact)
+            ) per_transaction
+            GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+            """
+        ).bindparams(bindparam("open", OPEN_STATUSES, expanding=True)),
+        {"erp_bound": erp_bound, "month_start": month_start},
+    ).all()
+    blocking: dict[str, float] = defaultdict(float)
+    for _, _, currency, _, erp_amount in rows:
+        if erp_amount is not None:
+            blocking[currency or ""] += float(erp_amount)
+    return {
+        "by_process_impact": [
+            {"process": p, "impact": i, "currency": c, "amount": float(a)} for p, i, c, a, _ in rows
+        ],
+        "erp_bound_this_month": [
+            {"currency": c, "amount": round(a, 2)} for c, a in sorted(blocking.items())
+        ],
+    }

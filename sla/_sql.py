@@ -1,0 +1,275 @@
+"""SQL of one evaluation window: rollups, reconciliation, stalled transactions.
+
+Every statement reads the `_affected` correlation IDs (those whose stage events changed
+in the window) or the policy tables loaded for this transaction, and writes exactly once:
+rollup pairs are remembered in rollup_progress, exceptions obey the one-open rule.
+"""
+
+# Rows stamped before the oldest running writer's start are all committed (ingest times
+# are clock_timestamp()); the window ends there, so nothing committed late is skipped.
+HORIZON = """
+SELECT least(clock_timestamp(),
+             coalesce((SELECT min(xact_start) FROM pg_stat_activity
+                       WHERE backend_xid IS NOT NULL AND pid <> pg_backend_pid()
+                         AND datname = current_database()), clock_timestamp()))
+"""
+
+POLICY_TABLES = """
+CREATE TEMP TABLE _catalog (process text, stage text, stage_index integer, is_last boolean,
+                            stalled_after interval, PRIMARY KEY (process, stage))
+    ON COMMIT DROP;
+CREATE TEMP TABLE _reconcile (process text, field text) ON COMMIT DROP;
+CREATE TEMP TABLE _affected (correlation_id text PRIMARY KEY) ON COMMIT DROP;
+CREATE TEMP TABLE _fresh (correlation_id text, process text, from_stage text, to_stage text,
+                          completed_at timestamptz, latency_ms double precision) ON COMMIT DROP;
+"""
+
+AFFECTED = """
+INSERT INTO _affected
+SELECT DISTINCT correlation_id FROM stage_events
+WHERE ingested_at >= %(lower)s AND ingested_at < %(upper)s
+"""
+
+# Every pair of stages a transaction reached (earliest success per stage, across systems),
+# plus a "reached" marker per stage (from_stage = ''), minus what was counted before.
+FRESH_PAIRS = """
+WITH reached AS (
+    SELECT se.correlation_id, se.process, se.stage, min(se.reached_at) AS reached_at
+    FROM stage_events se JOIN _affected USING (correlation_id)
+    WHERE se.status = 'ok'
+    GROUP BY se.correlation_id, se.process, se.stage
+), indexed AS (
+    SELECT r.*, c.stage_index FROM reached r JOIN _catalog c USING (process, stage)
+), pairs AS (
+    SELECT a.correlation_id, a.process, a.stage AS from_stage, b.stage AS to_stage,
+           b.reached_at AS completed_at,
+           greatest(0, extract(epoch FROM b.reached_at - a.reached_at) * 1000) AS latency_ms
+    FROM indexed a
+    JOIN indexed b ON b.correlation_id = a.correlation_id AND b.process = a.process
+                  AND b.stage_index > a.stage_index
+    UNION ALL
+    SELECT correlation_id, process, '', stage, reached_at, NULL FROM indexed
+), fresh AS (
+    SELECT p.* FROM pairs p LEFT JOIN rollup_progress rp USING (correlation_id)
+    WHERE NOT (p.from_stage || '>' || p.to_stage = ANY (coalesce(rp.counted, '{}')))
+), noted AS (
+    INSERT INTO rollup_progress (correlation_id, counted)
+    SELECT correlation_id, array_agg(from_stage || '>' || to_stage ORDER BY from_stage, to_stage)
+    FROM fresh GROUP BY correlation_id
+    ORDER BY correlation_id
+    ON CONFLICT (correlation_id)
+    DO UPDATE SET counted = rollup_progress.counted || excluded.counted
+)
+INSERT INTO _fresh SELECT * FROM fresh
+"""
+
+_BUCKET = "to_timestamp(floor(extract(epoch FROM {ts}) / res.s) * res.s)"
+
+ADD_TO_ROLLUPS = f"""
+WITH per_bucket AS (
+    SELECT f.process, f.from_stage, f.to_stage, res.s AS bucket_seconds,
+           {_BUCKET.format(ts="f.completed_at")} AS bucket_start,
+           q2c_latency_bucket(f.latency_ms) AS bucket, count(*) AS n,
+           sum(f.latency_ms) AS latency_sum, max(f.latency_ms) AS latency_max
+    FROM _fresh f CROSS JOIN (VALUES (300), (86400)) AS res(s)
+    GROUP BY 1, 2, 3, 4, 5, 6
+)
+INSERT INTO rollups AS r (process, from_stage, to_stage, bucket_seconds, bucket_start, count,
+                          latency_sum_ms, latency_max_ms, histogram)
+SELECT process, from_stage, to_stage, bucket_seconds, bucket_start, sum(n),
+       coalesce(sum(latency_sum), 0), coalesce(max(latency_max), 0),
+       coalesce(jsonb_object_agg(bucket, n) FILTER (WHERE bucket IS NOT NULL), '{{}}')
+FROM per_bucket
+GROUP BY 1, 2, 3, 4, 5
+ORDER BY 1, 2, 3, 4, 5
+ON CONFLICT (process, from_stage, to_stage, bucket_seconds, bucket_start) DO UPDATE SET
+    count = r.count + excluded.count,
+    latency_sum_ms = r.latency_sum_ms + excluded.latency_sum_ms,
+    latency_max_ms = greatest(r.latency_max_ms, excluded.latency_max_ms),
+    histogram = q2c_histogram_add(r.histogram, excluded.histogram)
+"""
+
+# Failures opened in the window count as errors of their stage, once each.
+ADD_ERRORS = f"""
+INSERT INTO rollups AS r (process, from_stage, to_stage, bucket_seconds, bucket_start,
+                          error_count)
+SELECT e.process, '', e.stage, res.s, {_BUCKET.format(ts="e.first_seen")}, count(*)
+FROM exceptions e CROSS JOIN (VALUES (300), (86400)) AS res(s)
+WHERE e.created_at >= %(lower)s AND e.created_at < %(upper)s
+  AND e.kind IN ('error', 'dead_letter') AND e.process IS NOT NULL
+GROUP BY 1, 2, 3, 4, 5
+ORDER BY 1, 2, 3, 4, 5
+ON CONFLICT (process, from_stage, to_stage, bucket_seconds, bucket_start) DO UPDATE SET
+    error_count = r.error_count + excluded.error_count
+"""
+
+# Compare what different systems reported for the same transaction.
+RECONCILE = """
+WITH reported AS (
+    SELECT se.correlation_id, se.process, f.field, se.system, se.stage, se.reached_at,
+           se.business->>f.field AS value
+    FROM stage_events se
+    JOIN _affected USING (correlation_id)
+    JOIN _reconcile f ON f.process = se.process
+    WHERE se.business ? f.field
+), per_field AS (
+    SELECT correlation_id, process, field, max(reached_at) AS observed_at,
+           count(DISTINCT system) AS systems,
+           CASE WHEN field IN ('amount', 'tax_amount')
+                THEN max(value::numeric) FILTER (WHERE field IN ('amount', 'tax_amount'))
+                     - min(value::numeric) FILTER (WHERE field IN ('amount', 'tax_amount'))
+                     > %(tolerance)s
+                ELSE count(DISTINCT value) > 1 END AS mismatch,
+           jsonb_object_agg(system, value ORDER BY system) AS by_system,
+           (array_agg(stage ORDER BY reached_at DESC))[1] AS latest_stage
+    FROM reported
+    GROUP BY correlation_id, process, field
+), checked AS (
+    SELECT correlation_id, process, max(observed_at) AS observed_at,
+           NOT bool_or(mismatch) AS matched,
+           jsonb_object_agg(field, by_system) AS compared,
+           coalesce(jsonb_object_agg(field, by_system) FILTER (WHERE mismatch), '{}') AS mismatches,
+           (array_agg(latest_stage ORDER BY observed_at DESC) FILTER (WHERE mismatch))[1]
+               AS stage
+    FROM per_field
+    WHERE systems >= 2
+    GROUP BY correlation_id, process
+), saved AS (
+    INSERT INTO reconciliations AS r (correlation_id, process, observed_at, matched, compared,
+                                      mismatches)
+    SELECT correlation_id, process, observed_at, matched, compared, mismatches FROM checked
+    ORDER BY correlation_id
+    ON CONFLICT (correlation_id) DO UPDATE SET
+        process = excluded.process, observed_at = excluded.observed_at, checked_at = now(),
+        matched = excluded.matched, compared = excluded.compared,
+        mismatches = excluded.mismatches
+    RETURNING r.correlation_id
+), opened AS (
+    INSERT INTO exceptions (correlation_id, process, stage, system, kind, fingerprint,
+                            error_type, message, first_seen, last_seen, occurrences,
+                            customer_id, order_id, invoice_id, amount, currency, legal_entity)
+    SELECT c.correlation_id, c.process, c.stage, '', 'reconciliation',
+           md5(c.process || '/reconciliation/' ||
+               array_to_string(ARRAY(SELECT jsonb_object_keys(c.mismatches) ORDER BY 1), ',')),
+           'Mismatch',
+           (SELECT string_agg(field || ': ' || (SELECT string_agg(key || '=' || value, ', '
+                                                                  ORDER BY key)
+                                                 FROM jsonb_each_text(by_system)), '; '
+                              ORDER BY field)
+            FROM jsonb_each(c.mismatches) AS m(field, by_system)),
+           c.observed_at, c.observed_at, 1,
+           t.customer_id, t.order_id, t.invoice_id, t.amount, t.currency, t.legal_entity
+    FROM checked c
+    LEFT JOIN transactions t ON t.correlation_id = c.correlation_id
+    WHERE NOT c.matched
+    ORDER BY c.correlation_id
+    ON CONFLICT (correlation_id, stage, fingerprint)
+        WHERE status NOT IN ('resolved', 'auto_resolved', 'ignored')
+    DO NOTHING
+    RETURNING id
+)
+SELECT (SELECT count(*) FROM checked) AS checked,
+       (SELECT count(*) FROM checked WHERE NOT matched) AS mismatched,
+       (SELECT count(*) FROM opened) AS opened
+"""
+
+# Reconciliation exceptions whose transaction now agrees everywhere resolve themselves.
+RESOLVE_RECONCILED = """
+WITH resolved AS (
+    UPDATE exceptions e
+    SET status = 'auto_resolved', resolved_at = now(), updated_at = now(),
+        resolution = 'reported values now agree'
+    FROM reconciliations r, exceptions prev
+    WHERE r.correlation_id = e.correlation_id AND r.matched
+      AND e.correlation_id IN (SELECT correlation_id FROM _affected)
+      AND prev.correlation_id = e.correlation_id AND prev.id = e.id
+      AND e.kind = 'reconciliation'
+      AND e.status IN ('open', 'assigned', 'in_progress', 'replayed')
+    RETURNING e.correlation_id, e.id, prev.status AS before_status
+)
+INSERT INTO exception_events (correlation_id, exception_id, actor, action, before, after, comment)
+SELECT correlation_id, id, 'system', 'auto_resolved', jsonb_build_object('status', before_status),
+       jsonb_build_object('status', 'auto_resolved'), 'reported values now agree'
+FROM resolved ORDER BY correlation_id, id
+"""
+
+# A transaction waiting longer than its next stage allows gets a `stalled` exception on
+# that (missing) stage; its status becomes 'stalled' until the stage arrives.
+DETECT_STALLED = """
+WITH waiting AS (
+    SELECT t.correlation_id, t.process, t.current_stage, nxt.stage AS next_stage,
+           nxt.stalled_after, t.customer_id, t.order_id, t.invoice_id, t.amount, t.currency,
+           t.legal_entity,
+           (SELECT min(s.reached_at) FROM stage_events s
+            WHERE s.correlation_id = t.correlation_id AND s.stage = t.current_stage
+              AND s.status = 'ok') AS reached_at
+    FROM transactions t
+    JOIN _catalog nxt ON nxt.process = t.process AND nxt.stage_index = t.stage_index + 1
+    WHERE t.status = 'in_progress' AND t.last_event_at < %(now)s - %(shortest)s
+), stalled AS (
+    SELECT w.* FROM waiting w
+    WHERE w.reached_at < %(now)s - w.stalled_after
+      AND NOT EXISTS (SELECT 1 FROM stage_events s
+                      WHERE s.correlation_id = w.correlation_id AND s.stage = w.next_stage
+                        AND s.status = 'ok')
+), opened AS (
+    INSERT INTO exceptions (correlation_id, process, stage, system, kind, fingerprint,
+                            error_type, message, first_seen, last_seen, occurrences,
+                            customer_id, order_id, invoice_id, amount, currency, legal_entity)
+    SELECT correlation_id, process, next_stage, '', 'stalled',
+           md5(process || '/' || next_stage || '/stalled'), 'Stalled',
+           format('no %%s within %%s after %%s at %%s', next_stage, stalled_after,
+                  current_stage, to_char(reached_at AT TIME ZONE 'UTC',
+                                         'YYYY-MM-DD"T"HH24:MI:SS"Z"')),
+           %(now)s, %(now)s, 1, customer_id, order_id, invoice_id, amount, currency,
+           legal_entity
+    FROM stalled
+    ORDER BY correlation_id
+    ON CONFLICT (correlation_id, stage, fingerprint)
+        WHERE status NOT IN ('resolved', 'auto_resolved', 'ignored')
+    DO NOTHING
+    RETURNING correlation_id
+), marked AS (
+    UPDATE transactions t SET status = 'stalled', updated_at = now()
+    FROM stalled s WHERE s.correlation_id = t.correlation_id
+    RETURNING t.correlation_id
+)
+SELECT (SELECT count(*) FROM opened), (SELECT count(*) FROM marked)
+"""
+
+# Stalls whose stage has arrived meanwhile (a race with the collector) resolve here.
+RESOLVE_ARRIVED_STALLS = """
+WITH resolved AS (
+    UPDATE exceptions e
+    SET status = 'auto_resolved', resolved_at = now(), updated_at = now(),
+        resolution = 'stage ' || e.stage || ' arrived'
+    FROM exceptions prev
+    WHERE e.kind = 'stalled' AND e.status IN ('open', 'assigned', 'in_progress', 'replayed')
+      AND prev.correlation_id = e.correlation_id AND prev.id = e.id
+      AND EXISTS (SELECT 1 FROM stage_events s
+                  WHERE s.correlation_id = e.correlation_id AND s.stage = e.stage
+                    AND s.status = 'ok')
+    RETURNING e.correlation_id, e.id, prev.status AS before_status, e.resolution
+), events AS (
+    INSERT INTO exception_events (correlation_id, exception_id, actor, action, before, after,
+                                  comment)
+    SELECT correlation_id, id, 'system', 'auto_resolved',
+           jsonb_build_object('status', before_status),
+           jsonb_build_object('status', 'auto_resolved'), resolution
+    FROM resolved ORDER BY correlation_id, id
+)
+UPDATE transactions t SET status = 'in_progress', updated_at = now()
+FROM resolved r WHERE r.correlation_id = t.correlation_id AND t.status = 'stalled'
+"""
+
+UNCLASSIFIED = """
+SELECT id, correlation_id, process, stage, kind, amount::float8, first_seen
+FROM exceptions WHERE due_at IS NULL ORDER BY id LIMIT 10000
+"""
+
+CLASSIFY = """
+UPDATE exceptions e SET impact = c.impact, due_at = c.due_at, updated_at = now()
+FROM unnest(%(ids)s::bigint[], %(correlation_ids)s::text[], %(impacts)s::text[],
+            %(due)s::timestamptz[]) AS c(id, correlation_id, impact, due_at)
+WHERE e.correlation_id = c.correlation_id AND e.id = c.id
+"""

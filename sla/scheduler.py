@@ -1,0 +1,85 @@
+"""`q2c scheduler`: runs the evaluators and maintenance on APScheduler, in its own process.
+
+Replicas may run side by side: every job takes a transaction-scoped advisory lock inside
+its work, so a window is never done twice, and a job that finds the lock taken skips.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import signal
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import psycopg
+from apscheduler.schedulers.blocking import BlockingScheduler
+
+from q2c.schema import maintain_partitions
+from q2c.settings import Settings
+from sla.evaluate import evaluate
+from sla.policy import Policy
+
+log = logging.getLogger(__name__)
+
+# Deliberate APScheduler job options: a late run is merged into one (coalesce), a job never
+# overlaps itself (max_instances), and a run missed by more than the grace is dropped.
+JOB_DEFAULTS = {"coalesce": True, "max_instances": 1, "misfire_grace_time": 60}  # in seconds
+
+
+def build_scheduler(settings: Settings, database_url: str, policy: Policy) -> BlockingScheduler:
+    """The scheduler with every Q2C job registered (not started); each runs once at start."""
+    scheduler = BlockingScheduler(job_defaults=JOB_DEFAULTS, timezone="UTC")
+    scheduler.add_job(
+        _logged("evaluate", lambda: _evaluate(database_url, policy, settings)),
+        "interval",
+        seconds=settings.evaluate_interval_seconds,
+        next_run_time=datetime.now(UTC),
+        id="evaluate",
+    )
+    scheduler.add_job(
+        _logged(
+            "partitions",
+            lambda: maintain_partitions(
+                database_url, settings.retention_days, settings.partitions_ahead_days
+            ),
+        ),
+        "cron",
+        hour=0,
+        minute=5,
+        next_run_time=datetime.now(UTC),
+        id="partitions",
+    )
+    return scheduler
+
+
+def run_scheduler(settings: Settings, database_url: str, policy: Policy) -> None:
+    """Run until SIGINT/SIGTERM, letting a running job finish."""
+    scheduler = build_scheduler(settings, database_url, policy)
+    signal.signal(signal.SIGTERM, lambda *_: scheduler.shutdown(wait=False))
+    log.info("scheduler running: %s", ", ".join(job.id for job in scheduler.get_jobs()))
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is a normal way to stop
+        scheduler.start()
+
+
+def _evaluate(database_url: str, policy: Policy, settings: Settings) -> None:
+    with psycopg.connect(
+        database_url, autocommit=True, connect_timeout=settings.db_connect_timeout
+    ) as conn:
+        report = evaluate(conn, policy)
+    if report.skipped:
+        log.info("evaluate: another scheduler holds the lock; skipped")
+
+
+def _logged(name: str, job: Callable[[], object]) -> Callable[[], None]:
+    """Run `job`, logging (not raising) failures so the scheduler keeps going."""
+
+    def run() -> None:
+        try:
+            job()
+        except psycopg.OperationalError as exc:
+            log.warning("%s: database unavailable (%s); will retry on schedule", name, exc)
+        except Exception:
+            log.exception("%s failed", name)
+
+    return run
