@@ -155,11 +155,18 @@ def _slo(
     policy: Policy,
     process: str,
     end: datetime,
-    stalled: dict[tuple[str, datetime], int],
+    stalled: dict[tuple[str, str, datetime], int],
     rollup: Callable[[timedelta], RollupWindow],
 ) -> dict[str, Any]:
-    """Compliance, error budget and burn rates of the process's latency objective."""
+    """Compliance, error budget and burn rates of the process's latency objective.
+
+    Events are the objective's completed stage pairs (good when within the latency) plus
+    transactions that stalled before reaching its last stage (bad)."""
     objective = policy.processes[process].objective
+    stages = policy.processes[process].stage_names()
+    covered = set(
+        stages[stages.index(objective.from_stage) + 1 : stages.index(objective.to_stage) + 1]
+    )
     limit_ms = objective.latency.total_seconds() * 1000
     budget = 1 - objective.target
 
@@ -167,7 +174,11 @@ def _slo(
         good, total = rollup(span).good_and_total(
             process, objective.from_stage, objective.to_stage, limit_ms
         )
-        total += sum(n for (p, at), n in stalled.items() if p == process and at >= end - span)
+        total += sum(
+            n
+            for (p, stage, at), n in stalled.items()
+            if p == process and stage in covered and at >= end - span
+        )
         return ((total - good) / total if total else None), good, total
 
     ratio, good, total = bad_ratio(objective.period)
@@ -198,16 +209,17 @@ def _slo(
     }
 
 
-def _stalled_counts(conn: Connection, since: datetime) -> dict[tuple[str, datetime], int]:
+def _stalled_counts(conn: Connection, since: datetime) -> dict[tuple[str, str, datetime], int]:
+    """Stalled transactions per (process, stage waited for, 5-minute bucket)."""
     rows = conn.execute(
         text(
-            "SELECT process, date_bin('5 minutes', first_seen, timestamptz 'epoch'), count(*) "
-            "FROM exceptions WHERE kind = 'stalled' AND first_seen >= :since "
-            "AND process IS NOT NULL GROUP BY 1, 2"
+            "SELECT process, stage, date_bin('5 minutes', first_seen, timestamptz 'epoch'), "
+            "count(*) FROM exceptions WHERE kind = 'stalled' AND first_seen >= :since "
+            "AND process IS NOT NULL GROUP BY 1, 2, 3"
         ),
         {"since": since},
     )
-    return {(process, at): n for process, at, n in rows}
+    return {(process, stage, at): n for process, stage, at, n in rows}
 
 
 def _reconciliation(conn: Connection, start: datetime, end: datetime) -> dict[str, dict]:

@@ -16,7 +16,8 @@ SELECT least(clock_timestamp(),
 
 POLICY_TABLES = """
 CREATE TEMP TABLE _catalog (process text, stage text, stage_index integer, is_last boolean,
-                            stalled_after interval, PRIMARY KEY (process, stage))
+                            stalled_after interval, stalled_label text,
+                            PRIMARY KEY (process, stage))
     ON COMMIT DROP;
 CREATE TEMP TABLE _reconcile (process text, field text) ON COMMIT DROP;
 CREATE TEMP TABLE _affected (correlation_id text PRIMARY KEY) ON COMMIT DROP;
@@ -198,8 +199,8 @@ FROM resolved ORDER BY correlation_id, id
 DETECT_STALLED = """
 WITH waiting AS (
     SELECT t.correlation_id, t.process, t.current_stage, nxt.stage AS next_stage,
-           nxt.stalled_after, t.customer_id, t.order_id, t.invoice_id, t.amount, t.currency,
-           t.legal_entity,
+           nxt.stalled_after, nxt.stalled_label, t.customer_id, t.order_id, t.invoice_id,
+           t.amount, t.currency, t.legal_entity,
            (SELECT min(s.reached_at) FROM stage_events s
             WHERE s.correlation_id = t.correlation_id AND s.stage = t.current_stage
               AND s.status = 'ok') AS reached_at
@@ -218,7 +219,7 @@ WITH waiting AS (
                             customer_id, order_id, invoice_id, amount, currency, legal_entity)
     SELECT correlation_id, process, next_stage, '', 'stalled',
            md5(process || '/' || next_stage || '/stalled'), 'Stalled',
-           format('no %%s within %%s after %%s at %%s', next_stage, stalled_after,
+           format('no %%s within %%s after %%s at %%s', next_stage, stalled_label,
                   current_stage, to_char(reached_at AT TIME ZONE 'UTC',
                                          'YYYY-MM-DD"T"HH24:MI:SS"Z"')),
            %(now)s, %(now)s, 1, customer_id, order_id, invoice_id, amount, currency,

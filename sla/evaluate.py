@@ -128,14 +128,30 @@ def _load_policy(cur: psycopg.Cursor, policy: Policy) -> None:
     cur.execute(_sql.POLICY_TABLES)
     limits = _stalled_limits(policy)
     rows = [
-        (process, stage, index, index == len(spec.stages) - 1, limits[(process, stage)])
+        (
+            process,
+            stage,
+            index,
+            index == len(spec.stages) - 1,
+            limits[(process, stage)],
+            _label(limits[(process, stage)]),
+        )
         for process, spec in policy.processes.items()
         for index, stage in enumerate(spec.stage_names())
     ]
-    cur.executemany("INSERT INTO _catalog VALUES (%s, %s, %s, %s, %s)", rows)
+    cur.executemany("INSERT INTO _catalog VALUES (%s, %s, %s, %s, %s, %s)", rows)
     fields = [(p, f) for p, spec in policy.processes.items() for f in spec.reconcile]
     if fields:
         cur.executemany("INSERT INTO _reconcile VALUES (%s, %s)", fields)
+
+
+def _label(span: timedelta) -> str:
+    """A duration as people write it: 30m, 4h, 3d."""
+    seconds = int(span.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
 
 
 def _classify(cur: psycopg.Cursor, policy: Policy) -> int:
