@@ -323,7 +323,7 @@ WITH succeeded AS (
     GROUP BY correlation_id, stage
 ), resolved AS (
     UPDATE exceptions e
-    SET status = 'auto_resolved', resolved_at = now(), updated_at = now(),
+    SET status = 'auto_resolved', resolved_at = clock_timestamp(), updated_at = now(),
         resolution = format('stage %s succeeded at %s', e.stage,
                             to_char(s.last_ok_at AT TIME ZONE 'UTC',
                                     'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'))

@@ -298,7 +298,7 @@ def _run_stack(
 ) -> None:
     from q2c.database import database_url
     from q2c.schema import prepare_database
-    from q2c.supervisor import Supervisor, collector_child, streamlit_child
+    from q2c.supervisor import Supervisor, collector_child, scheduler_child, streamlit_child
 
     # Ctrl-C while starting must still stop what has started; the supervisor takes over later.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
@@ -311,6 +311,7 @@ def _run_stack(
                 if with_collector:
                     host, collector_port = settings.collector_host, settings.collector_port
                     supervisor.start(collector_child(url, host, collector_port))
+                    supervisor.start(scheduler_child(url))
                 supervisor.start(streamlit_child(url, settings.console_host, port))
                 click.echo(banner(settings, f"http://{settings.console_host}:{port}"))
                 supervisor.wait()

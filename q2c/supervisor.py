@@ -31,7 +31,7 @@ class Child:
 
     name: str
     argv: list[str]
-    health_url: str
+    health_url: str  # empty: healthy while running
     env: Mapping[str, str] = field(default_factory=dict)
     process: subprocess.Popen[bytes] | None = None
 
@@ -63,6 +63,16 @@ def collector_child(database_url: str, host: str, port: int) -> Child:
     )
 
 
+def scheduler_child(database_url: str) -> Child:
+    """The SLA scheduler; it has no HTTP port, so it is healthy once it runs."""
+    return Child(
+        name="scheduler",
+        argv=[sys.executable, "-m", "q2c.cli", "scheduler"],
+        health_url="",
+        env={"DATABASE_URL": database_url},
+    )
+
+
 class Supervisor:
     """Starts children in order and stops them in reverse; a stop request ends `wait()`."""
 
@@ -76,7 +86,7 @@ class Supervisor:
         child.process = subprocess.Popen(child.argv, cwd=PROJECT_ROOT, env=env)
         self.children.append(child)
         deadline = time.monotonic() + HEALTH_TIMEOUT
-        while not _healthy(child.health_url):
+        while child.health_url and not _healthy(child.health_url):
             if child.process.poll() is not None:
                 raise Q2CError(f"{child.name} exited with code {child.process.returncode}")
             if time.monotonic() > deadline or self._stop.wait(0.2):

@@ -127,7 +127,7 @@ def collect_kpis(
                 windows[span] = RollupWindow(conn, end - span, end)
             return windows[span]
 
-        reconciliation = _reconciliation(conn, start, end)
+        counters = _counters(conn, start, end)
         stalled = _stalled_counts(
             conn, end - max(p.objective.period for p in policy.processes.values())
         )
@@ -141,11 +141,9 @@ def collect_kpis(
                 "errors": sum(current.errors(name, stage) for stage in stages),
                 "hops": [current.latency(name, a, b) for a, b in pairwise(stages)],
                 "sla": _slo(policy, name, end, stalled, rollup),
-                "reconciliation": reconciliation.get(
-                    name, {"checked": 0, "matched": 0, "accuracy": None}
-                ),
+                "reconciliation": _reconciliation(counters, name),
             }
-        result["exceptions"] = _exceptions(conn, start, end)
+        result["exceptions"] = _exceptions(conn, end, counters)
         result["replays"] = _replays(conn, start, end)
         result["money_at_risk"] = _money_at_risk(conn, policy, end)
     return result
@@ -222,25 +220,27 @@ def _stalled_counts(conn: Connection, since: datetime) -> dict[tuple[str, str, d
     return {(process, stage, at): n for process, stage, at, n in rows}
 
 
-def _reconciliation(conn: Connection, start: datetime, end: datetime) -> dict[str, dict]:
+def _counters(conn: Connection, start: datetime, end: datetime) -> dict[tuple[str, str], int]:
+    """kpi_counts summed over the window: (counter name, process) → value."""
     rows = conn.execute(
-        text(
-            "SELECT process, count(*), count(*) FILTER (WHERE matched) FROM reconciliations "
-            "WHERE observed_at >= :start AND observed_at < :end GROUP BY 1"
-        ),
+        text(f"SELECT name, process, sum(value)::bigint FROM kpi_counts WHERE {_WINDOW} "
+             "GROUP BY 1, 2"),
         {"start": start, "end": end},
-    )
-    return {
-        process: {
-            "checked": checked,
-            "matched": matched,
-            "accuracy": round(matched / checked, 5) if checked else None,
-        }
-        for process, checked, matched in rows
-    }
+    )  # fmt: skip
+    return {(name, process): value for name, process, value in rows}
 
 
-def _exceptions(conn: Connection, start: datetime, end: datetime) -> dict[str, Any]:
+def _reconciliation(counters: dict[tuple[str, str], int], process: str) -> dict[str, Any]:
+    checked = counters.get(("reconciliation_checked", process), 0)
+    matched = checked - counters.get(("reconciliation_mismatched", process), 0)
+    accuracy = round(matched / checked, 5) if checked else None
+    return {"checked": checked, "matched": matched, "accuracy": accuracy}
+
+
+def _exceptions(
+    conn: Connection, end: datetime, counters: dict[tuple[str, str], int]
+) -> dict[str, Any]:
+    """Open exceptions as they stand now; closed ones as counted in the window."""
     open_rows = conn.execute(
         text(
             "SELECT status, impact, :end - first_seen AS age, due_at < :end AS overdue, count(*) "
@@ -257,15 +257,10 @@ def _exceptions(conn: Connection, start: datetime, end: datetime) -> dict[str, A
         by_impact[impact] += n
         by_aging[_aging_bucket(age)] += n
         overdue += n if is_overdue else 0
-    closed = conn.execute(
-        text(
-            "SELECT status, count(*) FROM exceptions WHERE resolved_at >= :start "
-            "AND resolved_at < :end AND status IN :closed GROUP BY 1"
-        ).bindparams(bindparam("closed", CLOSED_STATUSES, expanding=True)),
-        {"start": start, "end": end},
-    ).all()
-    for status, n in closed:
-        by_status[status] += n
+    for (name, _process), value in counters.items():
+        status = name.removeprefix("exceptions_")
+        if name.startswith("exceptions_") and status in CLOSED_STATUSES:
+            by_status[status] += value
     resolved = by_status["resolved"] + by_status["auto_resolved"]
     return {
         "open": sum(by_impact.values()),

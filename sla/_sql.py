@@ -135,6 +135,26 @@ WITH reported AS (
     FROM per_field
     WHERE systems >= 2
     GROUP BY correlation_id, process
+), previous AS (
+    SELECT r.correlation_id, r.process, r.observed_at, r.matched
+    FROM reconciliations r JOIN checked c USING (correlation_id)
+), deltas AS (
+    SELECT process, observed_at, 1 AS checked, CASE WHEN matched THEN 0 ELSE 1 END AS bad
+    FROM checked
+    UNION ALL
+    SELECT process, observed_at, -1, CASE WHEN matched THEN 0 ELSE -1 END FROM previous
+), counted AS (
+    INSERT INTO kpi_counts AS k (name, process, bucket_seconds, bucket_start, value)
+    SELECT name, process, res.s, to_timestamp(floor(extract(epoch FROM observed_at) / res.s)
+                                              * res.s), sum(v)
+    FROM deltas
+    CROSS JOIN LATERAL (VALUES ('reconciliation_checked', checked),
+                               ('reconciliation_mismatched', bad)) AS m(name, v)
+    CROSS JOIN (VALUES (300), (86400)) AS res(s)
+    GROUP BY 1, 2, 3, 4
+    ORDER BY 1, 2, 3, 4
+    ON CONFLICT (name, process, bucket_seconds, bucket_start)
+    DO UPDATE SET value = k.value + excluded.value
 ), saved AS (
     INSERT INTO reconciliations AS r (correlation_id, process, observed_at, matched, compared,
                                       mismatches)
@@ -178,7 +198,7 @@ SELECT (SELECT count(*) FROM checked) AS checked,
 RESOLVE_RECONCILED = """
 WITH resolved AS (
     UPDATE exceptions e
-    SET status = 'auto_resolved', resolved_at = now(), updated_at = now(),
+    SET status = 'auto_resolved', resolved_at = clock_timestamp(), updated_at = now(),
         resolution = 'reported values now agree'
     FROM reconciliations r, exceptions prev
     WHERE r.correlation_id = e.correlation_id AND r.matched
@@ -242,7 +262,7 @@ SELECT (SELECT count(*) FROM opened), (SELECT count(*) FROM marked)
 RESOLVE_ARRIVED_STALLS = """
 WITH resolved AS (
     UPDATE exceptions e
-    SET status = 'auto_resolved', resolved_at = now(), updated_at = now(),
+    SET status = 'auto_resolved', resolved_at = clock_timestamp(), updated_at = now(),
         resolution = 'stage ' || e.stage || ' arrived'
     FROM exceptions prev
     WHERE e.kind = 'stalled' AND e.status IN ('open', 'assigned', 'in_progress', 'replayed')
@@ -273,4 +293,18 @@ UPDATE exceptions e SET impact = c.impact, due_at = c.due_at, updated_at = now()
 FROM unnest(%(ids)s::bigint[], %(correlation_ids)s::text[], %(impacts)s::text[],
             %(due)s::timestamptz[]) AS c(id, correlation_id, impact, due_at)
 WHERE e.correlation_id = c.correlation_id AND e.id = c.id
+"""
+
+# Exceptions closed in the window, counted per process, status and bucket.
+COUNT_CLOSED = f"""
+INSERT INTO kpi_counts AS k (name, process, bucket_seconds, bucket_start, value)
+SELECT 'exceptions_' || e.status, coalesce(e.process, ''), res.s,
+       {_BUCKET.format(ts="e.resolved_at")}, count(*)
+FROM exceptions e CROSS JOIN (VALUES (300), (86400)) AS res(s)
+WHERE e.resolved_at >= %(lower)s AND e.resolved_at < %(upper)s
+  AND e.status IN ('resolved', 'auto_resolved', 'ignored')
+GROUP BY 1, 2, 3, 4
+ORDER BY 1, 2, 3, 4
+ON CONFLICT (name, process, bucket_seconds, bucket_start)
+DO UPDATE SET value = k.value + excluded.value
 """

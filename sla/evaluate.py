@@ -79,6 +79,7 @@ def evaluate(
         report.pairs_counted = cur.execute(_sql.FRESH_PAIRS).rowcount
         cur.execute(_sql.ADD_TO_ROLLUPS)
         report.errors_counted = cur.execute(_sql.ADD_ERRORS, window).rowcount
+        cur.execute(_sql.COUNT_CLOSED, window)
         checked, mismatched, opened = cur.execute(
             _sql.RECONCILE, {"tolerance": policy.amount_tolerance}
         ).fetchone()

@@ -24,18 +24,19 @@ log = logging.getLogger(__name__)
 
 # Deliberate APScheduler job options: a late run is merged into one (coalesce), a job never
 # overlaps itself (max_instances), and a run missed by more than the grace is dropped.
-JOB_DEFAULTS = {"coalesce": True, "max_instances": 1, "misfire_grace_time": 60}  # in seconds
+JOB_OPTIONS = {"coalesce": True, "max_instances": 1, "misfire_grace_time": 60}  # grace in s
 
 
 def build_scheduler(settings: Settings, database_url: str, policy: Policy) -> BlockingScheduler:
     """The scheduler with every Q2C job registered (not started); each runs once at start."""
-    scheduler = BlockingScheduler(job_defaults=JOB_DEFAULTS, timezone="UTC")
+    scheduler = BlockingScheduler(timezone="UTC")
     scheduler.add_job(
         _logged("evaluate", lambda: _evaluate(database_url, policy, settings)),
         "interval",
         seconds=settings.evaluate_interval_seconds,
         next_run_time=datetime.now(UTC),
         id="evaluate",
+        **JOB_OPTIONS,
     )
     scheduler.add_job(
         _logged(
@@ -49,6 +50,7 @@ def build_scheduler(settings: Settings, database_url: str, policy: Policy) -> Bl
         minute=5,
         next_run_time=datetime.now(UTC),
         id="partitions",
+        **JOB_OPTIONS,
     )
     return scheduler
 

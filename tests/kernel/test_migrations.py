@@ -9,7 +9,7 @@ import psycopg
 from q2c import migrate
 
 CANONICAL_TABLES = {
-    "rollup_progress", "reconciliations", "watermarks",
+    "rollup_progress", "reconciliations", "watermarks", "kpi_counts",
     "users", "resources", "spans", "log_records", "transactions", "stage_events",
     "exceptions", "exception_events", "dead_letters", "replays", "rollups", "job_runs",
 }  # fmt: skip

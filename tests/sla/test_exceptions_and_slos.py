@@ -78,6 +78,13 @@ def test_reconciliation_flags_amounts_that_disagree(
     rec = kpis()["processes"]["invoice_posting"]["reconciliation"]
     assert rec == {"checked": 2, "matched": 1, "accuracy": 0.5}
 
+    # A third system reporting later re-checks INV-A: still one transaction checked.
+    later = stage_span("INV-A", "invoice_posting", "collections_notified", "collections",
+                       at_s=_at(700), seq=60_040, amount=100.0)  # fmt: skip
+    send(traces_request(later))
+    run_evaluation()
+    assert kpis()["processes"]["invoice_posting"]["reconciliation"] == rec
+
 
 def test_impact_due_time_aging_and_money_at_risk(
     send, run_evaluation, kpis, db: psycopg.Connection

@@ -20,6 +20,8 @@ depends_on = None
 _UP = """
 ALTER TABLE stage_events ALTER COLUMN ingested_at SET DEFAULT clock_timestamp();
 ALTER TABLE exceptions ALTER COLUMN created_at SET DEFAULT clock_timestamp();
+-- Closed exceptions are counted by resolved_at, with the same committed-before guarantee.
+CREATE INDEX exceptions_resolved_brin_idx ON exceptions USING brin (resolved_at);
 
 ALTER TABLE rollups ALTER COLUMN histogram DROP DEFAULT;
 ALTER TABLE rollups ALTER COLUMN histogram TYPE jsonb USING '{}'::jsonb;
@@ -42,6 +44,17 @@ CREATE TABLE reconciliations (
     mismatches     jsonb NOT NULL DEFAULT '{}'
 );
 CREATE INDEX reconciliations_window_idx ON reconciliations (process, observed_at);
+
+-- Counters per process and time bucket that KPIs read instead of scanning their sources:
+-- reconciliation_checked / _mismatched, exceptions_<status> when closed.
+CREATE TABLE kpi_counts (
+    name           text NOT NULL,
+    process        text NOT NULL,
+    bucket_seconds integer NOT NULL,
+    bucket_start   timestamptz NOT NULL,
+    value          bigint NOT NULL DEFAULT 0,
+    PRIMARY KEY (name, process, bucket_seconds, bucket_start)
+);
 
 CREATE TABLE watermarks (
     name       text PRIMARY KEY,
@@ -79,10 +92,10 @@ $$;
 _DOWN = """
 DROP FUNCTION IF EXISTS q2c_histogram_add(jsonb, jsonb);
 DROP FUNCTION IF EXISTS q2c_latency_bucket(double precision);
-DROP INDEX IF EXISTS replays_requested_idx, transactions_waiting_idx,
+DROP INDEX IF EXISTS exceptions_resolved_brin_idx, replays_requested_idx, transactions_waiting_idx,
     exceptions_unclassified_idx, exceptions_created_idx, exceptions_resolved_idx,
     exceptions_kind_window_idx;
-DROP TABLE IF EXISTS watermarks, reconciliations, rollup_progress;
+DROP TABLE IF EXISTS watermarks, kpi_counts, reconciliations, rollup_progress;
 ALTER TABLE rollups ALTER COLUMN histogram DROP DEFAULT;
 ALTER TABLE rollups ALTER COLUMN histogram TYPE bigint[] USING '{}'::bigint[];
 ALTER TABLE rollups ALTER COLUMN histogram SET DEFAULT '{}';

@@ -1,0 +1,75 @@
+"""The scheduler's jobs are configured on purpose, and two schedulers side by side never
+evaluate a window twice."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from itertools import pairwise
+
+import psycopg
+
+from q2c.settings import Settings
+from sla.scheduler import JOB_OPTIONS, build_scheduler
+from tests.support.otlp import stage_span, traces_request
+
+DEADLINE = 60  # in seconds
+
+
+def test_jobs_coalesce_never_overlap_and_have_a_grace_time(policy) -> None:
+    scheduler = build_scheduler(Settings(database_url=None), "postgresql://unused", policy)
+
+    jobs = {job.id: job for job in scheduler.get_jobs()}
+
+    assert set(jobs) == {"evaluate", "partitions"}
+    for job in jobs.values():
+        assert (job.coalesce, job.max_instances, job.misfire_grace_time) == (
+            JOB_OPTIONS["coalesce"], JOB_OPTIONS["max_instances"],
+            JOB_OPTIONS["misfire_grace_time"])  # fmt: skip
+
+
+def test_two_schedulers_side_by_side_do_each_window_once(
+    send, db_url: str, db: psycopg.Connection
+) -> None:
+    spans = []
+    for i in range(30):
+        spans.append(stage_span(f"SCH-{i}", "invoice_posting", "invoice_posted", "billing",
+                                at_s=-600 + i, seq=100_000 + 10 * i))  # fmt: skip
+        spans.append(stage_span(f"SCH-{i}", "invoice_posting", "invoice_recorded", "erp",
+                                at_s=-500 + i, seq=110_000 + 10 * i))  # fmt: skip
+    env = {**os.environ, "DATABASE_URL": db_url, "Q2C_EVALUATE_INTERVAL_SECONDS": "1",
+           "Q2C_LOG_LEVEL": "WARNING"}  # fmt: skip
+    schedulers = [
+        subprocess.Popen([sys.executable, "-m", "q2c.cli", "scheduler"], env=env) for _ in range(2)
+    ]
+    try:
+        for chunk in range(0, len(spans), 6):
+            send(traces_request(*spans[chunk : chunk + 6]))
+        deadline = time.monotonic() + DEADLINE
+        while (
+            db.execute(
+                "SELECT coalesce(sum(count), 0) FROM rollups WHERE bucket_seconds = 300 "
+                "AND from_stage = 'invoice_posted' AND to_stage = 'invoice_recorded'"
+            ).fetchone()[0]
+            < 30
+        ):
+            assert time.monotonic() < deadline, "the schedulers never caught up"
+            assert all(s.poll() is None for s in schedulers)
+            time.sleep(0.2)
+    finally:
+        for proc in schedulers:
+            proc.send_signal(signal.SIGTERM)
+        for proc in schedulers:
+            proc.wait(DEADLINE)
+
+    pairs = db.execute(
+        "SELECT sum(count) FROM rollups WHERE bucket_seconds = 86400 "
+        "AND from_stage = 'invoice_posted' AND to_stage = 'invoice_recorded'"
+    ).fetchone()[0]
+    windows = db.execute("SELECT window_start, window_end FROM job_runs ORDER BY 1").fetchall()
+    assert pairs == 30
+    assert len(windows) == len({start for start, _ in windows})
+    assert all(end_ <= next_start for (_, end_), (next_start, _) in pairwise(windows))
