@@ -43,14 +43,11 @@ HEADLINE_LATENCIES = {
 }
 
 _DAY = 86_400
-# Whole UTC days inside the window come from daily rows, the rest from 5-minute rows.
-_WINDOW = f"""
-((bucket_seconds = {_DAY} AND bucket_start >= :start
-  AND bucket_start + interval '1 day' <= :end)
- OR (bucket_seconds = 300 AND bucket_start >= :start AND bucket_start < :end
-     AND NOT (to_timestamp(floor(extract(epoch FROM bucket_start) / {_DAY}) * {_DAY}) >= :start
-              AND to_timestamp(floor(extract(epoch FROM bucket_start) / {_DAY}) * {_DAY})
-                  + interval '1 day' <= :end)))
+# Whole UTC days inside the window come from daily rows, the edges from 5-minute rows.
+_WINDOW = """
+((bucket_seconds = 86400 AND bucket_start >= :day_lo AND bucket_start < :day_hi)
+ OR (bucket_seconds = 300 AND ((bucket_start >= :start AND bucket_start < :edge_lo)
+                               OR (bucket_start >= :edge_hi AND bucket_start < :end))))
 """
 _ROLLUP_COUNTS = text(
     f"SELECT process, from_stage, to_stage, sum(count)::bigint, sum(error_count)::bigint "
@@ -63,11 +60,24 @@ _ROLLUP_HISTOGRAMS = text(
 )
 
 
+def window_bounds(start: datetime, end: datetime) -> dict[str, datetime]:
+    """Parameters of _WINDOW: the whole days inside [start, end) and the edges around them."""
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    day = timedelta(days=1)
+    day_lo = epoch + -((epoch - start) // day) * day  # first midnight at or after start
+    day_hi = epoch + ((end - epoch) // day) * day  # last midnight at or before end
+    if day_lo >= day_hi:  # no whole day: 5-minute rows only
+        return {"start": start, "end": end, "day_lo": start, "day_hi": start,
+                "edge_lo": end, "edge_hi": end}  # fmt: skip
+    return {"start": start, "end": end, "day_lo": day_lo, "day_hi": day_hi,
+            "edge_lo": day_lo, "edge_hi": day_hi}  # fmt: skip
+
+
 class RollupWindow:
     """Counts, errors and merged histograms per (process, from stage, to stage) in a window."""
 
     def __init__(self, conn: Connection, start: datetime, end: datetime) -> None:
-        params = {"start": start, "end": end}
+        params = window_bounds(start, end)
         self.counts: dict[tuple[str, str, str], tuple[int, int]] = {
             (p, f, t): (n, e) for p, f, t, n, e in conn.execute(_ROLLUP_COUNTS, params)
         }
@@ -225,7 +235,7 @@ def _counters(conn: Connection, start: datetime, end: datetime) -> dict[tuple[st
     rows = conn.execute(
         text(f"SELECT name, process, sum(value)::bigint FROM kpi_counts WHERE {_WINDOW} "
              "GROUP BY 1, 2"),
-        {"start": start, "end": end},
+        window_bounds(start, end),
     )  # fmt: skip
     return {(name, process): value for name, process, value in rows}
 

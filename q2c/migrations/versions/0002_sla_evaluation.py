@@ -56,6 +56,10 @@ CREATE TABLE kpi_counts (
     PRIMARY KEY (name, process, bucket_seconds, bucket_start)
 );
 
+-- Dashboards read time ranges of one resolution across all processes and stages.
+CREATE INDEX rollups_window_idx ON rollups (bucket_seconds, bucket_start);
+CREATE INDEX kpi_counts_window_idx ON kpi_counts (bucket_seconds, bucket_start);
+
 CREATE TABLE watermarks (
     name       text PRIMARY KEY,
     value      timestamptz NOT NULL,
@@ -95,6 +99,7 @@ DROP FUNCTION IF EXISTS q2c_latency_bucket(double precision);
 DROP INDEX IF EXISTS exceptions_resolved_brin_idx, replays_requested_idx, transactions_waiting_idx,
     exceptions_unclassified_idx, exceptions_created_idx, exceptions_resolved_idx,
     exceptions_kind_window_idx;
+DROP INDEX IF EXISTS rollups_window_idx;
 DROP TABLE IF EXISTS watermarks, kpi_counts, reconciliations, rollup_progress;
 ALTER TABLE rollups ALTER COLUMN histogram DROP DEFAULT;
 ALTER TABLE rollups ALTER COLUMN histogram TYPE bigint[] USING '{}'::bigint[];
