@@ -6,28 +6,31 @@ import logging
 import signal
 import sys
 from collections.abc import Callable
-from functools import wraps
 from pathlib import Path
 from typing import Any
 
 import click
+import psycopg
+from sqlalchemy.exc import OperationalError
 
+from q2c.cli_ops import COMMANDS
 from q2c.errors import Q2CError
 from q2c.settings import Settings, describe, load_settings
 
 
-def _user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Report a Q2CError as one clear line and exit 1, never as a traceback."""
+class _Q2CGroup(click.Group):
+    """Reports a Q2CError from any command as one clear line and exit status 1."""
 
-    @wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+    def invoke(self, ctx: click.Context) -> Any:
         try:
-            return func(*args, **kwargs)
+            return super().invoke(ctx)
         except Q2CError as exc:
             click.echo(f"q2c: error: {exc}", err=True)
-            sys.exit(1)
-
-    return wrapper
+            ctx.exit(1)
+        except (OperationalError, psycopg.OperationalError) as exc:
+            reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
+            click.echo(f"q2c: error: the database is unreachable: {reason}", err=True)
+            ctx.exit(1)
 
 
 def _settings(ctx: click.Context) -> Settings:
@@ -36,10 +39,9 @@ def _settings(ctx: click.Context) -> Settings:
     return settings
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=_Q2CGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="q2c-console")
 @click.pass_context
-@_user_errors
 def main(ctx: click.Context) -> None:
     """Q2C Console: observability and exception management for quote-to-cash integrations.
 
@@ -58,7 +60,6 @@ def main(ctx: click.Context) -> None:
 
 @main.command()
 @click.pass_context
-@_user_errors
 def config(ctx: click.Context) -> None:
     """Print the effective settings, secrets masked, and where each comes from."""
     rows = describe(_settings(ctx))
@@ -70,7 +71,6 @@ def config(ctx: click.Context) -> None:
 
 @main.command()
 @click.pass_context
-@_user_errors
 def migrate(ctx: click.Context) -> None:
     """Bring the database schema up to date and create the coming days' partitions.
 
@@ -93,7 +93,6 @@ def migrate(ctx: click.Context) -> None:
 @main.command()
 @click.option("--port", type=int, help="Port to listen on [default: Q2C_CONSOLE_PORT].")
 @click.pass_context
-@_user_errors
 def console(ctx: click.Context, port: int | None) -> None:
     """Start the Streamlit console (migrating the database first) until Ctrl-C."""
     _run_stack(_settings(ctx), port, banner=_console_banner, with_collector=False)
@@ -102,7 +101,6 @@ def console(ctx: click.Context, port: int | None) -> None:
 @main.command()
 @click.option("--port", type=int, help="Console port [default: Q2C_CONSOLE_PORT].")
 @click.pass_context
-@_user_errors
 def demo(ctx: click.Context, port: int | None) -> None:
     """Start the whole demo on the embedded database (or DATABASE_URL) until Ctrl-C.
 
@@ -116,7 +114,6 @@ def demo(ctx: click.Context, port: int | None) -> None:
 @click.option("--host", help="Address to listen on [default: Q2C_COLLECTOR_HOST].")
 @click.option("--port", type=int, help="Port to listen on [default: Q2C_COLLECTOR_PORT].")
 @click.pass_context
-@_user_errors
 def collector(ctx: click.Context, host: str | None, port: int | None) -> None:
     """Receive OTLP/HTTP traces and logs and integration logs until Ctrl-C.
 
@@ -135,7 +132,6 @@ def collector(ctx: click.Context, host: str | None, port: int | None) -> None:
 @main.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(allow_dash=True))
 @click.pass_context
-@_user_errors
 def ingest(ctx: click.Context, files: tuple[str, ...]) -> None:
     """Load integration-log FILES (JSON lines or a JSON array; - reads stdin).
 
@@ -189,7 +185,6 @@ def ingest(ctx: click.Context, files: tuple[str, ...]) -> None:
 
 @main.command()
 @click.pass_context
-@_user_errors
 def scheduler(ctx: click.Context) -> None:
     """Run the SLA evaluators and partition maintenance on a schedule until Ctrl-C.
 
@@ -213,7 +208,6 @@ def sla() -> None:
 @sla.command("check")
 @click.argument("path", required=False, type=click.Path(dir_okay=False, path_type=Path))
 @click.pass_context
-@_user_errors
 def sla_check(ctx: click.Context, path: Path | None) -> None:
     """Validate PATH (default: Q2C_SLA_CONFIG, else the shipped sla.yaml)."""
     from sla.policy import load_policy
@@ -226,7 +220,6 @@ def sla_check(ctx: click.Context, path: Path | None) -> None:
 
 @sla.command("evaluate")
 @click.pass_context
-@_user_errors
 def sla_evaluate(ctx: click.Context) -> None:
     """Run one evaluation now and print what it did."""
     import psycopg
@@ -246,7 +239,6 @@ def sla_evaluate(ctx: click.Context) -> None:
 @click.option("--window", default="24h", show_default=True,
               help="Look-back window: 90m, 24h, 7d, …")  # fmt: skip
 @click.pass_context
-@_user_errors
 def kpis(ctx: click.Context, as_json: bool, window: str) -> None:
     """Print the KPIs: latencies, SLA compliance and burn rates, exceptions, replays,
     reconciliation accuracy, throughput and money at risk."""
@@ -320,6 +312,10 @@ def _run_stack(
     except KeyboardInterrupt:
         pass
     click.echo("stopped")
+
+
+for _command in COMMANDS:
+    main.add_command(_command)
 
 
 if __name__ == "__main__":

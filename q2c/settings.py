@@ -103,6 +103,27 @@ class Settings(BaseSettings):
         le=3600,
         description="How often the scheduler evaluates SLAs (in seconds).",
     )
+    replay_allowed_hosts: str = Field(
+        default="",
+        description="Comma-separated hosts (or host:port) replays may be sent to; empty "
+        "refuses every replay.",
+    )
+    replay_header_allowlist: str = Field(
+        default="content-type,accept,x-request-id,x-tenant-id,x-correlation-id",
+        description="Comma-separated stored headers a replay passes on (case-insensitive).",
+    )
+    replay_timeout_seconds: float = Field(
+        default=10.0, gt=0, le=300, description="Timeout of one replay delivery (in seconds)."
+    )
+    replay_max_attempts: int = Field(
+        default=5, ge=1, le=50, description="Delivery attempts before a replay fails (count)."
+    )
+    replay_backoff_seconds: float = Field(
+        default=2.0, gt=0, description="First retry delay, doubled per attempt (in seconds)."
+    )
+    replay_rate_per_host: float = Field(
+        default=5.0, gt=0, description="Replays sent per second to one target host."
+    )
     sla_config: Path | None = Field(
         default=None,
         description="sla.yaml with the process catalog and SLA policies; unset uses the "
@@ -136,6 +157,13 @@ class Settings(BaseSettings):
         """The accepted ingest tokens (empty when none are configured)."""
         raw = self.ingest_tokens.get_secret_value() if self.ingest_tokens else ""
         return [token.strip() for token in raw.split(",") if token.strip()]
+
+    @property
+    def allowed_replay_hosts(self) -> frozenset[str]:
+        """Hosts (lower-case, optionally with :port) replays may target."""
+        return frozenset(
+            h.strip().lower() for h in self.replay_allowed_hosts.split(",") if h.strip()
+        )
 
     @property
     def pgdata_dir(self) -> Path:

@@ -20,13 +20,7 @@ from sla.policy import Policy
 PERCENTILES = (50, 90, 95, 99)
 OPEN_STATUSES = ("open", "assigned", "in_progress", "replayed")
 CLOSED_STATUSES = ("resolved", "auto_resolved", "ignored")
-AGING_BUCKETS = (
-    ("< 1h", timedelta(hours=1)),
-    ("1-4h", timedelta(hours=4)),
-    ("4-24h", timedelta(hours=24)),
-    ("1-3d", timedelta(days=3)),
-    ("> 3d", None),
-)
+AGING_BUCKETS = ("< 1h", "1-4h", "4-24h", "1-3d", "> 3d")  # as the SQL below names them
 # Multi-window burn-rate alerts (Google SRE workbook): long window, short window, factor.
 BURN_ALERTS = (
     ("1h", timedelta(hours=1), "5m", timedelta(minutes=5), 14.4),
@@ -253,19 +247,23 @@ def _exceptions(
     """Open exceptions as they stand now; closed ones as counted in the window."""
     open_rows = conn.execute(
         text(
-            "SELECT status, impact, :end - first_seen AS age, due_at < :end AS overdue, count(*) "
-            "FROM exceptions WHERE status IN :open GROUP BY 1, 2, 3, 4"
+            "SELECT status, impact, CASE WHEN age < interval '1 hour' THEN '< 1h' "
+            "WHEN age < interval '4 hours' THEN '1-4h' WHEN age < interval '1 day' THEN '4-24h' "
+            "WHEN age < interval '3 days' THEN '1-3d' ELSE '> 3d' END AS aging, "
+            "coalesce(due_at < :end, false) AS overdue, count(*) "
+            "FROM (SELECT status, impact, due_at, :end - first_seen AS age FROM exceptions "
+            "WHERE status IN :open) open_ GROUP BY 1, 2, 3, 4"
         ).bindparams(bindparam("open", OPEN_STATUSES, expanding=True)),
         {"end": end},
     ).all()
     by_status: dict[str, int] = dict.fromkeys(OPEN_STATUSES + CLOSED_STATUSES, 0)
     by_impact = dict.fromkeys(("critical", "high", "medium", "low"), 0)
-    by_aging = dict.fromkeys((name for name, _ in AGING_BUCKETS), 0)
+    by_aging = dict.fromkeys(AGING_BUCKETS, 0)
     overdue = 0
-    for status, impact, age, is_overdue, n in open_rows:
+    for status, impact, aging, is_overdue, n in open_rows:
         by_status[status] += n
         by_impact[impact] += n
-        by_aging[_aging_bucket(age)] += n
+        by_aging[aging] += n
         overdue += n if is_overdue else 0
     for (name, _process), value in counters.items():
         status = name.removeprefix("exceptions_")
@@ -282,13 +280,6 @@ def _exceptions(
         if resolved
         else None,
     }
-
-
-def _aging_bucket(age: timedelta) -> str:
-    for name, limit in AGING_BUCKETS:
-        if limit is None or age < limit:
-            return name
-    raise AssertionError("unreachable")
 
 
 def _replays(conn: Connection, start: datetime, end: datetime) -> dict[str, Any]:
