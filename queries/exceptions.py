@@ -162,7 +162,7 @@ def _rows(conn: Connection, sql: str, params: dict) -> list[dict]:
 # --- commands ---------------------------------------------------------------------------
 
 _LOCK = text(
-    "SELECT id, correlation_id, status, owner FROM exceptions WHERE id IN :ids "
+    "SELECT id, correlation_id, status, owner, resolution FROM exceptions WHERE id IN :ids "
     "ORDER BY correlation_id, id FOR UPDATE"
 ).bindparams(bindparam("ids", expanding=True))
 _AUDIT = text(

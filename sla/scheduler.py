@@ -1,4 +1,5 @@
-"""`q2c scheduler`: runs the evaluators and maintenance on APScheduler, in its own process.
+"""`q2c scheduler`: runs the SLA evaluation, the replay dispatcher and partition maintenance
+on APScheduler, in its own process.
 
 Replicas may run side by side: every job takes a transaction-scoped advisory lock inside
 its work, so a window is never done twice, and a job that finds the lock taken skips.
@@ -17,6 +18,7 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 
 from q2c.schema import maintain_partitions
 from q2c.settings import Settings
+from replay.dispatcher import Dispatcher
 from sla.evaluate import evaluate
 from sla.policy import Policy
 
@@ -24,6 +26,8 @@ log = logging.getLogger(__name__)
 
 # Deliberate APScheduler job options: a late run is merged into one (coalesce), a job never
 # overlaps itself (max_instances), and a run missed by more than the grace is dropped.
+REPLAY_INTERVAL_SECONDS = 2
+REPLAY_PASSES = 10  # at most this many batches of due replays per run
 JOB_OPTIONS = {"coalesce": True, "max_instances": 1, "misfire_grace_time": 60}  # grace in s
 
 
@@ -36,6 +40,15 @@ def build_scheduler(settings: Settings, database_url: str, policy: Policy) -> Bl
         seconds=settings.evaluate_interval_seconds,
         next_run_time=datetime.now(UTC),
         id="evaluate",
+        **JOB_OPTIONS,
+    )
+    dispatcher = Dispatcher(database_url, settings)
+    scheduler.add_job(
+        _logged("replays", lambda: _dispatch(dispatcher)),
+        "interval",
+        seconds=REPLAY_INTERVAL_SECONDS,
+        next_run_time=datetime.now(UTC),
+        id="replays",
         **JOB_OPTIONS,
     )
     scheduler.add_job(
@@ -62,6 +75,13 @@ def run_scheduler(settings: Settings, database_url: str, policy: Policy) -> None
     log.info("scheduler running: %s", ", ".join(job.id for job in scheduler.get_jobs()))
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is a normal way to stop
         scheduler.start()
+
+
+def _dispatch(dispatcher: Dispatcher) -> None:
+    """Deliver what is due, a bounded number of passes per run."""
+    for _ in range(REPLAY_PASSES):
+        if not dispatcher.run_once().claimed:
+            return
 
 
 def _evaluate(database_url: str, policy: Policy, settings: Settings) -> None:

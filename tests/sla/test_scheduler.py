@@ -24,7 +24,7 @@ def test_jobs_coalesce_never_overlap_and_have_a_grace_time(policy) -> None:
 
     jobs = {job.id: job for job in scheduler.get_jobs()}
 
-    assert set(jobs) == {"evaluate", "partitions"}
+    assert set(jobs) == {"evaluate", "replays", "partitions"}
     for job in jobs.values():
         assert (job.coalesce, job.max_instances, job.misfire_grace_time) == (
             JOB_OPTIONS["coalesce"], JOB_OPTIONS["max_instances"],

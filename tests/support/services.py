@@ -7,6 +7,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import uvicorn
 
@@ -26,10 +27,15 @@ def free_port() -> int:
 @contextlib.contextmanager
 def running_collector(settings: Settings, database_url: str) -> Iterator[str]:
     """A real HTTP collector on 127.0.0.1; yields its base URL, stops it afterwards."""
+    with running_app(create_app(settings, database_url)) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def running_app(app: Any) -> Iterator[str]:
+    """Serve an ASGI app on a free loopback port in a thread; yields its base URL."""
     port = free_port()
-    config = uvicorn.Config(
-        create_app(settings, database_url), host="127.0.0.1", port=port, log_level="error"
-    )
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

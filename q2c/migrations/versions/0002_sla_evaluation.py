@@ -66,7 +66,7 @@ CREATE TABLE watermarks (
     updated_at timestamptz NOT NULL DEFAULT now()
 );
 
-CREATE INDEX exceptions_kind_window_idx ON exceptions (process, kind, first_seen);
+CREATE INDEX exceptions_kind_window_idx ON exceptions (kind, first_seen);
 CREATE INDEX exceptions_resolved_idx ON exceptions (resolved_at) WHERE resolved_at IS NOT NULL;
 CREATE INDEX exceptions_created_idx ON exceptions USING brin (created_at);
 CREATE INDEX exceptions_unclassified_idx ON exceptions (id) WHERE due_at IS NULL;
