@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from starlette.applications import Starlette
@@ -62,8 +63,17 @@ class TargetState:
             return [a.idempotency_key for a in self.applied]
 
 
-def create_targets(state: TargetState) -> Starlette:
-    """The ASGI app serving /{crm,billing,erp}/… for `state`."""
+# A live request may ask for one failure of its own (the traffic generator's fault mix);
+# a replay of it then succeeds, the way a cleared fault lets a retry through.
+_REQUESTED_FAULTS = {"timeout": 504, "rate_limited": 429, "posting_rejected": 409}
+TIMEOUT_SECONDS = 2.5  # longer than the traffic generator waits
+
+
+def create_targets(
+    state: TargetState, on_applied: Callable[[Applied], None] | None = None
+) -> Starlette:
+    """The ASGI app serving /{crm,billing,erp}/… for `state`; `on_applied` is called for
+    each write applied (not for duplicates)."""
 
     async def write(request: Request) -> JSONResponse:
         system = request.path_params["system"]
@@ -71,6 +81,14 @@ def create_targets(state: TargetState) -> Starlette:
             return JSONResponse({"error": f"unknown system {system}"}, 404)
         key = request.headers.get("idempotency-key")
         body = await request.body()
+        requested = request.headers.get("x-sandbox-fault")
+        if requested in _REQUESTED_FAULTS:
+            if requested == "timeout":
+                await asyncio.sleep(TIMEOUT_SECONDS)
+            status = _REQUESTED_FAULTS[requested]
+            with state.lock:
+                state.requests.append((system, key, status))
+            return JSONResponse({"error": requested}, status, headers={"Retry-After": "1"})
         with state.lock:
             fault = state.faults.get(system)
             if fault and fault.remaining > 0:
@@ -85,12 +103,15 @@ def create_targets(state: TargetState) -> Starlette:
             with state.lock:
                 state.requests.append((system, key, status))
             return JSONResponse({"error": fault.mode}, status, headers=headers)
+        applied = Applied(system, request.url.path, request.method, key, body,
+                          dict(request.headers))  # fmt: skip
         with state.lock:
             duplicate = key is not None and any(a.idempotency_key == key for a in state.applied)
             if not duplicate:
-                state.applied.append(Applied(system, request.url.path, request.method, key, body,
-                                             dict(request.headers)))  # fmt: skip
+                state.applied.append(applied)
             state.requests.append((system, key, 200))
+        if not duplicate and on_applied is not None:
+            on_applied(applied)
         return JSONResponse({"status": "duplicate" if duplicate else "applied",
                              "idempotency_key": key})  # fmt: skip
 

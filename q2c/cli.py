@@ -95,7 +95,7 @@ def migrate(ctx: click.Context) -> None:
 @click.pass_context
 def console(ctx: click.Context, port: int | None) -> None:
     """Start the Streamlit console (migrating the database first) until Ctrl-C."""
-    _run_stack(_settings(ctx), port, banner=_console_banner, with_collector=False)
+    _run_stack(_settings(ctx), port, banner=_console_banner, demo=False)
 
 
 @main.command()
@@ -107,7 +107,7 @@ def demo(ctx: click.Context, port: int | None) -> None:
     This is what `make demo` runs: it migrates the database, starts every process and
     prints where to open the console.
     """
-    _run_stack(_settings(ctx), port, banner=_demo_banner, with_collector=True)
+    _run_stack(_settings(ctx), port, banner=_demo_banner, demo=True)
 
 
 @main.command()
@@ -264,18 +264,41 @@ def kpis(ctx: click.Context, as_json: bool, window: str) -> None:
     click.echo(json.dumps(document, indent=2) if as_json else render(document))
 
 
+def _prepare_demo(url: str, settings: Settings) -> tuple[dict[str, str], int]:
+    """Seed the demo logins; returns the environment every demo process shares (the
+    sandbox is an allowed replay target) and the days of history to backfill."""
+    from demo.seed import has_history, seed_users
+    from q2c.database import create_db_engine
+
+    engine = create_db_engine(url, settings)
+    try:
+        seed_users(engine)
+        history_days = 0 if has_history(engine) else 3
+    finally:
+        engine.dispose()
+    allowed = ",".join(filter(None, [settings.replay_allowed_hosts,
+                                     f"127.0.0.1:{settings.demo_sandbox_port}"]))  # fmt: skip
+    return {"Q2C_REPLAY_ALLOWED_HOSTS": allowed}, history_days
+
+
 def _console_banner(settings: Settings, url: str) -> str:
     return f"Q2C console: {url}  (Ctrl-C stops it)"
 
 
 def _demo_banner(settings: Settings, url: str) -> str:
+    from demo.seed import DEMO_USERS
+
     collector = f"http://{settings.collector_host}:{settings.collector_port}"
+    logins = [f"    {user:<8} {password:<18} ({role})" for user, role, password in DEMO_USERS]
     return "\n".join(
         [
             "",
             "  Q2C Console demo is running.",
             f"  Open the console:   {url}",
             f"  OTLP/HTTP endpoint: {collector}  (OTEL_EXPORTER_OTLP_ENDPOINT)",
+            f"  Sandbox targets:    http://127.0.0.1:{settings.demo_sandbox_port}",
+            "  Demo logins (user, password, role):",
+            *logins,
             "  Press Ctrl-C to stop everything.",
             "",
         ]
@@ -286,11 +309,17 @@ def _run_stack(
     settings: Settings,
     port: int | None,
     banner: Callable[[Settings, str], str],
-    with_collector: bool,
+    demo: bool,
 ) -> None:
     from q2c.database import database_url
     from q2c.schema import prepare_database
-    from q2c.supervisor import Supervisor, collector_child, scheduler_child, streamlit_child
+    from q2c.supervisor import (
+        Supervisor,
+        collector_child,
+        sandbox_child,
+        scheduler_child,
+        streamlit_child,
+    )
 
     # Ctrl-C while starting must still stop what has started; the supervisor takes over later.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
@@ -300,11 +329,21 @@ def _run_stack(
         with database_url(settings) as url:
             prepare_database(url, settings)
             try:
-                if with_collector:
+                extra_env: dict[str, str] = {}
+                if demo:
+                    extra_env, history = _prepare_demo(url, settings)
                     host, collector_port = settings.collector_host, settings.collector_port
-                    supervisor.start(collector_child(url, host, collector_port))
-                    supervisor.start(scheduler_child(url))
-                supervisor.start(streamlit_child(url, settings.console_host, port))
+                    for child in (
+                        collector_child(url, host, collector_port),
+                        scheduler_child(url),
+                        sandbox_child(f"http://{host}:{collector_port}",
+                                      settings.demo_sandbox_port, settings.demo_rate, history),
+                    ):  # fmt: skip
+                        child.env = {**child.env, **extra_env}
+                        supervisor.start(child)
+                console = streamlit_child(url, settings.console_host, port)
+                console.env = {**console.env, **extra_env}
+                supervisor.start(console)
                 click.echo(banner(settings, f"http://{settings.console_host}:{port}"))
                 supervisor.wait()
             finally:

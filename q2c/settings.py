@@ -124,6 +124,12 @@ class Settings(BaseSettings):
     replay_rate_per_host: float = Field(
         default=5.0, gt=0, description="Replays sent per second to one target host."
     )
+    demo_sandbox_port: int = Field(
+        default=8701, ge=1, le=65535, description="Port of the demo's fake CRM/billing/ERP."
+    )
+    demo_rate: float = Field(
+        default=1.0, gt=0, le=100, description="Live demo transactions per second."
+    )
     sla_config: Path | None = Field(
         default=None,
         description="sla.yaml with the process catalog and SLA policies; unset uses the "

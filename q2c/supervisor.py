@@ -73,6 +73,14 @@ def scheduler_child(database_url: str) -> Child:
     )
 
 
+def sandbox_child(collector_url: str, port: int, rate: float, history_days: int) -> Child:
+    """The demo's fake target systems and traffic generator."""
+    argv = [sys.executable, "-m", "demo.sandbox", "--collector", collector_url,
+            "--port", str(port), "--rate", str(rate),
+            "--history-days", str(history_days)]  # fmt: skip
+    return Child(name="sandbox", argv=argv, health_url=f"http://127.0.0.1:{port}/healthz")
+
+
 class Supervisor:
     """Starts children in order and stops them in reverse; a stop request ends `wait()`."""
 

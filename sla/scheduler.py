@@ -70,6 +70,7 @@ def build_scheduler(settings: Settings, database_url: str, policy: Policy) -> Bl
 
 def run_scheduler(settings: Settings, database_url: str, policy: Policy) -> None:
     """Run until SIGINT/SIGTERM, letting a running job finish."""
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)  # one line per run is noise
     scheduler = build_scheduler(settings, database_url, policy)
     signal.signal(signal.SIGTERM, lambda *_: scheduler.shutdown(wait=False))
     log.info("scheduler running: %s", ", ".join(job.id for job in scheduler.get_jobs()))

@@ -1,0 +1,138 @@
+"""`python -m demo.sandbox`: the demo's fake target systems and its traffic, in one process.
+
+Serves the CRM, billing and ERP targets on 127.0.0.1:PORT, optionally backfills days of
+history, then sends live transactions through the collector until SIGTERM. Every write a
+target applies from a replay is reported as that stage's success, as the real system's
+instrumentation would, which lets Q2C auto-resolve the replayed exception.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import threading
+import time
+
+import uvicorn
+from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+from demo.targets import Applied, TargetState, create_targets
+from demo.traffic import NS, TrafficGenerator
+from sla.policy import Policy, load_policy
+
+log = logging.getLogger(__name__)
+HISTORY_FLUSH_EVERY = 200  # transactions between flushes, so the SDK's queue never overflows
+
+
+def _providers(collector: str, service: str) -> tuple[TracerProvider, LoggerProvider]:
+    resource = Resource.create({"service.name": service, "deployment.environment.name": "demo"})
+    tracer = TracerProvider(resource=resource)
+    tracer.add_span_processor(BatchSpanProcessor(
+        OTLPSpanExporter(endpoint=f"{collector}/v1/traces"), max_queue_size=20_000))  # fmt: skip
+    logger = LoggerProvider(resource=resource)
+    logger.add_log_record_processor(BatchLogRecordProcessor(
+        OTLPLogExporter(endpoint=f"{collector}/v1/logs"), max_queue_size=20_000))  # fmt: skip
+    return tracer, logger
+
+
+def stage_systems(policy: Policy) -> dict[tuple[str, str], str]:
+    """(process, stage) → the system that reports it, from sla.yaml."""
+    return {
+        (name, stage.name): stage.system or "erp"
+        for name, spec in policy.processes.items()
+        for stage in spec.stages
+    }
+
+
+def success_reporter(tracer_provider: TracerProvider):
+    """Report an applied replay as its stage's success, with the target's own telemetry."""
+    tracer = tracer_provider.get_tracer("q2c.demo.targets")
+
+    def report(applied: Applied) -> None:
+        # Paths are /{system}/{process}/{stage}, as the traffic generator addresses them.
+        parts = applied.path.strip("/").split("/")
+        headers = {k.lower(): v for k, v in applied.headers.items()}
+        if applied.idempotency_key is None or len(parts) != 3:
+            return  # live traffic: the middleware reports its own outcome
+        correlation = headers.get("x-correlation-id")
+        if correlation is None:
+            return
+        now = time.time_ns()
+        span = tracer.start_span(
+            f"{parts[2]} (replayed)", start_time=now - NS // 10,
+            attributes={"q2c.correlation_id": correlation, "q2c.process": parts[1],
+                        "q2c.stage": parts[2], "q2c.system": applied.system,
+                        "q2c.replayed": True},
+        )  # fmt: skip
+        span.end(end_time=now)
+
+    return report
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--collector", required=True, help="collector base URL")
+    parser.add_argument("--port", type=int, default=8701)
+    parser.add_argument("--rate", type=float, default=1.0, help="live transactions per second")
+    parser.add_argument("--history-days", type=int, default=0)
+    parser.add_argument("--history-per-day", type=int, default=300)
+    parser.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s sandbox: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+    policy = load_policy()
+    middleware = _providers(args.collector, "q2c-demo-middleware")
+    target_telemetry = _providers(args.collector, "q2c-demo-targets")
+    state = TargetState()
+    app = create_targets(state, success_reporter(target_telemetry[0]))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=args.port,
+                                           log_level="warning"))  # fmt: skip
+    threading.Thread(target=server.run, daemon=True).start()
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    generator = TrafficGenerator(*middleware, policy.catalog(), stage_systems(policy),
+                                 f"http://127.0.0.1:{args.port}", seed=args.seed)  # fmt: skip
+    try:
+        if args.history_days:
+            _backfill(generator, middleware[0], middleware[1], args.history_days,
+                      args.history_per_day, stop)  # fmt: skip
+        log.info("sending live traffic at %.1f transactions/s", args.rate)
+        while not stop.wait(1.0 / args.rate):
+            generator.transaction()
+    finally:
+        generator.close()
+        for provider in (*middleware, *target_telemetry):
+            provider.shutdown()
+        server.should_exit = True
+
+
+def _backfill(generator: TrafficGenerator, tracer: TracerProvider, logger: LoggerProvider,
+              days: int, per_day: int, stop: threading.Event) -> None:  # fmt: skip
+    total = days * per_day
+    start = time.time_ns() - days * 86_400 * NS
+    step = days * 86_400 * NS // total
+    log.info("backfilling %d days of history (%d transactions)", days, total)
+    for i in range(total):
+        if stop.is_set():
+            return
+        generator.transaction(started_ns=start + i * step)
+        if i % HISTORY_FLUSH_EVERY == HISTORY_FLUSH_EVERY - 1:
+            tracer.force_flush()
+            logger.force_flush()
+    tracer.force_flush()
+    logger.force_flush()
+    log.info("history sent")
+
+
+if __name__ == "__main__":
+    main()
