@@ -118,7 +118,9 @@ class TrafficGenerator:
                    "X-Correlation-Id": attrs["q2c.correlation_id"],
                    "X-Q2C-Process": attrs["q2c.process"], "X-Q2C-Stage": stage}  # fmt: skip
         error = None
-        if live:
+        if failure == "validation":
+            error = self.rng.choice(_VALIDATION_ERRORS)
+        elif live:
             error = self._deliver(url, payload, headers, failure)
         elif failure:
             error = _ERRORS[failure]
@@ -145,8 +147,6 @@ class TrafficGenerator:
         """POST the record to the target; a planned failure asks the target to misbehave."""
         if failure in ("timeout", "rate_limited", "posting_rejected"):
             headers = {**headers, "X-Sandbox-Fault": failure}
-        if failure == "validation":
-            return _ERRORS["validation"]
         try:
             response = self.http.post(url, content=payload, headers=headers)
         except httpx.TimeoutException:
@@ -162,10 +162,14 @@ class TrafficGenerator:
         return None
 
 
+# Rejected by the middleware's own checks: nothing to replay until the data is fixed.
+_VALIDATION_ERRORS = (
+    ("ValidationError", "invalid tax code T7 for legal entity DE01", False),
+    ("ValidationError", "unknown product P-3391 on order line 2", False),
+)
 # failure → (error type, message, dead-lettered?)
 _ERRORS = {
     "timeout": ("TimeoutError", "no answer within 2 s", True),
     "rate_limited": ("RateLimited", "429 Too Many Requests", True),
-    "validation": ("ValidationError", "invalid tax code T7 for legal entity", False),
     "posting_rejected": ("PostingRejected", "posting period 2026-11 is closed", True),
 }
