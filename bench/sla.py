@@ -26,7 +26,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
 from bench._harness import bench_database
 from bench.background import fill
-from bench.workload import _kv
+from bench.workload import kv
 from collectors.batch import Batch
 from collectors.mapping import AttributeMap
 from collectors.observations import Observer
@@ -56,9 +56,9 @@ def minute_of_traffic(round_: int) -> list[ExportTraceServiceRequest]:
             trace_id = (round_ * 10**9 + i * 10 + len(spans) % 7 + 1).to_bytes(16, "big")
             end = now + (i * 24_000_000) + offset * NS
             failed = stage == "invoice_recorded" and i % 20 == 0
-            attrs = [_kv("q2c.correlation_id", correlation), _kv("q2c.process", "invoice_posting"),
-                     _kv("q2c.stage", stage), _kv("q2c.system", system),
-                     _kv("q2c.amount", 100.0 + i % 997), _kv("q2c.currency", "EUR")]  # fmt: skip
+            attrs = [kv("q2c.correlation_id", correlation), kv("q2c.process", "invoice_posting"),
+                     kv("q2c.stage", stage), kv("q2c.system", system),
+                     kv("q2c.amount", 100.0 + i % 997), kv("q2c.currency", "EUR")]  # fmt: skip
             status = Status(code=Status.STATUS_CODE_ERROR if failed else Status.STATUS_CODE_OK,
                             message="posting rejected" if failed else "")  # fmt: skip
             root = (len(spans) + 1).to_bytes(8, "big")
@@ -69,12 +69,12 @@ def minute_of_traffic(round_: int) -> list[ExportTraceServiceRequest]:
                 spans.append(Span(trace_id=trace_id, span_id=(len(spans) + 1).to_bytes(8, "big"),
                                   parent_span_id=root, name=f"child {child}",
                                   start_time_unix_nano=end - NS, end_time_unix_nano=end - NS // 2,
-                                  attributes=[_kv("q2c.correlation_id", correlation)]))  # fmt: skip
+                                  attributes=[kv("q2c.correlation_id", correlation)]))  # fmt: skip
     requests = []
     for offset in range(0, len(spans), 512):
         request = ExportTraceServiceRequest()
         resource = request.resource_spans.add()
-        resource.resource.attributes.append(_kv("service.name", "invoice-flow"))
+        resource.resource.attributes.append(kv("service.name", "invoice-flow"))
         resource.scope_spans.add().spans.extend(spans[offset : offset + 512])
         requests.append(request)
     return requests

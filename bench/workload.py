@@ -24,7 +24,8 @@ _SYSTEMS = {0: "crm", 1: "billing", 2: "erp", 3: "erp"}
 _SERVICES = ("crm-connector", "billing-sync", "erp-adapter", "collections-bridge")
 
 
-def _kv(key: str, value: object) -> KeyValue:
+def kv(key: str, value: object) -> KeyValue:
+    """A KeyValue of the matching AnyValue type."""
     if isinstance(value, bool):
         return KeyValue(key=key, value=AnyValue(bool_value=value))
     if isinstance(value, int):
@@ -43,22 +44,22 @@ def _trace(rng: random.Random, start_ns: int, seq: int) -> list[Span]:
     failed = rng.random() < 0.05
     duration = rng.randrange(5_000_000, 900_000_000)
     attrs = [
-        _kv("q2c.correlation_id", correlation),
-        _kv("q2c.process", process.name),
-        _kv("q2c.stage", process.stages[stage_index]),
-        _kv("q2c.system", _SYSTEMS.get(stage_index, "erp")),
-        _kv("q2c.customer_id", f"CUST-{seq % 50_000:06d}"),
-        _kv("q2c.order_id", f"SO-{seq:09d}"),
-        _kv("q2c.invoice_id", f"INV-2026-{seq:09d}"),
-        _kv("q2c.amount", round(rng.uniform(50, 25_000), 2)),
-        _kv("q2c.currency", rng.choice(("EUR", "USD", "GBP"))),
-        _kv("q2c.legal_entity", rng.choice(("DE01", "US02", "UK01"))),
-        _kv("messaging.system", "kafka"),
-        _kv("messaging.destination.name", f"q2c.{process.name}"),
+        kv("q2c.correlation_id", correlation),
+        kv("q2c.process", process.name),
+        kv("q2c.stage", process.stages[stage_index]),
+        kv("q2c.system", _SYSTEMS.get(stage_index, "erp")),
+        kv("q2c.customer_id", f"CUST-{seq % 50_000:06d}"),
+        kv("q2c.order_id", f"SO-{seq:09d}"),
+        kv("q2c.invoice_id", f"INV-2026-{seq:09d}"),
+        kv("q2c.amount", round(rng.uniform(50, 25_000), 2)),
+        kv("q2c.currency", rng.choice(("EUR", "USD", "GBP"))),
+        kv("q2c.legal_entity", rng.choice(("DE01", "US02", "UK01"))),
+        kv("messaging.system", "kafka"),
+        kv("messaging.destination.name", f"q2c.{process.name}"),
     ]
     status = Status(code=Status.STATUS_CODE_OK)
     if failed:
-        attrs.append(_kv("error.type", rng.choice(("ValidationError", "TimeoutError"))))
+        attrs.append(kv("error.type", rng.choice(("ValidationError", "TimeoutError"))))
         status = Status(
             code=Status.STATUS_CODE_ERROR,
             message=f"ERP rejected posting {seq}: tax code T{seq % 97} invalid",
@@ -72,13 +73,13 @@ def _trace(rng: random.Random, start_ns: int, seq: int) -> list[Span]:
     ]  # fmt: skip
     children = (
         ("POST /api/v2/records", Span.SPAN_KIND_SERVER,
-         [_kv("http.request.method", "POST"), _kv("http.route", "/api/v2/records"),
-          _kv("http.response.status_code", 500 if failed else 201)]),
+         [kv("http.request.method", "POST"), kv("http.route", "/api/v2/records"),
+          kv("http.response.status_code", 500 if failed else 201)]),
         ("SELECT ledger", Span.SPAN_KIND_CLIENT,
-         [_kv("db.system", "postgresql"), _kv("db.operation.name", "SELECT")]),
+         [kv("db.system", "postgresql"), kv("db.operation.name", "SELECT")]),
         ("PUT erp /postings", Span.SPAN_KIND_CLIENT,
-         [_kv("http.request.method", "PUT"), _kv("server.address", "erp.internal"),
-          _kv("http.response.status_code", 422 if failed else 200)]),
+         [kv("http.request.method", "PUT"), kv("server.address", "erp.internal"),
+          kv("http.response.status_code", 422 if failed else 200)]),
     )  # fmt: skip
     for offset, (name, kind, child_attrs) in enumerate(children, start=1):
         child_start = start_ns + offset * duration // 8
@@ -87,7 +88,7 @@ def _trace(rng: random.Random, start_ns: int, seq: int) -> list[Span]:
                 trace_id=trace_id, span_id=rng.randbytes(8), parent_span_id=root_id, name=name,
                 kind=kind, start_time_unix_nano=child_start,
                 end_time_unix_nano=child_start + duration // 8,
-                attributes=[_kv("q2c.correlation_id", correlation), *child_attrs],
+                attributes=[kv("q2c.correlation_id", correlation), *child_attrs],
             )
         )  # fmt: skip
     return spans
@@ -103,8 +104,8 @@ def encoded_batches(count: int, seed: int = 7, first_seq: int = 0) -> list[bytes
         request = ExportTraceServiceRequest()
         resource_spans = request.resource_spans.add()
         resource_spans.resource.attributes.extend(
-            [_kv("service.name", _SERVICES[index % len(_SERVICES)]),
-             _kv("deployment.environment.name", "bench"), _kv("host.name", f"node-{index % 3}")]
+            [kv("service.name", _SERVICES[index % len(_SERVICES)]),
+             kv("deployment.environment.name", "bench"), kv("host.name", f"node-{index % 3}")]
         )  # fmt: skip
         scope = resource_spans.scope_spans.add()
         scope.scope.name = "q2c.bench"

@@ -171,34 +171,26 @@ def exceptions_comment(ctx: click.Context, actor: str, exception_id: int, text: 
     _report(result.changed, result.skipped, "commented on")
 
 
-@exceptions.command("resolve")
-@AS_USER
-@click.argument("exception_ids", type=int, nargs=-1, required=True)
-@click.option("--reason", required=True)
-@click.pass_context
-def exceptions_resolve(ctx: click.Context, actor: str, exception_ids: tuple[int, ...],
-                       reason: str) -> None:  # fmt: skip
-    """Resolve exceptions, with the reason."""
-    from queries.exceptions import resolve
+def _closing_command(status: str, verb: str) -> click.Command:
+    """`q2c exceptions resolve|ignore`: close exceptions with a reason."""
 
-    with _engine(ctx) as engine:
-        result = resolve(engine, actor, exception_ids, reason)
-    _report(result.changed, result.skipped, "resolved")
+    @click.argument("exception_ids", type=int, nargs=-1, required=True)
+    @click.option("--reason", required=True)
+    @AS_USER
+    @click.pass_context
+    def close(ctx: click.Context, actor: str, exception_ids: tuple[int, ...], reason: str) -> None:
+        from queries.exceptions import close_exceptions
+
+        with _engine(ctx) as engine:
+            result = close_exceptions(engine, actor, exception_ids, status, reason)
+        _report(result.changed, result.skipped, status)
+
+    close.__doc__ = f"{verb.capitalize()} exceptions, with the reason."
+    return exceptions.command(verb)(close)
 
 
-@exceptions.command("ignore")
-@AS_USER
-@click.argument("exception_ids", type=int, nargs=-1, required=True)
-@click.option("--reason", required=True)
-@click.pass_context
-def exceptions_ignore(ctx: click.Context, actor: str, exception_ids: tuple[int, ...],
-                      reason: str) -> None:  # fmt: skip
-    """Ignore exceptions, with the reason."""
-    from queries.exceptions import ignore
-
-    with _engine(ctx) as engine:
-        result = ignore(engine, actor, exception_ids, reason)
-    _report(result.changed, result.skipped, "ignored")
+_closing_command("resolved", "resolve")
+_closing_command("ignored", "ignore")
 
 
 # --- dead letters and replays ----------------------------------------------------------------

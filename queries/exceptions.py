@@ -190,16 +190,6 @@ def assign(
         )
 
 
-def resolve(engine: Engine, actor: str, ids: Sequence[int], reason: str) -> ActionResult:
-    """Close exceptions as resolved, with the reason."""
-    return _close(engine, actor, ids, "resolved", reason)
-
-
-def ignore(engine: Engine, actor: str, ids: Sequence[int], reason: str) -> ActionResult:
-    """Close exceptions as ignored (not worth acting on), with the reason."""
-    return _close(engine, actor, ids, "ignored", reason)
-
-
 def comment(engine: Engine, actor: str, exception_id: int, note: str) -> ActionResult:
     """Add a comment to an exception's history (open or closed)."""
     if not note.strip():
@@ -208,9 +198,12 @@ def comment(engine: Engine, actor: str, exception_id: int, note: str) -> ActionR
         return _act(conn, actor, [exception_id], "commented", note, lambda row: {}, closed_too=True)
 
 
-def _close(
+def close_exceptions(
     engine: Engine, actor: str, ids: Sequence[int], status: str, reason: str
 ) -> ActionResult:
+    """Close exceptions as `resolved` or `ignored` (not worth acting on), with the reason."""
+    if status not in ("resolved", "ignored"):
+        raise Q2CError(f"exceptions are closed as resolved or ignored, not {status}")
     if not reason.strip():
         raise Q2CError(f"marking exceptions {status} needs a reason")
     with engine.begin() as conn:
