@@ -1,4 +1,4 @@
-"""Process-wide resources of the console (settings, engine) and safe data loading for pages."""
+"""Process-wide resources of the console (settings, engine, policy) and safe data loading."""
 
 from __future__ import annotations
 
@@ -7,11 +7,12 @@ from typing import TypeVar
 
 import streamlit as st
 from sqlalchemy import Engine
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from q2c.database import create_db_engine
 from q2c.errors import Q2CError
 from q2c.settings import Settings, load_settings
+from sla.policy import Policy, load_policy
 
 T = TypeVar("T")
 
@@ -31,14 +32,44 @@ def engine() -> Engine:
     return create_db_engine(current.database_url.get_secret_value(), current)
 
 
+@st.cache_resource
+def policy() -> Policy:
+    """The process catalog and SLA policies (sla.yaml)."""
+    return load_policy(settings().sla_config)
+
+
 def load(reader: Callable[..., T], *args: object) -> T:
     """Run a reader; on failure show what is wrong and stop the page, never a traceback."""
     try:
         return reader(*args)
     except Q2CError as exc:
         st.error(str(exc))
+    except OperationalError as exc:
+        st.error(f"The database is not reachable right now ({_reason(exc)}). Retrying shortly.")
     except SQLAlchemyError as exc:
-        reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
-        st.error(f"The database is not reachable right now ({reason}). Retrying shortly.")
+        st.error(f"Could not load this data ({_reason(exc)}).")
     st.stop()
     raise AssertionError("st.stop() returned")  # pragma: no cover
+
+
+def act(command: Callable[..., T], *args: object) -> T | None:
+    """Run a command for the signed-in user; a refusal or failure becomes a message."""
+    try:
+        return command(*args)
+    except Q2CError as exc:
+        st.session_state["flash"] = ("error", str(exc))
+    except SQLAlchemyError as exc:
+        st.session_state["flash"] = ("error", f"Could not save: {_reason(exc)}")
+    return None
+
+
+def _reason(exc: SQLAlchemyError) -> str:
+    return str(getattr(exc, "orig", exc)).strip().splitlines()[0]
+
+
+def show_flash() -> None:
+    """Show (once) the message the last action left."""
+    flash = st.session_state.pop("flash", None)
+    if flash:
+        kind, message = flash
+        (st.error if kind == "error" else st.success)(message)

@@ -90,6 +90,13 @@ def create_user(
     return User(username, role, display_name or username)
 
 
+def add_user(engine: Engine, actor: str, username: str, role: str, password: str,
+             display_name: str = "") -> User:  # fmt: skip
+    """Create a user on behalf of `actor`; admins only."""
+    authorize(engine, actor, "users.manage")
+    return create_user(engine, username, role, password, display_name)
+
+
 def set_role(engine: Engine, actor: str, username: str, role: str) -> User:
     """Change a user's role; admins only."""
     _check_role(role)

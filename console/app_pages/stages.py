@@ -1,0 +1,107 @@
+"""Quote-to-cash stages: per process funnel, latency per hop, throughput, stalled ones."""
+
+import itertools
+from datetime import UTC, datetime, timedelta
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from console._auth import page_user
+from console._resources import engine, load, policy
+from queries.kpis import RollupWindow
+from queries.transactions import stalled_transactions
+from sla import histogram
+
+page_user("dashboards.view")
+
+
+@st.cache_data(ttl=15, show_spinner=False)
+def _window(hours: int) -> tuple[dict, dict]:
+    end = datetime.now(UTC)
+    with engine().connect() as conn:
+        rollup = RollupWindow(conn, end - timedelta(hours=hours), end)
+    return rollup.counts, dict(rollup.histograms)
+
+
+@st.cache_data(ttl=15, show_spinner=False)
+def _stalled() -> list[dict]:
+    return stalled_transactions(engine())
+
+
+st.title("Quote-to-cash stages")
+left, right = st.columns([2, 1])
+process = left.selectbox("Process", list(policy().processes), key="process")
+hours = right.selectbox(
+    "Window",
+    [1, 24, 168, 720],
+    index=1,
+    key="hours",
+    format_func=lambda h: f"last {h} h" if h < 48 else f"last {h // 24} days",
+)
+counts, histograms = load(_window, hours)
+stages = policy().processes[process].stage_names()
+
+reached = [counts.get((process, "", stage), (0, 0))[0] for stage in stages]
+errors = [counts.get((process, "", stage), (0, 0))[1] for stage in stages]
+funnel = go.Figure(go.Funnel(y=list(stages), x=reached, textinfo="value+percent initial"))
+funnel.update_layout(title="Transactions reaching each stage", margin={"l": 10, "r": 10})
+st.plotly_chart(funnel, width="stretch")
+
+rows = []
+for i, stage in enumerate(stages):
+    previous = reached[i - 1] if i else None
+    rows.append(
+        {
+            "stage": stage,
+            "reached": reached[i],
+            "failures": errors[i],
+            "conversion": reached[i] / previous if previous else None,
+            "drop-off": previous - reached[i] if previous is not None else None,
+        }
+    )
+st.dataframe(
+    pd.DataFrame(rows),
+    hide_index=True,
+    column_config={"conversion": st.column_config.NumberColumn(format="percent")},
+)
+
+
+hops = []
+for a, b in itertools.pairwise(stages):
+    hist = histograms.get((process, a, b), {})
+    hops.append(
+        {
+            "hop": f"{a} → {b}",
+            "count": sum(hist.values()),
+            **{f"p{q}": (histogram.percentile(hist, q) or 0) / 60000 for q in (50, 95, 99)},
+        }
+    )
+hop_frame = pd.DataFrame(hops)
+latency = go.Figure(
+    [go.Bar(name=f"p{q}", x=hop_frame["hop"], y=hop_frame[f"p{q}"]) for q in (50, 95, 99)]
+)
+latency.update_layout(title="Latency per hop (minutes)", barmode="group")
+st.plotly_chart(latency, width="stretch")
+st.metric("Throughput", f"{reached[0] / hours:.1f} transactions / hour")
+
+st.subheader("Stalled transactions")
+stalled = [row for row in load(_stalled) if row["process"] == process]
+if stalled:
+    st.dataframe(
+        pd.DataFrame(stalled)[
+            [
+                "correlation_id",
+                "current_stage",
+                "waiting_for",
+                "stalled_since",
+                "amount",
+                "currency",
+                "customer_id",
+                "message",
+            ]
+        ],
+        hide_index=True,
+    )
+else:
+    st.caption("No transaction of this process is stalled.")

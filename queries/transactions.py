@@ -1,0 +1,97 @@
+"""Readers for the trace explorer and the stage dashboards: finding a transaction by its
+correlation ID or a business key, its journey across systems, and stalled transactions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Engine, text
+
+_KEY_COLUMNS = ("order_id", "invoice_id", "customer_id", "payment_id")
+_TRANSACTION_COLUMNS = (
+    "correlation_id, process, current_stage, status, started_at, completed_at, last_event_at, "
+    "customer_id, order_id, invoice_id, payment_id, amount::float8 AS amount, currency, "
+    "legal_entity"
+)
+
+
+def _qualified(alias: str) -> str:
+    return ", ".join(f"{alias}.{column.strip()}" for column in _TRANSACTION_COLUMNS.split(","))
+
+
+def find_transactions(engine: Engine, key: str, limit: int = 50) -> list[dict]:
+    """Transactions whose correlation ID or a business key (order, invoice, customer,
+    payment) equals `key`; each lookup is an index probe."""
+    key = key.strip()
+    if not key:
+        return []
+    probes = " UNION ".join(
+        ["SELECT correlation_id FROM transactions WHERE correlation_id = :key"]
+        + [
+            f"SELECT correlation_id FROM transactions WHERE {column} = :key"
+            for column in _KEY_COLUMNS
+        ]
+    )
+    query = text(
+        f"SELECT {_TRANSACTION_COLUMNS} FROM transactions WHERE correlation_id IN ({probes}) "
+        "ORDER BY started_at DESC NULLS LAST LIMIT :limit"
+    )
+    with engine.connect() as conn:
+        rows = [dict(r._mapping) for r in conn.execute(query, {"key": key, "limit": limit})]
+        if rows:
+            return rows
+        # Not a derived transaction (no stage seen): it may still be a trace's correlation ID.
+        found = conn.execute(
+            text("SELECT 1 FROM spans WHERE correlation_id = :key LIMIT 1"), {"key": key}
+        ).first()
+    return [{"correlation_id": key, "process": None, "status": "untracked"}] if found else []
+
+
+def journey(engine: Engine, correlation_id: str) -> dict[str, Any]:
+    """Everything known about one transaction: spans, log records, stage events,
+    exceptions and replays, each in time order."""
+    params = {"c": correlation_id}
+    queries = {
+        "spans": "SELECT encode(trace_id, 'hex') AS trace_id, encode(span_id, 'hex') AS span_id, "
+        "encode(parent_span_id, 'hex') AS parent_span_id, name, service_name, "
+        "coalesce(attributes->>'q2c.system', service_name) AS system, "
+        "attributes->>'q2c.stage' AS stage, start_time, end_time, status_code, status_message "
+        "FROM spans WHERE correlation_id = :c ORDER BY start_time LIMIT 2000",
+        "logs": "SELECT time, severity_text, body, service_name, source, "
+        "attributes->>'q2c.stage' AS stage FROM log_records WHERE correlation_id = :c "
+        "ORDER BY time LIMIT 2000",
+        "stages": "SELECT reached_at, stage, system, status, business FROM stage_events "
+        "WHERE correlation_id = :c ORDER BY reached_at, stage, system",
+        "exceptions": "SELECT id, kind, stage, status, impact, owner, message, first_seen, "
+        "occurrences FROM exceptions WHERE correlation_id = :c ORDER BY first_seen",
+        "replays": "SELECT r.id, r.dead_letter_id, r.status, r.attempts, r.requested_by, "
+        "r.requested_at, r.response_code FROM replays r WHERE r.correlation_id = :c "
+        "ORDER BY r.requested_at",
+    }
+    with engine.connect() as conn:
+        result: dict[str, Any] = {
+            name: [dict(r._mapping) for r in conn.execute(text(sql), params)]
+            for name, sql in queries.items()
+        }
+        row = conn.execute(
+            text(f"SELECT {_TRANSACTION_COLUMNS} FROM transactions WHERE correlation_id = :c"),
+            params,
+        ).one_or_none()
+    result["transaction"] = dict(row._mapping) if row else {"correlation_id": correlation_id}
+    return result
+
+
+def stalled_transactions(engine: Engine, limit: int = 200) -> list[dict]:
+    """Transactions waiting past their stage's limit, longest waiting first."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                f"SELECT {_qualified('t')}, e.stage AS waiting_for, e.message, e.first_seen "
+                "AS stalled_since FROM transactions t JOIN exceptions e "
+                "ON e.correlation_id = t.correlation_id AND e.kind = 'stalled' "
+                "AND e.status IN ('open', 'assigned', 'in_progress') "
+                "WHERE t.status = 'stalled' ORDER BY t.last_event_at LIMIT :limit"
+            ),
+            {"limit": limit},
+        )
+        return [dict(r._mapping) for r in rows]
