@@ -58,7 +58,11 @@ def confirm(ids: list[int], payload: str | None = None) -> None:
     if payload is not None:
         st.caption("with the edited payload below (the original stays in the audit trail)")
         st.code(payload)
-    st.button("Replay", type="primary", key="confirm_replay", on_click=_replay, args=(ids, payload))
+    # The callback acts; the rerun closes the dialog (a dialog reruns alone otherwise).
+    if st.button(
+        "Replay", type="primary", key="confirm_replay", on_click=_replay, args=(ids, payload)
+    ):
+        st.rerun()
 
 
 st.title("Dead letters & replays")

@@ -96,9 +96,10 @@ def _run(action: str, ids: list[int], value: str) -> None:
 def confirm(action: str, ids: list[int], value: str) -> None:
     st.write(f"**{action.capitalize()}** {len(ids)} exception(s): {', '.join(map(str, ids))}")
     st.caption(f"owner: {value}" if action == "assign" else f"reason: {value}")
-    st.button(
-        "Confirm", type="primary", key="confirm_action", on_click=_run, args=(action, ids, value)
-    )
+    # The callback acts; the rerun closes the dialog (a dialog reruns alone otherwise).
+    if st.button("Confirm", type="primary", key="confirm_action", on_click=_run,
+                 args=(action, ids, value)):  # fmt: skip
+        st.rerun()
 
 
 st.title("Exceptions")

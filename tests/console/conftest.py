@@ -1,9 +1,17 @@
-"""Console fixtures: a database with a small quote-to-cash history, one login per role, and
-the app run by Streamlit's AppTest as a signed-in user."""
+"""Console fixtures: a database with a small quote-to-cash history, one login per role, the
+app run by Streamlit's AppTest as a signed-in user, and the real console served by
+`q2c console` and driven in Debian's headless Chromium through Playwright (never a
+downloaded browser)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -19,7 +27,7 @@ from queries.users import User
 from sla.evaluate import evaluate
 from sla.policy import load_policy
 from tests.collectors.scenario import IN_ORDER, PROTOBUF
-from tests.support.services import running_collector
+from tests.support.services import free_port, running_collector
 
 APP = Path(__file__).resolve().parents[2] / "console" / "streamlit_app.py"
 LOGINS = {role: (user, password) for user, role, password in DEMO_USERS}
@@ -69,3 +77,50 @@ def console_app(monkeypatch: pytest.MonkeyPatch) -> Callable[..., AppTest]:
         return app
 
     return run
+
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
+STARTUP_DEADLINE = 90  # in seconds
+
+
+@pytest.fixture
+def console_url(console_db: str, tmp_path) -> Iterator[str]:
+    """The real console (`q2c console`) on a free port, reading the console test database."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("Q2C_")}
+    env |= {"DATABASE_URL": console_db, "Q2C_CONSOLE_PORT": str(port),
+            "Q2C_REPLAY_ALLOWED_HOSTS": "127.0.0.1", "Q2C_DATA_DIR": str(tmp_path)}  # fmt: skip
+    proc = subprocess.Popen([sys.executable, "-m", "q2c.cli", "console"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + STARTUP_DEADLINE
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2):
+                break
+        except OSError:
+            assert proc.poll() is None and time.monotonic() < deadline, "console did not start"
+            time.sleep(0.3)
+    try:
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+@pytest.fixture
+def page(console_url: str):
+    """A Playwright page in headless Chromium."""
+    if not shutil.which(CHROMIUM):
+        pytest.fail(f"{CHROMIUM} is missing: run `make test` (it installs Debian's chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        context = browser.new_context(viewport={"width": 1400, "height": 1000})
+        tab = context.new_page()
+        tab.set_default_timeout(30_000)
+        yield tab
+        browser.close()
