@@ -12,6 +12,7 @@ demo: $(RUNTIME_STAMP)
 
 # pytest exits 5 when it collected nothing: a failure here, never a silent pass.
 test: $(DEV_STAMP)
+	@bash .ci/ensure-chromium
 	@$(BIN)/python -m pytest $(PYTEST_ARGS); status=$$?; \
 	if [ $$status -eq 5 ]; then echo "make test: no tests were collected" >&2; exit 1; fi; \
 	exit $$status

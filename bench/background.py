@@ -81,6 +81,15 @@ SELECT correlation_id, 'invoice_posting', 'invoice_recorded', 'erp', 'error',
        NULL, invoice_id, amount, currency
 FROM transactions WHERE hashtext(correlation_id) %% 33 = 0;
 
+INSERT INTO dead_letters (correlation_id, dedup_key, idempotency_key, process, stage, system,
+                          occurred_at, target_url, method, headers, content_type, payload,
+                          error_type, error_message, exception_id)
+SELECT correlation_id, decode(md5(correlation_id), 'hex'), 'q2c-dl-' || md5(correlation_id),
+       process, stage, system, first_seen, 'http://erp.internal/invoices', 'POST',
+       '{"Content-Type": "application/json"}', 'application/json',
+       '{"invoice": "' || invoice_id || '"}', error_type, message, id
+FROM exceptions WHERE hashtext(correlation_id) %% 3 = 0;
+
 INSERT INTO rollups (process, from_stage, to_stage, bucket_seconds, bucket_start, count,
                      latency_sum_ms, latency_max_ms, histogram)
 SELECT 'invoice_posting', p.from_stage, p.to_stage, res.s, b, 40, 40 * p.ms, p.ms * 2,

@@ -71,41 +71,44 @@ def evaluate(
         _load_policy(cur, policy)
         lower = _watermark(cur)
         (upper,) = cur.execute(_sql.HORIZON).fetchone()
-        upper = max(upper, lower)
-        window = {"lower": lower, "upper": upper}
-        report = EvaluationReport(window_start=lower, window_end=upper)
-
-        report.transactions = cur.execute(_sql.AFFECTED, window).rowcount
-        report.pairs_counted = cur.execute(_sql.FRESH_PAIRS).rowcount
-        cur.execute(_sql.ADD_TO_ROLLUPS)
-        report.errors_counted = cur.execute(_sql.ADD_ERRORS, window).rowcount
-        cur.execute(_sql.COUNT_CLOSED, window)
-        checked, mismatched, opened = cur.execute(
-            _sql.RECONCILE, {"tolerance": policy.amount_tolerance}
-        ).fetchone()
-        report.reconciled, report.mismatched = checked, mismatched
-        report.reconciliation_exceptions = opened
-        cur.execute(_sql.RESOLVE_RECONCILED)
+        report = EvaluationReport(window_start=lower, window_end=max(upper, lower))
+        if upper > lower:  # nothing committed since the last window: no window to do
+            _evaluate_window(cur, policy, report, {"lower": lower, "upper": upper})
         shortest = min(_stalled_limits(policy).values())
         report.stalled = cur.execute(
             _sql.DETECT_STALLED, {"now": now, "shortest": shortest}
         ).fetchone()[0]
         cur.execute(_sql.RESOLVE_ARRIVED_STALLS)
         report.classified = _classify(cur, policy)
-
-        cur.execute(
-            "INSERT INTO job_runs (job, window_start, window_end, finished_at, detail) "
-            "VALUES (%s, %s, %s, now(), %s)",
-            (JOB, lower, upper if upper > lower else lower + timedelta(microseconds=1),
-             Jsonb(_detail(report))),
-        )  # fmt: skip
-        cur.execute(
-            "INSERT INTO watermarks (name, value) VALUES (%s, %s) ON CONFLICT (name) "
-            "DO UPDATE SET value = excluded.value, updated_at = now()",
-            (JOB, upper),
-        )
+        if upper > lower:
+            cur.execute(
+                "INSERT INTO job_runs (job, window_start, window_end, finished_at, detail) "
+                "VALUES (%s, %s, %s, now(), %s)",
+                (JOB, lower, upper, Jsonb(_detail(report))),
+            )
+            cur.execute(
+                "INSERT INTO watermarks (name, value) VALUES (%s, %s) ON CONFLICT (name) "
+                "DO UPDATE SET value = excluded.value, updated_at = now()",
+                (JOB, upper),
+            )
     log.info("evaluated %s", _detail(report))
     return report
+
+
+def _evaluate_window(cur: psycopg.Cursor, policy: Policy, report: EvaluationReport,
+                     window: dict[str, datetime]) -> None:  # fmt: skip
+    """Rollups, error counts, closed counts and reconciliation of the changes in `window`."""
+    report.transactions = cur.execute(_sql.AFFECTED, window).rowcount
+    report.pairs_counted = cur.execute(_sql.FRESH_PAIRS).rowcount
+    cur.execute(_sql.ADD_TO_ROLLUPS)
+    report.errors_counted = cur.execute(_sql.ADD_ERRORS, window).rowcount
+    cur.execute(_sql.COUNT_CLOSED, window)
+    checked, mismatched, opened = cur.execute(
+        _sql.RECONCILE, {"tolerance": policy.amount_tolerance}
+    ).fetchone()
+    report.reconciled, report.mismatched = checked, mismatched
+    report.reconciliation_exceptions = opened
+    cur.execute(_sql.RESOLVE_RECONCILED)
 
 
 def _detail(report: EvaluationReport) -> dict:

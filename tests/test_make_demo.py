@@ -1,26 +1,22 @@
-"""`make demo` brings the console up on the embedded database and Ctrl-C stops it all."""
+"""`make demo` brings the whole stack up on the embedded database and Ctrl-C stops it all."""
 
 from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
+import threading
 import time
 import urllib.request
 from pathlib import Path
 
+from tests.support.services import free_port
+
 ROOT = Path(__file__).resolve().parents[1]
-STARTUP_DEADLINE = 120  # in seconds; a first run initialises the embedded cluster
+STARTUP_DEADLINE = 180  # in seconds; a first run initialises the embedded cluster
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _health(url: str) -> str | None:
+def _get(url: str) -> str | None:
     try:
         with urllib.request.urlopen(url, timeout=2) as response:
             return response.read().decode()
@@ -28,38 +24,43 @@ def _health(url: str) -> str | None:
         return None
 
 
-def test_make_demo_serves_the_console_and_stops_cleanly(tmp_path: Path) -> None:
-    port, collector_port = _free_port(), _free_port()
+def test_make_demo_serves_everything_and_stops_cleanly(tmp_path: Path) -> None:
+    ports = {name: free_port() for name in ("console", "collector", "sandbox")}
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL" and not k.startswith("Q2C_")}
     env |= {
         "Q2C_DATA_DIR": str(tmp_path / "state"),
-        "Q2C_CONSOLE_PORT": str(port),
-        "Q2C_COLLECTOR_PORT": str(collector_port),
+        "Q2C_CONSOLE_PORT": str(ports["console"]),
+        "Q2C_COLLECTOR_PORT": str(ports["collector"]),
+        "Q2C_DEMO_SANDBOX_PORT": str(ports["sandbox"]),
     }
     demo = subprocess.Popen(
         ["make", "--no-print-directory", "demo"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        start_new_session=True, text=True,
+    )  # fmt: skip
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(demo.stdout), daemon=True)
+    reader.start()
     try:
-        health_url = f"http://127.0.0.1:{port}/_stcore/health"
         deadline = time.monotonic() + STARTUP_DEADLINE
-        while (answer := _health(health_url)) is None and demo.poll() is None:
-            assert time.monotonic() < deadline, "console did not come up"
+        while not any("Press Ctrl-C to stop everything" in line for line in lines):
+            assert demo.poll() is None, "".join(lines)
+            assert time.monotonic() < deadline, "the demo never said it was running"
             time.sleep(0.5)
-        assert answer == "ok"
-        collector_ready = _health(f"http://127.0.0.1:{collector_port}/readyz")
-        assert collector_ready == '{"status":"ready"}'
+        console = _get(f"http://127.0.0.1:{ports['console']}/_stcore/health")
+        collector = _get(f"http://127.0.0.1:{ports['collector']}/readyz")
+        sandbox = _get(f"http://127.0.0.1:{ports['sandbox']}/healthz")
     finally:
         os.killpg(demo.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
-        output, _ = demo.communicate(timeout=60)  # EOF once every process has exited
+        demo.wait(60)
+        reader.join(60)  # EOF once every process holding the pipe has exited
 
-    text = output.decode()
-    assert f"Open the console:   http://127.0.0.1:{port}" in text
-    assert f"OTLP/HTTP endpoint: http://127.0.0.1:{collector_port}" in text
+    text = "".join(lines)
+    assert (console, collector, sandbox) == ("ok", '{"status":"ready"}', '{"status":"ok"}')
+    assert f"Open the console:   http://127.0.0.1:{ports['console']}" in text
+    assert f"OTLP/HTTP endpoint: http://127.0.0.1:{ports['collector']}" in text
+    for user in ("admin", "finance", "oncall", "cio"):
+        assert f"    {user}" in text
     assert text.rstrip().endswith("stopped")
     assert "Traceback" not in text
     assert not (tmp_path / "state" / "pgdata" / "postmaster.pid").exists()
