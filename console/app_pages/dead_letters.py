@@ -8,6 +8,7 @@ import streamlit as st
 
 from console._auth import page_user
 from console._resources import act, engine, load, settings, show_flash
+from console._widgets import selectable_table
 from queries.masking import mask_headers, mask_secrets
 from queries.replays import dead_letter_detail, list_dead_letters, replay_status, request_replays
 
@@ -77,16 +78,7 @@ frame = load(_letters, user.username, None if status == "(any)" else status, sea
 if frame.empty:
     st.info("No dead letters match.")
 else:
-    table = frame[COLUMNS].copy()
-    table.insert(0, "select", False)
-    edited = st.data_editor(
-        table,
-        hide_index=True,
-        key="dead_letters_editor",
-        disabled=COLUMNS,
-        column_config={"select": st.column_config.CheckboxColumn("✓")},
-    )
-    selected = [int(i) for i in edited.loc[edited["select"], "id"]]
+    selected = selectable_table(frame, COLUMNS, "dead_letters_editor")
     if st.button(
         f"Replay {len(selected)} selected",
         disabled=not selected,

@@ -7,6 +7,7 @@ import streamlit as st
 
 from console._auth import page_user
 from console._resources import act, engine, load, policy, show_flash
+from console._widgets import selectable_table
 from queries.exceptions import (
     CLOSED_STATUSES,
     OPEN_STATUSES,
@@ -137,19 +138,12 @@ frame = load(_list, filters)
 if frame.empty:
     st.info("No exceptions match these filters.")
     st.stop()
-table = frame[COLUMNS].copy()
-table.insert(0, "select", False)
-edited = st.data_editor(
-    table,
-    hide_index=True,
-    key="exceptions_editor",
-    disabled=COLUMNS,
-    column_config={
-        "select": st.column_config.CheckboxColumn("✓"),
-        "age_hours": st.column_config.NumberColumn("age (h)", format="%.1f"),
-    },
+selected = selectable_table(
+    frame,
+    COLUMNS,
+    "exceptions_editor",
+    {"age_hours": st.column_config.NumberColumn("age (h)", format="%.1f")},
 )
-selected = [int(i) for i in edited.loc[edited["select"], "id"]]
 st.download_button("Export CSV", frame[COLUMNS].to_csv(index=False), "exceptions.csv", "text/csv")
 
 st.subheader(f"Act on {len(selected)} selected")
