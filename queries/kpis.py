@@ -316,14 +316,15 @@ def _money_at_risk(conn: Connection, policy: Policy, end: datetime) -> dict[str,
             SELECT process, impact, currency, sum(amount),
                    sum(amount) FILTER (WHERE erp_bound AND first_seen >= :month_start)
             FROM (
-                SELECT DISTINCT ON (correlation_id) correlation_id, process, impact, currency,
-                       amount, first_seen,
-                       bool_or(process || '/' || stage = ANY(:erp_bound))
-                           OVER (PARTITION BY correlation_id) AS erp_bound
+                SELECT correlation_id, min(process) AS process,
+                       (ARRAY['critical', 'high', 'medium', 'low'])[min(array_position(
+                           ARRAY['critical', 'high', 'medium', 'low'], impact))] AS impact,
+                       min(currency) AS currency, max(amount) AS amount,
+                       min(first_seen) AS first_seen,
+                       bool_or(process || '/' || stage = ANY(:erp_bound)) AS erp_bound
                 FROM exceptions
                 WHERE status IN :open AND amount IS NOT NULL
-                ORDER BY correlation_id,
-                         array_position(ARRAY['critical', 'high', 'medium', 'low'], impact)
+                GROUP BY correlation_id
             ) per_transaction
             GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
             """
