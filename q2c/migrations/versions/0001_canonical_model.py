@@ -102,7 +102,6 @@ CREATE TABLE transactions (
     created_at       timestamptz NOT NULL DEFAULT now(),
     updated_at       timestamptz NOT NULL DEFAULT now()
 );
-CREATE INDEX transactions_process_started_idx ON transactions (process, started_at);
 CREATE INDEX transactions_customer_idx ON transactions (customer_id) WHERE customer_id IS NOT NULL;
 CREATE INDEX transactions_order_idx ON transactions (order_id) WHERE order_id IS NOT NULL;
 CREATE INDEX transactions_invoice_idx ON transactions (invoice_id) WHERE invoice_id IS NOT NULL;
