@@ -31,7 +31,14 @@ def any_value(value: Any) -> Any:
 
 def attributes(pairs: Iterable[Any]) -> dict[str, Any]:
     """OTLP KeyValue pairs as a dict (a repeated key keeps its last value)."""
-    return {pair.key: any_value(pair.value) for pair in pairs}
+    converted = {}
+    for pair in pairs:
+        value = pair.value
+        # Most attributes are strings: skip the generic dispatch for them (hot path).
+        converted[pair.key] = (
+            value.string_value if value.WhichOneof("value") == "string_value" else any_value(value)
+        )
+    return converted
 
 
 def to_json(value: Any) -> bytes:

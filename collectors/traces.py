@@ -59,14 +59,15 @@ def _add_span(
     start, end = span.start_time_unix_nano, span.end_time_unix_nano
     if end < start:
         return batch.reject("span ends before it starts")
-    if reason := window.rejects(start):
-        return batch.reject(reason)
+    if not window.earliest_ns <= start <= window.latest_ns:  # hot path: check inline first
+        return batch.reject(window.rejects(start) or "timestamp outside the accepted window")
 
     attrs = attributes(span.attributes)
     merged = {**res_attrs, **attrs} if res_attrs else attrs
     correlation_id = observer.correlation_id(merged, trace_id)
     assert correlation_id is not None  # the trace ID is the fallback
-    failed = span.status.code == _STATUS_ERROR
+    status = span.status
+    failed = status.code == _STATUS_ERROR
     error_type = message = None
     events = None
     if span.events:
@@ -84,11 +85,11 @@ def _add_span(
                 error_type = error_type or _text(event_attrs.get("exception.type"))
                 message = message or _text(event_attrs.get("exception.message"))
     key = trace_id + span_id
-    status_message = clean_text(span.status.message) or None
+    status_message = clean_text(status.message) or None
     batch.spans.append(
         (
             correlation_id, trace_id, span_id, start, end, parent or None, clean_text(span.name),
-            span.kind, span.status.code, status_message, service, res_key, to_json(attrs),
+            span.kind, status.code, status_message, service, res_key, to_json(attrs),
             to_json(events) if events is not None else None,
         )
     )  # fmt: skip
