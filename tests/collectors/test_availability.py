@@ -46,9 +46,14 @@ def test_collector_recovers_when_the_database_comes_back(
     settings: Settings, db_url: str, db: psycopg.Connection
 ) -> None:
     target = make_url(db_url)
-    proxy = TcpProxy(target.host or "127.0.0.1", target.port or 5432)
+    socket_dir = target.query.get("host")  # the embedded server listens on a Unix socket
+    port = target.port or 5432
+    proxy = TcpProxy(f"{socket_dir}/.s.PGSQL.{port}" if socket_dir else (target.host, port))
     proxy.start()
-    via_proxy = target.set(port=proxy.port).render_as_string(hide_password=False)
+    via_proxy = (
+        target.difference_update_query(["host"]).set(host="127.0.0.1", port=proxy.port)
+        .render_as_string(hide_password=False)
+    )  # fmt: skip
     with running_collector(settings, via_proxy) as url, httpx.Client(base_url=url) as client:
         assert client.get("/readyz").status_code == 200
         proxy.stop()

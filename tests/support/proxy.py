@@ -8,10 +8,11 @@ import threading
 
 
 class TcpProxy:
-    """Forwards 127.0.0.1:port to target; `stop()` drops every connection, `start()` resumes."""
+    """Forwards 127.0.0.1:port to a TCP (host, port) or Unix-socket path target;
+    `stop()` drops every connection, `start()` resumes."""
 
-    def __init__(self, target_host: str, target_port: int) -> None:
-        self.target = (target_host, target_port)
+    def __init__(self, target: tuple[str, int] | str) -> None:
+        self.target = target
         self.port = 0
         self._listener: socket.socket | None = None
         self._sockets: list[socket.socket] = []
@@ -48,7 +49,7 @@ class TcpProxy:
             except OSError:
                 return
             try:
-                upstream = socket.create_connection(self.target)
+                upstream = self._connect()
             except OSError:
                 client.close()
                 continue
@@ -56,6 +57,13 @@ class TcpProxy:
                 self._sockets += [client, upstream]
             for src, dst in ((client, upstream), (upstream, client)):
                 threading.Thread(target=_pump, args=(src, dst), daemon=True).start()
+
+    def _connect(self) -> socket.socket:
+        if isinstance(self.target, str):
+            upstream = socket.socket(socket.AF_UNIX)
+            upstream.connect(self.target)
+            return upstream
+        return socket.create_connection(self.target)
 
 
 def _pump(src: socket.socket, dst: socket.socket) -> None:
