@@ -42,14 +42,16 @@ if len(found) > 1:
     )
 trip = load(_journey, correlation_id)
 txn = trip["transaction"]
-m = st.columns(4)
-m[0].metric("Process", txn.get("process") or "—")
-m[1].metric("Current stage", txn.get("current_stage") or "—")
-m[2].metric("Status", txn.get("status") or "—")
-m[3].metric(
-    "Amount",
-    "—" if txn.get("amount") is None else f"{txn['amount']:,.2f} {txn.get('currency') or ''}",
+left, right = st.columns([3, 1])
+left.markdown(
+    f"**{txn.get('process') or 'no process yet'}** · now at **{txn.get('current_stage') or '—'}**"
+    f" · status **{txn.get('status') or '—'}**  \n"
+    f"correlation `{correlation_id}` · customer {txn.get('customer_id') or '—'} · order "
+    f"{txn.get('order_id') or '—'} · invoice {txn.get('invoice_id') or '—'} · payment "
+    f"{txn.get('payment_id') or '—'}"
 )
+amount = txn.get("amount")
+right.metric("Amount", "—" if amount is None else f"{amount:,.2f} {txn.get('currency') or ''}")
 
 spans = pd.DataFrame(trip["spans"])
 if spans.empty:

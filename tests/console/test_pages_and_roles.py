@@ -92,10 +92,10 @@ def test_trace_explorer_finds_a_transaction_by_business_key(
     app.text_input(key="explorer_key").input("INV-10").run()
 
     assert not app.exception
-    tiles = {metric.label: metric.value for metric in app.metric}
-    assert tiles["Process"] == "invoice_posting"
-    assert tiles["Status"] == "completed"
-    assert tiles["Amount"] == "500.00 EUR"
+    summary = next(m.value for m in app.markdown if "now at" in m.value)
+    assert "**invoice_posting**" in summary and "status **completed**" in summary
+    assert "invoice INV-10" in summary
+    assert app.metric[0].value == "500.00 EUR"
 
 
 def test_dead_letter_payloads_are_shown_to_on_call(
