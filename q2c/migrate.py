@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from alembic import command
@@ -55,7 +56,7 @@ def downgrade(url: str, revision: str) -> tuple[str | None, str | None]:
     return _run(url, lambda config: command.downgrade(config, revision))
 
 
-def _run(url: str, action) -> tuple[str | None, str | None]:
+def _run(url: str, action: Callable[[Config], None]) -> tuple[str | None, str | None]:
     engine = create_engine(sqlalchemy_url(url))
     try:
         with engine.connect() as conn:
