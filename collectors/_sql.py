@@ -121,27 +121,24 @@ STAGING_COLUMNS = {
 
 
 # Fast path: when none of a batch's records is stored yet, they are COPYed straight into
-# their tables (a unique violation sends the batch to the staging path instead).
-DIRECT_TYPES = {
-    "spans": ["text", "bytea", "bytea", "timestamptz", "timestamptz", "bytea", "text", "int2",
-              "int2", "text", "text", "bytea", "jsonb", "jsonb"],
-    "log_records": ["text", "bytea", "timestamptz", "timestamptz", "bytea", "bytea", "int2",
-                    "text", "jsonb", "jsonb", "text", "bytea", "text"],
-    "_new_obs": STAGING_TYPES["_in_obs"],
+# their tables (a unique violation sends the batch to the staging path instead). The rows
+# are the staging rows; only Unix-nanosecond columns land in timestamptz columns.
+_TIME_COLUMNS = {
+    "start_ns": "start_time", "end_ns": "end_time", "time_ns": "time",
+    "observed_ns": "observed_time",
 }  # fmt: skip
+_DIRECT_FROM = {"spans": "_in_spans", "log_records": "_in_logs", "_new_obs": "_in_obs"}
 DIRECT_COLUMNS = {
-    "spans": (
-        "correlation_id", "trace_id", "span_id", "start_time", "end_time", "parent_span_id",
-        "name", "kind", "status_code", "status_message", "service_name", "resource_hash",
-        "attributes", "events",
-    ),
-    "log_records": (
-        "correlation_id", "record_hash", "time", "observed_time", "trace_id", "span_id",
-        "severity_number", "severity_text", "body", "attributes", "service_name",
-        "resource_hash", "source",
-    ),
-    "_new_obs": OBSERVATION_COLUMNS,
-}  # fmt: skip
+    table: tuple(_TIME_COLUMNS.get(name, name) for name in STAGING_COLUMNS[staging])
+    for table, staging in _DIRECT_FROM.items()
+}
+DIRECT_TYPES = {
+    table: [
+        "timestamptz" if name in _TIME_COLUMNS else type_
+        for name, type_ in zip(STAGING_COLUMNS[staging], STAGING_TYPES[staging], strict=True)
+    ]
+    for table, staging in _DIRECT_FROM.items()
+}
 
 
 def _ts(column: str) -> str:

@@ -6,6 +6,7 @@ import time
 
 import psycopg
 
+from q2c.errors import first_line
 from q2c.migrate import head_revision
 
 CACHE_SECONDS = 2.0  # in seconds; load balancers probe often
@@ -38,7 +39,7 @@ class Readiness:
                     else "SELECT NULL"
                 ).fetchone()
         except psycopg.Error as exc:
-            return f"database unreachable: {str(exc).strip().splitlines()[0]}"
+            return f"database unreachable: {first_line(exc)}"
         revision = row[0] if row else None
         if revision != self._head:
             return (

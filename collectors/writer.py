@@ -27,6 +27,7 @@ from collectors import _sql
 from collectors._pgtypes import use_nanosecond_timestamps
 from collectors.batch import Batch
 from q2c.catalog import Process, stage_rows
+from q2c.errors import first_line
 
 log = logging.getLogger(__name__)
 
@@ -82,12 +83,12 @@ class PostgresWriter:
                 time.sleep(0.01 * (attempt + 1))
             except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
                 self._drop_connection()
-                raise StorageUnavailable(_first_line(exc)) from None
+                raise StorageUnavailable(first_line(exc)) from None
             except psycopg.DataError as exc:
-                raise StorageRejected(_first_line(exc)) from None
+                raise StorageRejected(first_line(exc)) from None
             except psycopg.Error as exc:
                 self._drop_connection()
-                raise StorageUnavailable(_first_line(exc)) from None
+                raise StorageUnavailable(first_line(exc)) from None
 
     def close(self) -> None:
         """Close the connection; a later write reconnects."""
@@ -185,8 +186,3 @@ def _copy(cur: psycopg.Cursor, table: str, rows: list[tuple], direct: bool = Fal
         copy.set_types(types[table])
         for row in rows:
             copy.write_row(row)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

@@ -10,7 +10,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from q2c.database import create_db_engine
-from q2c.errors import Q2CError
+from q2c.errors import Q2CError, first_line
 from q2c.settings import Settings, load_settings
 from sla.policy import Policy, load_policy
 
@@ -45,9 +45,9 @@ def load(reader: Callable[..., T], *args: object) -> T:
     except Q2CError as exc:
         st.error(str(exc))
     except OperationalError as exc:
-        st.error(f"The database is not reachable right now ({_reason(exc)}). Retrying shortly.")
+        st.error(f"The database is not reachable right now ({first_line(exc)}). Retrying shortly.")
     except SQLAlchemyError as exc:
-        st.error(f"Could not load this data ({_reason(exc)}).")
+        st.error(f"Could not load this data ({first_line(exc)}).")
     st.stop()
     raise AssertionError("st.stop() returned")  # pragma: no cover
 
@@ -59,12 +59,8 @@ def act(command: Callable[..., T], *args: object) -> T | None:
     except Q2CError as exc:
         st.session_state["flash"] = ("error", str(exc))
     except SQLAlchemyError as exc:
-        st.session_state["flash"] = ("error", f"Could not save: {_reason(exc)}")
+        st.session_state["flash"] = ("error", f"Could not save: {first_line(exc)}")
     return None
-
-
-def _reason(exc: SQLAlchemyError) -> str:
-    return str(getattr(exc, "orig", exc)).strip().splitlines()[0]
 
 
 def show_flash() -> None:

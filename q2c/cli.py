@@ -14,7 +14,7 @@ import psycopg
 from sqlalchemy.exc import OperationalError
 
 from q2c.cli_ops import COMMANDS
-from q2c.errors import Q2CError
+from q2c.errors import Q2CError, first_line
 from q2c.settings import Settings, describe, load_settings
 
 
@@ -28,8 +28,7 @@ class _Q2CGroup(click.Group):
             click.echo(f"q2c: error: {exc}", err=True)
             ctx.exit(1)
         except (OperationalError, psycopg.OperationalError) as exc:
-            reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
-            click.echo(f"q2c: error: the database is unreachable: {reason}", err=True)
+            click.echo(f"q2c: error: the database is unreachable: {first_line(exc)}", err=True)
             ctx.exit(1)
 
 

@@ -16,6 +16,7 @@ from sqlalchemy import Engine
 
 from q2c.errors import Q2CError
 from q2c.settings import Settings
+from queries.roles import ROLES
 
 AS_USER = click.option("--as", "actor", envvar="Q2C_USER", required=True, metavar="USER",
                        help="Act as this console user [env: Q2C_USER].")  # fmt: skip
@@ -321,9 +322,7 @@ def users() -> None:
 
 @users.command("add")
 @click.argument("username")
-@click.option(
-    "--role", required=True, type=click.Choice(["viewer", "finance_ops", "oncall", "admin"])
-)
+@click.option("--role", required=True, type=click.Choice(ROLES))
 @click.option("--name", "display_name", default="", help="Display name.")
 @click.option("--as", "actor", envvar="Q2C_USER", metavar="USER",
               help="Acting admin (not needed to create the first admin).")  # fmt: skip
@@ -368,7 +367,7 @@ def users_list(ctx: click.Context, actor: str, as_json: bool) -> None:
 @users.command("set-role")
 @AS_USER
 @click.argument("username")
-@click.argument("role", type=click.Choice(["viewer", "finance_ops", "oncall", "admin"]))
+@click.argument("role", type=click.Choice(ROLES))
 @click.pass_context
 def users_set_role(ctx: click.Context, actor: str, username: str, role: str) -> None:
     """Change a user's role (admins only)."""

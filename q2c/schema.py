@@ -8,7 +8,7 @@ import psycopg
 
 from q2c import migrate
 from q2c.database import libpq_url
-from q2c.errors import Q2CError
+from q2c.errors import Q2CError, first_line
 from q2c.settings import Settings
 
 
@@ -17,7 +17,7 @@ def prepare_database(url: str, settings: Settings) -> tuple[str | None, str | No
     try:
         before, after = migrate.upgrade(url)
     except Exception as exc:
-        raise Q2CError(f"could not migrate the database: {_reason(exc)}") from None
+        raise Q2CError(f"could not migrate the database: {first_line(exc)}") from None
     partitions = maintain_partitions(url, settings.retention_days, settings.partitions_ahead_days)
     return before, after, partitions
 
@@ -36,8 +36,3 @@ def maintain_partitions(
         params += (today,)
     with psycopg.connect(libpq_url(url)) as conn:
         return [tuple(row) for row in conn.execute(query + ")", params).fetchall()]
-
-
-def _reason(exc: Exception) -> str:
-    original = getattr(exc, "orig", None) or exc
-    return str(original).strip().splitlines()[0] if str(original).strip() else type(exc).__name__

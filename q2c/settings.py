@@ -161,20 +161,27 @@ class Settings(BaseSettings):
     @property
     def tokens(self) -> list[str]:
         """The accepted ingest tokens (empty when none are configured)."""
-        raw = self.ingest_tokens.get_secret_value() if self.ingest_tokens else ""
-        return [token.strip() for token in raw.split(",") if token.strip()]
+        return comma_list(self.ingest_tokens.get_secret_value() if self.ingest_tokens else "")
 
     @property
     def allowed_replay_hosts(self) -> frozenset[str]:
         """Hosts (lower-case, optionally with :port) replays may target."""
-        return frozenset(
-            h.strip().lower() for h in self.replay_allowed_hosts.split(",") if h.strip()
-        )
+        return frozenset(host.lower() for host in comma_list(self.replay_allowed_hosts))
+
+    @property
+    def replay_headers(self) -> frozenset[str]:
+        """Stored headers (lower-case) a replay passes on."""
+        return frozenset(name.lower() for name in comma_list(self.replay_header_allowlist))
 
     @property
     def pgdata_dir(self) -> Path:
         """Where the embedded PostgreSQL keeps its files."""
         return self.data_dir.expanduser().resolve() / "pgdata"
+
+
+def comma_list(value: str) -> list[str]:
+    """The non-empty, stripped items of a comma-separated setting."""
+    return [item.strip() for item in value.split(",") if item.strip()]
 
 
 def env_name(field: str) -> str:

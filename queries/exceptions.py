@@ -13,8 +13,7 @@ from sqlalchemy import Connection, Engine, bindparam, text
 from sqlalchemy.dialects.postgresql import JSONB
 
 from q2c.errors import Q2CError
-from queries.roles import require
-from queries.users import acting_user
+from queries.users import acting_user, allowed_user
 
 OPEN_STATUSES = ("open", "assigned", "in_progress", "replayed")
 CLOSED_STATUSES = ("resolved", "auto_resolved", "ignored")
@@ -222,8 +221,7 @@ def _act(
     closed_too: bool = False,
 ) -> ActionResult:
     """Apply `changes(row)` to each exception (locked), writing one audit row per change."""
-    user = acting_user(conn, actor)
-    require(user.username, user.role, "exceptions.act")
+    user = allowed_user(conn, actor, "exceptions.act")
     result = ActionResult()
     rows = {row.id: row for row in conn.execute(_LOCK, {"ids": list(ids)})}
     for exception_id in ids:

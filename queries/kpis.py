@@ -14,12 +14,11 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, bindparam, text
 
+from queries.exceptions import CLOSED_STATUSES, OPEN_STATUSES
 from sla import histogram
 from sla.policy import Policy
 
 PERCENTILES = (50, 90, 95, 99)
-OPEN_STATUSES = ("open", "assigned", "in_progress", "replayed")
-CLOSED_STATUSES = ("resolved", "auto_resolved", "ignored")
 AGING_BUCKETS = ("< 1h", "1-4h", "4-24h", "1-3d", "> 3d")  # as the SQL below names them
 # Multi-window burn-rate alerts (Google SRE workbook): long window, short window, factor.
 BURN_ALERTS = (

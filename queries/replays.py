@@ -16,7 +16,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 
 from q2c.errors import Q2CError
 from queries.roles import require
-from queries.users import acting_user
+from queries.users import allowed_user
 
 
 class ReplayRefused(Q2CError):
@@ -45,8 +45,7 @@ def list_dead_letters(
 ) -> list[dict]:
     """Dead letters, newest first, with their latest replay's status; on-call only."""
     with engine.connect() as conn:
-        user = acting_user(conn, actor)
-        require(user.username, user.role, "dead_letters.view")
+        allowed_user(conn, actor, "dead_letters.view")
         clauses, params = ["true"], {"limit": limit}
         if status:
             clauses.append("d.status = :status")
@@ -75,8 +74,7 @@ def list_dead_letters(
 def dead_letter_detail(engine: Engine, actor: str, dead_letter_id: int) -> dict[str, Any]:
     """One dead letter with its payload, headers and replays; on-call only."""
     with engine.connect() as conn:
-        user = acting_user(conn, actor)
-        require(user.username, user.role, "dead_letters.view")
+        allowed_user(conn, actor, "dead_letters.view")
         row = conn.execute(
             text("SELECT * FROM dead_letters WHERE id = :id"), {"id": dead_letter_id}
         ).one_or_none()
@@ -101,8 +99,7 @@ def dead_letter_detail(engine: Engine, actor: str, dead_letter_id: int) -> dict[
 def replay_status(engine: Engine, actor: str, limit: int = 100) -> list[dict]:
     """The latest replays, newest first; on-call only."""
     with engine.connect() as conn:
-        user = acting_user(conn, actor)
-        require(user.username, user.role, "dead_letters.view")
+        allowed_user(conn, actor, "dead_letters.view")
         rows = conn.execute(
             text(
                 "SELECT r.id, r.dead_letter_id, r.correlation_id, r.requested_by, "
@@ -144,8 +141,7 @@ def request_replays(
     successfully is refused unless `force`."""
     outcome = ReplayRequest()
     with engine.begin() as conn:
-        user = acting_user(conn, actor)
-        require(user.username, user.role, "replays.request")
+        user = allowed_user(conn, actor, "replays.request")
         if payload is not None:
             require(user.username, user.role, "replays.edit_payload")
         letters = {

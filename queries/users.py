@@ -38,12 +38,18 @@ def acting_user(conn: Connection, username: str) -> User:
     return User(row.username, row.role, row.display_name, row.disabled)
 
 
-def authorize(engine: Engine, username: str, permission: str) -> User:
-    """The user, if enabled and allowed `permission`; else UnknownUser / PermissionDenied."""
-    with engine.connect() as conn:
-        user = acting_user(conn, username)
+def allowed_user(conn: Connection, username: str, permission: str) -> User:
+    """The enabled user `username` if allowed `permission`, read inside the caller's
+    transaction; else UnknownUser / PermissionDenied."""
+    user = acting_user(conn, username)
     require(user.username, user.role, permission)
     return user
+
+
+def authorize(engine: Engine, username: str, permission: str) -> User:
+    """`allowed_user` on a connection of its own."""
+    with engine.connect() as conn:
+        return allowed_user(conn, username, permission)
 
 
 def any_admin(engine: Engine) -> bool:
@@ -101,8 +107,7 @@ def set_role(engine: Engine, actor: str, username: str, role: str) -> User:
     """Change a user's role; admins only."""
     _check_role(role)
     with engine.begin() as conn:
-        admin = acting_user(conn, actor)
-        require(admin.username, admin.role, "users.manage")
+        allowed_user(conn, actor, "users.manage")
         row = conn.execute(
             text(
                 "UPDATE users SET role = :r, updated_at = now() WHERE username = :u "
@@ -118,8 +123,7 @@ def set_role(engine: Engine, actor: str, username: str, role: str) -> User:
 def list_users(engine: Engine, actor: str) -> list[User]:
     """Every user; admins only."""
     with engine.connect() as conn:
-        admin = acting_user(conn, actor)
-        require(admin.username, admin.role, "users.manage")
+        allowed_user(conn, actor, "users.manage")
         rows = conn.execute(
             text("SELECT username, role, display_name, disabled FROM users ORDER BY username")
         )

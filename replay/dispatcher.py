@@ -133,9 +133,7 @@ class Dispatcher:
         self.transport = transport or HttpTransport()
         self.limiter = HostRateLimiter(settings.replay_rate_per_host)
         self.rng = rng or random.Random()
-        self.headers_allowed = frozenset(
-            h.strip().lower() for h in settings.replay_header_allowlist.split(",") if h.strip()
-        )
+        self.headers_allowed = settings.replay_headers
 
     def run_once(self, limit: int = 50) -> DispatchReport:
         """Claim up to `limit` due replays and deliver each once."""

@@ -68,13 +68,14 @@ def evaluate(
         cur = conn.cursor()
         if not cur.execute("SELECT pg_try_advisory_xact_lock(%s)", (LOCK_KEY,)).fetchone()[0]:
             return EvaluationReport(skipped=True)
-        _load_policy(cur, policy)
+        limits = _stalled_limits(policy)
+        _load_policy(cur, policy, limits)
         lower = _watermark(cur)
         (upper,) = cur.execute(_sql.HORIZON).fetchone()
         report = EvaluationReport(window_start=lower, window_end=max(upper, lower))
         if upper > lower:  # nothing committed since the last window: no window to do
             _evaluate_window(cur, policy, report, {"lower": lower, "upper": upper})
-        shortest = min(_stalled_limits(policy).values())
+        shortest = min(limits.values())
         report.stalled = cur.execute(
             _sql.DETECT_STALLED, {"now": now, "shortest": shortest}
         ).fetchone()[0]
@@ -128,9 +129,10 @@ def _stalled_limits(policy: Policy) -> dict[tuple[str, str], timedelta]:
     }
 
 
-def _load_policy(cur: psycopg.Cursor, policy: Policy) -> None:
+def _load_policy(
+    cur: psycopg.Cursor, policy: Policy, limits: dict[tuple[str, str], timedelta]
+) -> None:
     cur.execute(_sql.POLICY_TABLES)
-    limits = _stalled_limits(policy)
     rows = [
         (
             process,
