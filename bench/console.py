@@ -59,7 +59,7 @@ def main() -> None:
             telemetry_presence(engine)
             end = datetime.now(UTC)
             collect_kpis(engine, policy, timedelta(hours=24), end)
-            collect_kpis(engine, policy, timedelta(hours=24), end - timedelta(hours=24))
+            collect_kpis(engine, policy, timedelta(hours=24), end - timedelta(hours=24), False)
             daily_trends(engine, policy, 14)
 
         def stages() -> None:

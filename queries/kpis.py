@@ -103,9 +103,14 @@ class RollupWindow:
 
 
 def collect_kpis(
-    engine: Engine, policy: Policy, window: timedelta, now: datetime | None = None
+    engine: Engine,
+    policy: Policy,
+    window: timedelta,
+    now: datetime | None = None,
+    with_slos: bool = True,
 ) -> dict[str, Any]:
-    """Every KPI over [now - window, now), with SLOs over each objective's own period."""
+    """Every KPI over [now - window, now), with SLOs over each objective's own period
+    (left out when `with_slos` is False: a comparison with a past period needs none)."""
     end = now or datetime.now(UTC)
     start = end - window
     with engine.connect() as conn:
@@ -123,7 +128,7 @@ def collect_kpis(
             },
             "processes": {},
         }
-        windows: dict[timedelta, RollupWindow] = {}
+        windows: dict[timedelta, RollupWindow] = {window: current}
 
         def rollup(span: timedelta) -> RollupWindow:
             if span not in windows:
@@ -131,8 +136,10 @@ def collect_kpis(
             return windows[span]
 
         counters = _counters(conn, start, end)
-        stalled = _stalled_counts(
-            conn, end - max(p.objective.period for p in policy.processes.values())
+        stalled = (
+            _stalled_counts(conn, end - max(p.objective.period for p in policy.processes.values()))
+            if with_slos
+            else {}
         )
         for name, spec in policy.processes.items():
             stages = spec.stage_names()
@@ -143,9 +150,10 @@ def collect_kpis(
                 "throughput_per_hour": round(current.reached(name, stages[0]) / hours, 3),
                 "errors": sum(current.errors(name, stage) for stage in stages),
                 "hops": [current.latency(name, a, b) for a, b in pairwise(stages)],
-                "sla": _slo(policy, name, end, stalled, rollup),
                 "reconciliation": _reconciliation(counters, name),
             }
+            if with_slos:
+                result["processes"][name]["sla"] = _slo(policy, name, end, stalled, rollup)
         result["exceptions"] = _exceptions(conn, end, counters)
         result["replays"] = _replays(conn, start, end)
         result["money_at_risk"] = _money_at_risk(conn, policy, end)

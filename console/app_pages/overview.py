@@ -29,8 +29,8 @@ def _presence():
 
 
 @st.cache_data(ttl=15, show_spinner=False)
-def _kpis(window_seconds: int, end: datetime) -> dict:
-    return collect_kpis(engine(), policy(), timedelta(seconds=window_seconds), end)
+def _kpis(window_seconds: int, end: datetime, with_slos: bool = True) -> dict:
+    return collect_kpis(engine(), policy(), timedelta(seconds=window_seconds), end, with_slos)
 
 
 @st.cache_data(ttl=60, show_spinner=False)
@@ -72,7 +72,7 @@ window = WINDOWS[choice or "Last 24 hours"]
 def tiles() -> None:
     end = datetime.now(UTC).replace(second=0, microsecond=0)
     current = load(_kpis, int(window.total_seconds()), end)
-    previous = load(_kpis, int(window.total_seconds()), end - window)
+    previous = load(_kpis, int(window.total_seconds()), end - window, False)
     o2a, o2a_before = (
         current["latency"]["order_to_activation"],
         previous["latency"]["order_to_activation"],
