@@ -10,40 +10,6 @@ from collectors.batch import (
     SPAN_COLUMNS,
 )
 
-# Staging tables live per connection and empty themselves at every commit. Times arrive as
-# Unix nanoseconds; `_ts` turns them into timestamptz (microseconds, PostgreSQL's resolution).
-STAGING = """
-CREATE TEMP TABLE IF NOT EXISTS _in_spans (
-    correlation_id text, trace_id bytea, span_id bytea, start_ns bigint, end_ns bigint,
-    parent_span_id bytea, name text, kind smallint, status_code smallint, status_message text,
-    service_name text, resource_hash bytea, attributes jsonb, events jsonb
-) ON COMMIT DELETE ROWS;
-CREATE TEMP TABLE IF NOT EXISTS _in_logs (
-    correlation_id text, record_hash bytea, time_ns bigint, observed_ns bigint, trace_id bytea,
-    span_id bytea, severity_number smallint, severity_text text, body jsonb, attributes jsonb,
-    service_name text, resource_hash bytea, source text
-) ON COMMIT DELETE ROWS;
-CREATE TEMP TABLE IF NOT EXISTS _in_obs (
-    record_key bytea, correlation_id text, process text, stage text, system text,
-    at_ns bigint, ok boolean, business jsonb, error_type text, message text,
-    fingerprint text, dead_letter boolean, trace_id bytea, span_id bytea
-) ON COMMIT DELETE ROWS;
-CREATE TEMP TABLE IF NOT EXISTS _in_dead (
-    record_key bytea, correlation_id text, process text, stage text, system text, at_ns bigint,
-    target_url text, method text, headers jsonb, content_type text, payload text,
-    error_type text, error_message text, fingerprint text
-) ON COMMIT DELETE ROWS;
-CREATE TEMP TABLE IF NOT EXISTS _in_resources (
-    resource_hash bytea, service_name text, attributes jsonb
-) ON COMMIT DELETE ROWS;
-CREATE TEMP TABLE IF NOT EXISTS _new_records (record_key bytea) ON COMMIT DELETE ROWS;
-CREATE TEMP TABLE IF NOT EXISTS _new_obs (LIKE _in_obs) ON COMMIT DELETE ROWS;
-CREATE TEMP TABLE IF NOT EXISTS _catalog (
-    process text, stage text, stage_index integer, is_last boolean,
-    PRIMARY KEY (process, stage)
-);
-"""
-
 STAGING_TYPES = {
     "_in_spans": [
         "text",
@@ -118,6 +84,25 @@ STAGING_COLUMNS = {
     "_in_dead": DEAD_LETTER_COLUMNS,
     "_in_resources": RESOURCE_COLUMNS,
 }
+
+
+# Staging tables live per connection and empty themselves at every commit; their columns
+# and types are the ones above. Times arrive as Unix nanoseconds; `_ts` turns them into
+# timestamptz (microseconds, PostgreSQL's resolution).
+STAGING = "\n".join(
+    f"CREATE TEMP TABLE IF NOT EXISTS {table} ("
+    + ", ".join(f"{column} {type_}" for column, type_ in
+                zip(columns, STAGING_TYPES[table], strict=True))
+    + ") ON COMMIT DELETE ROWS;"
+    for table, columns in STAGING_COLUMNS.items()
+) + """
+CREATE TEMP TABLE IF NOT EXISTS _new_records (record_key bytea) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS _new_obs (LIKE _in_obs) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS _catalog (
+    process text, stage text, stage_index integer, is_last boolean,
+    PRIMARY KEY (process, stage)
+);
+"""  # fmt: skip
 
 
 # Fast path: when none of a batch's records is stored yet, they are COPYed straight into
