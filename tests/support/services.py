@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -11,17 +10,11 @@ from typing import Any
 
 import uvicorn
 
+from bench._harness import free_port
 from collectors.app import create_app
 from q2c.settings import Settings
 
 STARTUP_DEADLINE = 30  # in seconds
-
-
-def free_port() -> int:
-    """A loopback TCP port nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @contextlib.contextmanager
