@@ -208,36 +208,42 @@ def _first_business(key: str, cast: str = "") -> str:
 
 
 # Transactions are recomputed from all their stage rows, so they are a pure function of them.
-# The rows arrive sorted by (reached_at, stage, system) and PostgreSQL aggregates in input
-# order, so one sort serves every "first value reported" below.
+# Each transaction's rows are fetched through the stage_events primary key (a LATERAL
+# aggregate cannot be turned into a join, so the plan never scans the table whatever the
+# statistics say) and arrive sorted by (reached_at, stage, system); PostgreSQL aggregates in
+# input order, so one sort serves every "first value reported" below.
 UPSERT_TRANSACTIONS = f"""
 INSERT INTO transactions AS t (correlation_id, process, current_stage, stage_index, status,
     started_at, completed_at, last_event_at, customer_id, order_id, invoice_id, payment_id,
     amount, currency, legal_entity, contract_version, updated_at)
-SELECT s.correlation_id,
-       (array_agg(s.process))[1],
-       (array_agg(s.stage ORDER BY s.stage_index DESC NULLS LAST, s.reached_at DESC, s.stage)
-            FILTER (WHERE s.status = 'ok'))[1],
-       max(s.stage_index) FILTER (WHERE s.status = 'ok'),
-       CASE WHEN bool_or(s.is_last AND s.status = 'ok') THEN 'completed' ELSE 'in_progress' END,
-       coalesce(min(s.reached_at) FILTER (WHERE s.stage_index = 0 AND s.status = 'ok'),
-                min(s.reached_at)),
-       min(s.reached_at) FILTER (WHERE s.is_last AND s.status = 'ok'),
-       max(s.reached_at),
-       {_first_business("customer_id")}, {_first_business("order_id")},
-       {_first_business("invoice_id")}, {_first_business("payment_id")},
-       {_first_business("amount", "::numeric")}, {_first_business("currency")},
-       {_first_business("legal_entity")}, {_first_business("contract_version")},
-       now()
-FROM (
-    SELECT se.*, c.stage_index, c.is_last
-    FROM stage_events se
-    LEFT JOIN _catalog c ON c.process = se.process AND c.stage = se.stage
-    WHERE se.correlation_id IN (SELECT correlation_id FROM _new_obs)
-    ORDER BY se.correlation_id, se.reached_at, se.stage, se.system
-) s
-GROUP BY s.correlation_id
-ORDER BY s.correlation_id
+SELECT n.correlation_id, a.*
+FROM (SELECT DISTINCT correlation_id FROM _new_obs) n
+CROSS JOIN LATERAL (
+    SELECT (array_agg(s.process))[1],
+           (array_agg(s.stage ORDER BY s.stage_index DESC NULLS LAST, s.reached_at DESC,
+                      s.stage) FILTER (WHERE s.status = 'ok'))[1],
+           max(s.stage_index) FILTER (WHERE s.status = 'ok'),
+           CASE WHEN bool_or(s.is_last AND s.status = 'ok') THEN 'completed'
+                ELSE 'in_progress' END,
+           coalesce(min(s.reached_at) FILTER (WHERE s.stage_index = 0 AND s.status = 'ok'),
+                    min(s.reached_at)),
+           min(s.reached_at) FILTER (WHERE s.is_last AND s.status = 'ok'),
+           max(s.reached_at),
+           {_first_business("customer_id")}, {_first_business("order_id")},
+           {_first_business("invoice_id")}, {_first_business("payment_id")},
+           {_first_business("amount", "::numeric")}, {_first_business("currency")},
+           {_first_business("legal_entity")}, {_first_business("contract_version")},
+           now()
+    FROM (
+        SELECT se.process, se.stage, se.status, se.reached_at, se.business,
+               c.stage_index, c.is_last
+        FROM stage_events se
+        LEFT JOIN _catalog c ON c.process = se.process AND c.stage = se.stage
+        WHERE se.correlation_id = n.correlation_id
+        ORDER BY se.reached_at, se.stage, se.system
+    ) s
+) a
+ORDER BY n.correlation_id
 ON CONFLICT (correlation_id) DO UPDATE SET
     process = excluded.process, current_stage = excluded.current_stage,
     stage_index = excluded.stage_index,
@@ -280,42 +286,55 @@ DO UPDATE SET
     updated_at = now()
 """
 
-SYNC_EXCEPTION_CONTEXT = """
+# Rows of the batch's transactions are always found through primary keys: OFFSET 0 keeps a
+# LATERAL subquery from being turned into a join, which the planner may answer by scanning
+# the whole table (it prices a scan of a small table below index lookups), so ingest cost
+# follows the batch, not the table.
+_BATCH_EXCEPTIONS = """
+(SELECT DISTINCT correlation_id FROM _new_obs) n
+CROSS JOIN LATERAL (
+    SELECT x.* FROM exceptions x WHERE x.correlation_id = n.correlation_id OFFSET 0
+) x"""
+
+SYNC_EXCEPTION_CONTEXT = f"""
 UPDATE exceptions e
 SET customer_id = t.customer_id, order_id = t.order_id, invoice_id = t.invoice_id,
     amount = t.amount, currency = t.currency, legal_entity = t.legal_entity,
     process = coalesce(e.process, t.process)
-FROM transactions t
-WHERE t.correlation_id = e.correlation_id
-  AND e.correlation_id IN (SELECT correlation_id FROM _new_obs)
-  AND (e.customer_id, e.order_id, e.invoice_id, e.amount, e.currency, e.legal_entity)
+FROM {_BATCH_EXCEPTIONS}
+CROSS JOIN LATERAL (
+    SELECT t.* FROM transactions t WHERE t.correlation_id = x.correlation_id OFFSET 0
+) t
+WHERE e.correlation_id = x.correlation_id AND e.id = x.id
+  AND (x.customer_id, x.order_id, x.invoice_id, x.amount, x.currency, x.legal_entity)
       IS DISTINCT FROM
       (t.customer_id, t.order_id, t.invoice_id, t.amount, t.currency, t.legal_entity)
 """
 
 # A success of the stage later than a failure's last occurrence resolves it, whichever of
 # the two arrived first; any success of the stage a transaction stalled before resolves the
-# stall. Each resolution is written to the audit trail.
+# stall. Each resolution is written to the audit trail with the status it replaced.
 AUTO_RESOLVE = f"""
-WITH succeeded AS (
-    SELECT correlation_id, stage, max(last_ok_at) AS last_ok_at
-    FROM stage_events
-    WHERE (correlation_id, stage) IN (SELECT correlation_id, stage FROM _new_obs)
-      AND last_ok_at IS NOT NULL
-    GROUP BY correlation_id, stage
+WITH due AS (
+    SELECT x.correlation_id, x.id, x.stage, x.status AS before_status, s.last_ok_at
+    FROM {_BATCH_EXCEPTIONS}
+    CROSS JOIN LATERAL (
+        SELECT max(last_ok_at) AS last_ok_at FROM stage_events se
+        WHERE se.correlation_id = x.correlation_id AND se.stage = x.stage
+    ) s
+    WHERE x.status IN {_OPEN}
+      AND ((x.kind IN ('error', 'dead_letter') AND x.last_seen < s.last_ok_at)
+           OR (x.kind = 'stalled' AND s.last_ok_at IS NOT NULL))
+      AND (x.correlation_id, x.stage) IN (SELECT correlation_id, stage FROM _new_obs)
 ), resolved AS (
     UPDATE exceptions e
     SET status = 'auto_resolved', resolved_at = clock_timestamp(), updated_at = now(),
         resolution = format('stage %s succeeded at %s', e.stage,
-                            to_char(s.last_ok_at AT TIME ZONE 'UTC',
+                            to_char(d.last_ok_at AT TIME ZONE 'UTC',
                                     'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'))
-    FROM succeeded s, exceptions prev
-    WHERE e.correlation_id = s.correlation_id AND e.stage = s.stage
-      AND prev.correlation_id = e.correlation_id AND prev.id = e.id
-      AND e.status IN {_OPEN}
-      AND ((e.kind IN ('error', 'dead_letter') AND e.last_seen < s.last_ok_at)
-           OR e.kind = 'stalled')
-    RETURNING e.correlation_id, e.id, prev.status AS before_status, e.resolution
+    FROM due d
+    WHERE e.correlation_id = d.correlation_id AND e.id = d.id
+    RETURNING e.correlation_id, e.id, d.before_status, e.resolution
 )
 INSERT INTO exception_events (correlation_id, exception_id, actor, action, before, after, comment)
 SELECT correlation_id, id, 'system', 'auto_resolved', jsonb_build_object('status', before_status),

@@ -1,0 +1,47 @@
+"""The writer's derived-row statements find the batch's rows by key, so the cost of storing
+a batch follows the batch and never the size of the tables it updates."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+
+from collectors import _sql
+
+_DERIVED = {
+    "UPSERT_TRANSACTIONS": _sql.UPSERT_TRANSACTIONS,
+    "SYNC_EXCEPTION_CONTEXT": _sql.SYNC_EXCEPTION_CONTEXT,
+    "AUTO_RESOLVE": _sql.AUTO_RESOLVE,
+}
+
+# 20,000 earlier transactions, each with a stage row and every tenth with an exception.
+_HISTORY = """
+INSERT INTO stage_events (correlation_id, stage, system, process, reached_at, status, last_ok_at)
+SELECT 'C-' || g, 'invoice', 'erp', 'order_to_cash', now(), 'ok', now()
+FROM generate_series(1, 20000) g;
+INSERT INTO transactions (correlation_id, process, current_stage, invoice_id)
+SELECT 'C-' || g, 'order_to_cash', 'invoice', 'INV-' || g FROM generate_series(1, 20000) g;
+INSERT INTO exceptions (correlation_id, stage, system, kind, fingerprint, error_type, message,
+                        first_seen, last_seen)
+SELECT 'C-' || g, 'invoice', 'erp', 'error', 'fp', 'E', 'm', now(), now()
+FROM generate_series(1, 20000, 10) g;
+ANALYZE stage_events, transactions, exceptions;
+"""
+
+# A batch of 200 observations, as the writer stages them before deriving rows.
+_BATCH = """
+INSERT INTO _new_obs (record_key, correlation_id, process, stage, system, at_ns, ok, business)
+SELECT int8send(g), 'C-' || g, 'order_to_cash', 'invoice', 'erp', 0, true, '{}'
+FROM generate_series(19801, 20000) g
+"""
+
+
+@pytest.mark.parametrize("name", sorted(_DERIVED))
+def test_derived_statement_never_scans_a_whole_table(db: psycopg.Connection, name: str) -> None:
+    db.execute(_HISTORY)
+    db.execute(_sql.STAGING)
+    with db.transaction():
+        db.execute(_BATCH)
+        plan = "\n".join(row[0] for row in db.execute("EXPLAIN " + _DERIVED[name]))
+    for table in ("stage_events", "transactions", "exceptions"):
+        assert f"Seq Scan on {table} " not in plan, plan
