@@ -31,12 +31,15 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-# Reinstall only when the project's dependencies change; code is installed editable.
-$(RUNTIME_STAMP): pyproject.toml | $(BIN)/python
+# Reinstall only when the project's dependencies or its one C extension change; Python
+# code is installed editable.
+BUILD_INPUTS := pyproject.toml setup.py collectors/_wire.c
+
+$(RUNTIME_STAMP): $(BUILD_INPUTS) | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e .
 	touch $@
 
-$(DEV_STAMP): pyproject.toml | $(BIN)/python
+$(DEV_STAMP): $(BUILD_INPUTS) | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@ $(RUNTIME_STAMP)
 

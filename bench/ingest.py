@@ -31,7 +31,8 @@ from bench._harness import bench_database, collector_process, free_port
 from bench.workload import SPANS_PER_BATCH, encoded_batches
 from collectors.mapping import AttributeMap
 from collectors.observations import Observer
-from collectors.traces import decode_spans
+from collectors.otlp import PROTOBUF
+from collectors.traces import decode_spans, read_traces
 from collectors.window import TimeWindow
 
 COPY_CHUNK = 8_192
@@ -46,8 +47,7 @@ def measure_ceiling(url: str, batches: list[bytes]) -> float:
     observer, window = Observer(AttributeMap()), TimeWindow(0, 2**63 - 1)
     rows = []
     for body in batches:
-        request = ExportTraceServiceRequest.FromString(body)
-        for span in decode_spans(request, observer, window).spans:
+        for span in decode_spans(read_traces(body, PROTOBUF), observer, window).spans:
             rows.append((*span[:3], _datetime(span[3]), _datetime(span[4]), *span[5:]))
     days = {row[3].date() for row in rows}
     with psycopg.connect(url, autocommit=True) as conn:

@@ -30,7 +30,7 @@ from bench.workload import kv
 from collectors.batch import Batch
 from collectors.mapping import AttributeMap
 from collectors.observations import Observer
-from collectors.traces import decode_spans
+from collectors.traces import decode_spans, resource_spans
 from collectors.window import TimeWindow
 from collectors.writer import PostgresWriter
 from q2c.database import create_db_engine
@@ -88,7 +88,7 @@ def _store(url: str, requests: list[ExportTraceServiceRequest]) -> None:
         for offset in range(0, len(requests), 16):  # 16 requests per group commit
             group = Batch()
             for request in requests[offset : offset + 16]:
-                group.extend(decode_spans(request, observer, window))
+                group.extend(decode_spans(resource_spans(request), observer, window))
             writer.write(group)
     finally:
         writer.close()

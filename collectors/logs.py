@@ -19,7 +19,8 @@ def decode_logs(request: Any, observer: Observer, window: TimeWindow) -> Batch:
     in `Batch.rejected` with their reasons."""
     batch = Batch()
     for resource_logs in request.resource_logs:
-        res_key, service, res_attrs = resource_key(resource_logs.resource, batch)
+        res_attrs = attributes(resource_logs.resource.attributes)
+        res_key, service = resource_key(res_attrs, batch)
         for scope_logs in resource_logs.scope_logs:
             for record in scope_logs.log_records:
                 _add_record(batch, record, observer, window, res_key, service, res_attrs)

@@ -1,95 +1,134 @@
-"""OTLP trace export requests → span rows and the observations they carry."""
+"""OTLP trace export requests → span rows and the observations they carry.
+
+Bodies are first read into plain values (`ResourceSpans`): protobuf by the compiled reader
+in collectors/_wire.c when it is built and the body has the common shape, otherwise (JSON,
+or protobuf it leaves to the runtime) by the protobuf runtime. Rows are built from those
+values alone, so both readers store exactly the same rows.
+"""
 
 from __future__ import annotations
 
 import hashlib
 from typing import Any
 
+import orjson
+
+from collectors import otlp
 from collectors._values import attributes, clean_text, to_json
 from collectors.batch import Batch
 from collectors.observations import Observer
 from collectors.window import NS_PER_DAY, TimeWindow
 
+try:
+    from collectors import _wire
+except ImportError:  # built without a C compiler: the protobuf runtime reads every body
+    _wire = None
+
 _STATUS_ERROR = 2
 _NO_TRACE = bytes(16)
 _NO_SPAN = bytes(8)
 
+# (resource attributes, spans): a span is (trace_id, span_id, parent_span_id, name, kind,
+# start_ns, end_ns, attributes, events, status_code, status_message) and an event is
+# (name, time_ns, attributes).
+ResourceSpans = tuple[dict[str, Any], list[tuple]]
 
-def resource_key(resource: Any, batch: Batch) -> tuple[bytes | None, str, dict[str, Any]]:
-    """Register the resource in the batch; returns (hash, service name, attributes)."""
-    res_attrs = attributes(resource.attributes)
+
+def read_traces(body: bytes, kind: str) -> list[ResourceSpans]:
+    """The spans of an ExportTraceServiceRequest body; raises otlp.BadRequest."""
+    if kind == otlp.PROTOBUF and _wire is not None:
+        read = _wire.read_traces(body)
+        if read is not None:
+            return read
+    return resource_spans(otlp.parse(body, kind, otlp.TRACES_REQUEST))
+
+
+def resource_spans(request: Any) -> list[ResourceSpans]:
+    """The spans of a parsed ExportTraceServiceRequest message."""
+    return [
+        (
+            attributes(rs.resource.attributes),
+            [_span_values(span) for scope_spans in rs.scope_spans for span in scope_spans.spans],
+        )
+        for rs in request.resource_spans
+    ]
+
+
+def _span_values(span: Any) -> tuple:
+    events = [(e.name, e.time_unix_nano, attributes(e.attributes)) for e in span.events]
+    return (
+        span.trace_id, span.span_id, span.parent_span_id, span.name, span.kind,
+        span.start_time_unix_nano, span.end_time_unix_nano, attributes(span.attributes), events,
+        span.status.code, span.status.message,
+    )  # fmt: skip
+
+
+def resource_key(res_attrs: dict[str, Any], batch: Batch) -> tuple[bytes | None, str]:
+    """Register a resource (by its attributes) in the batch; returns (hash, service name)."""
     service = clean_text(str(res_attrs.get("service.name", "")))
     if not res_attrs:
-        return None, service, res_attrs
-    digest = hashlib.blake2b(resource.SerializeToString(deterministic=True), digest_size=8)
-    key = digest.digest()
+        return None, service
+    canonical = orjson.dumps(res_attrs, option=orjson.OPT_SORT_KEYS)
+    key = hashlib.blake2b(canonical, digest_size=8).digest()
     if key not in batch.resources:
         batch.resources[key] = (key, service, to_json(res_attrs))
-    return key, service, res_attrs
+    return key, service
 
 
-def decode_spans(request: Any, observer: Observer, window: TimeWindow) -> Batch:
-    """Rows for every acceptable span of an ExportTraceServiceRequest; the rest are counted
-    in `Batch.rejected` with their reasons."""
+def decode_spans(resources: list[ResourceSpans], observer: Observer, window: TimeWindow) -> Batch:
+    """Rows for every acceptable span; the rest are counted in `Batch.rejected` with their
+    reasons."""
     batch = Batch()
-    for resource_spans in request.resource_spans:
-        res_key, service, res_attrs = resource_key(resource_spans.resource, batch)
-        for scope_spans in resource_spans.scope_spans:
-            for span in scope_spans.spans:
-                _add_span(batch, span, observer, window, res_key, service, res_attrs)
+    for res_attrs, spans in resources:
+        res_key, service = resource_key(res_attrs, batch)
+        for span in spans:
+            _add_span(batch, span, observer, window, res_key, service, res_attrs)
     return batch
 
 
 def _add_span(
     batch: Batch,
-    span: Any,
+    span: tuple,
     observer: Observer,
     window: TimeWindow,
     res_key: bytes | None,
     service: str,
     res_attrs: dict[str, Any],
 ) -> None:
-    trace_id, span_id, parent = span.trace_id, span.span_id, span.parent_span_id
+    (trace_id, span_id, parent, name, kind, start, end, attrs, span_events, status_code,
+     status_message) = span  # fmt: skip
     if len(trace_id) != 16 or trace_id == _NO_TRACE:
         return batch.reject("invalid trace_id (must be 16 non-zero bytes)")
     if len(span_id) != 8 or span_id == _NO_SPAN:
         return batch.reject("invalid span_id (must be 8 non-zero bytes)")
     if parent and len(parent) != 8:
         return batch.reject("invalid parent_span_id (must be 8 bytes or empty)")
-    start, end = span.start_time_unix_nano, span.end_time_unix_nano
     if end < start:
         return batch.reject("span ends before it starts")
     if not window.earliest_ns <= start <= window.latest_ns:  # hot path: check inline first
         return batch.reject(window.rejects(start) or "timestamp outside the accepted window")
 
-    attrs = attributes(span.attributes)
     merged = {**res_attrs, **attrs} if res_attrs else attrs
     correlation_id = observer.correlation_id(merged, trace_id)
     assert correlation_id is not None  # the trace ID is the fallback
-    status = span.status
-    failed = status.code == _STATUS_ERROR
+    failed = status_code == _STATUS_ERROR
     error_type = message = None
     events = None
-    if span.events:
+    if span_events:
         events = []
-        for event in span.events:
-            event_attrs = attributes(event.attributes)
+        for event_name, event_time, event_attrs in span_events:
             events.append(
-                {
-                    "name": event.name,
-                    "time_unix_nano": event.time_unix_nano,
-                    "attributes": event_attrs,
-                }
+                {"name": event_name, "time_unix_nano": event_time, "attributes": event_attrs}
             )
-            if event.name == "exception":
+            if event_name == "exception":
                 error_type = error_type or _text(event_attrs.get("exception.type"))
                 message = message or _text(event_attrs.get("exception.message"))
     key = trace_id + span_id
-    status_message = clean_text(status.message) or None
+    status_message = clean_text(status_message) or None
     batch.spans.append(
         (
-            correlation_id, trace_id, span_id, start, end, parent or None, clean_text(span.name),
-            span.kind, status.code, status_message, service, res_key, to_json(attrs),
+            correlation_id, trace_id, span_id, start, end, parent or None, clean_text(name),
+            kind, status_code, status_message, service, res_key, to_json(attrs),
             to_json(events) if events is not None else None,
         )
     )  # fmt: skip

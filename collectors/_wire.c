@@ -1,0 +1,551 @@
+/*
+ * collectors._wire: reads OTLP ExportTraceServiceRequest protobuf straight into the Python
+ * values the span decoder needs, skipping the protobuf runtime's per-field objects.
+ *
+ * read_traces(body: bytes) -> list[tuple[dict, list[tuple]]] | None
+ *
+ * Each item is (resource attributes, spans of that resource); each span is
+ * (trace_id, span_id, parent_span_id, name, kind, start_ns, end_ns, attributes, events,
+ *  status_code, status_message) and each event (name, time_ns, attributes), exactly as
+ * collectors.traces builds them from the protobuf runtime's message.
+ *
+ * It returns None, with nothing raised, for any body outside the common shape it reads:
+ * malformed wire data, invalid UTF-8, deprecated groups, bytes attribute values, a singular
+ * message field sent twice (which protobuf would merge), nesting deeper than MAX_DEPTH. The
+ * caller then parses the body with the protobuf runtime, which gives the exact verdict.
+ * Every read is bounds-checked against the end of the enclosing message.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+#define MAX_DEPTH 32
+
+typedef struct {
+    const uint8_t *p;
+    const uint8_t *end;
+} Reader;
+
+/* Result of the readers below: OK, or FALLBACK (let the protobuf runtime decide), or
+ * FAILED (a Python exception is set, e.g. MemoryError). */
+enum { OK = 0, FALLBACK = 1, FAILED = 2 };
+
+static int read_varint(Reader *r, uint64_t *out) {
+    uint64_t value = 0;
+    for (int shift = 0; shift < 64; shift += 7) {
+        if (r->p >= r->end) return FALLBACK;
+        uint8_t byte = *r->p++;
+        value |= (uint64_t)(byte & 0x7F) << shift;
+        if (!(byte & 0x80)) {
+            *out = value;
+            return OK;
+        }
+    }
+    return FALLBACK;
+}
+
+static int read_tag(Reader *r, uint32_t *field, int *wire_type) {
+    uint64_t tag;
+    if (read_varint(r, &tag) != OK) return FALLBACK;
+    *field = (uint32_t)(tag >> 3);
+    *wire_type = (int)(tag & 7);
+    if (*field == 0 || (tag >> 3) > 0x1FFFFFFF) return FALLBACK;
+    return OK;
+}
+
+static int read_fixed64(Reader *r, uint64_t *out) {
+    if (r->end - r->p < 8) return FALLBACK;
+    uint64_t value = 0;
+    for (int i = 7; i >= 0; i--) value = (value << 8) | r->p[i];
+    r->p += 8;
+    *out = value;
+    return OK;
+}
+
+static int read_delimited(Reader *r, Reader *inner) {
+    uint64_t length;
+    if (read_varint(r, &length) != OK) return FALLBACK;
+    if (length > (uint64_t)(r->end - r->p)) return FALLBACK;
+    inner->p = r->p;
+    inner->end = r->p + length;
+    r->p += length;
+    return OK;
+}
+
+static int skip_field(Reader *r, int wire_type) {
+    uint64_t ignored;
+    Reader inner;
+    switch (wire_type) {
+    case 0: return read_varint(r, &ignored);
+    case 1: return read_fixed64(r, &ignored);
+    case 2: return read_delimited(r, &inner);
+    case 5:
+        if (r->end - r->p < 4) return FALLBACK;
+        r->p += 4;
+        return OK;
+    default: return FALLBACK; /* groups (3, 4) and invalid wire types */
+    }
+}
+
+/* The UTF-8 text of a string field as str; invalid UTF-8 falls back (protobuf refuses it
+ * with a reason). */
+static int decode_utf8(const Reader *inner, PyObject **out) {
+    PyObject *text = PyUnicode_DecodeUTF8((const char *)inner->p, inner->end - inner->p, NULL);
+    if (text == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) return FAILED;
+        PyErr_Clear();
+        return FALLBACK;
+    }
+    Py_XSETREF(*out, text);
+    return OK;
+}
+
+static int read_str(Reader *r, PyObject **out) {
+    Reader inner;
+    if (read_delimited(r, &inner) != OK) return FALLBACK;
+    return decode_utf8(&inner, out);
+}
+
+static int read_bytes(Reader *r, PyObject **out) {
+    Reader inner;
+    if (read_delimited(r, &inner) != OK) return FALLBACK;
+    PyObject *data = PyBytes_FromStringAndSize((const char *)inner.p, inner.end - inner.p);
+    if (data == NULL) return FAILED;
+    Py_XSETREF(*out, data);
+    return OK;
+}
+
+/* Fields the reader does not keep are still checked as the protobuf runtime checks them
+ * (UTF-8 strings, well-formed nested attributes and messages), so that no body is accepted
+ * here and refused there. A table lists a message's string, attribute and message fields;
+ * fields not listed are skipped by wire type. */
+typedef enum { CHECK_STR = 1, CHECK_KEY_VALUE, CHECK_MESSAGE } CheckKind;
+
+typedef struct FieldCheck {
+    uint32_t field; /* 0 ends a table */
+    CheckKind kind;
+    const struct FieldCheck *message; /* the nested message's table, for CHECK_MESSAGE */
+} FieldCheck;
+
+static const FieldCheck NOTHING_UNKEPT[] = {{0}};
+static const FieldCheck ENTITY_REF[] = {
+    {1, CHECK_STR, NULL}, {2, CHECK_STR, NULL}, {3, CHECK_STR, NULL}, {4, CHECK_STR, NULL}, {0}};
+static const FieldCheck SCOPE[] = {
+    {1, CHECK_STR, NULL}, {2, CHECK_STR, NULL}, {3, CHECK_KEY_VALUE, NULL}, {0}};
+static const FieldCheck LINK[] = {{3, CHECK_STR, NULL}, {4, CHECK_KEY_VALUE, NULL}, {0}};
+/* What the readers below skip of the messages they read. */
+static const FieldCheck RESOURCE_UNKEPT[] = {{3, CHECK_MESSAGE, ENTITY_REF}, {0}};
+static const FieldCheck RESOURCE_SPANS_UNKEPT[] = {{3, CHECK_STR, NULL}, {0}};
+static const FieldCheck SCOPE_SPANS_UNKEPT[] = {
+    {1, CHECK_MESSAGE, SCOPE}, {3, CHECK_STR, NULL}, {0}};
+static const FieldCheck SPAN_UNKEPT[] = {{3, CHECK_STR, NULL}, {13, CHECK_MESSAGE, LINK}, {0}};
+
+static int read_key_value(Reader *r, PyObject *into, int depth);
+
+/* Checks (or, if `checks` does not list it, skips) one field whose tag was just read. */
+static int check_field(Reader *r, const FieldCheck *checks, uint32_t field, int wire_type,
+                       int depth) {
+    while (checks->field && checks->field != field) checks++;
+    if (!checks->field) return skip_field(r, wire_type);
+    Reader inner;
+    if (depth > MAX_DEPTH || wire_type != 2 || read_delimited(r, &inner) != OK) return FALLBACK;
+    PyObject *ignored = NULL;
+    int status;
+    if (checks->kind == CHECK_STR) {
+        status = decode_utf8(&inner, &ignored);
+    } else if (checks->kind == CHECK_KEY_VALUE) {
+        ignored = PyDict_New();
+        status = ignored ? read_key_value(&inner, ignored, depth + 1) : FAILED;
+    } else {
+        status = OK;
+        while (inner.p < inner.end && status == OK) {
+            if ((status = read_tag(&inner, &field, &wire_type)) != OK) break;
+            status = check_field(&inner, checks->message, field, wire_type, depth + 1);
+        }
+    }
+    Py_XDECREF(ignored);
+    return status;
+}
+
+static int read_attributes(Reader *r, PyObject *into, const FieldCheck *unkept, int depth);
+
+/* AnyValue → str, int, float, bool, list, dict or None (an empty AnyValue). */
+static int read_any_value(Reader *r, PyObject **out, int depth) {
+    if (depth > MAX_DEPTH) return FALLBACK;
+    PyObject *value = NULL;
+    int fields_seen = 0, status = OK;
+    while (r->p < r->end && status == OK) {
+        uint32_t field;
+        int wire_type;
+        uint64_t number;
+        if (read_tag(r, &field, &wire_type) != OK) {
+            status = FALLBACK;
+            break;
+        }
+        if (field >= 1 && field <= 7 && ++fields_seen > 1) {
+            status = FALLBACK; /* several members of the oneof: protobuf's merge rules */
+            break;
+        }
+        if (field == 1 && wire_type == 2) {
+            status = read_str(r, &value);
+        } else if (field == 2 && wire_type == 0) {
+            if ((status = read_varint(r, &number)) == OK) {
+                value = PyBool_FromLong(number != 0);
+            }
+        } else if (field == 3 && wire_type == 0) {
+            if ((status = read_varint(r, &number)) == OK) {
+                value = PyLong_FromLongLong((long long)(int64_t)number);
+                if (value == NULL) status = FAILED;
+            }
+        } else if (field == 4 && wire_type == 1) {
+            if ((status = read_fixed64(r, &number)) == OK) {
+                double d;
+                memcpy(&d, &number, sizeof d);
+                value = PyFloat_FromDouble(d);
+                if (value == NULL) status = FAILED;
+            }
+        } else if (field == 5 && wire_type == 2) { /* ArrayValue { repeated AnyValue values = 1 } */
+            Reader array;
+            if ((status = read_delimited(r, &array)) != OK) break;
+            value = PyList_New(0);
+            if (value == NULL) {
+                status = FAILED;
+                break;
+            }
+            while (array.p < array.end && status == OK) {
+                if ((status = read_tag(&array, &field, &wire_type)) != OK) break;
+                if (field != 1 || wire_type != 2) {
+                    status = skip_field(&array, wire_type);
+                    continue;
+                }
+                Reader item_reader;
+                PyObject *item = NULL;
+                if ((status = read_delimited(&array, &item_reader)) != OK) break;
+                if ((status = read_any_value(&item_reader, &item, depth + 1)) != OK) break;
+                if (PyList_Append(value, item) < 0) status = FAILED;
+                Py_DECREF(item);
+            }
+        } else if (field == 6 && wire_type == 2) { /* KeyValueList { repeated KeyValue values = 1 } */
+            Reader list;
+            if ((status = read_delimited(r, &list)) != OK) break;
+            value = PyDict_New();
+            if (value == NULL) {
+                status = FAILED;
+                break;
+            }
+            status = read_attributes(&list, value, NOTHING_UNKEPT, depth + 1);
+        } else if (field >= 1 && field <= 7) {
+            status = FALLBACK; /* bytes_value, or a member with an unexpected wire type */
+        } else {
+            status = skip_field(r, wire_type);
+        }
+    }
+    if (status != OK) {
+        Py_XDECREF(value);
+        return status;
+    }
+    if (value == NULL) value = Py_NewRef(Py_None);
+    *out = value;
+    return OK;
+}
+
+/* KeyValue { string key = 1; AnyValue value = 2; } */
+static int read_key_value(Reader *r, PyObject *into, int depth) {
+    PyObject *key = NULL, *value = NULL;
+    int value_seen = 0, status = OK;
+    while (r->p < r->end && status == OK) {
+        uint32_t field;
+        int wire_type;
+        if ((status = read_tag(r, &field, &wire_type)) != OK) break;
+        if (field == 1 && wire_type == 2) {
+            status = read_str(r, &key);
+        } else if (field == 2 && wire_type == 2) {
+            Reader inner;
+            if (value_seen++ || (status = read_delimited(r, &inner)) != OK) {
+                status = FALLBACK;
+                break;
+            }
+            status = read_any_value(&inner, &value, depth + 1);
+        } else if (field <= 2) {
+            status = FALLBACK;
+        } else {
+            status = skip_field(r, wire_type);
+        }
+    }
+    if (status == OK) {
+        if (key == NULL) key = PyUnicode_FromStringAndSize("", 0);
+        if (value == NULL) value = Py_NewRef(Py_None);
+        if (key == NULL || PyDict_SetItem(into, key, value) < 0) status = FAILED;
+    }
+    Py_XDECREF(key);
+    Py_XDECREF(value);
+    return status;
+}
+
+/* The KeyValue entries (field 1) of a message whose other fields are `unkept`. */
+static int read_attributes(Reader *r, PyObject *into, const FieldCheck *unkept, int depth) {
+    if (depth > MAX_DEPTH) return FALLBACK;
+    while (r->p < r->end) {
+        uint32_t field;
+        int wire_type, status;
+        if (read_tag(r, &field, &wire_type) != OK) return FALLBACK;
+        if (field == 1 && wire_type == 2) {
+            Reader inner;
+            if (read_delimited(r, &inner) != OK) return FALLBACK;
+            status = read_key_value(&inner, into, depth);
+        } else if (field == 1) {
+            return FALLBACK;
+        } else {
+            status = check_field(r, unkept, field, wire_type, depth);
+        }
+        if (status != OK) return status;
+    }
+    return OK;
+}
+
+
+/* Span.Event { fixed64 time_unix_nano = 1; string name = 2; repeated KeyValue attributes = 3; } */
+static int read_event(Reader *r, PyObject *events) {
+    PyObject *name = NULL, *attrs = PyDict_New();
+    uint64_t time_ns = 0;
+    int status = attrs ? OK : FAILED;
+    while (r->p < r->end && status == OK) {
+        uint32_t field;
+        int wire_type;
+        if ((status = read_tag(r, &field, &wire_type)) != OK) break;
+        if (field == 1 && wire_type == 1) {
+            status = read_fixed64(r, &time_ns);
+        } else if (field == 2 && wire_type == 2) {
+            status = read_str(r, &name);
+        } else if (field == 3 && wire_type == 2) {
+            Reader inner;
+            if ((status = read_delimited(r, &inner)) == OK) {
+                status = read_key_value(&inner, attrs, 1);
+            }
+        } else if (field <= 3) {
+            status = FALLBACK;
+        } else {
+            status = skip_field(r, wire_type);
+        }
+    }
+    if (status == OK) {
+        if (name == NULL) name = PyUnicode_FromStringAndSize("", 0);
+        PyObject *event = name ? Py_BuildValue("(OKO)", name, (unsigned long long)time_ns, attrs)
+                               : NULL;
+        if (event == NULL || PyList_Append(events, event) < 0) status = FAILED;
+        Py_XDECREF(event);
+    }
+    Py_XDECREF(name);
+    Py_XDECREF(attrs);
+    return status;
+}
+
+/* Status { string message = 2; StatusCode code = 3; } */
+static int read_status(Reader *r, PyObject **message, int32_t *code) {
+    int status = OK;
+    while (r->p < r->end && status == OK) {
+        uint32_t field;
+        int wire_type;
+        uint64_t number;
+        if ((status = read_tag(r, &field, &wire_type)) != OK) break;
+        if (field == 2 && wire_type == 2) {
+            status = read_str(r, message);
+        } else if (field == 3 && wire_type == 0) {
+            if ((status = read_varint(r, &number)) == OK) *code = (int32_t)number;
+        } else if (field == 2 || field == 3) {
+            status = FALLBACK;
+        } else {
+            status = skip_field(r, wire_type);
+        }
+    }
+    return status;
+}
+
+typedef struct {
+    PyObject *trace_id, *span_id, *parent, *name, *attrs, *events, *status_message;
+} SpanObjects;
+
+static void span_objects_clear(SpanObjects *s) {
+    Py_CLEAR(s->trace_id);
+    Py_CLEAR(s->span_id);
+    Py_CLEAR(s->parent);
+    Py_CLEAR(s->name);
+    Py_CLEAR(s->attrs);
+    Py_CLEAR(s->events);
+    Py_CLEAR(s->status_message);
+}
+
+static int read_span(Reader *r, PyObject *spans) {
+    SpanObjects s = {0};
+    uint64_t start = 0, end = 0, number;
+    int32_t kind = 0, code = 0;
+    int status_seen = 0, status = OK;
+    s.attrs = PyDict_New();
+    s.events = PyList_New(0);
+    if (s.attrs == NULL || s.events == NULL) status = FAILED;
+    while (r->p < r->end && status == OK) {
+        uint32_t field;
+        int wire_type;
+        Reader inner;
+        if ((status = read_tag(r, &field, &wire_type)) != OK) break;
+        switch (field) {
+        case 1:
+            status = wire_type == 2 ? read_bytes(r, &s.trace_id) : FALLBACK;
+            break;
+        case 2:
+            status = wire_type == 2 ? read_bytes(r, &s.span_id) : FALLBACK;
+            break;
+        case 4:
+            status = wire_type == 2 ? read_bytes(r, &s.parent) : FALLBACK;
+            break;
+        case 5:
+            status = wire_type == 2 ? read_str(r, &s.name) : FALLBACK;
+            break;
+        case 6:
+            if (wire_type != 0) status = FALLBACK;
+            else if ((status = read_varint(r, &number)) == OK) kind = (int32_t)number;
+            break;
+        case 7:
+            status = wire_type == 1 ? read_fixed64(r, &start) : FALLBACK;
+            break;
+        case 8:
+            status = wire_type == 1 ? read_fixed64(r, &end) : FALLBACK;
+            break;
+        case 9:
+            if (wire_type != 2 || (status = read_delimited(r, &inner)) != OK) {
+                status = FALLBACK;
+                break;
+            }
+            status = read_key_value(&inner, s.attrs, 0);
+            break;
+        case 11:
+            if (wire_type != 2 || (status = read_delimited(r, &inner)) != OK) {
+                status = FALLBACK;
+                break;
+            }
+            status = read_event(&inner, s.events);
+            break;
+        case 15:
+            if (wire_type != 2 || status_seen++ || (status = read_delimited(r, &inner)) != OK) {
+                status = FALLBACK;
+                break;
+            }
+            status = read_status(&inner, &s.status_message, &code);
+            break;
+        default: /* trace_state, flags, links, dropped counts: not stored */
+            status = check_field(r, SPAN_UNKEPT, field, wire_type, 0);
+        }
+    }
+    if (status == OK) {
+        PyObject *empty_bytes = PyBytes_FromStringAndSize("", 0);
+        PyObject *empty_str = PyUnicode_FromStringAndSize("", 0);
+        PyObject *span = NULL;
+        if (empty_bytes && empty_str) {
+            span = Py_BuildValue(
+                "(OOOOiKKOOiO)", s.trace_id ? s.trace_id : empty_bytes,
+                s.span_id ? s.span_id : empty_bytes, s.parent ? s.parent : empty_bytes,
+                s.name ? s.name : empty_str, kind, (unsigned long long)start,
+                (unsigned long long)end, s.attrs, s.events, code,
+                s.status_message ? s.status_message : empty_str);
+        }
+        if (span == NULL || PyList_Append(spans, span) < 0) status = FAILED;
+        Py_XDECREF(span);
+        Py_XDECREF(empty_bytes);
+        Py_XDECREF(empty_str);
+    }
+    span_objects_clear(&s);
+    return status;
+}
+
+/* ScopeSpans { InstrumentationScope scope = 1; repeated Span spans = 2; } */
+static int read_scope_spans(Reader *r, PyObject *spans) {
+    while (r->p < r->end) {
+        uint32_t field;
+        int wire_type, status;
+        if (read_tag(r, &field, &wire_type) != OK) return FALLBACK;
+        if (field == 2 && wire_type == 2) {
+            Reader inner;
+            if (read_delimited(r, &inner) != OK) return FALLBACK;
+            status = read_span(&inner, spans);
+        } else if (field == 2) {
+            return FALLBACK;
+        } else {
+            status = check_field(r, SCOPE_SPANS_UNKEPT, field, wire_type, 0);
+        }
+        if (status != OK) return status;
+    }
+    return OK;
+}
+
+/* ResourceSpans { Resource resource = 1; repeated ScopeSpans scope_spans = 2; }
+ * Resource { repeated KeyValue attributes = 1; } */
+static int read_resource_spans(Reader *r, PyObject *resources) {
+    PyObject *attrs = PyDict_New(), *spans = PyList_New(0);
+    int resource_seen = 0, status = attrs && spans ? OK : FAILED;
+    while (r->p < r->end && status == OK) {
+        uint32_t field;
+        int wire_type;
+        Reader inner;
+        if ((status = read_tag(r, &field, &wire_type)) != OK) break;
+        if ((field == 1 || field == 2) && wire_type != 2) {
+            status = FALLBACK;
+        } else if (field == 1) {
+            if (resource_seen++ || (status = read_delimited(r, &inner)) != OK) status = FALLBACK;
+            else status = read_attributes(&inner, attrs, RESOURCE_UNKEPT, 0);
+        } else if (field == 2) {
+            if ((status = read_delimited(r, &inner)) == OK) status = read_scope_spans(&inner, spans);
+        } else {
+            status = check_field(r, RESOURCE_SPANS_UNKEPT, field, wire_type, 0);
+        }
+    }
+    if (status == OK) {
+        PyObject *item = PyTuple_Pack(2, attrs, spans);
+        if (item == NULL || PyList_Append(resources, item) < 0) status = FAILED;
+        Py_XDECREF(item);
+    }
+    Py_XDECREF(attrs);
+    Py_XDECREF(spans);
+    return status;
+}
+
+static PyObject *read_traces(PyObject *Py_UNUSED(module), PyObject *arg) {
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) return NULL;
+    Reader r = {(const uint8_t *)view.buf, (const uint8_t *)view.buf + view.len};
+    PyObject *resources = PyList_New(0);
+    int status = resources ? OK : FAILED;
+    while (r.p < r.end && status == OK) {
+        uint32_t field;
+        int wire_type;
+        Reader inner;
+        if ((status = read_tag(&r, &field, &wire_type)) != OK) break;
+        if (field == 1 && wire_type == 2) {
+            if ((status = read_delimited(&r, &inner)) == OK) {
+                status = read_resource_spans(&inner, resources);
+            }
+        } else if (field == 1) {
+            status = FALLBACK;
+        } else {
+            status = skip_field(&r, wire_type);
+        }
+    }
+    PyBuffer_Release(&view);
+    if (status == OK) return resources;
+    Py_XDECREF(resources);
+    if (status == FAILED) return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef methods[] = {
+    {"read_traces", read_traces, METH_O,
+     "OTLP trace export protobuf -> [(resource attributes, spans)], or None to fall back."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "collectors._wire",
+    "Reads OTLP trace export protobuf into plain Python values.", -1, methods,
+};
+
+PyMODINIT_FUNC PyInit__wire(void) { return PyModule_Create(&module); }
