@@ -1,6 +1,10 @@
 """Ingest benchmark: stored spans per second end to end against the COPY ceiling.
 
-    python -m bench.ingest [--batches 300] [--clients 8] [--burst-seconds 60]
+    python -m bench.ingest [--batches 300] [--clients 8] [--rounds 3] [--burst-seconds 60]
+
+Steps 1 and 2 run as a pair, back to back on a fresh database, --rounds times; the ratio
+reported is the median of the pairs' ratios (the machines are shared and noisy, so a ratio
+is only trusted when both sides were measured under the same conditions).
 
 1. ceiling: the same span rows COPYed (binary, 8,192 rows per statement) straight into a
    table indexed exactly like `spans`;
@@ -8,8 +12,8 @@
    this process to a `q2c collector` process over loopback, timed until every batch is
    acknowledged (acknowledgement comes after commit), with the collector's peak RSS;
 3. storage: bytes per stored span, indexes included;
-4. burst: twice the measured end-to-end rate for --burst-seconds; clients honour 429/503
-   Retry-After and retry; every span must be stored exactly once.
+4. burst (after the last round): twice the median end-to-end rate for --burst-seconds;
+   clients honour 429/503 Retry-After and retry; every span must be stored exactly once.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import queue
+import statistics
 import threading
 import time
 from dataclasses import dataclass, field
@@ -209,10 +214,51 @@ def _burst_feed(template: bytes, rate: float, seconds: float, sent: list[int]):
     return feed
 
 
+@dataclass
+class EndToEnd:
+    """One end-to-end run: rate, the collector's peak memory and everyone's CPU."""
+
+    rate: float
+    peak_rss: int
+    cpu_seconds: dict[str, float]
+    stored: int
+
+
+def measure_end_to_end(url: str, batches: list[bytes], args: argparse.Namespace) -> EndToEnd:
+    """Send every batch through a fresh collector; time until the last acknowledgement."""
+    port = free_port()
+    with collector_process(url, port, **_collector_settings(args)) as proc:
+        stop, peak = threading.Event(), [0]
+        sampler = threading.Thread(target=_peak_rss, args=(proc.pid, stop, peak))
+        sampler.start()
+        cpu_before = _cpu_seconds(proc.pid)
+        started = time.perf_counter()
+        stats = _run_clients(port, args.clients, lambda jobs: [jobs.put(b) for b in batches])
+        elapsed = time.perf_counter() - started
+        cpu_after = _cpu_seconds(proc.pid)
+        stop.set()
+        sampler.join()
+    stored = _stored(url)
+    total = len(batches) * SPANS_PER_BATCH
+    assert stored == total and not stats.failed, (stored, total, stats.failed)
+    cpu = {name: cpu_after[name] - cpu_before[name] for name in cpu_after}
+    return EndToEnd(stored / elapsed, peak[0], cpu, stored)
+
+
+def _collector_settings(args: argparse.Namespace, **more: str) -> dict[str, str]:
+    return {
+        "Q2C_RETRY_AFTER_SECONDS": "1",
+        "Q2C_COLLECTOR_WORKERS": str(args.workers),
+        "Q2C_WRITER_CONNECTIONS": str(args.writers),
+        **more,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batches", type=int, default=300)
     parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=3, help="ceiling/end-to-end pairs")
     parser.add_argument("--burst-seconds", type=float, default=60.0)
     parser.add_argument("--workers", type=int, default=1, help="collector worker processes")
     parser.add_argument("--writers", type=int, default=2, help="writer connections per worker")
@@ -220,56 +266,53 @@ def main() -> None:
 
     print(f"generating {args.batches} batches of {SPANS_PER_BATCH} spans …", flush=True)
     batches = encoded_batches(args.batches)
-    total = args.batches * SPANS_PER_BATCH
-    with bench_database() as url:
-        ceiling = measure_ceiling(url, batches)
-        print(f"ceiling (binary COPY, same rows, same indexes): {ceiling:,.0f} spans/s")
+    ceilings: list[float] = []
+    runs: list[EndToEnd] = []
+    for round_ in range(1, args.rounds + 1):
+        # Each pair runs back to back on a fresh database, so both see the same machine.
+        with bench_database() as url:
+            ceilings.append(measure_ceiling(url, batches))
+            runs.append(measure_end_to_end(url, batches, args))
+            if round_ == args.rounds:
+                spans_only, with_derived = _bytes_per_span(url)
+                if args.burst_seconds > 0:
+                    _burst(url, batches, statistics.median(r.rate for r in runs), args)
+        print(f"round {round_}: ceiling (binary COPY, same rows, same indexes) "
+              f"{ceilings[-1]:,.0f} spans/s; end to end ({args.clients} clients) "
+              f"{runs[-1].rate:,.0f} spans/s; ratio {runs[-1].rate / ceilings[-1]:.2f}",
+              flush=True)  # fmt: skip
 
-        port = free_port()
-        with collector_process(
-            url, port, Q2C_RETRY_AFTER_SECONDS="1", Q2C_COLLECTOR_WORKERS=str(args.workers)
-        ) as proc:
-            stop, peak = threading.Event(), [0]
-            sampler = threading.Thread(target=_peak_rss, args=(proc.pid, stop, peak))
-            sampler.start()
-            cpu_before = _cpu_seconds(proc.pid)
-            started = time.perf_counter()
-            stats = _run_clients(port, args.clients, lambda jobs: [jobs.put(b) for b in batches])
-            elapsed = time.perf_counter() - started
-            cpu_after = _cpu_seconds(proc.pid)
-            stop.set()
-            sampler.join()
-        stored = _stored(url)
-        rate = stored / elapsed
-        print(f"end to end ({args.clients} clients): {rate:,.0f} spans/s "
-              f"({stored:,} of {total:,} stored in {elapsed:.2f} s)")  # fmt: skip
-        print(f"ratio end-to-end / ceiling: {rate / ceiling:.2f}")
-        print(f"collector peak RSS: {peak[0] / 2**20:.0f} MB")
-        cpu = {name: cpu_after[name] - cpu_before[name] for name in cpu_after}
-        print(
-            "CPU per stored span: "
-            + ", ".join(f"{name} {seconds / stored * 1e6:.1f} µs" for name, seconds in cpu.items())
-        )
-        spans_only, with_derived = _bytes_per_span(url)
-        print(f"stored bytes per span: {spans_only:.0f} (spans + indexes), "
-              f"{with_derived:.0f} (with derived rows)")  # fmt: skip
-        assert stored == total and not stats.failed, (stored, total, stats.failed)
+    ratios = [run.rate / ceiling for run, ceiling in zip(runs, ceilings, strict=True)]
+    print(f"median ceiling: {statistics.median(ceilings):,.0f} spans/s")
+    print(f"median end to end: {statistics.median(r.rate for r in runs):,.0f} spans/s")
+    print(f"ratio end-to-end / ceiling: median {statistics.median(ratios):.2f} "
+          f"(rounds: {', '.join(f'{r:.2f}' for r in ratios)})")  # fmt: skip
+    print(f"collector peak RSS: {max(r.peak_rss for r in runs) / 2**20:.0f} MB")
+    stored = sum(r.stored for r in runs)
+    cpu = {name: sum(r.cpu_seconds[name] for r in runs) for name in runs[0].cpu_seconds}
+    print(
+        "CPU per stored span: "
+        + ", ".join(f"{name} {seconds / stored * 1e6:.1f} µs" for name, seconds in cpu.items())
+    )
+    print(f"stored bytes per span: {spans_only:.0f} (spans + indexes), "
+          f"{with_derived:.0f} (with derived rows)")  # fmt: skip
 
-        if args.burst_seconds > 0:
-            sent = [0]
-            with collector_process(url, port, Q2C_RETRY_AFTER_SECONDS="1",
-                                   Q2C_MAX_INFLIGHT="16",
-                                   Q2C_COLLECTOR_WORKERS=str(args.workers)):  # fmt: skip
-                feed = _burst_feed(batches[0], 2 * rate, args.burst_seconds, sent)
-                began = time.perf_counter()
-                burst = _run_clients(port, 64, feed)
-                drained = time.perf_counter() - began
-            stored_after = _stored(url)
-            dropped = total + sent[0] - stored_after
-            print(f"burst at {2 * rate:,.0f} spans/s for {args.burst_seconds:.0f} s: "
-                  f"{sent[0]:,} spans sent, {burst.pushed_back:,} pushed back (429/503), "
-                  f"{len(burst.failed)} failed, {dropped:,} dropped, all stored after "
-                  f"{drained:.0f} s")  # fmt: skip
+
+def _burst(url: str, batches: list[bytes], rate: float, args: argparse.Namespace) -> None:
+    """Twice `rate` for --burst-seconds into a database already holding `batches`."""
+    sent = [0]
+    port = free_port()
+    settings = _collector_settings(args, Q2C_MAX_INFLIGHT="16")
+    with collector_process(url, port, **settings):
+        feed = _burst_feed(batches[0], 2 * rate, args.burst_seconds, sent)
+        began = time.perf_counter()
+        burst = _run_clients(port, 64, feed)
+        drained = time.perf_counter() - began
+    dropped = len(batches) * SPANS_PER_BATCH + sent[0] - _stored(url)
+    print(f"burst at {2 * rate:,.0f} spans/s for {args.burst_seconds:.0f} s: "
+          f"{sent[0]:,} spans sent, {burst.pushed_back:,} pushed back (429/503), "
+          f"{len(burst.failed)} failed, {dropped:,} dropped, all stored after "
+          f"{drained:.0f} s")  # fmt: skip
 
 
 if __name__ == "__main__":
