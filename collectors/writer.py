@@ -5,13 +5,17 @@ Why it is shaped this way (where the time goes when inserting telemetry):
 2. Parsing: binary COPY, with JSON pre-serialised by orjson, so PostgreSQL parses each
    jsonb value once and nothing else.
 3. Idempotency: COPY cannot skip duplicates. Most batches hold none, so rows are first
-   COPYed straight into their tables under a savepoint; only when that meets a unique
-   violation (a redelivery) are they staged in per-connection temporary tables (no WAL)
-   and merged with INSERT … ON CONFLICT DO NOTHING.
+   COPYed straight into their tables; only when that meets a unique violation (a
+   redelivery) is the transaction rolled back and the batch written again through
+   per-connection temporary tables (no WAL), merged with INSERT … ON CONFLICT DO NOTHING.
+   (No savepoint: a subtransaction costs every row it writes, and redeliveries are rare.)
 4. Derived rows: computed set-wise from the records that were new in this transaction, so a
    redelivered batch derives nothing and a transaction costs a handful of statements
-   whatever its size. Several requests share one transaction (group commit) to amortise the
-   commit and the statements' fixed cost.
+   whatever its size, sent together in one pipeline (one round trip). Several requests
+   share one transaction (group commit) to amortise the commit and the statements' fixed
+   cost.
+5. Resources repeat in almost every batch: each connection remembers the resources it has
+   seen committed and sends only new ones.
 """
 
 from __future__ import annotations
@@ -33,6 +37,14 @@ log = logging.getLogger(__name__)
 
 _RETRYABLE_CONFLICTS = (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)
 _CONFLICT_RETRIES = 3
+_KNOWN_RESOURCES_LIMIT = 100_000  # resource hashes remembered per connection
+_DERIVE = (
+    _sql.UPSERT_STAGE_EVENTS,
+    _sql.UPSERT_TRANSACTIONS,
+    _sql.UPSERT_EXCEPTIONS,
+    _sql.SYNC_EXCEPTION_CONTEXT,
+    _sql.AUTO_RESOLVE,
+)
 
 
 class StorageUnavailable(Exception):
@@ -65,6 +77,7 @@ class PostgresWriter:
         self.connect_timeout = connect_timeout
         self._conn: psycopg.Connection | None = None
         self._known_days: set[int] = set()
+        self._known_resources: set[bytes] = set()
 
     def write(self, batch: Batch) -> None:
         """Store `batch` in one transaction (see TelemetryWriter)."""
@@ -74,8 +87,15 @@ class PostgresWriter:
             try:
                 conn = self._connection()
                 self._ensure_partitions(conn, batch.days)
-                with conn.transaction():
-                    _store(conn, batch)
+                resources = [r for key, r in batch.resources.items()
+                             if key not in self._known_resources]  # fmt: skip
+                try:
+                    with conn.transaction():
+                        _store(conn, batch, resources, direct=True)
+                except psycopg.errors.UniqueViolation:  # some records are stored already
+                    with conn.transaction():
+                        _store(conn, batch, resources, direct=False)
+                self._remember_resources(batch)
                 return
             except _RETRYABLE_CONFLICTS:
                 if attempt == _CONFLICT_RETRIES - 1:
@@ -114,6 +134,11 @@ class PostgresWriter:
             finally:
                 self._conn = None
 
+    def _remember_resources(self, batch: Batch) -> None:
+        if len(self._known_resources) > _KNOWN_RESOURCES_LIMIT:
+            self._known_resources.clear()
+        self._known_resources.update(batch.resources)
+
     def _ensure_partitions(self, conn: psycopg.Connection, days: set[int]) -> None:
         """Create the day partitions rows will land in, outside the data transaction."""
         for day in sorted(days - self._known_days):
@@ -125,39 +150,27 @@ class PostgresWriter:
             self._known_days.add(day)
 
 
-def _store(conn: psycopg.Connection, batch: Batch) -> None:
+def _store(conn: psycopg.Connection, batch: Batch, resources: list[tuple], direct: bool) -> None:
+    """Write `batch` in the open transaction: COPY straight into the tables when `direct`
+    (a duplicate record then raises UniqueViolation), else staged and merged."""
     cur = conn.cursor()
-    if batch.resources:
-        _copy(cur, "_in_resources", list(batch.resources.values()))
+    if resources:
+        _copy(cur, "_in_resources", resources)
         cur.execute(_sql.INSERT_RESOURCES)
-    if _store_all_new(conn, cur, batch):
+    if direct:
+        _copy(cur, "spans", batch.spans, direct=True)
+        _copy(cur, "log_records", batch.logs, direct=True)
+        _copy(cur, "_new_obs", batch.observations, direct=True)
         derive = bool(batch.observations)
     else:
         derive = _store_some_new(cur, batch)
-    if derive:
-        for statement in (
-            _sql.UPSERT_STAGE_EVENTS,
-            _sql.UPSERT_TRANSACTIONS,
-            _sql.UPSERT_EXCEPTIONS,
-            _sql.SYNC_EXCEPTION_CONTEXT,
-            _sql.AUTO_RESOLVE,
-        ):
-            cur.execute(statement)
-    if batch.dead_letters:
-        _copy(cur, "_in_dead", batch.dead_letters)
-        cur.execute(_sql.INSERT_DEAD_LETTERS)
-
-
-def _store_all_new(conn: psycopg.Connection, cur: psycopg.Cursor, batch: Batch) -> bool:
-    """COPY records straight into their tables; False (and nothing kept) on a duplicate."""
-    try:
-        with conn.transaction():
-            _copy(cur, "spans", batch.spans, direct=True)
-            _copy(cur, "log_records", batch.logs, direct=True)
-            _copy(cur, "_new_obs", batch.observations, direct=True)
-    except psycopg.errors.UniqueViolation:
-        return False
-    return True
+    _copy(cur, "_in_dead", batch.dead_letters)
+    with conn.pipeline():  # COPY cannot run in a pipeline, statements can
+        if derive:
+            for statement in _DERIVE:
+                cur.execute(statement)
+        if batch.dead_letters:
+            cur.execute(_sql.INSERT_DEAD_LETTERS)
 
 
 def _store_some_new(cur: psycopg.Cursor, batch: Batch) -> bool:
