@@ -8,7 +8,7 @@ import os
 
 import uvicorn
 
-from collectors.app import create_app
+from collectors.app import create_app, tune_garbage_collector
 from q2c.errors import Q2CError
 from q2c.settings import Settings
 
@@ -44,7 +44,9 @@ def serve(settings: Settings, database_url: str, host: str, port: int) -> None:
     }
     log.info("collector listening on http://%s:%d", host, port)
     if settings.collector_workers == 1:
-        uvicorn.run(create_app(settings, database_url), **options)
+        app = create_app(settings, database_url)
+        tune_garbage_collector()
+        uvicorn.run(app, **options)
         return
     # Worker processes rebuild the app from the environment; the URL may be the embedded
     # server's, which only this process knows.
