@@ -25,7 +25,7 @@ import statistics
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import psutil
 import psycopg
@@ -43,8 +43,18 @@ from collectors.window import TimeWindow
 COPY_CHUNK = 8_192
 
 
-def _datetime(ns: int) -> datetime:
-    return datetime.fromtimestamp(ns // 1000 / 1e6, tz=UTC)
+_PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+def _plain(span: tuple) -> tuple:
+    """A collector span row as a plain client holds it: datetimes and JSON text (the
+    collector's rows carry PostgreSQL's binary forms, see collectors._pgtypes)."""
+    start, end, attributes, events = span[3], span[4], span[12], span[13]
+    return (
+        *span[:3], _PG_EPOCH + timedelta(microseconds=start),
+        _PG_EPOCH + timedelta(microseconds=end), *span[5:12], attributes[1:],
+        events[1:] if events is not None else None,
+    )  # fmt: skip
 
 
 def measure_ceiling(url: str, batches: list[bytes]) -> float:
@@ -53,7 +63,7 @@ def measure_ceiling(url: str, batches: list[bytes]) -> float:
     rows = []
     for body in batches:
         for span in decode_spans(read_traces(body, PROTOBUF), observer, window).spans:
-            rows.append((*span[:3], _datetime(span[3]), _datetime(span[4]), *span[5:]))
+            rows.append(_plain(span))
     days = {row[3].date() for row in rows}
     with psycopg.connect(url, autocommit=True) as conn:
         set_json_dumps(lambda already_json: already_json, context=conn)

@@ -15,8 +15,8 @@ STAGING_TYPES = {
         "text",
         "bytea",
         "bytea",
-        "int8",
-        "int8",
+        "timestamptz",
+        "timestamptz",
         "bytea",
         "text",
         "int2",
@@ -30,8 +30,8 @@ STAGING_TYPES = {
     "_in_logs": [
         "text",
         "bytea",
-        "int8",
-        "int8",
+        "timestamptz",
+        "timestamptz",
         "bytea",
         "bytea",
         "int2",
@@ -87,8 +87,7 @@ STAGING_COLUMNS = {
 
 
 # Staging tables live per connection and empty themselves at every commit; their columns
-# and types are the ones above. Times arrive as Unix nanoseconds; `_ts` turns them into
-# timestamptz (microseconds, PostgreSQL's resolution).
+# and types are the ones above.
 STAGING = "\n".join(
     f"CREATE TEMP TABLE IF NOT EXISTS {table} ("
     + ", ".join(f"{column} {type_}" for column, type_ in
@@ -106,26 +105,15 @@ CREATE TEMP TABLE IF NOT EXISTS _catalog (
 
 
 # Fast path: when none of a batch's records is stored yet, they are COPYed straight into
-# their tables (a unique violation sends the batch to the staging path instead). The rows
-# are the staging rows; only Unix-nanosecond columns land in timestamptz columns.
-_TIME_COLUMNS = {
-    "start_ns": "start_time", "end_ns": "end_time", "time_ns": "time",
-    "observed_ns": "observed_time",
-}  # fmt: skip
+# their tables (a unique violation sends the batch to the staging path instead), with the
+# staging tables' columns and types.
 _DIRECT_FROM = {"spans": "_in_spans", "log_records": "_in_logs", "_new_obs": "_in_obs"}
-DIRECT_COLUMNS = {
-    table: tuple(_TIME_COLUMNS.get(name, name) for name in STAGING_COLUMNS[staging])
-    for table, staging in _DIRECT_FROM.items()
-}
-DIRECT_TYPES = {
-    table: [
-        "timestamptz" if name in _TIME_COLUMNS else type_
-        for name, type_ in zip(STAGING_COLUMNS[staging], STAGING_TYPES[staging], strict=True)
-    ]
-    for table, staging in _DIRECT_FROM.items()
-}
+DIRECT_COLUMNS = {table: STAGING_COLUMNS[staging] for table, staging in _DIRECT_FROM.items()}
+DIRECT_TYPES = {table: STAGING_TYPES[staging] for table, staging in _DIRECT_FROM.items()}
 
 
+# Observation times stay Unix nanoseconds (integers sort and aggregate cheaply); `_ts` turns
+# them into timestamptz (microseconds, PostgreSQL's resolution).
 def _ts(column: str) -> str:
     return f"(timestamptz 'epoch' + ({column} / 1000) * interval '1 microsecond')"
 
@@ -138,12 +126,8 @@ ON CONFLICT DO NOTHING
 """
 
 _SPAN_SELECT = f"""
-INSERT INTO spans (correlation_id, trace_id, span_id, start_time, end_time, parent_span_id, name,
-                   kind, status_code, status_message, service_name, resource_hash, attributes,
-                   events)
-SELECT correlation_id, trace_id, span_id, {_ts("start_ns")}, {_ts("end_ns")}, parent_span_id,
-       name, kind, status_code, status_message, service_name, resource_hash, attributes, events
-FROM _in_spans
+INSERT INTO spans ({", ".join(SPAN_COLUMNS)})
+SELECT {", ".join(SPAN_COLUMNS)} FROM _in_spans
 ON CONFLICT DO NOTHING
 """
 INSERT_SPANS = _SPAN_SELECT
@@ -154,12 +138,8 @@ INSERT INTO _new_records SELECT record_key FROM stored
 """
 
 _LOG_SELECT = f"""
-INSERT INTO log_records (correlation_id, record_hash, time, observed_time, trace_id, span_id,
-                         severity_number, severity_text, body, attributes, service_name,
-                         resource_hash, source)
-SELECT correlation_id, record_hash, {_ts("time_ns")}, {_ts("observed_ns")}, trace_id, span_id,
-       severity_number, severity_text, body, attributes, service_name, resource_hash, source
-FROM _in_logs
+INSERT INTO log_records ({", ".join(LOG_COLUMNS)})
+SELECT {", ".join(LOG_COLUMNS)} FROM _in_logs
 ON CONFLICT DO NOTHING
 """
 INSERT_LOGS = _LOG_SELECT

@@ -1,7 +1,8 @@
 """The unit of storage: rows decoded from one request, ready for the writer.
 
 Rows are plain tuples in the column order of the writer's staging tables, so that a batch
-costs no more to build than it must and several batches merge by concatenation.
+costs no more to build than it must and several batches merge by concatenation. Times and
+JSON destined for timestamptz and jsonb columns are pre-encoded (collectors._pgtypes).
 """
 
 from __future__ import annotations
@@ -10,12 +11,12 @@ from dataclasses import dataclass, field
 
 # Column order of each staging table; the writer's COPY statements use the same names.
 SPAN_COLUMNS = (
-    "correlation_id", "trace_id", "span_id", "start_ns", "end_ns", "parent_span_id", "name",
+    "correlation_id", "trace_id", "span_id", "start_time", "end_time", "parent_span_id", "name",
     "kind", "status_code", "status_message", "service_name", "resource_hash", "attributes",
     "events",
 )  # fmt: skip
 LOG_COLUMNS = (
-    "correlation_id", "record_hash", "time_ns", "observed_ns", "trace_id", "span_id",
+    "correlation_id", "record_hash", "time", "observed_time", "trace_id", "span_id",
     "severity_number", "severity_text", "body", "attributes", "service_name", "resource_hash",
     "source",
 )  # fmt: skip

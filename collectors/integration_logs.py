@@ -11,7 +11,8 @@ from typing import Any
 
 import orjson
 
-from collectors._values import clean_text, to_json
+from collectors._pgtypes import jsonb, pg_time
+from collectors._values import clean_text
 from collectors.batch import Batch
 from collectors.mapping import BUSINESS_FIELDS, AttributeMap
 from collectors.observations import Observer
@@ -103,9 +104,9 @@ def _add_record(batch: Batch, record: Any, window: TimeWindow) -> str | None:
     stored_attrs = {k: v for k, v in record.items() if k != "payload"}
     batch.logs.append(
         (
-            correlation_id, record_hash, time_ns, None, trace_id, span_id, severity_number,
-            severity_text, to_json(message) if message is not None else None,
-            to_json(stored_attrs), system, None, "integration_log",
+            correlation_id, record_hash, pg_time(time_ns), None, trace_id, span_id,
+            severity_number, severity_text, jsonb(message) if message is not None else None,
+            jsonb(stored_attrs), system, None, "integration_log",
         )
     )  # fmt: skip
     batch.days.add(time_ns // NS_PER_DAY)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from collectors._values import any_value, attributes, clean_text, to_json
+from collectors._pgtypes import jsonb, pg_time
+from collectors._values import any_value, attributes, clean_text
 from collectors.batch import Batch
 from collectors.observations import Observer
 from collectors.traces import resource_key
@@ -57,10 +58,10 @@ def _add_record(
     body = any_value(record.body) if record.HasField("body") else None
     batch.logs.append(
         (
-            correlation_id, record_hash, time_ns, record.observed_time_unix_nano or None,
+            correlation_id, record_hash, pg_time(time_ns),
+            pg_time(observed) if (observed := record.observed_time_unix_nano) else None,
             trace_id, span_id, record.severity_number, clean_text(record.severity_text) or None,
-            to_json(body) if body is not None else None, to_json(attrs), service, res_key,
-            "otlp",
+            jsonb(body) if body is not None else None, jsonb(attrs), service, res_key, "otlp",
         )
     )  # fmt: skip
     batch.days.add(time_ns // NS_PER_DAY)

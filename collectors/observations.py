@@ -9,6 +9,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from collectors._pgtypes import jsonb
 from collectors._values import clean_text, to_json
 from collectors.batch import Batch
 from collectors.mapping import BUSINESS_FIELDS, AttributeMap
@@ -104,7 +105,7 @@ class Observer:
         batch.observations.append(
             (
                 record_key, correlation_id, process, stage, system, at_ns, not failed,
-                to_json(_business(self.mapping, attrs)), error_type, message, fp, dead,
+                jsonb(_business(self.mapping, attrs)), error_type, message, fp, dead,
                 trace_id, span_id,
             )
         )  # fmt: skip
@@ -157,7 +158,7 @@ class Observer:
         batch.dead_letters.append(
             (
                 record_key, correlation_id, process, stage, system, at_ns, target, method,
-                to_json(headers), content_type, clean_text(body) if body else None,
+                jsonb(headers), content_type, clean_text(body) if body else None,
                 error_type, message, fp,
             )
         )  # fmt: skip

@@ -14,7 +14,8 @@ from typing import Any
 import orjson
 
 from collectors import otlp
-from collectors._values import attributes, clean_text, to_json
+from collectors._pgtypes import jsonb, pg_time
+from collectors._values import attributes, clean_text
 from collectors.batch import Batch
 from collectors.observations import Observer
 from collectors.window import NS_PER_DAY, TimeWindow
@@ -71,7 +72,7 @@ def resource_key(res_attrs: dict[str, Any], batch: Batch) -> tuple[bytes | None,
     canonical = orjson.dumps(res_attrs, option=orjson.OPT_SORT_KEYS)
     key = hashlib.blake2b(canonical, digest_size=8).digest()
     if key not in batch.resources:
-        batch.resources[key] = (key, service, to_json(res_attrs))
+        batch.resources[key] = (key, service, jsonb(res_attrs))
     return key, service
 
 
@@ -127,9 +128,9 @@ def _add_span(
     status_message = clean_text(status_message) or None
     batch.spans.append(
         (
-            correlation_id, trace_id, span_id, start, end, parent or None, clean_text(name),
-            kind, status_code, status_message, service, res_key, to_json(attrs),
-            to_json(events) if events is not None else None,
+            correlation_id, trace_id, span_id, pg_time(start), pg_time(end), parent or None,
+            clean_text(name), kind, status_code, status_message, service, res_key, jsonb(attrs),
+            jsonb(events) if events is not None else None,
         )
     )  # fmt: skip
     batch.days.add(start // NS_PER_DAY)

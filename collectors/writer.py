@@ -25,10 +25,9 @@ import time
 from typing import Protocol
 
 import psycopg
-from psycopg.types.json import set_json_dumps
 
 from collectors import _sql
-from collectors._pgtypes import use_nanosecond_timestamps
+from collectors._pgtypes import use_c_dumpers, wire_types
 from collectors.batch import Batch
 from q2c.catalog import Process, stage_rows
 from q2c.errors import first_line
@@ -117,8 +116,7 @@ class PostgresWriter:
     def _connection(self) -> psycopg.Connection:
         if self._conn is None or self._conn.closed:
             conn = psycopg.connect(self.url, connect_timeout=self.connect_timeout, autocommit=True)
-            set_json_dumps(lambda already_json: already_json, context=conn)
-            use_nanosecond_timestamps(conn)
+            use_c_dumpers(conn)
             conn.execute(_sql.STAGING)
             with conn.cursor() as cur:
                 cur.execute("DELETE FROM _catalog")
@@ -196,6 +194,6 @@ def _copy(cur: psycopg.Cursor, table: str, rows: list[tuple], direct: bool = Fal
         _sql.STAGING_COLUMNS, _sql.STAGING_TYPES)  # fmt: skip
     columns = ", ".join(names[table])
     with cur.copy(f"COPY {table} ({columns}) FROM STDIN (FORMAT BINARY)") as copy:
-        copy.set_types(types[table])
+        copy.set_types(wire_types(types[table]))
         for row in rows:
             copy.write_row(row)
