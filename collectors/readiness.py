@@ -7,7 +7,7 @@ import time
 import psycopg
 
 from q2c.errors import first_line
-from q2c.migrate import head_revision
+from q2c.revisions import head_revision
 
 CACHE_SECONDS = 2.0  # in seconds; load balancers probe often
 

@@ -8,10 +8,10 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, text
 
 from q2c.database import sqlalchemy_url
+from q2c.revisions import head_revision
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 # Serialises concurrent `q2c migrate` runs (e.g. several collectors starting at once).
@@ -26,13 +26,6 @@ def alembic_config(url: str | None = None) -> Config:
         rendered = sqlalchemy_url(url).render_as_string(hide_password=False)
         config.set_main_option("sqlalchemy.url", rendered.replace("%", "%%"))
     return config
-
-
-def head_revision() -> str:
-    """The newest migration this code ships."""
-    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
-    assert head is not None
-    return head
 
 
 def current_revision(engine: Engine) -> str | None:

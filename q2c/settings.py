@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
-from sqlalchemy.engine import make_url
 
 from q2c.errors import Q2CError
 
@@ -150,12 +150,12 @@ class Settings(BaseSettings):
     def _postgres_url(cls, value: SecretStr | None) -> SecretStr | None:
         if value is None or not value.get_secret_value():
             return None
-        try:
-            url = make_url(value.get_secret_value())
-        except Exception as exc:
-            raise ValueError("is not a database URL (postgresql://user@host:5432/db)") from exc
-        if not url.drivername.startswith(("postgresql", "postgres")):
-            raise ValueError(f"must be a postgresql:// URL, not {url.drivername}://")
+        url = value.get_secret_value()
+        scheme = urlsplit(url).scheme if "://" in url else ""
+        if not scheme:
+            raise ValueError("is not a database URL (postgresql://user@host:5432/db)")
+        if not scheme.startswith(("postgresql", "postgres")):
+            raise ValueError(f"must be a postgresql:// URL, not {scheme}://")
         return value
 
     @property
@@ -207,8 +207,12 @@ def load_settings(**overrides: Any) -> Settings:
 
 def masked_url(url: str) -> str:
     """A database URL with its password replaced by ***."""
-    parsed = make_url(url)
-    return parsed.render_as_string(hide_password=True)
+    parts = urlsplit(url)
+    userinfo, at, host = parts.netloc.rpartition("@")
+    if not at or ":" not in userinfo:
+        return url
+    user = userinfo.partition(":")[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
 
 
 def describe(settings: Settings) -> list[tuple[str, str, str]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 import psycopg
+from alembic.script import ScriptDirectory
 
 from q2c import migrate
 
@@ -57,3 +58,8 @@ def test_concurrent_migrations_apply_once(empty_db: str) -> None:
 
     head = migrate.head_revision()
     assert sorted(results, key=str) == sorted([(None, head), (head, head), (head, head)], key=str)
+
+
+def test_the_shipped_head_is_the_one_alembic_finds() -> None:
+    script = ScriptDirectory.from_config(migrate.alembic_config())
+    assert migrate.head_revision() == script.get_current_head()
