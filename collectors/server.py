@@ -8,7 +8,6 @@ import os
 
 import uvicorn
 
-from collectors.app import create_app, tune_garbage_collector
 from q2c.errors import Q2CError
 from q2c.settings import Settings
 
@@ -44,6 +43,10 @@ def serve(settings: Settings, database_url: str, host: str, port: int) -> None:
     }
     log.info("collector listening on http://%s:%d", host, port)
     if settings.collector_workers == 1:
+        # Imported here: with several workers this process only supervises them, and
+        # keeping the app's modules out of it saves their memory.
+        from collectors.app import create_app, tune_garbage_collector
+
         app = create_app(settings, database_url)
         tune_garbage_collector()
         uvicorn.run(app, **options)
