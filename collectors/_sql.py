@@ -160,7 +160,7 @@ ORDER BY o.record_key
 # ties broken by content, so the outcome does not depend on the order deliveries arrive in.
 _BETTER = (
     "((excluded.status = 'ok' AND se.status = 'error') OR (excluded.status = se.status AND "
-    "(excluded.reached_at, excluded.business::text) < (se.reached_at, se.business::text)))"
+    "(excluded.reached_at, excluded.business) < (se.reached_at, se.business)))"
 )
 UPSERT_STAGE_EVENTS = f"""
 INSERT INTO stage_events AS se (correlation_id, stage, system, process, reached_at, status,
@@ -170,7 +170,7 @@ SELECT DISTINCT ON (correlation_id, stage, system)
        CASE WHEN ok THEN 'ok' ELSE 'error' END, business, trace_id, span_id,
        max({_ts("at_ns")}) FILTER (WHERE ok) OVER (PARTITION BY correlation_id, stage, system)
 FROM _new_obs
-ORDER BY correlation_id, stage, system, ok DESC, at_ns, business::text
+ORDER BY correlation_id, stage, system, ok DESC, at_ns, business
 ON CONFLICT (correlation_id, stage, system) DO UPDATE SET
     process = CASE WHEN {_BETTER} THEN excluded.process ELSE se.process END,
     reached_at = CASE WHEN {_BETTER} THEN excluded.reached_at ELSE se.reached_at END,
