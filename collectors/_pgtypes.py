@@ -1,10 +1,10 @@
-"""Binary COPY with psycopg's C dumpers only.
+"""Binary COPY without per-value Python work.
 
-Rows carry values already in PostgreSQL's binary form where Python dumpers would otherwise
-run per value: a timestamptz is an int8 of microseconds since 2000-01-01 (`pg_time`) and a
-jsonb is a version byte followed by JSON text (`jsonb`). COPY then declares those columns
-int8 and bytea, whose dumpers are written in C; the server reads the bytes as the column's
-own binary format.
+Rows carry values already in PostgreSQL's binary form where a dumper would otherwise
+convert them: a timestamptz is an int8 of microseconds since 2000-01-01 (`pg_time`) and a
+jsonb is a version byte followed by JSON text (`jsonb`); the server reads them as the
+column's own binary form. `write_rows` then encodes whole rows in C (collectors/_wire.c),
+or, without it, through psycopg's C dumpers for int8 and bytea.
 """
 
 from __future__ import annotations
@@ -14,11 +14,15 @@ from typing import Any
 import psycopg
 from psycopg.types.string import BytesBinaryDumper
 
+from collectors._compiled import wire
 from collectors._values import to_json
 
 _PG_EPOCH_US = 946_684_800_000_000  # 2000-01-01 in Unix microseconds
 _JSONB_VERSION = b"\x01"
 _WIRE_TYPES = {"timestamptz": "int8", "jsonb": "bytea"}
+_KINDS = {"text": "t", "bytea": "b", "int2": "h", "int8": "q", "bool": "?"}  # of copy_rows
+_SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + bytes(8)  # no flags, no header extension
+_TRAILER = b"\xff\xff"
 
 
 def pg_time(unix_ns: int) -> int:
@@ -31,9 +35,16 @@ def jsonb(value: Any) -> bytes:
     return _JSONB_VERSION + to_json(value)
 
 
-def wire_types(types: list[str]) -> list[str]:
-    """The types to declare to COPY for columns of `types` holding pre-encoded values."""
-    return [_WIRE_TYPES.get(type_, type_) for type_ in types]
+def write_rows(copy: psycopg.Copy, rows: list[tuple], types: list[str]) -> None:
+    """Send `rows`, whose columns are of `types`, to a binary COPY."""
+    wire_types = [_WIRE_TYPES.get(type_, type_) for type_ in types]
+    if wire is not None:
+        kinds = "".join(_KINDS[type_] for type_ in wire_types)
+        copy.write(_SIGNATURE + wire.copy_rows(rows, kinds) + _TRAILER)
+        return
+    copy.set_types(wire_types)
+    for row in rows:
+        copy.write_row(row)
 
 
 def use_c_dumpers(conn: psycopg.Connection) -> None:

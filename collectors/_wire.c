@@ -14,6 +14,13 @@
  * message field sent twice (which protobuf would merge), nesting deeper than MAX_DEPTH. The
  * caller then parses the body with the protobuf runtime, which gives the exact verdict.
  * Every read is bounds-checked against the end of the enclosing message.
+ *
+ * copy_rows(rows: list[tuple], kinds: str) -> bytes
+ *
+ * The tuples of PostgreSQL's binary COPY format (without header and trailer) for rows whose
+ * columns are, by `kinds`, one letter each: t text (str), b bytes (bytea, or any type whose
+ * binary form the caller already holds), h int2, q int8, ? bool; None is NULL. A value of
+ * another type raises TypeError, an integer out of range OverflowError.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -537,15 +544,131 @@ static PyObject *read_traces(PyObject *Py_UNUSED(module), PyObject *arg) {
     Py_RETURN_NONE;
 }
 
+/* ---- binary COPY rows ---------------------------------------------------------------- */
+
+typedef struct {
+    char *data;
+    Py_ssize_t length, capacity;
+} Buffer;
+
+static int buffer_reserve(Buffer *b, Py_ssize_t more) {
+    if (b->length + more <= b->capacity) return 0;
+    Py_ssize_t capacity = b->capacity ? b->capacity : 65536;
+    while (capacity < b->length + more) capacity *= 2;
+    char *data = PyMem_Realloc(b->data, capacity);
+    if (data == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    b->data = data;
+    b->capacity = capacity;
+    return 0;
+}
+
+static void put_be(Buffer *b, uint64_t value, int bytes) {
+    for (int i = bytes - 1; i >= 0; i--) b->data[b->length++] = (char)(value >> (8 * i));
+}
+
+/* One field: int32 length (-1 for NULL) then the value's binary form. */
+static int put_field(Buffer *b, PyObject *value, char kind) {
+    const char *data;
+    Py_ssize_t size;
+    if (value == Py_None) {
+        if (buffer_reserve(b, 4) < 0) return -1;
+        put_be(b, 0xFFFFFFFFu, 4);
+        return 0;
+    }
+    switch (kind) {
+    case 't':
+        if (!PyUnicode_Check(value)) goto wrong_type;
+        if ((data = PyUnicode_AsUTF8AndSize(value, &size)) == NULL) return -1;
+        break;
+    case 'b':
+        if (!PyBytes_Check(value)) goto wrong_type;
+        data = PyBytes_AS_STRING(value);
+        size = PyBytes_GET_SIZE(value);
+        break;
+    case 'h':
+    case 'q': {
+        if (!PyLong_Check(value) || PyBool_Check(value)) goto wrong_type;
+        long long number = PyLong_AsLongLong(value);
+        if (number == -1 && PyErr_Occurred()) return -1;
+        int bytes = kind == 'h' ? 2 : 8;
+        if (bytes == 2 && (number < -32768 || number > 32767)) {
+            PyErr_SetString(PyExc_OverflowError, "value out of int2 range");
+            return -1;
+        }
+        if (buffer_reserve(b, 4 + bytes) < 0) return -1;
+        put_be(b, (uint64_t)bytes, 4);
+        put_be(b, (uint64_t)number, bytes);
+        return 0;
+    }
+    case '?':
+        if (!PyBool_Check(value)) goto wrong_type;
+        if (buffer_reserve(b, 5) < 0) return -1;
+        put_be(b, 1, 4);
+        b->data[b->length++] = value == Py_True;
+        return 0;
+    default:
+        PyErr_Format(PyExc_ValueError, "unknown column kind '%c'", kind);
+        return -1;
+    }
+    if (size > INT32_MAX) {
+        PyErr_SetString(PyExc_OverflowError, "value too long for a COPY field");
+        return -1;
+    }
+    if (buffer_reserve(b, 4 + size) < 0) return -1;
+    put_be(b, (uint64_t)size, 4);
+    memcpy(b->data + b->length, data, size);
+    b->length += size;
+    return 0;
+
+wrong_type:
+    PyErr_Format(PyExc_TypeError, "column kind '%c' cannot hold %.100s", kind,
+                 Py_TYPE(value)->tp_name);
+    return -1;
+}
+
+static PyObject *copy_rows(PyObject *Py_UNUSED(module), PyObject *args) {
+    PyObject *rows;
+    const char *kinds;
+    Py_ssize_t columns;
+    if (!PyArg_ParseTuple(args, "O!s#", &PyList_Type, &rows, &kinds, &columns)) return NULL;
+    if (columns > 0x7FFF) return PyErr_Format(PyExc_ValueError, "too many columns");
+    Buffer b = {0};
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(rows); i++) {
+        PyObject *row = PyList_GET_ITEM(rows, i);
+        if (!PyTuple_Check(row) || PyTuple_GET_SIZE(row) != columns) {
+            PyErr_Format(PyExc_ValueError, "row %zd is not a tuple of %zd values", i, columns);
+            goto failed;
+        }
+        if (buffer_reserve(&b, 2) < 0) goto failed;
+        put_be(&b, (uint64_t)columns, 2);
+        for (Py_ssize_t c = 0; c < columns; c++) {
+            if (put_field(&b, PyTuple_GET_ITEM(row, c), kinds[c]) < 0) goto failed;
+        }
+    }
+    PyObject *encoded = PyBytes_FromStringAndSize(b.data ? b.data : "", b.length);
+    PyMem_Free(b.data);
+    return encoded;
+
+failed:
+    PyMem_Free(b.data);
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
     {"read_traces", read_traces, METH_O,
      "OTLP trace export protobuf -> [(resource attributes, spans)], or None to fall back."},
+    {"copy_rows", copy_rows, METH_VARARGS,
+     "Rows -> the tuples of a binary COPY, by column kinds (t, b, h, q, ?)."},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "collectors._wire",
-    "Reads OTLP trace export protobuf into plain Python values.", -1, methods,
+    "Reads OTLP trace export protobuf into plain Python values; writes binary COPY rows.", -1,
+    methods,
 };
 
 PyMODINIT_FUNC PyInit__wire(void) { return PyModule_Create(&module); }

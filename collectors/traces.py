@@ -14,16 +14,12 @@ from typing import Any
 import orjson
 
 from collectors import otlp
+from collectors._compiled import wire
 from collectors._pgtypes import jsonb, pg_time
 from collectors._values import attributes, clean_text
 from collectors.batch import Batch
 from collectors.observations import Observer
 from collectors.window import NS_PER_DAY, TimeWindow
-
-try:
-    from collectors import _wire
-except ImportError:  # built without a C compiler: the protobuf runtime reads every body
-    _wire = None
 
 _STATUS_ERROR = 2
 _NO_TRACE = bytes(16)
@@ -37,8 +33,8 @@ ResourceSpans = tuple[dict[str, Any], list[tuple]]
 
 def read_traces(body: bytes, kind: str) -> list[ResourceSpans]:
     """The spans of an ExportTraceServiceRequest body; raises otlp.BadRequest."""
-    if kind == otlp.PROTOBUF and _wire is not None:
-        read = _wire.read_traces(body)
+    if kind == otlp.PROTOBUF and wire is not None:
+        read = wire.read_traces(body)
         if read is not None:
             return read
     return resource_spans(otlp.parse(body, kind, otlp.TRACES_REQUEST))

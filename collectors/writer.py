@@ -27,7 +27,7 @@ from typing import Protocol
 import psycopg
 
 from collectors import _sql
-from collectors._pgtypes import use_c_dumpers, wire_types
+from collectors._pgtypes import use_c_dumpers, write_rows
 from collectors.batch import Batch
 from q2c.catalog import Process, stage_rows
 from q2c.errors import first_line
@@ -194,6 +194,4 @@ def _copy(cur: psycopg.Cursor, table: str, rows: list[tuple], direct: bool = Fal
         _sql.STAGING_COLUMNS, _sql.STAGING_TYPES)  # fmt: skip
     columns = ", ".join(names[table])
     with cur.copy(f"COPY {table} ({columns}) FROM STDIN (FORMAT BINARY)") as copy:
-        copy.set_types(wire_types(types[table]))
-        for row in rows:
-            copy.write_row(row)
+        write_rows(copy, rows, types[table])

@@ -19,7 +19,8 @@ from opentelemetry.proto.common.v1.common_pb2 import (
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span, Status
 
-from collectors.traces import _wire, resource_spans
+from collectors._compiled import wire as _wire
+from collectors.traces import resource_spans
 
 pytestmark = pytest.mark.skipif(_wire is None, reason="collectors._wire was not compiled")
 
