@@ -45,10 +45,10 @@ def serve(settings: Settings, database_url: str, host: str, port: int) -> None:
     if settings.collector_workers == 1:
         # Imported here: with several workers this process only supervises them, and
         # keeping the app's modules out of it saves their memory.
-        from collectors.app import create_app, tune_garbage_collector
+        from collectors.app import create_app, tune_interpreter
 
         app = create_app(settings, database_url)
-        tune_garbage_collector()
+        tune_interpreter()
         uvicorn.run(app, **options)
         return
     # Worker processes rebuild the app from the environment; the URL may be the embedded
