@@ -1,6 +1,6 @@
 """Ingest benchmark: stored spans per second end to end against the COPY ceiling.
 
-    python -m bench.ingest [--batches 300] [--clients 8] [--rounds 3] [--burst-seconds 60]
+    python -m bench.ingest [--batches 300] [--clients 16] [--rounds 3] [--burst-seconds 60]
 
 Steps 1 and 2 run as a pair, back to back on a fresh database, --rounds times; the ratio
 reported is the median of the pairs' ratios (the machines are shared and noisy, so a ratio
@@ -267,7 +267,7 @@ def _collector_settings(args: argparse.Namespace, **more: str) -> dict[str, str]
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batches", type=int, default=300)
-    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=3, help="ceiling/end-to-end pairs")
     parser.add_argument("--burst-seconds", type=float, default=60.0)
     parser.add_argument("--workers", type=int, default=1, help="collector worker processes")
