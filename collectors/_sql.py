@@ -86,16 +86,18 @@ STAGING_COLUMNS = {
 }
 
 
-# Staging tables live per connection and empty themselves at every commit; their columns
-# and types are the ones above.
+# Staging tables live per connection, with the columns and types above. Only _new_obs,
+# used by every transaction, empties itself at commit: PostgreSQL truncates every such
+# table at every commit that touched a temporary table, so the others, used on rarer
+# paths, are emptied by the writer right before it fills them.
 STAGING = "\n".join(
     f"CREATE TEMP TABLE IF NOT EXISTS {table} ("
     + ", ".join(f"{column} {type_}" for column, type_ in
                 zip(columns, STAGING_TYPES[table], strict=True))
-    + ") ON COMMIT DELETE ROWS;"
+    + ");"
     for table, columns in STAGING_COLUMNS.items()
 ) + """
-CREATE TEMP TABLE IF NOT EXISTS _new_records (record_key bytea) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS _new_records (record_key bytea);
 CREATE TEMP TABLE IF NOT EXISTS _new_obs (LIKE _in_obs) ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE IF NOT EXISTS _catalog (
     process text, stage text, stage_index integer, is_last boolean,

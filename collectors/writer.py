@@ -153,6 +153,7 @@ def _store(conn: psycopg.Connection, batch: Batch, resources: list[tuple], direc
     (a duplicate record then raises UniqueViolation), else staged and merged."""
     cur = conn.cursor()
     if resources:
+        cur.execute("TRUNCATE _in_resources")
         _copy(cur, "_in_resources", resources)
         cur.execute(_sql.INSERT_RESOURCES)
     if direct:
@@ -162,7 +163,9 @@ def _store(conn: psycopg.Connection, batch: Batch, resources: list[tuple], direc
         derive = bool(batch.observations)
     else:
         derive = _store_some_new(cur, batch)
-    _copy(cur, "_in_dead", batch.dead_letters)
+    if batch.dead_letters:
+        cur.execute("TRUNCATE _in_dead")
+        _copy(cur, "_in_dead", batch.dead_letters)
     with conn.pipeline():  # COPY cannot run in a pipeline, statements can
         if derive:
             for statement in _DERIVE:
@@ -173,6 +176,7 @@ def _store(conn: psycopg.Connection, batch: Batch, resources: list[tuple], direc
 
 def _store_some_new(cur: psycopg.Cursor, batch: Batch) -> bool:
     """Stage records and merge those not stored yet; True if any observation is new."""
+    cur.execute("TRUNCATE _in_spans, _in_logs, _in_obs, _new_records")
     _copy(cur, "_in_spans", batch.spans)
     _copy(cur, "_in_logs", batch.logs)
     _copy(cur, "_in_obs", batch.observations)
