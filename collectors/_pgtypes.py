@@ -3,8 +3,8 @@
 Rows carry values already in PostgreSQL's binary form where a dumper would otherwise
 convert them: a timestamptz is an int8 of microseconds since 2000-01-01 (`pg_time`) and a
 jsonb is a version byte followed by JSON text (`jsonb`); the server reads them as the
-column's own binary form. `write_rows` then encodes whole rows in C (collectors/_wire.c),
-or, without it, through psycopg's C dumpers for int8 and bytea.
+column's own binary form. `CopyRows` then encodes whole rows in C (collectors/_wire.c),
+or, without it, has psycopg's C dumpers for int8 and bytea encode them while sending.
 """
 
 from __future__ import annotations
@@ -35,16 +35,29 @@ def jsonb(value: Any) -> bytes:
     return _JSONB_VERSION + to_json(value)
 
 
-def write_rows(copy: psycopg.Copy, rows: list[tuple], types: list[str]) -> None:
-    """Send `rows`, whose columns are of `types`, to a binary COPY."""
-    wire_types = [_WIRE_TYPES.get(type_, type_) for type_ in types]
-    if wire is not None:
-        kinds = "".join(_KINDS[type_] for type_ in wire_types)
-        copy.write(_SIGNATURE + wire.copy_rows(rows, kinds) + _TRAILER)
-        return
-    copy.set_types(wire_types)
-    for row in rows:
-        copy.write_row(row)
+class CopyRows:
+    """Rows for a binary COPY whose columns are of `types`, encoded once, when created:
+    before a transaction opens, so that the server never waits for them inside one."""
+
+    def __init__(self, rows: list[tuple], types: list[str]) -> None:
+        self.rows = rows
+        self.types = [_WIRE_TYPES.get(type_, type_) for type_ in types]
+        self.data: bytes | None = None
+        if wire is not None and rows:
+            kinds = "".join(_KINDS[type_] for type_ in self.types)
+            self.data = _SIGNATURE + wire.copy_rows(rows, kinds) + _TRAILER
+
+    def __bool__(self) -> bool:
+        return bool(self.rows)
+
+    def send(self, copy: psycopg.Copy) -> None:
+        """Write the rows to an open COPY … FROM STDIN (FORMAT BINARY)."""
+        if self.data is not None:
+            copy.write(self.data)
+            return
+        copy.set_types(self.types)
+        for row in self.rows:
+            copy.write_row(row)
 
 
 def use_c_dumpers(conn: psycopg.Connection) -> None:

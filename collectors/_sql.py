@@ -106,14 +106,6 @@ CREATE TEMP TABLE IF NOT EXISTS _catalog (
 """  # fmt: skip
 
 
-# Fast path: when none of a batch's records is stored yet, they are COPYed straight into
-# their tables (a unique violation sends the batch to the staging path instead), with the
-# staging tables' columns and types.
-_DIRECT_FROM = {"spans": "_in_spans", "log_records": "_in_logs", "_new_obs": "_in_obs"}
-DIRECT_COLUMNS = {table: STAGING_COLUMNS[staging] for table, staging in _DIRECT_FROM.items()}
-DIRECT_TYPES = {table: STAGING_TYPES[staging] for table, staging in _DIRECT_FROM.items()}
-
-
 # Observation times stay Unix nanoseconds (integers sort and aggregate cheaply); `_ts` turns
 # them into timestamptz (microseconds, PostgreSQL's resolution).
 def _ts(column: str) -> str:

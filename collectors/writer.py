@@ -22,12 +22,13 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from typing import Protocol
 
 import psycopg
 
 from collectors import _sql
-from collectors._pgtypes import use_c_dumpers, write_rows
+from collectors._pgtypes import CopyRows, use_c_dumpers
 from collectors.batch import Batch
 from q2c.catalog import Process, stage_rows
 from q2c.errors import first_line
@@ -86,14 +87,13 @@ class PostgresWriter:
             try:
                 conn = self._connection()
                 self._ensure_partitions(conn, batch.days)
-                resources = [r for key, r in batch.resources.items()
-                             if key not in self._known_resources]  # fmt: skip
+                rows = _Rows.of(batch, self._known_resources)
                 try:
                     with conn.transaction():
-                        _store(conn, batch, resources, direct=True)
+                        _store(conn, rows, direct=True)
                 except psycopg.errors.UniqueViolation:  # some records are stored already
                     with conn.transaction():
-                        _store(conn, batch, resources, direct=False)
+                        _store(conn, rows, direct=False)
                 self._remember_resources(batch)
                 return
             except _RETRYABLE_CONFLICTS:
@@ -148,42 +148,66 @@ class PostgresWriter:
             self._known_days.add(day)
 
 
-def _store(conn: psycopg.Connection, batch: Batch, resources: list[tuple], direct: bool) -> None:
-    """Write `batch` in the open transaction: COPY straight into the tables when `direct`
+@dataclass
+class _Rows:
+    """A batch's rows, encoded for COPY before its transaction opens."""
+
+    resources: CopyRows
+    spans: CopyRows
+    logs: CopyRows
+    observations: CopyRows
+    dead_letters: CopyRows
+
+    @classmethod
+    def of(cls, batch: Batch, known_resources: set[bytes]) -> _Rows:
+        """`batch`'s rows, without the resources in `known_resources`."""
+        new_resources = [row for key, row in batch.resources.items() if key not in known_resources]
+        types = _sql.STAGING_TYPES
+        return cls(
+            CopyRows(new_resources, types["_in_resources"]),
+            CopyRows(batch.spans, types["_in_spans"]),
+            CopyRows(batch.logs, types["_in_logs"]),
+            CopyRows(batch.observations, types["_in_obs"]),
+            CopyRows(batch.dead_letters, types["_in_dead"]),
+        )
+
+
+def _store(conn: psycopg.Connection, rows: _Rows, direct: bool) -> None:
+    """Write `rows` in the open transaction: COPY straight into the tables when `direct`
     (a duplicate record then raises UniqueViolation), else staged and merged."""
     cur = conn.cursor()
-    if resources:
+    if rows.resources:
         cur.execute("TRUNCATE _in_resources")
-        _copy(cur, "_in_resources", resources)
+        _copy(cur, "_in_resources", rows.resources)
         cur.execute(_sql.INSERT_RESOURCES)
     if direct:
-        _copy(cur, "spans", batch.spans, direct=True)
-        _copy(cur, "log_records", batch.logs, direct=True)
-        _copy(cur, "_new_obs", batch.observations, direct=True)
-        derive = bool(batch.observations)
+        _copy(cur, "spans", rows.spans, columns_of="_in_spans")
+        _copy(cur, "log_records", rows.logs, columns_of="_in_logs")
+        _copy(cur, "_new_obs", rows.observations, columns_of="_in_obs")
+        derive = bool(rows.observations)
     else:
-        derive = _store_some_new(cur, batch)
-    if batch.dead_letters:
+        derive = _store_some_new(cur, rows)
+    if rows.dead_letters:
         cur.execute("TRUNCATE _in_dead")
-        _copy(cur, "_in_dead", batch.dead_letters)
+        _copy(cur, "_in_dead", rows.dead_letters)
     with conn.pipeline():  # COPY cannot run in a pipeline, statements can
         if derive:
             for statement in _DERIVE:
                 cur.execute(statement)
-        if batch.dead_letters:
+        if rows.dead_letters:
             cur.execute(_sql.INSERT_DEAD_LETTERS)
 
 
-def _store_some_new(cur: psycopg.Cursor, batch: Batch) -> bool:
+def _store_some_new(cur: psycopg.Cursor, rows: _Rows) -> bool:
     """Stage records and merge those not stored yet; True if any observation is new."""
     cur.execute("TRUNCATE _in_spans, _in_logs, _in_obs, _new_records")
-    _copy(cur, "_in_spans", batch.spans)
-    _copy(cur, "_in_logs", batch.logs)
-    _copy(cur, "_in_obs", batch.observations)
-    derive = bool(batch.observations)
-    if batch.spans:
+    _copy(cur, "_in_spans", rows.spans)
+    _copy(cur, "_in_logs", rows.logs)
+    _copy(cur, "_in_obs", rows.observations)
+    derive = bool(rows.observations)
+    if rows.spans:
         cur.execute(_sql.INSERT_SPANS_NOTING_NEW if derive else _sql.INSERT_SPANS)
-    if batch.logs:
+    if rows.logs:
         cur.execute(_sql.INSERT_LOGS_NOTING_NEW if derive else _sql.INSERT_LOGS)
     if not derive:
         return False
@@ -191,11 +215,11 @@ def _store_some_new(cur: psycopg.Cursor, batch: Batch) -> bool:
     return cur.rowcount > 0
 
 
-def _copy(cur: psycopg.Cursor, table: str, rows: list[tuple], direct: bool = False) -> None:
+def _copy(cur: psycopg.Cursor, table: str, rows: CopyRows, columns_of: str = "") -> None:
+    """COPY `rows` into `table`, whose columns are those of staging table `columns_of`
+    (by default, `table` is itself a staging table)."""
     if not rows:
         return
-    names, types = (_sql.DIRECT_COLUMNS, _sql.DIRECT_TYPES) if direct else (
-        _sql.STAGING_COLUMNS, _sql.STAGING_TYPES)  # fmt: skip
-    columns = ", ".join(names[table])
+    columns = ", ".join(_sql.STAGING_COLUMNS[columns_of or table])
     with cur.copy(f"COPY {table} ({columns}) FROM STDIN (FORMAT BINARY)") as copy:
-        write_rows(copy, rows, types[table])
+        rows.send(copy)

@@ -46,7 +46,7 @@ def test_rows_round_trip(db: psycopg.Connection, encoder: str) -> None:
     _pgtypes.use_c_dumpers(db)
     names = ", ".join(f"c{i}" for i in range(len(_TYPES)))
     with db.cursor() as cur, cur.copy(f"COPY copied ({names}) FROM STDIN (FORMAT BINARY)") as cp:
-        _pgtypes.write_rows(cp, [_encoded(row) for row in _ROWS], _TYPES)
+        _pgtypes.CopyRows([_encoded(row) for row in _ROWS], _TYPES).send(cp)
 
     stored = db.execute(f"SELECT {names} FROM copied ORDER BY n").fetchall()
     assert stored == [_expected(row) for row in _ROWS]
