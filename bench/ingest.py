@@ -62,7 +62,8 @@ def measure_ceiling(url: str, batches: list[bytes]) -> float:
     observer, window = Observer(AttributeMap()), TimeWindow(0, 2**63 - 1)
     rows = []
     for body in batches:
-        for span in decode_spans(read_traces(body, PROTOBUF), observer, window).spans:
+        resources = read_traces(body, PROTOBUF, observer)
+        for span in decode_spans(resources, observer, window).spans:
             rows.append(_plain(span))
     days = {row[3].date() for row in rows}
     with psycopg.connect(url, autocommit=True) as conn:

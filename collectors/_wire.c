@@ -2,12 +2,15 @@
  * collectors._wire: reads OTLP ExportTraceServiceRequest protobuf straight into the Python
  * values the span decoder needs, skipping the protobuf runtime's per-field objects.
  *
- * read_traces(body: bytes) -> list[tuple[dict, list[tuple]]] | None
+ * read_traces(body: bytes, keys: tuple[str, ...], prefixes: tuple[str, ...])
+ *     -> list[tuple[dict, list[tuple]]] | None
  *
  * Each item is (resource attributes, spans of that resource); each span is
- * (trace_id, span_id, parent_span_id, name, kind, start_ns, end_ns, attributes, events,
- *  status_code, status_message) and each event (name, time_ns, attributes), exactly as
- * collectors.traces builds them from the protobuf runtime's message.
+ * (trace_id, span_id, parent_span_id, name, kind, start_ns, end_ns, selected attributes,
+ *  attributes as binary jsonb, events, status_code, status_message) and each event
+ * (name, time_ns, attributes), as collectors.traces builds them from the protobuf
+ * runtime's message. Of a span's attributes only those whose key is in `keys` or starts
+ * with one of `prefixes` become Python values; all of them are written as jsonb.
  *
  * It returns None, with nothing raised, for any body outside the common shape it reads:
  * malformed wire data, invalid UTF-8, deprecated groups, bytes attribute values, a singular
@@ -25,6 +28,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
+#include <math.h>
 #include <string.h>
 
 #define MAX_DEPTH 32
@@ -37,6 +41,31 @@ typedef struct {
 /* Result of the readers below: OK, or FALLBACK (let the protobuf runtime decide), or
  * FAILED (a Python exception is set, e.g. MemoryError). */
 enum { OK = 0, FALLBACK = 1, FAILED = 2 };
+
+/* A growing byte buffer (PyMem), for JSON text and COPY rows. */
+typedef struct {
+    char *data;
+    Py_ssize_t length, capacity;
+} Buffer;
+
+static int buffer_reserve(Buffer *b, Py_ssize_t more) {
+    if (b->length + more <= b->capacity) return 0;
+    Py_ssize_t capacity = b->capacity ? b->capacity : 65536;
+    while (capacity < b->length + more) capacity *= 2;
+    char *data = PyMem_Realloc(b->data, capacity);
+    if (data == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    b->data = data;
+    b->capacity = capacity;
+    return 0;
+}
+
+static void put_be(Buffer *b, uint64_t value, int bytes) {
+    for (int i = bytes - 1; i >= 0; i--) b->data[b->length++] = (char)(value >> (8 * i));
+}
+
 
 static int read_varint(Reader *r, uint64_t *out) {
     uint64_t value = 0;
@@ -369,6 +398,232 @@ static int read_status(Reader *r, PyObject **message, int32_t *code) {
     return status;
 }
 
+
+/* ---- span attributes as jsonb ---------------------------------------------------------
+ * A span's attributes go to the database as JSON only; Python needs few of them (the keys
+ * the attribute map names). So the reader writes every attribute straight into jsonb text
+ * and makes Python values only for the selected keys. The JSON is what orjson would write
+ * for the runtime's values (NUL characters dropped, non-finite numbers as null), up to
+ * spelling that jsonb does not keep (key order, number format). */
+
+typedef struct {
+    Py_ssize_t count, prefix_count;
+    const char **keys, **prefixes;
+    Py_ssize_t *key_lengths, *prefix_lengths;
+} Selection;
+
+static int is_selected(const Selection *sel, const Reader *key) {
+    Py_ssize_t length = key->end - key->p;
+    for (Py_ssize_t i = 0; i < sel->count; i++) {
+        if (sel->key_lengths[i] == length && memcmp(sel->keys[i], key->p, length) == 0) return 1;
+    }
+    for (Py_ssize_t i = 0; i < sel->prefix_count; i++) {
+        Py_ssize_t n = sel->prefix_lengths[i];
+        if (n <= length && memcmp(sel->prefixes[i], key->p, n) == 0) return 1;
+    }
+    return 0;
+}
+
+/* Well-formed UTF-8 as the protobuf runtime requires it (no overlong forms, surrogates or
+ * code points past U+10FFFF). */
+static int valid_utf8(const uint8_t *p, const uint8_t *end) {
+    while (p < end) {
+        uint8_t c = *p;
+        if (c < 0x80) {
+            p++;
+            continue;
+        }
+        int extra;
+        uint32_t code;
+        if (c >= 0xC2 && c <= 0xDF) extra = 1, code = c & 0x1F;
+        else if (c >= 0xE0 && c <= 0xEF) extra = 2, code = c & 0x0F;
+        else if (c >= 0xF0 && c <= 0xF4) extra = 3, code = c & 0x07;
+        else return 0;
+        if (end - p <= extra) return 0;
+        for (int i = 1; i <= extra; i++) {
+            if ((p[i] & 0xC0) != 0x80) return 0;
+            code = (code << 6) | (p[i] & 0x3F);
+        }
+        if ((extra == 2 && (code < 0x800 || (code >= 0xD800 && code <= 0xDFFF))) ||
+            (extra == 3 && (code < 0x10000 || code > 0x10FFFF)))
+            return 0;
+        p += extra + 1;
+    }
+    return 1;
+}
+
+static int json_raw(Buffer *b, const char *text, Py_ssize_t length) {
+    if (buffer_reserve(b, length) < 0) return FAILED;
+    memcpy(b->data + b->length, text, length);
+    b->length += length;
+    return OK;
+}
+
+/* A JSON string of UTF-8 text; invalid UTF-8 falls back, NUL characters are dropped. */
+static int json_string(Buffer *b, const Reader *text) {
+    static const char hex[] = "0123456789abcdef";
+    if (!valid_utf8(text->p, text->end)) return FALLBACK;
+    if (buffer_reserve(b, 2 + 6 * (text->end - text->p)) < 0) return FAILED;
+    char *out = b->data + b->length;
+    *out++ = '"';
+    for (const uint8_t *p = text->p; p < text->end; p++) {
+        uint8_t c = *p;
+        if (c == '"' || c == '\\') {
+            *out++ = '\\';
+            *out++ = (char)c;
+        } else if (c >= 0x20) {
+            *out++ = (char)c;
+        } else if (c == '\n') {
+            *out++ = '\\', *out++ = 'n';
+        } else if (c == '\t') {
+            *out++ = '\\', *out++ = 't';
+        } else if (c == '\r') {
+            *out++ = '\\', *out++ = 'r';
+        } else if (c == '\b') {
+            *out++ = '\\', *out++ = 'b';
+        } else if (c == '\f') {
+            *out++ = '\\', *out++ = 'f';
+        } else if (c != 0) {
+            memcpy(out, "\\u00", 4);
+            out[4] = hex[c >> 4];
+            out[5] = hex[c & 15];
+            out += 6;
+        }
+    }
+    *out++ = '"';
+    b->length = out - b->data;
+    return OK;
+}
+
+static int json_key_values(Buffer *b, Reader *r, int depth);
+
+/* An AnyValue as JSON, under the same rules as read_any_value. */
+static int json_any_value(Buffer *b, Reader *r, int depth) {
+    if (depth > MAX_DEPTH) return FALLBACK;
+    Reader value = {NULL, NULL};
+    uint32_t value_field = 0;
+    uint64_t number = 0;
+    while (r->p < r->end) {
+        uint32_t field;
+        int wire_type, status;
+        if (read_tag(r, &field, &wire_type) != OK) return FALLBACK;
+        if (field < 1 || field > 7) {
+            if ((status = skip_field(r, wire_type)) != OK) return status;
+            continue;
+        }
+        if (value_field) return FALLBACK; /* several members of the oneof */
+        value_field = field;
+        int expected = field == 4 ? 1 : (field == 2 || field == 3) ? 0 : 2;
+        if (wire_type != expected || field == 7) return FALLBACK; /* bytes_value, or odd */
+        if (wire_type == 2) status = read_delimited(r, &value);
+        else if (wire_type == 1) status = read_fixed64(r, &number);
+        else status = read_varint(r, &number);
+        if (status != OK) return FALLBACK;
+    }
+    char digits[32];
+    switch (value_field) {
+    case 0: return json_raw(b, "null", 4);
+    case 1: return json_string(b, &value);
+    case 2: return number ? json_raw(b, "true", 4) : json_raw(b, "false", 5);
+    case 3: return json_raw(b, digits, snprintf(digits, sizeof digits, "%lld", (long long)number));
+    case 4: {
+        double d;
+        memcpy(&d, &number, sizeof d);
+        if (!isfinite(d)) return json_raw(b, "null", 4);
+        char *text = PyOS_double_to_string(d, 'r', 0, Py_DTSF_ADD_DOT_0, NULL);
+        if (text == NULL) return FAILED;
+        int status = json_raw(b, text, (Py_ssize_t)strlen(text));
+        PyMem_Free(text);
+        return status;
+    }
+    case 5: { /* ArrayValue { repeated AnyValue values = 1 } */
+        int status = json_raw(b, "[", 1), first = 1;
+        while (value.p < value.end && status == OK) {
+            uint32_t field;
+            int wire_type;
+            if (read_tag(&value, &field, &wire_type) != OK) return FALLBACK;
+            if (field != 1) {
+                status = skip_field(&value, wire_type);
+                continue;
+            }
+            Reader item;
+            if (wire_type != 2 || read_delimited(&value, &item) != OK) return FALLBACK;
+            if (!first && (status = json_raw(b, ",", 1)) != OK) break;
+            first = 0;
+            status = json_any_value(b, &item, depth + 1);
+        }
+        return status == OK ? json_raw(b, "]", 1) : status;
+    }
+    default: /* 6: KeyValueList { repeated KeyValue values = 1 } */
+        return json_key_values(b, &value, depth + 1);
+    }
+}
+
+/* One KeyValue: its key (the last one sent) and value (sent at most once). */
+static int split_key_value(Reader *r, Reader *key, Reader *value, int *has_value) {
+    static const uint8_t nothing[1] = {0};
+    key->p = key->end = nothing;
+    *has_value = 0;
+    while (r->p < r->end) {
+        uint32_t field;
+        int wire_type, status;
+        if (read_tag(r, &field, &wire_type) != OK) return FALLBACK;
+        if (field == 1 && wire_type == 2) {
+            if (read_delimited(r, key) != OK) return FALLBACK;
+        } else if (field == 2 && wire_type == 2) {
+            if ((*has_value)++ || read_delimited(r, value) != OK) return FALLBACK;
+        } else if (field <= 2) {
+            return FALLBACK;
+        } else if ((status = skip_field(r, wire_type)) != OK) {
+            return status;
+        }
+    }
+    return OK;
+}
+
+/* "key": value for one KeyValue; also into `selected` when its key is selected. */
+static int json_key_value(Buffer *b, Reader *r, const Selection *sel, PyObject *selected,
+                          int depth) {
+    Reader key, value = {NULL, NULL};
+    int has_value, status;
+    if ((status = split_key_value(r, &key, &value, &has_value)) != OK) return status;
+    if ((status = json_string(b, &key)) != OK || (status = json_raw(b, ":", 1)) != OK) {
+        return status;
+    }
+    Reader for_python = value;
+    status = has_value ? json_any_value(b, &value, depth + 1) : json_raw(b, "null", 4);
+    if (status != OK || sel == NULL || !is_selected(sel, &key)) return status;
+    PyObject *name = NULL, *python = NULL;
+    if ((status = decode_utf8(&key, &name)) != OK) return status;
+    if (has_value) status = read_any_value(&for_python, &python, depth + 1);
+    else python = Py_NewRef(Py_None);
+    if (status == OK && PyDict_SetItem(selected, name, python) < 0) status = FAILED;
+    Py_XDECREF(name);
+    Py_XDECREF(python);
+    return status;
+}
+
+/* A KeyValueList's entries as a JSON object. */
+static int json_key_values(Buffer *b, Reader *r, int depth) {
+    if (depth > MAX_DEPTH) return FALLBACK;
+    int status = json_raw(b, "{", 1), first = 1;
+    while (r->p < r->end && status == OK) {
+        uint32_t field;
+        int wire_type;
+        if (read_tag(r, &field, &wire_type) != OK) return FALLBACK;
+        if (field != 1) {
+            status = skip_field(r, wire_type);
+            continue;
+        }
+        Reader entry;
+        if (wire_type != 2 || read_delimited(r, &entry) != OK) return FALLBACK;
+        if (!first && (status = json_raw(b, ",", 1)) != OK) break;
+        first = 0;
+        status = json_key_value(b, &entry, NULL, NULL, depth);
+    }
+    return status == OK ? json_raw(b, "}", 1) : status;
+}
+
 typedef struct {
     PyObject *trace_id, *span_id, *parent, *name, *attrs, *events, *status_message;
 } SpanObjects;
@@ -383,7 +638,7 @@ static void span_objects_clear(SpanObjects *s) {
     Py_CLEAR(s->status_message);
 }
 
-static int read_span(Reader *r, PyObject *spans) {
+static int read_span(Reader *r, PyObject *spans, const Selection *sel, Buffer *json) {
     SpanObjects s = {0};
     uint64_t start = 0, end = 0, number;
     int32_t kind = 0, code = 0;
@@ -391,6 +646,8 @@ static int read_span(Reader *r, PyObject *spans) {
     s.attrs = PyDict_New();
     s.events = PyList_New(0);
     if (s.attrs == NULL || s.events == NULL) status = FAILED;
+    json->length = 0;
+    if (status == OK) status = json_raw(json, "\x01{", 2); /* jsonb version 1, then JSON */
     while (r->p < r->end && status == OK) {
         uint32_t field;
         int wire_type;
@@ -424,7 +681,8 @@ static int read_span(Reader *r, PyObject *spans) {
                 status = FALLBACK;
                 break;
             }
-            status = read_key_value(&inner, s.attrs, 0);
+            if (json->length > 2 && (status = json_raw(json, ",", 1)) != OK) break;
+            status = json_key_value(json, &inner, sel, s.attrs, 0);
             break;
         case 11:
             if (wire_type != 2 || (status = read_delimited(r, &inner)) != OK) {
@@ -444,18 +702,21 @@ static int read_span(Reader *r, PyObject *spans) {
             status = check_field(r, SPAN_UNKEPT, field, wire_type, 0);
         }
     }
+    if (status == OK) status = json_raw(json, "}", 1);
     if (status == OK) {
         PyObject *empty_bytes = PyBytes_FromStringAndSize("", 0);
         PyObject *empty_str = PyUnicode_FromStringAndSize("", 0);
+        PyObject *attrs_json = PyBytes_FromStringAndSize(json->data, json->length);
         PyObject *span = NULL;
-        if (empty_bytes && empty_str) {
+        if (empty_bytes && empty_str && attrs_json) {
             span = Py_BuildValue(
-                "(OOOOiKKOOiO)", s.trace_id ? s.trace_id : empty_bytes,
+                "(OOOOiKKOOOiO)", s.trace_id ? s.trace_id : empty_bytes,
                 s.span_id ? s.span_id : empty_bytes, s.parent ? s.parent : empty_bytes,
                 s.name ? s.name : empty_str, kind, (unsigned long long)start,
-                (unsigned long long)end, s.attrs, s.events, code,
+                (unsigned long long)end, s.attrs, attrs_json, s.events, code,
                 s.status_message ? s.status_message : empty_str);
         }
+        Py_XDECREF(attrs_json);
         if (span == NULL || PyList_Append(spans, span) < 0) status = FAILED;
         Py_XDECREF(span);
         Py_XDECREF(empty_bytes);
@@ -466,7 +727,7 @@ static int read_span(Reader *r, PyObject *spans) {
 }
 
 /* ScopeSpans { InstrumentationScope scope = 1; repeated Span spans = 2; } */
-static int read_scope_spans(Reader *r, PyObject *spans) {
+static int read_scope_spans(Reader *r, PyObject *spans, const Selection *sel, Buffer *json) {
     while (r->p < r->end) {
         uint32_t field;
         int wire_type, status;
@@ -474,7 +735,7 @@ static int read_scope_spans(Reader *r, PyObject *spans) {
         if (field == 2 && wire_type == 2) {
             Reader inner;
             if (read_delimited(r, &inner) != OK) return FALLBACK;
-            status = read_span(&inner, spans);
+            status = read_span(&inner, spans, sel, json);
         } else if (field == 2) {
             return FALLBACK;
         } else {
@@ -487,7 +748,8 @@ static int read_scope_spans(Reader *r, PyObject *spans) {
 
 /* ResourceSpans { Resource resource = 1; repeated ScopeSpans scope_spans = 2; }
  * Resource { repeated KeyValue attributes = 1; } */
-static int read_resource_spans(Reader *r, PyObject *resources) {
+static int read_resource_spans(Reader *r, PyObject *resources, const Selection *sel,
+                               Buffer *json) {
     PyObject *attrs = PyDict_New(), *spans = PyList_New(0);
     int resource_seen = 0, status = attrs && spans ? OK : FAILED;
     while (r->p < r->end && status == OK) {
@@ -501,7 +763,7 @@ static int read_resource_spans(Reader *r, PyObject *resources) {
             if (resource_seen++ || (status = read_delimited(r, &inner)) != OK) status = FALLBACK;
             else status = read_attributes(&inner, attrs, RESOURCE_UNKEPT, 0);
         } else if (field == 2) {
-            if ((status = read_delimited(r, &inner)) == OK) status = read_scope_spans(&inner, spans);
+            if ((status = read_delimited(r, &inner)) == OK) status = read_scope_spans(&inner, spans, sel, json);
         } else {
             status = check_field(r, RESOURCE_SPANS_UNKEPT, field, wire_type, 0);
         }
@@ -516,12 +778,42 @@ static int read_resource_spans(Reader *r, PyObject *resources) {
     return status;
 }
 
-static PyObject *read_traces(PyObject *Py_UNUSED(module), PyObject *arg) {
+/* The UTF-8 of each str in `strings` (which must outlive the use of `texts`). */
+static int utf8_of(PyObject *strings, const char ***texts, Py_ssize_t **lengths, Py_ssize_t *n) {
+    *n = PyTuple_GET_SIZE(strings);
+    *texts = PyMem_Calloc(*n + 1, sizeof **texts);
+    *lengths = PyMem_Calloc(*n + 1, sizeof **lengths);
+    if (*texts == NULL || *lengths == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < *n; i++) {
+        PyObject *item = PyTuple_GET_ITEM(strings, i);
+        if (!PyUnicode_Check(item)) {
+            PyErr_SetString(PyExc_TypeError, "attribute keys must be str");
+            return -1;
+        }
+        if (((*texts)[i] = PyUnicode_AsUTF8AndSize(item, &(*lengths)[i])) == NULL) return -1;
+    }
+    return 0;
+}
+
+static PyObject *read_traces(PyObject *Py_UNUSED(module), PyObject *args) {
     Py_buffer view;
-    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) return NULL;
+    PyObject *keys, *prefixes, *resources = NULL;
+    if (!PyArg_ParseTuple(args, "y*O!O!", &view, &PyTuple_Type, &keys, &PyTuple_Type, &prefixes)) {
+        return NULL;
+    }
+    Selection sel = {0};
+    Buffer json = {0};
+    int status = FAILED;
+    if (utf8_of(keys, &sel.keys, &sel.key_lengths, &sel.count) < 0 ||
+        utf8_of(prefixes, &sel.prefixes, &sel.prefix_lengths, &sel.prefix_count) < 0) {
+        goto done;
+    }
     Reader r = {(const uint8_t *)view.buf, (const uint8_t *)view.buf + view.len};
-    PyObject *resources = PyList_New(0);
-    int status = resources ? OK : FAILED;
+    resources = PyList_New(0);
+    status = resources ? OK : FAILED;
     while (r.p < r.end && status == OK) {
         uint32_t field;
         int wire_type;
@@ -529,7 +821,7 @@ static PyObject *read_traces(PyObject *Py_UNUSED(module), PyObject *arg) {
         if ((status = read_tag(&r, &field, &wire_type)) != OK) break;
         if (field == 1 && wire_type == 2) {
             if ((status = read_delimited(&r, &inner)) == OK) {
-                status = read_resource_spans(&inner, resources);
+                status = read_resource_spans(&inner, resources, &sel, &json);
             }
         } else if (field == 1) {
             status = FALLBACK;
@@ -537,7 +829,13 @@ static PyObject *read_traces(PyObject *Py_UNUSED(module), PyObject *arg) {
             status = skip_field(&r, wire_type);
         }
     }
+done:
     PyBuffer_Release(&view);
+    PyMem_Free(json.data);
+    PyMem_Free(sel.keys);
+    PyMem_Free(sel.key_lengths);
+    PyMem_Free(sel.prefixes);
+    PyMem_Free(sel.prefix_lengths);
     if (status == OK) return resources;
     Py_XDECREF(resources);
     if (status == FAILED) return NULL;
@@ -545,29 +843,6 @@ static PyObject *read_traces(PyObject *Py_UNUSED(module), PyObject *arg) {
 }
 
 /* ---- binary COPY rows ---------------------------------------------------------------- */
-
-typedef struct {
-    char *data;
-    Py_ssize_t length, capacity;
-} Buffer;
-
-static int buffer_reserve(Buffer *b, Py_ssize_t more) {
-    if (b->length + more <= b->capacity) return 0;
-    Py_ssize_t capacity = b->capacity ? b->capacity : 65536;
-    while (capacity < b->length + more) capacity *= 2;
-    char *data = PyMem_Realloc(b->data, capacity);
-    if (data == NULL) {
-        PyErr_NoMemory();
-        return -1;
-    }
-    b->data = data;
-    b->capacity = capacity;
-    return 0;
-}
-
-static void put_be(Buffer *b, uint64_t value, int bytes) {
-    for (int i = bytes - 1; i >= 0; i--) b->data[b->length++] = (char)(value >> (8 * i));
-}
 
 /* One field: int32 length (-1 for NULL) then the value's binary form. */
 static int put_field(Buffer *b, PyObject *value, char kind) {
@@ -658,7 +933,7 @@ failed:
 }
 
 static PyMethodDef methods[] = {
-    {"read_traces", read_traces, METH_O,
+    {"read_traces", read_traces, METH_VARARGS,
      "OTLP trace export protobuf -> [(resource attributes, spans)], or None to fall back."},
     {"copy_rows", copy_rows, METH_VARARGS,
      "Rows -> the tuples of a binary COPY, by column kinds (t, b, h, q, ?)."},

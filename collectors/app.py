@@ -56,12 +56,12 @@ class _Refusal(Exception):
 
 @dataclass
 class _Signal:
-    read: Callable[[bytes, str], Any]  # body, media type → what decode takes; BadRequest
+    read: Callable[[bytes, str, Observer], Any]  # body, media type → what decode takes
     decode: Callable[[Any, Observer, TimeWindow], Batch]
     respond: Callable[[int, str], Any]
 
 
-def _read_logs(body: bytes, kind: str) -> Any:
+def _read_logs(body: bytes, kind: str, observer: Observer) -> Any:
     return otlp.parse(body, kind, otlp.LOGS_REQUEST)
 
 
@@ -204,7 +204,7 @@ def create_app(settings: Settings, database_url: str) -> Starlette:
             with collector.admission(request):
                 body = await collector.body(request)
                 try:
-                    message = signal.read(body, kind)
+                    message = signal.read(body, kind, collector.observer)
                 except otlp.BadRequest as exc:
                     raise _Refusal(400, code_pb2.INVALID_ARGUMENT, str(exc)) from None
                 batch = signal.decode(message, collector.observer, collector.window())

@@ -13,6 +13,7 @@ from collectors.traces import resource_key
 from collectors.window import NS_PER_DAY, TimeWindow
 
 _SEVERITY_ERROR = 17  # SEVERITY_NUMBER_ERROR and above are failures
+_SEVERITY_NUMBERS = range(25)  # SeverityNumber: UNSPECIFIED … FATAL4
 
 
 def decode_logs(request: Any, observer: Observer, window: TimeWindow) -> Batch:
@@ -47,6 +48,8 @@ def _add_record(
         return batch.reject("invalid trace_id (must be 16 bytes or empty)")
     if span_id is not None and len(span_id) != 8:
         return batch.reject("invalid span_id (must be 8 bytes or empty)")
+    if record.severity_number not in _SEVERITY_NUMBERS:
+        return batch.reject(f"unknown severity number {record.severity_number} (0-24)")
 
     # Identity of a record is its content: a redelivered record hashes the same.
     digest = hashlib.blake2b(res_key or b"", digest_size=16)

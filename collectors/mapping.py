@@ -54,6 +54,10 @@ class AttributeMap:
 
     keys: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: DEFAULT_KEYS)
 
+    def referenced_keys(self) -> tuple[str, ...]:
+        """Every attribute key some field reads, each once."""
+        return tuple(dict.fromkeys(key for keys in self.keys.values() for key in keys))
+
     def lookup(self, name: str, attributes: Mapping[str, object]) -> object | None:
         """The value of the first key for field `name` present in `attributes`, else None."""
         for key in self.keys[name]:

@@ -16,7 +16,7 @@ from collectors.mapping import BUSINESS_FIELDS, AttributeMap
 
 _AMOUNT_FIELDS = frozenset({"amount", "tax_amount"})
 _AMOUNT_LIMIT = 1e15  # numeric(20, 4) holds 16 digits before the point
-_REPLAY_HEADER_PREFIX = "q2c.replay.header."
+REPLAY_HEADER_PREFIX = "q2c.replay.header."
 _MAX_TEXT = 4000  # characters kept of an error message
 # Numbers, UUIDs and long hex runs vary between occurrences of the same failure.
 _VOLATILE = re.compile(
@@ -59,6 +59,9 @@ class Observer:
 
     def __init__(self, mapping: AttributeMap) -> None:
         self.mapping = mapping
+        # The attributes an observation can read: keys the map names, replay headers.
+        self.read_keys = mapping.referenced_keys()
+        self.read_prefixes = (REPLAY_HEADER_PREFIX,)
 
     def correlation_id(self, attrs: Mapping[str, Any], trace_id: bytes | None) -> str | None:
         """The configured correlation attribute, else the trace ID in hex, else None."""
@@ -141,9 +144,9 @@ class Observer:
         payload: Any,
     ) -> None:
         headers = {
-            key[len(_REPLAY_HEADER_PREFIX) :]: clean_text(str(value))
+            key[len(REPLAY_HEADER_PREFIX) :]: clean_text(str(value))
             for key, value in attrs.items()
-            if key.startswith(_REPLAY_HEADER_PREFIX)
+            if key.startswith(REPLAY_HEADER_PREFIX)
         }
         body = self.mapping.lookup("payload", attrs)
         if body is None:

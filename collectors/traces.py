@@ -22,19 +22,22 @@ from collectors.observations import Observer
 from collectors.window import NS_PER_DAY, TimeWindow
 
 _STATUS_ERROR = 2
+_SPAN_KINDS = range(6)  # SpanKind: UNSPECIFIED … CONSUMER
+_STATUS_CODES = range(3)  # Status.StatusCode: UNSET, OK, ERROR
 _NO_TRACE = bytes(16)
 _NO_SPAN = bytes(8)
 
 # (resource attributes, spans): a span is (trace_id, span_id, parent_span_id, name, kind,
-# start_ns, end_ns, attributes, events, status_code, status_message) and an event is
-# (name, time_ns, attributes).
+# start_ns, end_ns, attributes, attributes as binary jsonb, events, status_code,
+# status_message) and an event is (name, time_ns, attributes). The attributes hold at
+# least those the observer reads (the compiled reader makes no others).
 ResourceSpans = tuple[dict[str, Any], list[tuple]]
 
 
-def read_traces(body: bytes, kind: str) -> list[ResourceSpans]:
+def read_traces(body: bytes, kind: str, observer: Observer) -> list[ResourceSpans]:
     """The spans of an ExportTraceServiceRequest body; raises otlp.BadRequest."""
     if kind == otlp.PROTOBUF and wire is not None:
-        read = wire.read_traces(body)
+        read = wire.read_traces(body, observer.read_keys, observer.read_prefixes)
         if read is not None:
             return read
     return resource_spans(otlp.parse(body, kind, otlp.TRACES_REQUEST))
@@ -52,10 +55,11 @@ def resource_spans(request: Any) -> list[ResourceSpans]:
 
 
 def _span_values(span: Any) -> tuple:
+    attrs = attributes(span.attributes)
     events = [(e.name, e.time_unix_nano, attributes(e.attributes)) for e in span.events]
     return (
         span.trace_id, span.span_id, span.parent_span_id, span.name, span.kind,
-        span.start_time_unix_nano, span.end_time_unix_nano, attributes(span.attributes), events,
+        span.start_time_unix_nano, span.end_time_unix_nano, attrs, jsonb(attrs), events,
         span.status.code, span.status.message,
     )  # fmt: skip
 
@@ -92,8 +96,8 @@ def _add_span(
     service: str,
     res_attrs: dict[str, Any],
 ) -> None:
-    (trace_id, span_id, parent, name, kind, start, end, attrs, span_events, status_code,
-     status_message) = span  # fmt: skip
+    (trace_id, span_id, parent, name, kind, start, end, attrs, attrs_jsonb, span_events,
+     status_code, status_message) = span  # fmt: skip
     if len(trace_id) != 16 or trace_id == _NO_TRACE:
         return batch.reject("invalid trace_id (must be 16 non-zero bytes)")
     if len(span_id) != 8 or span_id == _NO_SPAN:
@@ -102,6 +106,10 @@ def _add_span(
         return batch.reject("invalid parent_span_id (must be 8 bytes or empty)")
     if end < start:
         return batch.reject("span ends before it starts")
+    if kind not in _SPAN_KINDS:
+        return batch.reject(f"unknown span kind {kind} (SpanKind is 0-5)")
+    if status_code not in _STATUS_CODES:
+        return batch.reject(f"unknown status code {status_code} (StatusCode is 0-2)")
     if not window.earliest_ns <= start <= window.latest_ns:  # hot path: check inline first
         return batch.reject(window.rejects(start) or "timestamp outside the accepted window")
 
@@ -125,7 +133,7 @@ def _add_span(
     batch.spans.append(
         (
             correlation_id, trace_id, span_id, pg_time(start), pg_time(end), parent or None,
-            clean_text(name), kind, status_code, status_message, service, res_key, jsonb(attrs),
+            clean_text(name), kind, status_code, status_message, service, res_key, attrs_jsonb,
             jsonb(events) if events is not None else None,
         )
     )  # fmt: skip

@@ -87,7 +87,10 @@ class PostgresWriter:
             try:
                 conn = self._connection()
                 self._ensure_partitions(conn, batch.days)
-                rows = _Rows.of(batch, self._known_resources)
+                try:
+                    rows = _Rows.of(batch, self._known_resources)
+                except (OverflowError, TypeError, ValueError) as exc:  # cannot be COPYed
+                    raise StorageRejected(f"unstorable value: {exc}") from None
                 try:
                     with conn.transaction():
                         _store(conn, rows, direct=True)

@@ -11,9 +11,10 @@ import pytest
 from google.rpc import code_pb2, status_pb2
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
+from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 
 from q2c.settings import Settings
-from tests.support.otlp import BASE_NS, NS, stage_span, traces_request
+from tests.support.otlp import BASE_NS, NS, logs_request, stage_span, traces_request
 from tests.support.services import running_collector
 
 PROTOBUF = {"Content-Type": "application/x-protobuf"}
@@ -221,6 +222,35 @@ def test_bad_records_are_rejected_one_by_one_and_the_rest_stored(
     ):
         assert reason in partial.error_message
     assert db.execute("SELECT span_id FROM spans").fetchall() == [(good.span_id,)]
+
+
+def test_values_outside_the_otlp_enums_are_rejected_per_record(
+    http: httpx.Client, db: psycopg.Connection
+) -> None:
+    good = stage_span("INV-4", "invoice_posting", "invoice_posted", "billing", at_s=1, seq=70)
+    odd_kind = stage_span("INV-4", "invoice_posting", "invoice_posted", "billing", at_s=1, seq=80)
+    odd_kind.kind = 2**31 - 1
+    odd_status = stage_span("INV-4", "invoice_posting", "invoice_posted", "billing", at_s=1, seq=90)
+    odd_status.status.code = 7
+    spans = traces_request(good, odd_kind, odd_status).SerializeToString()
+    records = logs_request(
+        LogRecord(time_unix_nano=BASE_NS, severity_number=9),
+        LogRecord(time_unix_nano=BASE_NS, severity_number=99),
+    ).SerializeToString()
+
+    traced = http.post("/v1/traces", content=spans, headers=PROTOBUF)
+    logged = http.post("/v1/logs", content=records, headers=PROTOBUF)
+
+    assert (traced.status_code, logged.status_code) == (200, 200)
+    span_partial = ExportTraceServiceResponse.FromString(traced.content).partial_success
+    assert span_partial.rejected_spans == 2
+    assert "unknown span kind 2147483647" in span_partial.error_message
+    assert "unknown status code 7" in span_partial.error_message
+    log_partial = ExportLogsServiceResponse.FromString(logged.content).partial_success
+    assert log_partial.rejected_log_records == 1
+    assert "unknown severity number 99" in log_partial.error_message
+    assert db.execute("SELECT span_id FROM spans").fetchall() == [(good.span_id,)]
+    assert db.execute("SELECT severity_number FROM log_records").fetchall() == [(9,)]
 
 
 def test_partial_success_for_logs_is_reported_in_json(http: httpx.Client) -> None:
