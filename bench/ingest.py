@@ -284,14 +284,14 @@ def main() -> None:
         with bench_database() as url:
             ceilings.append(measure_ceiling(url, batches))
             runs.append(measure_end_to_end(url, batches, args))
+            print(f"round {round_}: ceiling (binary COPY, same rows, same indexes) "
+                  f"{ceilings[-1]:,.0f} spans/s; end to end ({args.clients} clients) "
+                  f"{runs[-1].rate:,.0f} spans/s; ratio {runs[-1].rate / ceilings[-1]:.2f}",
+                  flush=True)  # fmt: skip
             if round_ == args.rounds:
                 spans_only, with_derived = _bytes_per_span(url)
                 if args.burst_seconds > 0:
                     _burst(url, batches, statistics.median(r.rate for r in runs), args)
-        print(f"round {round_}: ceiling (binary COPY, same rows, same indexes) "
-              f"{ceilings[-1]:,.0f} spans/s; end to end ({args.clients} clients) "
-              f"{runs[-1].rate:,.0f} spans/s; ratio {runs[-1].rate / ceilings[-1]:.2f}",
-              flush=True)  # fmt: skip
 
     ratios = [run.rate / ceiling for run, ceiling in zip(runs, ceilings, strict=True)]
     print(f"median ceiling: {statistics.median(ceilings):,.0f} spans/s")
