@@ -290,16 +290,19 @@ WHERE e.correlation_id = x.correlation_id AND e.id = x.id
 # stall. Each resolution is written to the audit trail with the status it replaced.
 AUTO_RESOLVE = f"""
 WITH due AS (
-    SELECT x.correlation_id, x.id, x.stage, x.status AS before_status, s.last_ok_at
-    FROM {_BATCH_EXCEPTIONS}
+    SELECT x.correlation_id, x.id, x.status AS before_status, s.last_ok_at
+    FROM (SELECT DISTINCT correlation_id, stage FROM _new_obs) n
+    CROSS JOIN LATERAL (
+        SELECT x.* FROM exceptions x
+        WHERE x.correlation_id = n.correlation_id AND x.stage = n.stage AND x.status IN {_OPEN}
+        OFFSET 0
+    ) x
     CROSS JOIN LATERAL (
         SELECT max(last_ok_at) AS last_ok_at FROM stage_events se
         WHERE se.correlation_id = x.correlation_id AND se.stage = x.stage
     ) s
-    WHERE x.status IN {_OPEN}
-      AND ((x.kind IN ('error', 'dead_letter') AND x.last_seen < s.last_ok_at)
-           OR (x.kind = 'stalled' AND s.last_ok_at IS NOT NULL))
-      AND (x.correlation_id, x.stage) IN (SELECT correlation_id, stage FROM _new_obs)
+    WHERE (x.kind IN ('error', 'dead_letter') AND x.last_seen < s.last_ok_at)
+       OR (x.kind = 'stalled' AND s.last_ok_at IS NOT NULL)
 ), resolved AS (
     UPDATE exceptions e
     SET status = 'auto_resolved', resolved_at = clock_timestamp(), updated_at = now(),
