@@ -124,6 +124,34 @@ static int skip_field(Reader *r, int wire_type) {
     }
 }
 
+/* Well-formed UTF-8 as the protobuf runtime requires it (no overlong forms, surrogates or
+ * code points past U+10FFFF). */
+static int valid_utf8(const uint8_t *p, const uint8_t *end) {
+    while (p < end) {
+        uint8_t c = *p;
+        if (c < 0x80) {
+            p++;
+            continue;
+        }
+        int extra;
+        uint32_t code;
+        if (c >= 0xC2 && c <= 0xDF) extra = 1, code = c & 0x1F;
+        else if (c >= 0xE0 && c <= 0xEF) extra = 2, code = c & 0x0F;
+        else if (c >= 0xF0 && c <= 0xF4) extra = 3, code = c & 0x07;
+        else return 0;
+        if (end - p <= extra) return 0;
+        for (int i = 1; i <= extra; i++) {
+            if ((p[i] & 0xC0) != 0x80) return 0;
+            code = (code << 6) | (p[i] & 0x3F);
+        }
+        if ((extra == 2 && (code < 0x800 || (code >= 0xD800 && code <= 0xDFFF))) ||
+            (extra == 3 && (code < 0x10000 || code > 0x10FFFF)))
+            return 0;
+        p += extra + 1;
+    }
+    return 1;
+}
+
 /* The UTF-8 text of a string field as str; invalid UTF-8 falls back (protobuf refuses it
  * with a reason). */
 static int decode_utf8(const Reader *inner, PyObject **out) {
@@ -286,37 +314,47 @@ static int read_any_value(Reader *r, PyObject **out, int depth) {
     return OK;
 }
 
-/* KeyValue { string key = 1; AnyValue value = 2; } */
-static int read_key_value(Reader *r, PyObject *into, int depth) {
-    PyObject *key = NULL, *value = NULL;
-    int value_seen = 0, status = OK;
-    while (r->p < r->end && status == OK) {
+/* KeyValue { string key = 1; AnyValue value = 2; }: its key (the last one sent) and value
+ * (sent at most once). */
+static int split_key_value(Reader *r, Reader *key, Reader *value, int *has_value) {
+    static const uint8_t nothing[1] = {0};
+    key->p = key->end = nothing;
+    *has_value = 0;
+    while (r->p < r->end) {
         uint32_t field;
-        int wire_type;
-        if ((status = read_tag(r, &field, &wire_type)) != OK) break;
+        int wire_type, status;
+        if (read_tag(r, &field, &wire_type) != OK) return FALLBACK;
         if (field == 1 && wire_type == 2) {
-            status = read_str(r, &key);
+            /* every occurrence must be UTF-8, as the runtime checks each before keeping one */
+            if (read_delimited(r, key) != OK || !valid_utf8(key->p, key->end)) return FALLBACK;
         } else if (field == 2 && wire_type == 2) {
-            Reader inner;
-            if (value_seen++ || (status = read_delimited(r, &inner)) != OK) {
-                status = FALLBACK;
-                break;
-            }
-            status = read_any_value(&inner, &value, depth + 1);
+            if ((*has_value)++ || read_delimited(r, value) != OK) return FALLBACK;
         } else if (field <= 2) {
-            status = FALLBACK;
-        } else {
-            status = skip_field(r, wire_type);
+            return FALLBACK;
+        } else if ((status = skip_field(r, wire_type)) != OK) {
+            return status;
         }
     }
-    if (status == OK) {
-        if (key == NULL) key = PyUnicode_FromStringAndSize("", 0);
-        if (value == NULL) value = Py_NewRef(Py_None);
-        if (key == NULL || PyDict_SetItem(into, key, value) < 0) status = FAILED;
-    }
-    Py_XDECREF(key);
-    Py_XDECREF(value);
+    return OK;
+}
+
+/* Sets into[key] = value, both decoded from a KeyValue's parts. */
+static int set_item(PyObject *into, const Reader *key, Reader *value, int has_value,
+                    int depth) {
+    PyObject *name = NULL, *python = NULL;
+    int status = decode_utf8(key, &name);
+    if (status == OK && has_value) status = read_any_value(value, &python, depth + 1);
+    else if (status == OK) python = Py_NewRef(Py_None);
+    if (status == OK && PyDict_SetItem(into, name, python) < 0) status = FAILED;
+    Py_XDECREF(name);
+    Py_XDECREF(python);
     return status;
+}
+
+static int read_key_value(Reader *r, PyObject *into, int depth) {
+    Reader key, value = {NULL, NULL};
+    int has_value, status = split_key_value(r, &key, &value, &has_value);
+    return status == OK ? set_item(into, &key, &value, has_value, depth) : status;
 }
 
 /* The KeyValue entries (field 1) of a message whose other fields are `unkept`. */
@@ -422,34 +460,6 @@ static int is_selected(const Selection *sel, const Reader *key) {
         if (n <= length && memcmp(sel->prefixes[i], key->p, n) == 0) return 1;
     }
     return 0;
-}
-
-/* Well-formed UTF-8 as the protobuf runtime requires it (no overlong forms, surrogates or
- * code points past U+10FFFF). */
-static int valid_utf8(const uint8_t *p, const uint8_t *end) {
-    while (p < end) {
-        uint8_t c = *p;
-        if (c < 0x80) {
-            p++;
-            continue;
-        }
-        int extra;
-        uint32_t code;
-        if (c >= 0xC2 && c <= 0xDF) extra = 1, code = c & 0x1F;
-        else if (c >= 0xE0 && c <= 0xEF) extra = 2, code = c & 0x0F;
-        else if (c >= 0xF0 && c <= 0xF4) extra = 3, code = c & 0x07;
-        else return 0;
-        if (end - p <= extra) return 0;
-        for (int i = 1; i <= extra; i++) {
-            if ((p[i] & 0xC0) != 0x80) return 0;
-            code = (code << 6) | (p[i] & 0x3F);
-        }
-        if ((extra == 2 && (code < 0x800 || (code >= 0xD800 && code <= 0xDFFF))) ||
-            (extra == 3 && (code < 0x10000 || code > 0x10FFFF)))
-            return 0;
-        p += extra + 1;
-    }
-    return 1;
 }
 
 static int json_raw(Buffer *b, const char *text, Py_ssize_t length) {
@@ -559,28 +569,6 @@ static int json_any_value(Buffer *b, Reader *r, int depth) {
     }
 }
 
-/* One KeyValue: its key (the last one sent) and value (sent at most once). */
-static int split_key_value(Reader *r, Reader *key, Reader *value, int *has_value) {
-    static const uint8_t nothing[1] = {0};
-    key->p = key->end = nothing;
-    *has_value = 0;
-    while (r->p < r->end) {
-        uint32_t field;
-        int wire_type, status;
-        if (read_tag(r, &field, &wire_type) != OK) return FALLBACK;
-        if (field == 1 && wire_type == 2) {
-            if (read_delimited(r, key) != OK) return FALLBACK;
-        } else if (field == 2 && wire_type == 2) {
-            if ((*has_value)++ || read_delimited(r, value) != OK) return FALLBACK;
-        } else if (field <= 2) {
-            return FALLBACK;
-        } else if ((status = skip_field(r, wire_type)) != OK) {
-            return status;
-        }
-    }
-    return OK;
-}
-
 /* "key": value for one KeyValue; also into `selected` when its key is selected. */
 static int json_key_value(Buffer *b, Reader *r, const Selection *sel, PyObject *selected,
                           int depth) {
@@ -593,14 +581,7 @@ static int json_key_value(Buffer *b, Reader *r, const Selection *sel, PyObject *
     Reader for_python = value;
     status = has_value ? json_any_value(b, &value, depth + 1) : json_raw(b, "null", 4);
     if (status != OK || sel == NULL || !is_selected(sel, &key)) return status;
-    PyObject *name = NULL, *python = NULL;
-    if ((status = decode_utf8(&key, &name)) != OK) return status;
-    if (has_value) status = read_any_value(&for_python, &python, depth + 1);
-    else python = Py_NewRef(Py_None);
-    if (status == OK && PyDict_SetItem(selected, name, python) < 0) status = FAILED;
-    Py_XDECREF(name);
-    Py_XDECREF(python);
-    return status;
+    return set_item(selected, &key, &for_python, has_value, depth);
 }
 
 /* A KeyValueList's entries as a JSON object. */

@@ -185,6 +185,17 @@ def test_a_singular_message_sent_twice_is_left_to_the_runtime() -> None:
     assert span[10:] == (2, "late")
 
 
+def test_every_copy_of_a_repeated_string_is_checked() -> None:
+    # A key sent twice: the runtime checks both for UTF-8 before keeping the last one.
+    first, last = b"\x0a\x02\xf0\x7f", b"\x0a\x01k"  # KeyValue.key, invalid then valid
+    for key_value in (first + last, last + first):
+        span = Span(trace_id=b"t" * 16, span_id=b"s" * 8).SerializeToString()
+        raw = span + bytes([9 << 3 | 2, len(key_value)]) + key_value  # Span.attributes
+        body = _body_of(raw)
+        assert _runtime(body) is None
+        assert _read(body) is None
+
+
 def test_damaged_bodies_are_never_read_differently() -> None:
     rng = random.Random(11)
     bodies = [_request(rng).SerializeToString() for _ in range(20)]
