@@ -2,8 +2,9 @@
 
 Why it is shaped this way (where the time goes when inserting telemetry):
 1. Round trips: one COPY per staging table per transaction, never a statement per row.
-2. Parsing: binary COPY, with JSON pre-serialised by orjson, so PostgreSQL parses each
-   jsonb value once and nothing else.
+2. Parsing and encoding: binary COPY of rows encoded in C before the transaction opens,
+   with times and JSON already in PostgreSQL's binary forms (collectors._pgtypes), so
+   PostgreSQL parses each jsonb value once and nothing else.
 3. Idempotency: COPY cannot skip duplicates. Most batches hold none, so rows are first
    COPYed straight into their tables; only when that meets a unique violation (a
    redelivery) is the transaction rolled back and the batch written again through
