@@ -235,29 +235,102 @@ ON CONFLICT (correlation_id) DO UPDATE SET
 
 _OPEN = "('open', 'assigned', 'in_progress', 'replayed')"
 
+# Failures are grouped by (transaction, stage, fingerprint) into episodes that a success of
+# the stage ends. A failure is placed by time, not by arrival: one that happened before the
+# stage's latest success belongs to an episode that success has already ended, never to the
+# open one, so deliveries in reverse order end as in order (see RECORD_EARLIER_FAILURES).
+_STAGE_SUCCESS = """
+CROSS JOIN LATERAL (
+    SELECT max(se.last_ok_at) AS last_ok_at FROM stage_events se
+    WHERE se.correlation_id = o.correlation_id AND se.stage = o.stage
+) s"""
+_FAILURE_GROUPS = f"""
+SELECT o.correlation_id, o.process, o.stage, o.system,
+       CASE WHEN bool_or(o.dead_letter) THEN 'dead_letter' ELSE 'error' END AS kind,
+       o.fingerprint,
+       (array_agg(o.error_type ORDER BY o.at_ns, o.message))[1] AS error_type,
+       (array_agg(o.message ORDER BY o.at_ns, o.message))[1] AS message,
+       {_ts("min(o.at_ns)")} AS first_seen, {_ts("max(o.at_ns)")} AS last_seen,
+       count(*) AS occurrences"""
+
+
+def _merge_occurrences(into: str, new: str) -> str:
+    """SET clause adding the failures `new` to the exception `into`; the earliest keeps its
+    error type and message."""
+    return f"""
+    occurrences = {into}.occurrences + {new}.occurrences,
+    kind = CASE WHEN {new}.kind = 'dead_letter' THEN 'dead_letter' ELSE {into}.kind END,
+    error_type = CASE WHEN {new}.first_seen < {into}.first_seen
+                      THEN {new}.error_type ELSE {into}.error_type END,
+    message = CASE WHEN {new}.first_seen < {into}.first_seen
+                   THEN {new}.message ELSE {into}.message END,
+    first_seen = least({into}.first_seen, {new}.first_seen),
+    last_seen = greatest({into}.last_seen, {new}.last_seen),
+    updated_at = now()"""
+
+
+def _resolution(stage: str, succeeded_at: str) -> str:
+    """The auto-resolution text: which success of the stage resolved the exception."""
+    return (
+        f"format('stage %s succeeded at %s', {stage}, "
+        f"to_char({succeeded_at} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'))"
+    )
+
+
 UPSERT_EXCEPTIONS = f"""
 INSERT INTO exceptions AS e (correlation_id, process, stage, system, kind, fingerprint,
                              error_type, message, first_seen, last_seen, occurrences)
-SELECT correlation_id, process, stage, system,
-       CASE WHEN bool_or(dead_letter) THEN 'dead_letter' ELSE 'error' END, fingerprint,
-       (array_agg(error_type ORDER BY at_ns, message))[1],
-       (array_agg(message ORDER BY at_ns, message))[1],
-       {_ts("min(at_ns)")}, {_ts("max(at_ns)")}, count(*)
-FROM _new_obs
-WHERE NOT ok
-GROUP BY correlation_id, stage, fingerprint, process, system
-ORDER BY correlation_id, stage, fingerprint
+{_FAILURE_GROUPS}
+FROM _new_obs o{_STAGE_SUCCESS}
+WHERE NOT o.ok AND NOT coalesce({_ts("o.at_ns")} < s.last_ok_at, false)
+GROUP BY o.correlation_id, o.stage, o.fingerprint, o.process, o.system
+ORDER BY o.correlation_id, o.stage, o.fingerprint
 ON CONFLICT (correlation_id, stage, fingerprint)
     WHERE status NOT IN ('resolved', 'auto_resolved', 'ignored')
-DO UPDATE SET
-    occurrences = e.occurrences + excluded.occurrences,
-    kind = CASE WHEN excluded.kind = 'dead_letter' THEN 'dead_letter' ELSE e.kind END,
-    error_type = CASE WHEN excluded.first_seen < e.first_seen
-                      THEN excluded.error_type ELSE e.error_type END,
-    message = CASE WHEN excluded.first_seen < e.first_seen THEN excluded.message ELSE e.message END,
-    first_seen = least(e.first_seen, excluded.first_seen),
-    last_seen = greatest(e.last_seen, excluded.last_seen),
-    updated_at = now()
+DO UPDATE SET{_merge_occurrences("e", "excluded")}
+"""
+
+# Failures older than the stage's latest success join the latest exception that success
+# auto-resolved, or start one already auto-resolved (with its audit event, as if it had been
+# open until the success arrived).
+RECORD_EARLIER_FAILURES = f"""
+WITH earlier AS (
+    {_FAILURE_GROUPS.strip()}, s.last_ok_at
+    FROM _new_obs o{_STAGE_SUCCESS}
+    WHERE NOT o.ok AND {_ts("o.at_ns")} < s.last_ok_at
+    GROUP BY o.correlation_id, o.stage, o.fingerprint, o.process, o.system, s.last_ok_at
+), placed AS (
+    SELECT f.*, (SELECT x.id
+                 FROM (SELECT * FROM exceptions x  -- by key: the transaction's exceptions
+                       WHERE x.correlation_id = f.correlation_id OFFSET 0) x
+                 WHERE x.stage = f.stage AND x.fingerprint = f.fingerprint
+                   AND x.status = 'auto_resolved' AND x.last_seen < f.last_ok_at
+                 ORDER BY x.id DESC LIMIT 1) AS id
+    FROM earlier f
+), merged AS (
+    UPDATE exceptions e SET{_merge_occurrences("e", "p")}
+    FROM placed p
+    WHERE e.correlation_id = p.correlation_id AND e.id = p.id
+      -- the same keys as arrays, so that the planner reaches them through the primary key
+      AND e.correlation_id = ANY (ARRAY(SELECT correlation_id FROM placed WHERE id IS NOT NULL))
+      AND e.id = ANY (ARRAY(SELECT id FROM placed WHERE id IS NOT NULL))
+), created AS (
+    INSERT INTO exceptions (correlation_id, process, stage, system, kind, fingerprint,
+                            error_type, message, first_seen, last_seen, occurrences,
+                            status, resolved_at, resolution)
+    SELECT correlation_id, process, stage, system, kind, fingerprint, error_type, message,
+           first_seen, last_seen, occurrences, 'auto_resolved', clock_timestamp(),
+           {_resolution("stage", "last_ok_at")}
+    FROM placed
+    WHERE id IS NULL
+    ORDER BY correlation_id, stage, fingerprint
+    RETURNING correlation_id, id, resolution
+)
+INSERT INTO exception_events (correlation_id, exception_id, actor, action, before, after, comment)
+SELECT correlation_id, id, 'system', 'auto_resolved', jsonb_build_object('status', 'open'),
+       jsonb_build_object('status', 'auto_resolved'), resolution
+FROM created
+ORDER BY correlation_id, id
 """
 
 # Rows of the batch's transactions are always found through primary keys: OFFSET 0 keeps a
@@ -306,9 +379,7 @@ WITH due AS (
 ), resolved AS (
     UPDATE exceptions e
     SET status = 'auto_resolved', resolved_at = clock_timestamp(), updated_at = now(),
-        resolution = format('stage %s succeeded at %s', e.stage,
-                            to_char(d.last_ok_at AT TIME ZONE 'UTC',
-                                    'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'))
+        resolution = {_resolution("e.stage", "d.last_ok_at")}
     FROM due d
     WHERE e.correlation_id = d.correlation_id AND e.id = d.id
     RETURNING e.correlation_id, e.id, d.before_status, e.resolution
@@ -331,7 +402,8 @@ SELECT DISTINCT ON (d.correlation_id, d.record_key)
        (SELECT e.id FROM exceptions e
         WHERE e.correlation_id = d.correlation_id AND e.stage = d.stage
           AND e.fingerprint = d.fingerprint
-        ORDER BY e.id DESC LIMIT 1)
+        ORDER BY ({_ts("d.at_ns")} BETWEEN e.first_seen AND e.last_seen) DESC, e.id DESC
+        LIMIT 1)
 FROM _in_dead d
 ORDER BY d.correlation_id, d.record_key
 ON CONFLICT (correlation_id, dedup_key) DO NOTHING

@@ -10,6 +10,7 @@ import psycopg
 
 from tests.collectors.conftest import counts, snapshot
 from tests.collectors.scenario import IN_ORDER, PROTOBUF
+from tests.support.otlp import stage_span, traces_request
 from tests.support.services import running_collector
 
 
@@ -81,3 +82,29 @@ def test_one_request_with_its_own_duplicates_counts_once(
 
     assert counts(db)["spans"] == 3
     assert db.execute("SELECT occurrences FROM exceptions").fetchall() == [(1,)]
+
+
+def _attempt(at_s: int, seq: int, error: str | None = None) -> tuple[str, object]:
+    span = stage_span("INV-30", "invoice_posting", "invoice_recorded", "erp", at_s=at_s,
+                      seq=seq, error=error)  # fmt: skip
+    return ("/v1/traces", traces_request(span))
+
+
+# One stage of one transaction: failures, a success, and a failure again (same fingerprint).
+_EPISODES = [
+    _attempt(10, 3000, "posting 1 failed: period closed"),
+    _attempt(11, 3010, "posting 2 failed: period closed"),
+    _attempt(20, 3020),
+    _attempt(30, 3030, "posting 3 failed: period closed"),
+]
+
+
+def test_failures_before_and_after_a_success_end_alike_in_reverse_order(
+    settings, new_db_url: Callable[[], str]
+) -> None:
+    in_order = _state_after(settings, new_db_url(), _EPISODES)
+    reversed_order = _state_after(settings, new_db_url(), list(reversed(_EPISODES)))
+
+    assert reversed_order == in_order
+    statuses = sorted((row[7], row[10]) for row in in_order[1]["exceptions"])  # and occurrences
+    assert statuses == [("auto_resolved", 2), ("open", 1)]
