@@ -119,28 +119,25 @@ ORDER BY resource_hash
 ON CONFLICT DO NOTHING
 """
 
-_SPAN_SELECT = f"""
-INSERT INTO spans ({", ".join(SPAN_COLUMNS)})
-SELECT {", ".join(SPAN_COLUMNS)} FROM _in_spans
-ON CONFLICT DO NOTHING
-"""
-INSERT_SPANS = _SPAN_SELECT
-# Only spans stored for the first time may count towards derived rows.
-INSERT_SPANS_NOTING_NEW = f"""
-WITH stored AS ({_SPAN_SELECT} RETURNING trace_id || span_id AS record_key)
-INSERT INTO _new_records SELECT record_key FROM stored
-"""
 
-_LOG_SELECT = f"""
-INSERT INTO log_records ({", ".join(LOG_COLUMNS)})
-SELECT {", ".join(LOG_COLUMNS)} FROM _in_logs
-ON CONFLICT DO NOTHING
-"""
-INSERT_LOGS = _LOG_SELECT
-INSERT_LOGS_NOTING_NEW = f"""
-WITH stored AS ({_LOG_SELECT} RETURNING record_hash AS record_key)
-INSERT INTO _new_records SELECT record_key FROM stored
-"""
+def _merge_staged(table: str, staging: str, columns: tuple[str, ...], key: str) -> tuple[str, str]:
+    """(INSERT of the staged rows not stored yet, the same noting each new row's `key` in
+    _new_records: only records stored for the first time may count towards derived rows)."""
+    listed = ", ".join(columns)
+    insert = f"INSERT INTO {table} ({listed}) SELECT {listed} FROM {staging} ON CONFLICT DO NOTHING"
+    noting = (
+        f"WITH stored AS ({insert} RETURNING {key} AS record_key) "
+        "INSERT INTO _new_records SELECT record_key FROM stored"
+    )
+    return insert, noting
+
+
+INSERT_SPANS, INSERT_SPANS_NOTING_NEW = _merge_staged(
+    "spans", "_in_spans", SPAN_COLUMNS, "trace_id || span_id"
+)
+INSERT_LOGS, INSERT_LOGS_NOTING_NEW = _merge_staged(
+    "log_records", "_in_logs", LOG_COLUMNS, "record_hash"
+)
 
 SELECT_NEW_OBSERVATIONS = """
 INSERT INTO _new_obs
@@ -277,6 +274,17 @@ def _resolution(stage: str, succeeded_at: str) -> str:
     )
 
 
+def _audit_auto_resolved(source: str, before: str) -> str:
+    """The audit-trail rows for the exceptions in `source` (correlation_id, id, resolution)
+    that the system auto-resolved from status `before`."""
+    return f"""INSERT INTO exception_events (correlation_id, exception_id, actor, action, before,
+                              after, comment)
+SELECT correlation_id, id, 'system', 'auto_resolved', jsonb_build_object('status', {before}),
+       jsonb_build_object('status', 'auto_resolved'), resolution
+FROM {source}
+ORDER BY correlation_id, id"""
+
+
 UPSERT_EXCEPTIONS = f"""
 INSERT INTO exceptions AS e (correlation_id, process, stage, system, kind, fingerprint,
                              error_type, message, first_seen, last_seen, occurrences)
@@ -326,29 +334,22 @@ WITH earlier AS (
     ORDER BY correlation_id, stage, fingerprint
     RETURNING correlation_id, id, resolution
 )
-INSERT INTO exception_events (correlation_id, exception_id, actor, action, before, after, comment)
-SELECT correlation_id, id, 'system', 'auto_resolved', jsonb_build_object('status', 'open'),
-       jsonb_build_object('status', 'auto_resolved'), resolution
-FROM created
-ORDER BY correlation_id, id
+{_audit_auto_resolved("created", "'open'")}
 """
 
 # Rows of the batch's transactions are always found through primary keys: OFFSET 0 keeps a
 # LATERAL subquery from being turned into a join, which the planner may answer by scanning
 # the whole table (it prices a scan of a small table below index lookups), so ingest cost
 # follows the batch, not the table.
-_BATCH_EXCEPTIONS = """
-(SELECT DISTINCT correlation_id FROM _new_obs) n
-CROSS JOIN LATERAL (
-    SELECT x.* FROM exceptions x WHERE x.correlation_id = n.correlation_id OFFSET 0
-) x"""
-
-SYNC_EXCEPTION_CONTEXT = f"""
+SYNC_EXCEPTION_CONTEXT = """
 UPDATE exceptions e
 SET customer_id = t.customer_id, order_id = t.order_id, invoice_id = t.invoice_id,
     amount = t.amount, currency = t.currency, legal_entity = t.legal_entity,
     process = coalesce(e.process, t.process)
-FROM {_BATCH_EXCEPTIONS}
+FROM (SELECT DISTINCT correlation_id FROM _new_obs) n
+CROSS JOIN LATERAL (
+    SELECT x.* FROM exceptions x WHERE x.correlation_id = n.correlation_id OFFSET 0
+) x
 CROSS JOIN LATERAL (
     SELECT t.* FROM transactions t WHERE t.correlation_id = x.correlation_id OFFSET 0
 ) t
@@ -384,11 +385,7 @@ WITH due AS (
     WHERE e.correlation_id = d.correlation_id AND e.id = d.id
     RETURNING e.correlation_id, e.id, d.before_status, e.resolution
 )
-INSERT INTO exception_events (correlation_id, exception_id, actor, action, before, after, comment)
-SELECT correlation_id, id, 'system', 'auto_resolved', jsonb_build_object('status', before_status),
-       jsonb_build_object('status', 'auto_resolved'), resolution
-FROM resolved
-ORDER BY correlation_id, id
+{_audit_auto_resolved("resolved", "before_status")}
 """
 
 INSERT_DEAD_LETTERS = f"""
