@@ -85,14 +85,14 @@ class PostgresWriter:
         """Store `batch` in one transaction (see TelemetryWriter)."""
         if not batch.record_count:
             return
+        try:  # encoded once, whatever the retries
+            rows = _Rows.of(batch, self._known_resources)
+        except (OverflowError, TypeError, ValueError) as exc:  # cannot be COPYed
+            raise StorageRejected(f"unstorable value: {exc}") from None
         for attempt in range(_CONFLICT_RETRIES):
             try:
                 conn = self._connection()
                 self._ensure_partitions(conn, batch.days)
-                try:
-                    rows = _Rows.of(batch, self._known_resources)
-                except (OverflowError, TypeError, ValueError) as exc:  # cannot be COPYed
-                    raise StorageRejected(f"unstorable value: {exc}") from None
                 try:
                     with conn.transaction():
                         _store(conn, rows, direct=True)
