@@ -214,11 +214,10 @@ static int check_field(Reader *r, const FieldCheck *checks, uint32_t field, int 
     if (!checks->field) return skip_field(r, wire_type);
     Reader inner;
     if (depth > MAX_DEPTH || wire_type != 2 || read_delimited(r, &inner) != OK) return FALLBACK;
+    if (checks->kind == CHECK_STR) return valid_utf8(inner.p, inner.end) ? OK : FALLBACK;
     PyObject *ignored = NULL;
     int status;
-    if (checks->kind == CHECK_STR) {
-        status = decode_utf8(&inner, &ignored);
-    } else if (checks->kind == CHECK_KEY_VALUE) {
+    if (checks->kind == CHECK_KEY_VALUE) {
         ignored = PyDict_New();
         status = ignored ? read_key_value(&inner, ignored, depth + 1) : FAILED;
     } else {
