@@ -25,7 +25,6 @@ import statistics
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 
 import psutil
 import psycopg
@@ -34,6 +33,9 @@ from psycopg.types.json import set_json_dumps
 
 from bench._harness import bench_database, collector_process, free_port
 from bench.workload import SPANS_PER_BATCH, encoded_batches
+from collectors._pgtypes import pg_datetime
+from collectors._sql import STAGING_TYPES
+from collectors.batch import SPAN_COLUMNS
 from collectors.mapping import AttributeMap
 from collectors.observations import Observer
 from collectors.otlp import PROTOBUF
@@ -43,16 +45,12 @@ from collectors.window import TimeWindow
 COPY_CHUNK = 8_192
 
 
-_PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
-
-
 def _plain(span: tuple) -> tuple:
     """A collector span row as a plain client holds it: datetimes and JSON text (the
     collector's rows carry PostgreSQL's binary forms, see collectors._pgtypes)."""
     start, end, attributes, events = span[3], span[4], span[12], span[13]
     return (
-        *span[:3], _PG_EPOCH + timedelta(microseconds=start),
-        _PG_EPOCH + timedelta(microseconds=end), *span[5:12], attributes[1:],
+        *span[:3], pg_datetime(start), pg_datetime(end), *span[5:12], attributes[1:],
         events[1:] if events is not None else None,
     )  # fmt: skip
 
@@ -79,12 +77,7 @@ def measure_ceiling(url: str, batches: list[bytes]) -> float:
         conn.execute("CREATE INDEX ON ceiling_spans (trace_id)")
         for day in days:
             conn.execute("SELECT q2c_ensure_partition('ceiling_spans', %s)", (day,))
-        columns = (
-            "correlation_id, trace_id, span_id, start_time, end_time, parent_span_id, name, "
-            "kind, status_code, status_message, service_name, resource_hash, attributes, events"
-        )
-        types = ["text", "bytea", "bytea", "timestamptz", "timestamptz", "bytea", "text",
-                 "int2", "int2", "text", "text", "bytea", "jsonb", "jsonb"]  # fmt: skip
+        columns, types = ", ".join(SPAN_COLUMNS), STAGING_TYPES["_in_spans"]
         started = time.perf_counter()
         for offset in range(0, len(rows), COPY_CHUNK):
             statement = f"COPY ceiling_spans ({columns}) FROM STDIN (FORMAT BINARY)"

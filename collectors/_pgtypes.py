@@ -9,6 +9,7 @@ or, without it, has psycopg's C dumpers for int8 and bytea encode them while sen
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -17,7 +18,8 @@ from psycopg.types.string import BytesBinaryDumper
 from collectors._compiled import wire
 from collectors._values import to_json
 
-_PG_EPOCH_US = 946_684_800_000_000  # 2000-01-01 in Unix microseconds
+_PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)  # where binary timestamptz counts from
+_PG_EPOCH_US = int(_PG_EPOCH.timestamp()) * 1_000_000
 _JSONB_VERSION = b"\x01"
 _WIRE_TYPES = {"timestamptz": "int8", "jsonb": "bytea"}
 _KINDS = {"text": "t", "bytea": "b", "int2": "h", "int8": "q", "bool": "?"}  # of copy_rows
@@ -28,6 +30,11 @@ _TRAILER = b"\xff\xff"
 def pg_time(unix_ns: int) -> int:
     """Unix nanoseconds as binary timestamptz: microseconds since 2000-01-01."""
     return unix_ns // 1000 - _PG_EPOCH_US
+
+
+def pg_datetime(pg_us: int) -> datetime:
+    """The moment a binary timestamptz (`pg_time`'s result) stands for."""
+    return _PG_EPOCH + timedelta(microseconds=pg_us)
 
 
 def jsonb(value: Any) -> bytes:
