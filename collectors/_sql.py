@@ -147,6 +147,19 @@ WHERE o.record_key IN (SELECT record_key FROM _new_records)
 ORDER BY o.record_key
 """
 
+# Success times of a stage row: distinct, ascending, the latest MAX_OK_TIMES (a stage that
+# succeeds over and over for one transaction keeps its recent history).
+MAX_OK_TIMES = 100
+
+
+def _times(array: str) -> str:
+    """`array` of timestamps in the canonical form of stage_events.ok_times."""
+    return (
+        f"ARRAY(SELECT t FROM (SELECT DISTINCT t FROM unnest({array}) AS t "
+        f"ORDER BY t DESC LIMIT {MAX_OK_TIMES}) AS latest ORDER BY t)"
+    )
+
+
 # A stage row keeps its best observation: a success before any failure, then the earliest,
 # ties broken by content, so the outcome does not depend on the order deliveries arrive in.
 _BETTER = (
@@ -155,12 +168,17 @@ _BETTER = (
 )
 UPSERT_STAGE_EVENTS = f"""
 INSERT INTO stage_events AS se (correlation_id, stage, system, process, reached_at, status,
-                                business, trace_id, span_id, last_ok_at)
+                                business, trace_id, span_id, last_ok_at, ok_times)
 SELECT DISTINCT ON (correlation_id, stage, system)
        correlation_id, stage, system, process, {_ts("at_ns")},
-       CASE WHEN ok THEN 'ok' ELSE 'error' END, business, trace_id, span_id,
-       max({_ts("at_ns")}) FILTER (WHERE ok) OVER (PARTITION BY correlation_id, stage, system)
-FROM _new_obs
+       CASE WHEN ok THEN 'ok' ELSE 'error' END, business, trace_id, span_id, last_ok_at,
+       CASE WHEN cardinality(ok_times) < 2 THEN ok_times ELSE {_times("ok_times")} END
+FROM (
+    SELECT *, max({_ts("at_ns")}) FILTER (WHERE ok) OVER w AS last_ok_at,
+           coalesce(array_agg({_ts("at_ns")}) FILTER (WHERE ok) OVER w, '{{}}') AS ok_times
+    FROM _new_obs
+    WINDOW w AS (PARTITION BY correlation_id, stage, system)
+) o
 ORDER BY correlation_id, stage, system, ok DESC, at_ns, business
 ON CONFLICT (correlation_id, stage, system) DO UPDATE SET
     process = CASE WHEN {_BETTER} THEN excluded.process ELSE se.process END,
@@ -170,7 +188,9 @@ ON CONFLICT (correlation_id, stage, system) DO UPDATE SET
     span_id = CASE WHEN {_BETTER} THEN excluded.span_id ELSE se.span_id END,
     ingested_at = CASE WHEN {_BETTER} THEN clock_timestamp() ELSE se.ingested_at END,
     status = CASE WHEN {_BETTER} THEN excluded.status ELSE se.status END,
-    last_ok_at = greatest(se.last_ok_at, excluded.last_ok_at)
+    last_ok_at = greatest(se.last_ok_at, excluded.last_ok_at),
+    ok_times = CASE WHEN excluded.ok_times <@ se.ok_times THEN se.ok_times
+                    ELSE {_times("se.ok_times || excluded.ok_times")} END
 """
 
 
@@ -231,39 +251,7 @@ ON CONFLICT (correlation_id) DO UPDATE SET
 """
 
 _OPEN = "('open', 'assigned', 'in_progress', 'replayed')"
-
-# Failures are grouped by (transaction, stage, fingerprint) into episodes that a success of
-# the stage ends. A failure is placed by time, not by arrival: one that happened before the
-# stage's latest success belongs to an episode that success has already ended, never to the
-# open one, so deliveries in reverse order end as in order (see RECORD_EARLIER_FAILURES).
-_STAGE_SUCCESS = """
-CROSS JOIN LATERAL (
-    SELECT max(se.last_ok_at) AS last_ok_at FROM stage_events se
-    WHERE se.correlation_id = o.correlation_id AND se.stage = o.stage
-) s"""
-_FAILURE_GROUPS = f"""
-SELECT o.correlation_id, o.process, o.stage, o.system,
-       CASE WHEN bool_or(o.dead_letter) THEN 'dead_letter' ELSE 'error' END AS kind,
-       o.fingerprint,
-       (array_agg(o.error_type ORDER BY o.at_ns, o.message))[1] AS error_type,
-       (array_agg(o.message ORDER BY o.at_ns, o.message))[1] AS message,
-       {_ts("min(o.at_ns)")} AS first_seen, {_ts("max(o.at_ns)")} AS last_seen,
-       count(*) AS occurrences"""
-
-
-def _merge_occurrences(into: str, new: str) -> str:
-    """SET clause adding the failures `new` to the exception `into`; the earliest keeps its
-    error type and message."""
-    return f"""
-    occurrences = {into}.occurrences + {new}.occurrences,
-    kind = CASE WHEN {new}.kind = 'dead_letter' THEN 'dead_letter' ELSE {into}.kind END,
-    error_type = CASE WHEN {new}.first_seen < {into}.first_seen
-                      THEN {new}.error_type ELSE {into}.error_type END,
-    message = CASE WHEN {new}.first_seen < {into}.first_seen
-                   THEN {new}.message ELSE {into}.message END,
-    first_seen = least({into}.first_seen, {new}.first_seen),
-    last_seen = greatest({into}.last_seen, {new}.last_seen),
-    updated_at = now()"""
+_SEALED = "('resolved', 'ignored')"  # closed by a person: later telemetry leaves them be
 
 
 def _resolution(stage: str, succeeded_at: str) -> str:
@@ -285,56 +273,157 @@ FROM {source}
 ORDER BY correlation_id, id"""
 
 
-UPSERT_EXCEPTIONS = f"""
-INSERT INTO exceptions AS e (correlation_id, process, stage, system, kind, fingerprint,
-                             error_type, message, first_seen, last_seen, occurrences)
-{_FAILURE_GROUPS}
-FROM _new_obs o{_STAGE_SUCCESS}
-WHERE NOT o.ok AND NOT coalesce({_ts("o.at_ns")} < s.last_ok_at, false)
-GROUP BY o.correlation_id, o.stage, o.fingerprint, o.process, o.system
-ORDER BY o.correlation_id, o.stage, o.fingerprint
-ON CONFLICT (correlation_id, stage, fingerprint)
-    WHERE status NOT IN ('resolved', 'auto_resolved', 'ignored')
-DO UPDATE SET{_merge_occurrences("e", "excluded")}
-"""
-
-# Failures older than the stage's latest success join the latest exception that success
-# auto-resolved, or start one already auto-resolved (with its audit event, as if it had been
-# open until the success arrived).
-RECORD_EARLIER_FAILURES = f"""
-WITH earlier AS (
-    {_FAILURE_GROUPS.strip()}, s.last_ok_at
-    FROM _new_obs o{_STAGE_SUCCESS}
-    WHERE NOT o.ok AND {_ts("o.at_ns")} < s.last_ok_at
-    GROUP BY o.correlation_id, o.stage, o.fingerprint, o.process, o.system, s.last_ok_at
+# Failures of one stage of one transaction with one fingerprint form episodes: a failure
+# belongs to the episode that the stage's first success after it ends (on any system), or
+# to the open episode if none has followed yet; each episode is one exception. Every
+# failure is kept in exception_occurrences and every success time in stage_events.ok_times,
+# so the episodes of each (transaction, stage) a batch touches are recomputed from what
+# happened, not from the order it arrived in: a late success splits an exception or
+# resolves it, a late failure joins the episode it belongs to. Exceptions a person closed
+# are left as they are (a failure of theirs that arrives late starts its own).
+#
+# Which exception an episode is: the open episode is the open exception, if there is one;
+# any other episode is the exception whose failures lie in it (the latest episode holding
+# its failures, were they ever spread over several). An episode that is neither gets a new
+# row: open, or auto-resolved with the audit event it would have had. The batch's rows in
+# `transactions`, locked by UPSERT_TRANSACTIONS until commit, keep two writers from
+# recomputing one transaction's episodes at the same time.
+PLACE_FAILURES = f"""
+WITH pairs AS (
+    SELECT DISTINCT correlation_id, stage FROM _new_obs
+), failure AS (  -- the failures stored so far of the pairs, and the batch's new ones
+    SELECT x.correlation_id, x.record_key, x.exception_id, x.stage, x.fingerprint, x.process,
+           x.system, x.kind, x.occurred_at, x.error_type, x.message, x.trace_id, x.span_id,
+           x.occurrences
+    FROM pairs p
+    CROSS JOIN LATERAL (
+        SELECT x.* FROM exception_occurrences x
+        JOIN exceptions e ON e.correlation_id = x.correlation_id AND e.id = x.exception_id
+        WHERE x.correlation_id = p.correlation_id AND x.stage = p.stage
+          AND e.status NOT IN {_SEALED}
+        OFFSET 0
+    ) x
+    UNION ALL
+    SELECT correlation_id, record_key, NULL, stage, fingerprint, process, system,
+           CASE WHEN dead_letter THEN 'dead_letter' ELSE 'error' END, {_ts("at_ns")},
+           error_type, message, trace_id, span_id, 1
+    FROM _new_obs WHERE NOT ok
 ), placed AS (
-    SELECT f.*, (SELECT x.id
-                 FROM (SELECT * FROM exceptions x  -- by key: the transaction's exceptions
-                       WHERE x.correlation_id = f.correlation_id OFFSET 0) x
-                 WHERE x.stage = f.stage AND x.fingerprint = f.fingerprint
-                   AND x.status = 'auto_resolved' AND x.last_seen < f.last_ok_at
-                 ORDER BY x.id DESC LIMIT 1) AS id
-    FROM earlier f
-), merged AS (
-    UPDATE exceptions e SET{_merge_occurrences("e", "p")}
-    FROM placed p
-    WHERE e.correlation_id = p.correlation_id AND e.id = p.id
-      -- the same keys as arrays, so that the planner reaches them through the primary key
-      AND e.correlation_id = ANY (ARRAY(SELECT correlation_id FROM placed WHERE id IS NOT NULL))
-      AND e.id = ANY (ARRAY(SELECT id FROM placed WHERE id IS NOT NULL))
-), created AS (
-    INSERT INTO exceptions (correlation_id, process, stage, system, kind, fingerprint,
-                            error_type, message, first_seen, last_seen, occurrences,
-                            status, resolved_at, resolution)
-    SELECT correlation_id, process, stage, system, kind, fingerprint, error_type, message,
-           first_seen, last_seen, occurrences, 'auto_resolved', clock_timestamp(),
-           {_resolution("stage", "last_ok_at")}
+    SELECT f.*,
+           coalesce((SELECT min(t) FROM stage_events se CROSS JOIN LATERAL unnest(se.ok_times) t
+                     WHERE se.correlation_id = f.correlation_id AND se.stage = f.stage
+                       AND t > f.occurred_at), 'infinity') AS ends_at  -- infinity: still open
+    FROM failure f
+), episode AS (
+    SELECT correlation_id, stage, fingerprint, ends_at,
+           sum(occurrences)::integer AS occurrences, min(occurred_at) AS first_seen,
+           max(occurred_at) AS last_seen,
+           CASE WHEN bool_or(kind = 'dead_letter') THEN 'dead_letter' ELSE 'error' END AS kind,
+           (array_agg(error_type ORDER BY occurred_at, message, record_key))[1] AS error_type,
+           (array_agg(message ORDER BY occurred_at, message, record_key))[1] AS message,
+           (array_agg(process ORDER BY occurred_at, message, record_key))[1] AS process,
+           (array_agg(system ORDER BY occurred_at, message, record_key))[1] AS system
     FROM placed
-    WHERE id IS NULL
-    ORDER BY correlation_id, stage, fingerprint
-    RETURNING correlation_id, id, resolution
+    GROUP BY correlation_id, stage, fingerprint, ends_at
+), open_exception AS (  -- the open exception of each fingerprint with an open episode
+    SELECT x.id, x.correlation_id, x.stage, x.fingerprint
+    FROM episode ep
+    CROSS JOIN LATERAL (
+        SELECT x.* FROM exceptions x
+        WHERE x.correlation_id = ep.correlation_id AND x.stage = ep.stage
+          AND x.fingerprint = ep.fingerprint AND x.status IN {_OPEN}
+        OFFSET 0
+    ) x
+    WHERE ep.ends_at = 'infinity'
+), claim AS (  -- each exception's episode
+    SELECT DISTINCT ON (exception_id) exception_id, correlation_id, stage, fingerprint, ends_at
+    FROM (SELECT exception_id, correlation_id, stage, fingerprint, ends_at FROM placed
+          WHERE exception_id IS NOT NULL
+          UNION ALL
+          SELECT id, correlation_id, stage, fingerprint, 'infinity' FROM open_exception) c
+    ORDER BY exception_id, ends_at DESC
+), named AS MATERIALIZED (  -- each episode with its exception's id, new ones numbered here
+    SELECT ep.*, c.id IS NULL AS new,
+           coalesce(c.id, nextval(pg_get_serial_sequence('exceptions', 'id'))) AS id
+    FROM episode ep
+    LEFT JOIN (SELECT correlation_id, stage, fingerprint, ends_at, min(exception_id) AS id
+               FROM claim GROUP BY correlation_id, stage, fingerprint, ends_at) c
+           USING (correlation_id, stage, fingerprint, ends_at)
+), known AS (  -- the named episodes' existing exceptions as they are (reached by key)
+    SELECT n.*, x.status AS before_status
+    FROM named n
+    CROSS JOIN LATERAL (
+        SELECT x.status FROM exceptions x
+        WHERE x.correlation_id = n.correlation_id AND x.id = n.id OFFSET 0
+    ) x
+    WHERE NOT n.new
+), updated AS (
+    UPDATE exceptions e
+    SET occurrences = n.occurrences, first_seen = n.first_seen, last_seen = n.last_seen,
+        kind = n.kind, error_type = n.error_type, message = n.message, process = n.process,
+        system = n.system,
+        status = CASE WHEN isfinite(n.ends_at) AND e.status IN {_OPEN}
+                      THEN 'auto_resolved' ELSE e.status END,
+        resolved_at = CASE WHEN isfinite(n.ends_at) AND e.status IN {_OPEN}
+                           THEN clock_timestamp() ELSE e.resolved_at END,
+        resolution = CASE WHEN isfinite(n.ends_at) AND e.status NOT IN {_SEALED}
+                          THEN {_resolution("e.stage", "n.ends_at")} ELSE e.resolution END,
+        updated_at = now()
+    FROM known n
+    WHERE e.correlation_id = n.correlation_id AND e.id = n.id
+      -- the same keys as arrays, so that the planner reaches them through the primary key
+      AND e.correlation_id = ANY (ARRAY(SELECT correlation_id FROM known))
+      AND e.id = ANY (ARRAY(SELECT id FROM known))
+      AND ((e.occurrences, e.first_seen, e.last_seen, e.kind, e.error_type, e.message,
+            e.process, e.system)
+           IS DISTINCT FROM (n.occurrences, n.first_seen, n.last_seen, n.kind, n.error_type,
+                             n.message, n.process, n.system)
+           OR (isfinite(n.ends_at) AND e.status NOT IN {_SEALED}
+               AND e.resolution IS DISTINCT FROM {_resolution("e.stage", "n.ends_at")}))
+    RETURNING e.correlation_id, e.id, n.before_status, e.status, e.resolution
+), created AS (
+    INSERT INTO exceptions (id, correlation_id, process, stage, system, kind, fingerprint,
+                            error_type, message, first_seen, last_seen, occurrences, status,
+                            resolved_at, resolution)
+    OVERRIDING SYSTEM VALUE
+    SELECT id, correlation_id, process, stage, system, kind, fingerprint, error_type, message,
+           first_seen, last_seen, occurrences,
+           CASE WHEN isfinite(ends_at) THEN 'auto_resolved' ELSE 'open' END,
+           CASE WHEN isfinite(ends_at) THEN clock_timestamp() END,
+           CASE WHEN isfinite(ends_at) THEN {_resolution("stage", "ends_at")} END
+    FROM named
+    WHERE new
+    ORDER BY correlation_id, stage, fingerprint, first_seen
+    RETURNING correlation_id, id, status, resolution
+), assigned AS (  -- every failure with its episode's exception
+    SELECT p.*, n.id AS final_id
+    FROM placed p
+    JOIN named n USING (correlation_id, stage, fingerprint, ends_at)
+), kept AS (
+    INSERT INTO exception_occurrences (correlation_id, record_key, exception_id, stage,
+        fingerprint, process, system, kind, occurred_at, error_type, message, trace_id, span_id)
+    SELECT correlation_id, record_key, final_id, stage, fingerprint, process, system, kind,
+           occurred_at, error_type, message, trace_id, span_id
+    FROM assigned
+    WHERE exception_id IS NULL
+    ORDER BY correlation_id, record_key
+), moved AS (
+    UPDATE exception_occurrences x SET exception_id = a.final_id
+    FROM assigned a
+    WHERE a.exception_id <> a.final_id
+      AND x.correlation_id = a.correlation_id AND x.record_key = a.record_key
+    RETURNING x.correlation_id, x.record_key, x.exception_id
+), relinked AS (  -- a dead letter belongs to its failure's exception
+    UPDATE dead_letters d SET exception_id = m.exception_id
+    FROM moved m
+    WHERE d.correlation_id = m.correlation_id AND d.dedup_key = m.record_key
+), resolved AS (
+    SELECT correlation_id, id, before_status, resolution FROM updated
+    WHERE status = 'auto_resolved' AND before_status IN {_OPEN}
+    UNION ALL
+    SELECT correlation_id, id, 'open', resolution FROM created WHERE status = 'auto_resolved'
 )
-{_audit_auto_resolved("created", "'open'")}
+{_audit_auto_resolved("resolved", "before_status")}
 """
 
 # Rows of the batch's transactions are always found through primary keys: OFFSET 0 keeps a
@@ -359,13 +448,13 @@ WHERE e.correlation_id = x.correlation_id AND e.id = x.id
       (t.customer_id, t.order_id, t.invoice_id, t.amount, t.currency, t.legal_entity)
 """
 
-# A success of the stage later than a failure's last occurrence resolves it, whichever of
-# the two arrived first; any success of the stage a transaction stalled before resolves the
-# stall. Each resolution is written to the audit trail with the status it replaced.
+# A success of a stage resolves the stall of a transaction that stalled before it (failures
+# are placed by PLACE_FAILURES). Each resolution is written to the audit trail with the
+# status it replaced.
 AUTO_RESOLVE = f"""
 WITH due AS (
     SELECT x.correlation_id, x.id, x.status AS before_status, s.last_ok_at
-    FROM (SELECT DISTINCT correlation_id, stage FROM _new_obs) n
+    FROM (SELECT DISTINCT correlation_id, stage FROM _new_obs WHERE ok) n
     CROSS JOIN LATERAL (
         SELECT x.* FROM exceptions x
         WHERE x.correlation_id = n.correlation_id AND x.stage = n.stage AND x.status IN {_OPEN}
@@ -375,8 +464,7 @@ WITH due AS (
         SELECT max(last_ok_at) AS last_ok_at FROM stage_events se
         WHERE se.correlation_id = x.correlation_id AND se.stage = x.stage
     ) s
-    WHERE (x.kind IN ('error', 'dead_letter') AND x.last_seen < s.last_ok_at)
-       OR (x.kind = 'stalled' AND s.last_ok_at IS NOT NULL)
+    WHERE x.kind = 'stalled'
 ), resolved AS (
     UPDATE exceptions e
     SET status = 'auto_resolved', resolved_at = clock_timestamp(), updated_at = now(),
@@ -396,11 +484,8 @@ SELECT DISTINCT ON (d.correlation_id, d.record_key)
        d.correlation_id, d.record_key, 'q2c-dl-' || encode(d.record_key, 'hex'), d.process,
        d.stage, d.system, {_ts("d.at_ns")}, d.target_url, d.method, d.headers, d.content_type,
        d.payload, d.error_type, d.error_message,
-       (SELECT e.id FROM exceptions e
-        WHERE e.correlation_id = d.correlation_id AND e.stage = d.stage
-          AND e.fingerprint = d.fingerprint
-        ORDER BY ({_ts("d.at_ns")} BETWEEN e.first_seen AND e.last_seen) DESC, e.id DESC
-        LIMIT 1)
+       (SELECT x.exception_id FROM exception_occurrences x  -- its failure's exception
+        WHERE x.correlation_id = d.correlation_id AND x.record_key = d.record_key)
 FROM _in_dead d
 ORDER BY d.correlation_id, d.record_key
 ON CONFLICT (correlation_id, dedup_key) DO NOTHING

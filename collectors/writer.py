@@ -42,8 +42,7 @@ _KNOWN_RESOURCES_LIMIT = 100_000  # resource hashes remembered per connection
 _DERIVE = (
     _sql.UPSERT_STAGE_EVENTS,
     _sql.UPSERT_TRANSACTIONS,
-    _sql.RECORD_EARLIER_FAILURES,
-    _sql.UPSERT_EXCEPTIONS,
+    _sql.PLACE_FAILURES,
     _sql.SYNC_EXCEPTION_CONTEXT,
     _sql.AUTO_RESOLVE,
 )

@@ -12,11 +12,13 @@ _DERIVED = {
     "UPSERT_TRANSACTIONS": _sql.UPSERT_TRANSACTIONS,
     "SYNC_EXCEPTION_CONTEXT": _sql.SYNC_EXCEPTION_CONTEXT,
     "AUTO_RESOLVE": _sql.AUTO_RESOLVE,
-    "RECORD_EARLIER_FAILURES": _sql.RECORD_EARLIER_FAILURES,
-    "UPSERT_EXCEPTIONS": _sql.UPSERT_EXCEPTIONS,
+    "PLACE_FAILURES": _sql.PLACE_FAILURES,
+    "UPSERT_STAGE_EVENTS": _sql.UPSERT_STAGE_EVENTS,
+    "INSERT_DEAD_LETTERS": _sql.INSERT_DEAD_LETTERS,
 }
 
-# 20,000 earlier transactions, each with a stage row and every tenth with an exception.
+# 20,000 earlier transactions, each with a stage row and every tenth with an exception
+# (and its failure).
 _HISTORY = """
 INSERT INTO stage_events (correlation_id, stage, system, process, reached_at, status, last_ok_at)
 SELECT 'C-' || g, 'invoice', 'erp', 'order_to_cash', now(), 'ok', now()
@@ -27,7 +29,10 @@ INSERT INTO exceptions (correlation_id, stage, system, kind, fingerprint, error_
                         first_seen, last_seen)
 SELECT 'C-' || g, 'invoice', 'erp', 'error', 'fp', 'E', 'm', now(), now()
 FROM generate_series(1, 20000, 10) g;
-ANALYZE stage_events, transactions, exceptions;
+INSERT INTO exception_occurrences (correlation_id, record_key, exception_id, stage, fingerprint,
+                                   kind, occurred_at)
+SELECT correlation_id, int8send(id), id, stage, fingerprint, kind, first_seen FROM exceptions;
+ANALYZE stage_events, transactions, exceptions, exception_occurrences;
 """
 
 # A batch of 200 observations (half of them failures), as the writer stages them.
@@ -46,7 +51,7 @@ def test_derived_statement_never_scans_a_whole_table(db: psycopg.Connection, nam
     with db.transaction():
         db.execute(_BATCH)
         plan = "\n".join(row[0] for row in db.execute("EXPLAIN " + _DERIVED[name]))
-    for table in ("stage_events", "transactions", "exceptions"):
+    for table in ("stage_events", "transactions", "exceptions", "exception_occurrences"):
         assert f"Seq Scan on {table} " not in plan, plan
     for index in ("exceptions_triage_idx", "exceptions_kind_window_idx"):  # ranges, not keys
         assert index not in plan, plan

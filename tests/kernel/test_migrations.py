@@ -12,7 +12,8 @@ from q2c import migrate
 CANONICAL_TABLES = {
     "rollup_progress", "reconciliations", "watermarks", "kpi_counts",
     "users", "resources", "spans", "log_records", "transactions", "stage_events",
-    "exceptions", "exception_events", "dead_letters", "replays", "rollups", "job_runs",
+    "exceptions", "exception_events", "exception_occurrences", "dead_letters", "replays",
+    "rollups", "job_runs",
 }  # fmt: skip
 
 
@@ -63,3 +64,44 @@ def test_concurrent_migrations_apply_once(empty_db: str) -> None:
 def test_the_shipped_head_is_the_one_alembic_finds() -> None:
     script = ScriptDirectory.from_config(migrate.alembic_config())
     assert migrate.head_revision() == script.get_current_head()
+
+
+def test_failure_occurrences_are_backfilled_from_existing_exceptions(empty_db: str) -> None:
+    migrate.upgrade(empty_db, "0003")
+    with psycopg.connect(empty_db) as conn:
+        conn.execute(
+            "INSERT INTO stage_events (correlation_id, stage, system, process, reached_at, "
+            "status, last_ok_at) VALUES "
+            "('C-1', 'invoice_recorded', 'erp', 'invoice_posting', '2026-01-01T10:00Z', 'ok',"
+            " '2026-01-01T12:00Z'),"
+            "('C-2', 'invoice_recorded', 'erp', 'invoice_posting', '2026-01-01T10:00Z',"
+            " 'error', NULL)"
+        )
+        conn.execute(
+            "INSERT INTO exceptions (correlation_id, stage, system, kind, fingerprint, "
+            "error_type, message, first_seen, last_seen, occurrences, status) VALUES "
+            "('C-2', 'invoice_recorded', 'erp', 'error', 'fp', 'E', 'first', "
+            " '2026-01-01T10:00Z', '2026-01-01T11:00Z', 5, 'open'),"
+            "('C-2', 'invoice_recorded', '', 'stalled', 'st', 'Stalled', 'late', "
+            " '2026-01-01T10:00Z', '2026-01-01T10:00Z', 1, 'open')"
+        )
+
+    migrate.upgrade(empty_db)
+
+    with psycopg.connect(empty_db) as conn:
+        conn.execute("SET TIME ZONE 'UTC'")
+        ok_times = conn.execute(
+            "SELECT correlation_id, ok_times::text FROM stage_events ORDER BY 1"
+        ).fetchall()
+        occurrences = conn.execute(
+            "SELECT kind, occurred_at::text, occurrences, message FROM exception_occurrences "
+            "ORDER BY occurred_at"
+        ).fetchall()
+    assert ok_times == [
+        ("C-1", '{"2026-01-01 10:00:00+00","2026-01-01 12:00:00+00"}'),
+        ("C-2", "{}"),
+    ]
+    assert occurrences == [  # a stall is not a failure: it has none
+        ("error", "2026-01-01 10:00:00+00", 1, "first"),
+        ("error", "2026-01-01 11:00:00+00", 4, "first"),
+    ]
