@@ -113,8 +113,8 @@ def _where(filters: ExceptionFilter) -> tuple[list[str], dict[str, Any]]:
 
 
 def exception_detail(engine: Engine, exception_id: int) -> dict[str, Any]:
-    """One exception with its audit history, its transaction's timeline, dead letters and
-    replays."""
+    """One exception with its failures, audit history, its transaction's timeline, dead
+    letters and replays."""
     with engine.connect() as conn:
         row = conn.execute(
             text(f"SELECT {_COLUMNS} FROM exceptions WHERE id = :id"), {"id": exception_id}
@@ -123,6 +123,14 @@ def exception_detail(engine: Engine, exception_id: int) -> dict[str, Any]:
             raise Q2CError(f"no exception {exception_id}")
         detail = dict(row._mapping)
         key = {"c": detail["correlation_id"], "id": exception_id}
+        detail["occurrences"] = _rows(
+            conn,
+            "SELECT occurred_at, system, error_type, message, "
+            "encode(trace_id, 'hex') AS trace_id, occurrences AS failures "
+            "FROM exception_occurrences WHERE correlation_id = :c "
+            "AND exception_id = :id ORDER BY occurred_at, record_key",
+            key,
+        )
         detail["history"] = _rows(
             conn,
             "SELECT at, actor, action, before, after, comment "

@@ -184,6 +184,8 @@ st.caption(
     f"{detail['kind']} at {detail['stage']} ({detail['system'] or 'any system'}) · "
     f"{detail['error_type']}: {detail['message']} · due {detail['due_at']}"
 )
+st.markdown("**Failures** (each occurrence, with the trace that reported it)")
+st.dataframe(pd.DataFrame(detail["occurrences"]), hide_index=True)
 left, right = st.columns(2)
 left.markdown("**Transaction timeline**")
 left.dataframe(pd.DataFrame(detail["timeline"]), hide_index=True)

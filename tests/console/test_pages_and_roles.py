@@ -83,6 +83,10 @@ def test_exception_detail_shows_business_context_and_history(
     tiles = {metric.label: metric.value for metric in app.metric}
     assert {"Customer", "Invoice", "Amount", "Legal entity", "Age"} <= set(tiles)
     assert app.get("download_button")
+    failures = next(frame.value for frame in app.dataframe if "trace_id" in frame.value)
+    assert len(failures) >= 1
+    assert {"occurred_at", "message", "failures"} <= set(failures.columns)
+    assert all(len(trace) == 32 for trace in failures["trace_id"])
 
 
 def test_trace_explorer_finds_a_transaction_by_business_key(
