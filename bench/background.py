@@ -81,6 +81,12 @@ SELECT correlation_id, 'invoice_posting', 'invoice_recorded', 'erp', 'error',
        NULL, invoice_id, amount, currency
 FROM transactions WHERE hashtext(correlation_id) %% 33 = 0;
 
+INSERT INTO exception_occurrences (correlation_id, record_key, exception_id, stage, fingerprint,
+                                   process, system, kind, occurred_at, error_type, message)
+SELECT correlation_id, decode(md5(correlation_id), 'hex'), id, stage, fingerprint, process,
+       system, kind, first_seen, error_type, message
+FROM exceptions;
+
 INSERT INTO dead_letters (correlation_id, dedup_key, idempotency_key, process, stage, system,
                           occurred_at, target_url, method, headers, content_type, payload,
                           error_type, error_message, exception_id)

@@ -186,7 +186,8 @@ def _bytes_per_span(url: str) -> tuple[float, float]:
         ).fetchone()[0]
         derived = conn.execute(
             "SELECT sum(pg_total_relation_size(t::regclass)) FROM unnest(ARRAY["
-            "'transactions','stage_events','exceptions','resources','dead_letters']) t"
+            "'transactions','stage_events','exceptions','exception_occurrences','resources',"
+            "'dead_letters']) t"
         ).fetchone()[0]
         count = conn.execute("SELECT count(*) FROM spans").fetchone()[0]
     return spans / count, (spans + derived) / count
