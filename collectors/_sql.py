@@ -282,65 +282,77 @@ ORDER BY correlation_id, id"""
 # resolves it, a late failure joins the episode it belongs to. Exceptions a person closed
 # are left as they are (a failure of theirs that arrives late starts its own).
 #
+# The work follows the batch, not the history: an exception enters as one unit (its
+# count, span and earliest error) unless a success now falls within its span, and only
+# then are its failures read one by one to take it apart.
+#
 # Which exception an episode is: the open episode is the open exception, if there is one;
 # any other episode is the exception whose failures lie in it (the latest episode holding
 # its failures, were they ever spread over several). An episode that is neither gets a new
 # row: open, or auto-resolved with the audit event it would have had. The batch's rows in
 # `transactions`, locked by UPSERT_TRANSACTIONS until commit, keep two writers from
 # recomputing one transaction's episodes at the same time.
+def _next_success(correlation_id: str, stage: str, after: str) -> str:
+    """The stage's first success (on any system) after `after`."""
+    return f"""(SELECT min(t) FROM stage_events se CROSS JOIN LATERAL unnest(se.ok_times) t
+            WHERE se.correlation_id = {correlation_id} AND se.stage = {stage} AND t > {after})"""
+
+
 PLACE_FAILURES = f"""
-WITH pairs AS (
-    SELECT DISTINCT correlation_id, stage FROM _new_obs
-), failure AS (  -- the failures stored so far of the pairs, and the batch's new ones
-    SELECT x.correlation_id, x.record_key, x.exception_id, x.stage, x.fingerprint, x.process,
-           x.system, x.kind, x.occurred_at, x.error_type, x.message, x.trace_id, x.span_id,
-           x.occurrences
-    FROM pairs p
-    CROSS JOIN LATERAL (
-        SELECT x.* FROM exception_occurrences x
-        JOIN exceptions e ON e.correlation_id = x.correlation_id AND e.id = x.exception_id
-        WHERE x.correlation_id = p.correlation_id AND x.stage = p.stage
-          AND e.status NOT IN {_SEALED}
-        OFFSET 0
-    ) x
-    UNION ALL
-    SELECT correlation_id, record_key, NULL, stage, fingerprint, process, system,
-           CASE WHEN dead_letter THEN 'dead_letter' ELSE 'error' END, {_ts("at_ns")},
-           error_type, message, trace_id, span_id, 1
-    FROM _new_obs WHERE NOT ok
-), placed AS (
-    SELECT f.*,
-           coalesce((SELECT min(t) FROM stage_events se CROSS JOIN LATERAL unnest(se.ok_times) t
-                     WHERE se.correlation_id = f.correlation_id AND se.stage = f.stage
-                       AND t > f.occurred_at), 'infinity') AS ends_at  -- infinity: still open
-    FROM failure f
-), episode AS (
-    SELECT correlation_id, stage, fingerprint, ends_at,
-           sum(occurrences)::integer AS occurrences, min(occurred_at) AS first_seen,
-           max(occurred_at) AS last_seen,
-           CASE WHEN bool_or(kind = 'dead_letter') THEN 'dead_letter' ELSE 'error' END AS kind,
-           (array_agg(error_type ORDER BY occurred_at, message, record_key))[1] AS error_type,
-           (array_agg(message ORDER BY occurred_at, message, record_key))[1] AS message,
-           (array_agg(process ORDER BY occurred_at, message, record_key))[1] AS process,
-           (array_agg(system ORDER BY occurred_at, message, record_key))[1] AS system
-    FROM placed
-    GROUP BY correlation_id, stage, fingerprint, ends_at
-), open_exception AS (  -- the open exception of each fingerprint with an open episode
-    SELECT x.id, x.correlation_id, x.stage, x.fingerprint
-    FROM episode ep
+WITH stored AS (  -- the exceptions of the batch's pairs that late telemetry may change
+    SELECT x.*,
+           {_next_success("x.correlation_id", "x.stage", "x.first_seen")} <= x.last_seen
+               AS split  -- a success now falls within its span
+    FROM (SELECT DISTINCT correlation_id, stage FROM _new_obs) p
     CROSS JOIN LATERAL (
         SELECT x.* FROM exceptions x
-        WHERE x.correlation_id = ep.correlation_id AND x.stage = ep.stage
-          AND x.fingerprint = ep.fingerprint AND x.status IN {_OPEN}
-        OFFSET 0
+        WHERE x.correlation_id = p.correlation_id AND x.stage = p.stage OFFSET 0
     ) x
-    WHERE ep.ends_at = 'infinity'
+    WHERE x.kind IN ('error', 'dead_letter') AND x.status NOT IN {_SEALED}
+), unit AS (  -- whole exceptions, the failures of those taken apart, and the new failures
+    SELECT correlation_id, stage, fingerprint, id AS exception_id, NULL::bytea AS record_key,
+           first_seen, last_seen, occurrences, kind, error_type, message, process, system,
+           NULL::bytea AS trace_id, NULL::bytea AS span_id
+    FROM stored WHERE split IS NOT TRUE
+    UNION ALL
+    SELECT o.correlation_id, o.stage, o.fingerprint, o.exception_id, o.record_key,
+           o.occurred_at, o.occurred_at, o.occurrences, o.kind, o.error_type, o.message,
+           o.process, o.system, o.trace_id, o.span_id
+    FROM stored x
+    CROSS JOIN LATERAL (
+        SELECT o.* FROM exception_occurrences o
+        WHERE o.correlation_id = x.correlation_id AND o.exception_id = x.id OFFSET 0
+    ) o
+    WHERE x.split
+    UNION ALL
+    SELECT correlation_id, stage, fingerprint, NULL, record_key, {_ts("at_ns")}, {_ts("at_ns")},
+           1, CASE WHEN dead_letter THEN 'dead_letter' ELSE 'error' END, error_type, message,
+           process, system, trace_id, span_id
+    FROM _new_obs WHERE NOT ok
+), placed AS (
+    SELECT u.*, coalesce({_next_success("u.correlation_id", "u.stage", "u.first_seen")},
+                         'infinity') AS ends_at  -- infinity: still open
+    FROM unit u
+), episode AS (
+    SELECT correlation_id, stage, fingerprint, ends_at,
+           sum(occurrences)::integer AS occurrences, min(first_seen) AS first_seen,
+           max(last_seen) AS last_seen,
+           CASE WHEN bool_or(kind = 'dead_letter') THEN 'dead_letter' ELSE 'error' END AS kind,
+           (array_agg(error_type ORDER BY first_seen, message, record_key))[1] AS error_type,
+           (array_agg(message ORDER BY first_seen, message, record_key))[1] AS message,
+           (array_agg(process ORDER BY first_seen, message, record_key))[1] AS process,
+           (array_agg(system ORDER BY first_seen, message, record_key))[1] AS system
+    FROM placed
+    GROUP BY correlation_id, stage, fingerprint, ends_at
 ), claim AS (  -- each exception's episode
     SELECT DISTINCT ON (exception_id) exception_id, correlation_id, stage, fingerprint, ends_at
     FROM (SELECT exception_id, correlation_id, stage, fingerprint, ends_at FROM placed
           WHERE exception_id IS NOT NULL
-          UNION ALL
-          SELECT id, correlation_id, stage, fingerprint, 'infinity' FROM open_exception) c
+          UNION ALL  -- the open exception is the open episode's
+          SELECT x.id, x.correlation_id, x.stage, x.fingerprint, ep.ends_at
+          FROM stored x
+          JOIN episode ep USING (correlation_id, stage, fingerprint)
+          WHERE x.status IN {_OPEN} AND ep.ends_at = 'infinity') c
     ORDER BY exception_id, ends_at DESC
 ), named AS MATERIALIZED (  -- each episode with its exception's id, new ones numbered here
     SELECT ep.*, c.id IS NULL AS new,
@@ -349,14 +361,10 @@ WITH pairs AS (
     LEFT JOIN (SELECT correlation_id, stage, fingerprint, ends_at, min(exception_id) AS id
                FROM claim GROUP BY correlation_id, stage, fingerprint, ends_at) c
            USING (correlation_id, stage, fingerprint, ends_at)
-), known AS (  -- the named episodes' existing exceptions as they are (reached by key)
+), known AS (  -- the named episodes' existing exceptions as they were
     SELECT n.*, x.status AS before_status
     FROM named n
-    CROSS JOIN LATERAL (
-        SELECT x.status FROM exceptions x
-        WHERE x.correlation_id = n.correlation_id AND x.id = n.id OFFSET 0
-    ) x
-    WHERE NOT n.new
+    JOIN stored x ON x.correlation_id = n.correlation_id AND x.id = n.id
 ), updated AS (
     UPDATE exceptions e
     SET occurrences = n.occurrences, first_seen = n.first_seen, last_seen = n.last_seen,
@@ -395,7 +403,7 @@ WITH pairs AS (
     WHERE new
     ORDER BY correlation_id, stage, fingerprint, first_seen
     RETURNING correlation_id, id, status, resolution
-), assigned AS (  -- every failure with its episode's exception
+), assigned AS (  -- every unit with its episode's exception
     SELECT p.*, n.id AS final_id
     FROM placed p
     JOIN named n USING (correlation_id, stage, fingerprint, ends_at)
@@ -403,16 +411,17 @@ WITH pairs AS (
     INSERT INTO exception_occurrences (correlation_id, record_key, exception_id, stage,
         fingerprint, process, system, kind, occurred_at, error_type, message, trace_id, span_id)
     SELECT correlation_id, record_key, final_id, stage, fingerprint, process, system, kind,
-           occurred_at, error_type, message, trace_id, span_id
+           first_seen, error_type, message, trace_id, span_id
     FROM assigned
     WHERE exception_id IS NULL
     ORDER BY correlation_id, record_key
-), moved AS (
-    UPDATE exception_occurrences x SET exception_id = a.final_id
+), moved AS (  -- failures whose episode is now another exception's (a unit's all at once)
+    UPDATE exception_occurrences o SET exception_id = a.final_id
     FROM assigned a
     WHERE a.exception_id <> a.final_id
-      AND x.correlation_id = a.correlation_id AND x.record_key = a.record_key
-    RETURNING x.correlation_id, x.record_key, x.exception_id
+      AND o.correlation_id = a.correlation_id AND o.exception_id = a.exception_id
+      AND (a.record_key IS NULL OR o.record_key = a.record_key)
+    RETURNING o.correlation_id, o.record_key, o.exception_id
 ), relinked AS (  -- a dead letter belongs to its failure's exception
     UPDATE dead_letters d SET exception_id = m.exception_id
     FROM moved m

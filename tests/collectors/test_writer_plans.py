@@ -55,3 +55,30 @@ def test_derived_statement_never_scans_a_whole_table(db: psycopg.Connection, nam
         assert f"Seq Scan on {table} " not in plan, plan
     for index in ("exceptions_triage_idx", "exceptions_kind_window_idx"):  # ranges, not keys
         assert index not in plan, plan
+
+
+# One transaction failing 5,000 times at one stage, never succeeding (a retry storm).
+_STORM = """
+INSERT INTO exceptions (correlation_id, stage, system, kind, fingerprint, error_type, message,
+                        first_seen, last_seen, occurrences)
+VALUES ('STORM', 'invoice', 'erp', 'error', 'fp', 'E', 'm', 'epoch', 'epoch', 5000);
+INSERT INTO exception_occurrences (correlation_id, record_key, exception_id, stage, fingerprint,
+                                   kind, occurred_at)
+SELECT 'STORM', int8send(g), (SELECT id FROM exceptions), 'invoice', 'fp', 'error', 'epoch'
+FROM generate_series(1, 5000) g;
+INSERT INTO _new_obs (record_key, correlation_id, process, stage, system, at_ns, ok, business,
+                      fingerprint, dead_letter)
+VALUES ('\\x00', 'STORM', 'order_to_cash', 'invoice', 'erp', 1000, false, '{}', 'fp', false);
+"""
+
+
+def test_one_more_failure_does_not_read_the_earlier_ones(db: psycopg.Connection) -> None:
+    db.execute(_sql.STAGING)
+    with db.transaction():
+        db.execute(_STORM)
+        plan = db.execute("EXPLAIN (ANALYZE, COSTS OFF) " + _sql.PLACE_FAILURES).fetchall()
+        stored = db.execute("SELECT occurrences FROM exceptions").fetchall()
+    lines = [row[0] for row in plan]
+    reads = [line for line in lines if "Scan on exception_occurrences" in line]
+    assert reads and all("never executed" in line for line in reads), "\n".join(lines)
+    assert stored == [(5001,)]
