@@ -73,14 +73,30 @@ _STATE = {
 }
 
 
-def _state_after(url: str, order: list[int]) -> dict[str, list[tuple]]:
+# Exceptions whose count, span or earliest error differ from their failures' (none may).
+_UNACCOUNTED = """
+SELECT e.id FROM exceptions e
+LEFT JOIN LATERAL (
+    SELECT sum(o.occurrences) AS n, min(o.occurred_at) AS first, max(o.occurred_at) AS last,
+           (array_agg(o.message ORDER BY o.occurred_at, o.message))[1] AS message
+    FROM exception_occurrences o
+    WHERE o.correlation_id = e.correlation_id AND o.exception_id = e.id
+) o ON true
+WHERE (e.occurrences, e.first_seen, e.last_seen, e.message)
+      IS DISTINCT FROM (o.n, o.first, o.last, o.message)
+"""
+
+
+def _state_after(url: str, order: list[int], history: list[Batch] = _HISTORY) -> dict:
+    """The derived rows after writing `history`'s batches in `order`, one per transaction."""
     writer = PostgresWriter(url, load_policy().catalog())
     try:
         for index in order:
-            writer.write(_HISTORY[index])
+            writer.write(history[index])
     finally:
         writer.close()
     with psycopg.connect(url) as conn:
+        assert conn.execute(_UNACCOUNTED).fetchall() == []
         return {
             name: sorted(conn.execute(query).fetchall(), key=repr) for name, query in _STATE.items()
         }
@@ -143,3 +159,30 @@ def test_exceptions_closed_by_a_person_are_left_as_they_are(new_db_url) -> None:
         ("resolved", 1, "fixed by hand"),
         ("resolved", 1, "fixed by hand"),
     ]
+
+
+def _random_history(seed: int) -> list[Batch]:
+    """Ten events of one stage at distinct whole seconds, in the order they happened:
+    failures of two fingerprints, successes on two systems, dead letters."""
+    rng = random.Random(seed)
+    events = []
+    for index, at_s in enumerate(sorted(rng.sample(range(1, 60), 10))):
+        seq = 1000 * (seed + 1) + 10 * index
+        kind = rng.choice(["closed", "closed", "tax", "ok", "ok-backup", "dead"])
+        events.append(
+            _dead_letter(at_s) if kind == "dead"
+            else _span(at_s, seq) if kind == "ok"
+            else _span(at_s, seq, system="erp-backup") if kind == "ok-backup"
+            else _span(at_s, seq, error=_CLOSED if kind == "closed" else f"tax code {seq} invalid")
+        )  # fmt: skip
+    return events
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_random_histories_end_alike_in_any_order(seed: int, new_db_url) -> None:
+    history = _random_history(seed)
+    in_order = _state_after(new_db_url(), list(range(len(history))), history)
+    rng = random.Random(seed)
+    for _ in range(3):
+        order = rng.sample(range(len(history)), len(history))
+        assert _state_after(new_db_url(), order, history) == in_order, order
