@@ -325,10 +325,17 @@ WITH stored AS (  -- the exceptions of the batch's pairs that late telemetry may
     ) o
     WHERE x.split
     UNION ALL
-    SELECT correlation_id, stage, fingerprint, NULL, record_key, {_ts("at_ns")}, {_ts("at_ns")},
-           1, CASE WHEN dead_letter THEN 'dead_letter' ELSE 'error' END, error_type, message,
-           process, system, trace_id, span_id
-    FROM _new_obs WHERE NOT ok
+    SELECT * FROM (  -- a span sent again with other times is a new span, not a new failure
+        SELECT DISTINCT ON (correlation_id, record_key)
+               correlation_id, stage, fingerprint, NULL::bigint, record_key, {_ts("at_ns")},
+               {_ts("at_ns")}, 1, CASE WHEN dead_letter THEN 'dead_letter' ELSE 'error' END,
+               error_type, message, process, system, trace_id, span_id
+        FROM _new_obs o
+        WHERE NOT ok AND (  -- a subquery, not NOT EXISTS: one key probe per failure
+            SELECT true FROM exception_occurrences x
+            WHERE x.correlation_id = o.correlation_id AND x.record_key = o.record_key) IS NULL
+        ORDER BY correlation_id, record_key, at_ns
+    ) fresh
 ), placed AS (
     SELECT u.*, coalesce({_next_success("u.correlation_id", "u.stage", "u.first_seen")},
                          'infinity') AS ends_at  -- infinity: still open

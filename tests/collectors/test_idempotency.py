@@ -108,3 +108,26 @@ def test_failures_before_and_after_a_success_end_alike_in_reverse_order(
     assert reversed_order == in_order
     statuses = sorted((row[7], row[10]) for row in in_order[1]["exceptions"])  # and occurrences
     assert statuses == [("auto_resolved", 2), ("open", 1)]
+
+
+def _shifted(span, seconds: int):
+    """The same span (same IDs) reported with other times."""
+    moved = type(span)()
+    moved.CopyFrom(span)
+    moved.start_time_unix_nano += seconds * 1_000_000_000
+    moved.end_time_unix_nano += seconds * 1_000_000_000
+    return moved
+
+
+def test_a_span_sent_again_with_other_times_is_one_failure(
+    http: httpx.Client, db: psycopg.Connection
+) -> None:
+    span = stage_span("INV-50", "invoice_posting", "invoice_recorded", "erp", at_s=10,
+                      seq=5000, error="posting 1 failed: period closed")  # fmt: skip
+
+    _deliver(http, [("/v1/traces", traces_request(span))])
+    _deliver(http, [("/v1/traces", traces_request(_shifted(span, 1), _shifted(span, 2)))])
+
+    assert counts(db)["spans"] == 3  # three start times: three stored spans
+    assert db.execute("SELECT occurrences FROM exceptions").fetchall() == [(1,)]
+    assert db.execute("SELECT count(*) FROM exception_occurrences").fetchone() == (1,)
