@@ -36,7 +36,12 @@ from collectors.observations import Observer
 from collectors.readiness import Readiness
 from collectors.traces import decode_spans, read_traces
 from collectors.window import TimeWindow
-from collectors.writer import PostgresWriter, StorageRejected, StorageUnavailable
+from collectors.writer import (
+    PostgresWriter,
+    StatementFailed,
+    StorageRejected,
+    StorageUnavailable,
+)
 from q2c.settings import Settings
 from sla.policy import load_policy
 
@@ -159,7 +164,8 @@ class Collector:
             raise _Refusal(400, code_pb2.INVALID_ARGUMENT, str(exc)) from None
 
     async def store(self, batch: Batch) -> None:
-        """Commit the batch; 503 when the database is down, 400 when it refuses the data."""
+        """Commit the batch; 503 when the database is down or fails it, 400 when it refuses
+        the data."""
         if not batch.record_count:
             return
         assert self.committer is not None
@@ -173,6 +179,11 @@ class Collector:
             ) from None
         except StorageRejected as exc:
             raise _Refusal(400, code_pb2.INVALID_ARGUMENT, f"data refused: {exc}") from None
+        except StatementFailed as exc:  # the database is up: other requests go on
+            log.error("storing a request failed: %s", exc)
+            raise _Refusal(
+                503, code_pb2.UNAVAILABLE, "could not store the data; retry later", retry=True
+            ) from None
 
     def refusal(self, refusal: _Refusal, kind: str) -> Response:
         """An error response: google.rpc.Status in the request's encoding."""

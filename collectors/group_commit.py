@@ -12,7 +12,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from collectors.batch import Batch
-from collectors.writer import StorageRejected, StorageUnavailable, TelemetryWriter
+from collectors.writer import (
+    StatementFailed,
+    StorageRejected,
+    StorageUnavailable,
+    TelemetryWriter,
+)
 
 log = logging.getLogger(__name__)
 
@@ -28,8 +33,7 @@ class _Pending:
 
 class GroupCommitter:
     """Runs `threads` writers; `submit` returns once the batch is committed, or raises
-    StorageUnavailable / StorageRejected. A group that the database refuses is retried
-    request by request, so one request's bad data never fails another's."""
+    StorageUnavailable / StorageRejected / StatementFailed (see write_group)."""
 
     def __init__(
         self, writer_factory: Callable[[], TelemetryWriter], threads: int, max_records: int
@@ -86,35 +90,34 @@ class GroupCommitter:
         return group
 
     def _write_group(self, writer: TelemetryWriter, group: list[_Pending]) -> None:
-        if len(group) == 1:
-            merged = group[0].batch
-        else:
-            merged = Batch()
-            for pending in group:
-                merged.extend(pending.batch)
-        try:
-            writer.write(merged)
-        except StorageRejected as exc:
-            if len(group) == 1:
-                _settle(group[0], exc)
-                return
-            log.warning(
-                "a group of %d requests was refused (%s); retrying one by one", len(group), exc
-            )
-            for pending in group:
-                self._write_group(writer, [pending])
-            return
-        except StorageUnavailable as exc:
-            for pending in group:
-                _settle(pending, exc)
-            return
-        except Exception as exc:  # a bug must not leave requests hanging
-            log.exception("writer failed")
-            for pending in group:
-                _settle(pending, StorageUnavailable(f"internal error: {type(exc).__name__}"))
-            return
-        for pending in group:
-            _settle(pending, None)
+        outcomes = write_group(writer, [pending.batch for pending in group])
+        for pending, outcome in zip(group, outcomes, strict=True):
+            _settle(pending, outcome)
+
+
+def write_group(writer: TelemetryWriter, batches: list[Batch]) -> list[Exception | None]:
+    """Store `batches` in one transaction; each one's outcome (None when stored). When the
+    database refuses or fails the group for its data, the batches are written one by one,
+    so that one request's bad data or a defect it trips never fails the others; when it
+    cannot be reached, all wait alike."""
+    merged = batches[0]
+    if len(batches) > 1:
+        merged = Batch()
+        for batch in batches:
+            merged.extend(batch)
+    try:
+        writer.write(merged)
+    except (StorageRejected, StatementFailed) as exc:
+        if len(batches) == 1:
+            return [exc]
+        log.warning("a group of %d requests failed (%s); retrying one by one", len(batches), exc)
+        return [write_group(writer, [batch])[0] for batch in batches]
+    except StorageUnavailable as exc:
+        return [exc] * len(batches)
+    except Exception as exc:  # a bug must not leave requests hanging
+        log.exception("writer failed")
+        return [StatementFailed(f"internal error: {type(exc).__name__}")] * len(batches)
+    return [None] * len(batches)
 
 
 def _settle(pending: _Pending, error: Exception | None) -> None:

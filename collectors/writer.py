@@ -56,12 +56,18 @@ class StorageRejected(Exception):
     """The database refused the batch's data; retrying the same batch will not help."""
 
 
+class StatementFailed(Exception):
+    """The database is reachable but failed the batch's statements (conflicts that kept
+    recurring, or a defect): the batch may be retried later, other batches need not wait."""
+
+
 class TelemetryWriter(Protocol):
     """Stores batches.
 
     `write` is all-or-nothing and idempotent: it returns only after the batch is durably
-    committed; when it raises, nothing of the batch is stored; writing a batch that is
-    already stored (wholly or partly) changes no row and no count.
+    committed; when it raises (StorageUnavailable, StorageRejected, StatementFailed),
+    nothing of the batch is stored; writing a batch that is already stored (wholly or
+    partly) changes no row and no count.
     """
 
     def write(self, batch: Batch) -> None: ...
@@ -102,7 +108,7 @@ class PostgresWriter:
                 return
             except _RETRYABLE_CONFLICTS:
                 if attempt == _CONFLICT_RETRIES - 1:
-                    raise StorageUnavailable("concurrent writers kept conflicting") from None
+                    raise StatementFailed("concurrent writers kept conflicting") from None
                 time.sleep(0.01 * (attempt + 1))
             except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
                 self._drop_connection()
@@ -111,7 +117,7 @@ class PostgresWriter:
                 raise StorageRejected(first_line(exc)) from None
             except psycopg.Error as exc:
                 self._drop_connection()
-                raise StorageUnavailable(first_line(exc)) from None
+                raise StatementFailed(first_line(exc)) from None
 
     def close(self) -> None:
         """Close the connection; a later write reconnects."""

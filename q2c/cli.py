@@ -144,7 +144,12 @@ def ingest(ctx: click.Context, files: tuple[str, ...]) -> None:
 
     from collectors.file_ingest import IngestReport, ingest_stream
     from collectors.window import TimeWindow
-    from collectors.writer import PostgresWriter, StorageRejected, StorageUnavailable
+    from collectors.writer import (
+        PostgresWriter,
+        StatementFailed,
+        StorageRejected,
+        StorageUnavailable,
+    )
     from q2c.database import database_url
     from sla.policy import load_policy
 
@@ -167,7 +172,7 @@ def ingest(ctx: click.Context, files: tuple[str, ...]) -> None:
                     with click.progressbar(length=size, label=label, file=sys.stderr) as bar:
                         for consumed in loading:
                             bar.update(consumed)
-        except (StorageUnavailable, StorageRejected) as exc:
+        except (StorageUnavailable, StorageRejected, StatementFailed) as exc:
             raise Q2CError(f"could not store records: {exc}") from None
         except OSError as exc:
             raise Q2CError(f"cannot read {exc.filename}: {exc.strerror}") from None
