@@ -292,23 +292,41 @@ ORDER BY correlation_id, id"""
 # row: open, or auto-resolved with the audit event it would have had. The batch's rows in
 # `transactions`, locked by UPSERT_TRANSACTIONS until commit, keep two writers from
 # recomputing one transaction's episodes at the same time.
+#
+# The same statement ends stalls: a transaction's stall before a stage is auto-resolved by
+# any success of that stage. Every auto-resolution goes to the audit trail with the status
+# it replaced.
 def _next_success(correlation_id: str, stage: str, after: str) -> str:
     """The stage's first success (on any system) after `after`."""
     return f"""(SELECT min(t) FROM stage_events se CROSS JOIN LATERAL unnest(se.ok_times) t
             WHERE se.correlation_id = {correlation_id} AND se.stage = {stage} AND t > {after})"""
 
 
-PLACE_FAILURES = f"""
-WITH stored AS (  -- the exceptions of the batch's pairs that late telemetry may change
-    SELECT x.*,
-           {_next_success("x.correlation_id", "x.stage", "x.first_seen")} <= x.last_seen
-               AS split  -- a success now falls within its span
+DERIVE_EXCEPTIONS = f"""
+WITH pair_exception AS (  -- the exceptions of the batch's (transaction, stage) pairs
+    SELECT x.*
     FROM (SELECT DISTINCT correlation_id, stage FROM _new_obs) p
     CROSS JOIN LATERAL (
         SELECT x.* FROM exceptions x
         WHERE x.correlation_id = p.correlation_id AND x.stage = p.stage OFFSET 0
     ) x
-    WHERE x.kind IN ('error', 'dead_letter') AND x.status NOT IN {_SEALED}
+    WHERE x.status NOT IN {_SEALED}
+), stall_ended AS (  -- a success of the stage a transaction stalled before ends the stall
+    UPDATE exceptions e
+    SET status = 'auto_resolved', resolved_at = clock_timestamp(), updated_at = now(),
+        resolution = {_resolution("e.stage", "s.last_ok_at")}
+    FROM (SELECT x.correlation_id, x.id, x.status,
+                 (SELECT max(se.last_ok_at) FROM stage_events se
+                  WHERE se.correlation_id = x.correlation_id AND se.stage = x.stage) AS last_ok_at
+          FROM pair_exception x WHERE x.kind = 'stalled' AND x.status IN {_OPEN}) s
+    WHERE s.last_ok_at IS NOT NULL AND e.correlation_id = s.correlation_id AND e.id = s.id
+    RETURNING e.correlation_id, e.id, s.status AS before_status, e.resolution
+), stored AS (  -- the failures' exceptions that late telemetry may change
+    SELECT x.*,
+           {_next_success("x.correlation_id", "x.stage", "x.first_seen")} <= x.last_seen
+               AS split  -- a success now falls within its span
+    FROM pair_exception x
+    WHERE x.kind IN ('error', 'dead_letter')
 ), unit AS (  -- whole exceptions, the failures of those taken apart, and the new failures
     SELECT correlation_id, stage, fingerprint, id AS exception_id, NULL::bytea AS record_key,
            first_seen, last_seen, occurrences, kind, error_type, message, process, system,
@@ -438,6 +456,8 @@ WITH stored AS (  -- the exceptions of the batch's pairs that late telemetry may
     WHERE status = 'auto_resolved' AND before_status IN {_OPEN}
     UNION ALL
     SELECT correlation_id, id, 'open', resolution FROM created WHERE status = 'auto_resolved'
+    UNION ALL
+    SELECT correlation_id, id, before_status, resolution FROM stall_ended
 )
 {_audit_auto_resolved("resolved", "before_status")}
 """
@@ -462,34 +482,6 @@ WHERE e.correlation_id = x.correlation_id AND e.id = x.id
   AND (x.customer_id, x.order_id, x.invoice_id, x.amount, x.currency, x.legal_entity)
       IS DISTINCT FROM
       (t.customer_id, t.order_id, t.invoice_id, t.amount, t.currency, t.legal_entity)
-"""
-
-# A success of a stage resolves the stall of a transaction that stalled before it (failures
-# are placed by PLACE_FAILURES). Each resolution is written to the audit trail with the
-# status it replaced.
-AUTO_RESOLVE = f"""
-WITH due AS (
-    SELECT x.correlation_id, x.id, x.status AS before_status, s.last_ok_at
-    FROM (SELECT DISTINCT correlation_id, stage FROM _new_obs WHERE ok) n
-    CROSS JOIN LATERAL (
-        SELECT x.* FROM exceptions x
-        WHERE x.correlation_id = n.correlation_id AND x.stage = n.stage AND x.status IN {_OPEN}
-        OFFSET 0
-    ) x
-    CROSS JOIN LATERAL (
-        SELECT max(last_ok_at) AS last_ok_at FROM stage_events se
-        WHERE se.correlation_id = x.correlation_id AND se.stage = x.stage
-    ) s
-    WHERE x.kind = 'stalled'
-), resolved AS (
-    UPDATE exceptions e
-    SET status = 'auto_resolved', resolved_at = clock_timestamp(), updated_at = now(),
-        resolution = {_resolution("e.stage", "d.last_ok_at")}
-    FROM due d
-    WHERE e.correlation_id = d.correlation_id AND e.id = d.id
-    RETURNING e.correlation_id, e.id, d.before_status, e.resolution
-)
-{_audit_auto_resolved("resolved", "before_status")}
 """
 
 INSERT_DEAD_LETTERS = f"""

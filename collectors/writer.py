@@ -42,9 +42,8 @@ _KNOWN_RESOURCES_LIMIT = 100_000  # resource hashes remembered per connection
 _DERIVE = (
     _sql.UPSERT_STAGE_EVENTS,
     _sql.UPSERT_TRANSACTIONS,
-    _sql.PLACE_FAILURES,
+    _sql.DERIVE_EXCEPTIONS,
     _sql.SYNC_EXCEPTION_CONTEXT,
-    _sql.AUTO_RESOLVE,
 )
 
 

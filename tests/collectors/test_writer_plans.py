@@ -11,8 +11,7 @@ from collectors import _sql
 _DERIVED = {
     "UPSERT_TRANSACTIONS": _sql.UPSERT_TRANSACTIONS,
     "SYNC_EXCEPTION_CONTEXT": _sql.SYNC_EXCEPTION_CONTEXT,
-    "AUTO_RESOLVE": _sql.AUTO_RESOLVE,
-    "PLACE_FAILURES": _sql.PLACE_FAILURES,
+    "DERIVE_EXCEPTIONS": _sql.DERIVE_EXCEPTIONS,
     "UPSERT_STAGE_EVENTS": _sql.UPSERT_STAGE_EVENTS,
     "INSERT_DEAD_LETTERS": _sql.INSERT_DEAD_LETTERS,
 }
@@ -76,7 +75,7 @@ def test_one_more_failure_does_not_read_the_earlier_ones(db: psycopg.Connection)
     db.execute(_sql.STAGING)
     with db.transaction():
         db.execute(_STORM)
-        plan = db.execute("EXPLAIN (ANALYZE, COSTS OFF) " + _sql.PLACE_FAILURES).fetchall()
+        plan = db.execute("EXPLAIN (ANALYZE, COSTS OFF) " + _sql.DERIVE_EXCEPTIONS).fetchall()
         stored = db.execute("SELECT occurrences FROM exceptions").fetchall()
     lines = [row[0] for row in plan]
     reads = [line for line in lines if "Scan on exception_occurrences" in line]
