@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import socket
 import subprocess
@@ -21,6 +22,8 @@ from q2c.embedded import EmbeddedPostgres
 from q2c.schema import prepare_database
 from q2c.settings import load_settings
 
+_DATABASES = itertools.count()  # several may be open at once
+
 
 @contextlib.contextmanager
 def bench_database() -> Iterator[str]:
@@ -34,7 +37,7 @@ def bench_database() -> Iterator[str]:
             embedded = stack.enter_context(EmbeddedPostgres(Path(folder) / "pgdata"))
             assert embedded.url is not None
             server = embedded.url
-        name = f"q2c_bench_{os.getpid()}"
+        name = f"q2c_bench_{os.getpid()}_{next(_DATABASES)}"
         with psycopg.connect(server, autocommit=True) as conn:
             conn.execute(f'CREATE DATABASE "{name}"')
         url = make_url(server).set(database=name).render_as_string(hide_password=False)

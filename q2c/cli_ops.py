@@ -123,7 +123,7 @@ def exceptions_list(ctx: click.Context, actor: str, as_json: bool, status: tuple
 @click.argument("exception_id", type=int)
 @click.pass_context
 def exceptions_show(ctx: click.Context, actor: str, as_json: bool, exception_id: int) -> None:
-    """Show one exception with its history, timeline, dead letters and replays."""
+    """Show one exception with its failures, history, timeline, dead letters and replays."""
     from queries.exceptions import exception_detail
     from queries.users import authorize
 
@@ -136,7 +136,7 @@ def exceptions_show(ctx: click.Context, actor: str, as_json: bool, exception_id:
     for key, value in detail.items():
         if not isinstance(value, list):
             click.echo(f"{key:>15}: {_cell(value)}")
-    for section in ("timeline", "history", "dead_letters", "replays"):
+    for section in ("occurrences", "timeline", "history", "dead_letters", "replays"):
         click.echo(f"\n{section}:")
         rows = detail[section]
         _emit(rows, tuple(rows[0]) if rows else ("-",), False)

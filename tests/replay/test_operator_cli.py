@@ -85,7 +85,9 @@ def test_exception_commands_check_roles_and_write_the_audit_trail(
     assert assigned.exit_code == 0 and "assigned to fin: 2 exception(s)" in assigned.output
     assert commented.exit_code == 0 and resolved.exit_code == 0
     assert again.exit_code == 2 and f"skipped {ids[0]}: already resolved" in again.output
-    history = json.loads(shown.output)["history"]
+    detail = json.loads(shown.output)
+    assert [o["failures"] for o in detail["occurrences"]] == [1]
+    history = detail["history"]
     assert [(h["actor"], h["action"]) for h in history] == [
         ("fin", "assigned"),
         ("fin", "commented"),
