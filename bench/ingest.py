@@ -267,10 +267,13 @@ def main() -> None:
     parser.add_argument("--burst-seconds", type=float, default=60.0)
     parser.add_argument("--workers", type=int, default=1, help="collector worker processes")
     parser.add_argument("--writers", type=int, default=2, help="writer connections per worker")
+    parser.add_argument(
+        "--stages", type=int, default=1, help="stages per transaction (1: each starts one)"
+    )
     args = parser.parse_args()
 
     print(f"generating {args.batches} batches of {SPANS_PER_BATCH} spans …", flush=True)
-    batches = encoded_batches(args.batches)
+    batches = encoded_batches(args.batches, stages=args.stages)
     ceilings: list[float] = []
     runs: list[EndToEnd] = []
     for round_ in range(1, args.rounds + 1):

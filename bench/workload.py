@@ -20,6 +20,7 @@ CATALOG = load_policy().catalog()
 
 SPANS_PER_BATCH = 512
 SPANS_PER_TRACE = 4
+STAGE_SPREAD = 32  # batches between two stages of one transaction (see encoded_batches)
 _SYSTEMS = {0: "crm", 1: "billing", 2: "erp", 3: "erp"}
 _SERVICES = ("crm-connector", "billing-sync", "erp-adapter", "collections-bridge")
 
@@ -35,9 +36,12 @@ def kv(key: str, value: object) -> KeyValue:
     return KeyValue(key=key, value=AnyValue(string_value=str(value)))
 
 
-def _trace(rng: random.Random, start_ns: int, seq: int) -> list[Span]:
+def _trace(rng: random.Random, start_ns: int, seq: int, stage: int | None) -> list[Span]:
+    """Transaction `seq`'s trace for `stage` (None: a random one)."""
     process = CATALOG[seq % len(CATALOG)]
     stage_index = rng.randrange(len(process.stages))
+    if stage is not None:
+        stage_index = stage % len(process.stages)
     correlation = f"{process.name[:3].upper()}-{seq:09d}"
     trace_id = rng.randbytes(16)
     root_id = rng.randbytes(8)
@@ -94,8 +98,22 @@ def _trace(rng: random.Random, start_ns: int, seq: int) -> list[Span]:
     return spans
 
 
-def encoded_batches(count: int, seed: int = 7, first_seq: int = 0) -> list[bytes]:
-    """`count` serialized ExportTraceServiceRequests of SPANS_PER_BATCH spans each."""
+def _transaction(seq: int, stages: int) -> tuple[int, int | None]:
+    """(transaction, stage) of the `seq`th trace: with one stage each trace is a transaction
+    of its own at a random stage; with more, a transaction's stages follow one another
+    STAGE_SPREAD batches apart (as stages minutes apart would), each one trace."""
+    if stages == 1:
+        return seq, None
+    traces = SPANS_PER_BATCH // SPANS_PER_TRACE
+    batch, slot = divmod(seq, traces)
+    block, within = divmod(batch, stages * STAGE_SPREAD)
+    stage, column = divmod(within, STAGE_SPREAD)
+    return (block * STAGE_SPREAD + column) * traces + slot, stage
+
+
+def encoded_batches(count: int, seed: int = 7, first_seq: int = 0, stages: int = 1) -> list[bytes]:
+    """`count` serialized ExportTraceServiceRequests of SPANS_PER_BATCH spans each, whose
+    transactions each report `stages` stages."""
     rng = random.Random(seed)
     now = time.time_ns() - 3_600 * 1_000_000_000
     batches = []
@@ -110,7 +128,8 @@ def encoded_batches(count: int, seed: int = 7, first_seq: int = 0) -> list[bytes
         scope = resource_spans.scope_spans.add()
         scope.scope.name = "q2c.bench"
         for _ in range(SPANS_PER_BATCH // SPANS_PER_TRACE):
-            scope.spans.extend(_trace(rng, now + seq * 1_000_000, seq))
+            start_ns = now + seq * 1_000_000
+            scope.spans.extend(_trace(rng, start_ns, *_transaction(seq, stages)))
             seq += 1
         batches.append(request.SerializeToString())
     return batches
