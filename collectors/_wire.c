@@ -24,6 +24,15 @@
  * columns are, by `kinds`, one letter each: t text (str), b bytes (bytea, or any type whose
  * binary form the caller already holds), h int2, q int8, ? bool; None is NULL. A value of
  * another type raises TypeError, an integer out of range OverflowError.
+ *
+ * span_rows(spans, readable, service, res_key, correlation_keys, stage_keys, earliest,
+ *           latest, rows: list, days: set) -> list
+ *
+ * For one resource's spans as read_traces gives them: appends to `rows` (and their UTC days
+ * to `days`) the row collectors.traces would build for each span that needs nothing but a
+ * row — valid IDs, kind, status and times inside [earliest, latest], no events, no stage
+ * named in its or the resource's attributes (`readable`), no NUL characters — and returns
+ * the other spans, which the Python path rejects or observes with its reasons.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -912,11 +921,171 @@ failed:
     return NULL;
 }
 
+/* ---- span rows ------------------------------------------------------------------------ */
+
+#define PG_EPOCH_US 946684800000000LL /* 2000-01-01 in Unix microseconds */
+#define NS_PER_DAY 86400000000000ULL
+#define MAX_CORRELATION 256
+
+/* An unsigned 64-bit integer from a Python int; 0 with *ok cleared if it is not one. */
+static uint64_t as_u64(PyObject *value, int *ok) {
+    if (!PyLong_Check(value)) {
+        *ok = 0;
+        return 0;
+    }
+    uint64_t number = PyLong_AsUnsignedLongLong(value);
+    if (number == (uint64_t)-1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        *ok = 0;
+    }
+    return number;
+}
+
+static int is_id(PyObject *value, Py_ssize_t size) {
+    if (!PyBytes_CheckExact(value) || PyBytes_GET_SIZE(value) != size) return 0;
+    const char *data = PyBytes_AS_STRING(value);
+    for (Py_ssize_t i = 0; i < size; i++) {
+        if (data[i]) return 1;
+    }
+    return 0; /* all zero: invalid */
+}
+
+static int in_range(PyObject *value, long low, long high) {
+    if (!PyLong_CheckExact(value)) return 0;
+    int overflow;
+    long number = PyLong_AsLongAndOverflow(value, &overflow);
+    return !overflow && number >= low && number <= high;
+}
+
+/* 1 if `text` is a str without NUL characters (PostgreSQL text cannot hold them). */
+static int plain_text(PyObject *text) {
+    return PyUnicode_Check(text) &&
+           PyUnicode_FindChar(text, 0, 0, PyUnicode_GET_LENGTH(text), 1) == -1;
+}
+
+/* The correlation ID as Observer.correlation_id finds it in {**readable, **attrs}: a new
+ * reference; NULL with no exception set when the span needs the Python path (NUL
+ * characters); NULL with one set on failure. */
+static PyObject *correlation_of(PyObject *attrs, PyObject *readable, PyObject *keys,
+                                PyObject *trace_id) {
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(keys); i++) {
+        PyObject *key = PyTuple_GET_ITEM(keys, i);
+        PyObject *value = PyDict_GetItemWithError(attrs, key);
+        if (value == NULL) {
+            if (PyErr_Occurred()) return NULL;
+            value = PyDict_GetItemWithError(readable, key);
+            if (value == NULL && PyErr_Occurred()) return NULL;
+        }
+        if (value == NULL || value == Py_None) continue;
+        PyObject *text = PyObject_Str(value);
+        if (text == NULL) return NULL;
+        Py_ssize_t length = PyUnicode_GET_LENGTH(text);
+        if (length == 0) { /* an empty ID: the trace ID stands in */
+            Py_DECREF(text);
+            break;
+        }
+        if (!plain_text(text)) {
+            Py_DECREF(text);
+            return NULL;
+        }
+        if (length <= MAX_CORRELATION) return text;
+        PyObject *cut = PyUnicode_Substring(text, 0, MAX_CORRELATION);
+        Py_DECREF(text);
+        return cut;
+    }
+    PyObject *hex = PyObject_CallMethod(trace_id, "hex", NULL);
+    return hex;
+}
+
+/* The row of a span that needs nothing but a row (see span_rows), or NULL with no
+ * exception set when it needs the Python path, or NULL with one set on failure. */
+static PyObject *span_row(PyObject *span, PyObject *readable, PyObject *service,
+                          PyObject *res_key, PyObject *correlation_keys, PyObject *stage_keys,
+                          uint64_t earliest, uint64_t latest, uint64_t *day) {
+    if (!PyTuple_CheckExact(span) || PyTuple_GET_SIZE(span) != 12) return NULL;
+    PyObject *trace_id = PyTuple_GET_ITEM(span, 0), *span_id = PyTuple_GET_ITEM(span, 1),
+             *parent = PyTuple_GET_ITEM(span, 2), *name = PyTuple_GET_ITEM(span, 3),
+             *kind = PyTuple_GET_ITEM(span, 4), *attrs = PyTuple_GET_ITEM(span, 7),
+             *attrs_jsonb = PyTuple_GET_ITEM(span, 8), *events = PyTuple_GET_ITEM(span, 9),
+             *status_code = PyTuple_GET_ITEM(span, 10),
+             *status_message = PyTuple_GET_ITEM(span, 11);
+    int ok = 1;
+    uint64_t start = as_u64(PyTuple_GET_ITEM(span, 5), &ok);
+    uint64_t end = as_u64(PyTuple_GET_ITEM(span, 6), &ok);
+    if (!ok || !is_id(trace_id, 16) || !is_id(span_id, 8) || !PyBytes_CheckExact(parent) ||
+        (PyBytes_GET_SIZE(parent) != 0 && PyBytes_GET_SIZE(parent) != 8) || end < start ||
+        !in_range(kind, 0, 5) || !in_range(status_code, 0, 2) || start < earliest ||
+        start > latest || !PyList_CheckExact(events) || PyList_GET_SIZE(events) != 0 ||
+        !PyDict_CheckExact(attrs) || !plain_text(name) || !plain_text(status_message)) {
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(stage_keys); i++) { /* to be observed */
+        PyObject *key = PyTuple_GET_ITEM(stage_keys, i);
+        int found = PyDict_Contains(attrs, key);
+        if (found == 0) found = PyDict_Contains(readable, key);
+        if (found != 0) return NULL; /* 1: the Python path; -1: an exception */
+    }
+    PyObject *correlation = correlation_of(attrs, readable, correlation_keys, trace_id);
+    if (correlation == NULL) return NULL;
+    PyObject *start_us = PyLong_FromLongLong((long long)(start / 1000) - PG_EPOCH_US);
+    PyObject *end_us = PyLong_FromLongLong((long long)(end / 1000) - PG_EPOCH_US);
+    PyObject *row = NULL;
+    if (start_us != NULL && end_us != NULL) {
+        row = PyTuple_Pack(
+            14, correlation, trace_id, span_id, start_us, end_us,
+            PyBytes_GET_SIZE(parent) ? parent : Py_None, name, kind, status_code,
+            PyUnicode_GET_LENGTH(status_message) ? status_message : Py_None, service, res_key,
+            attrs_jsonb, Py_None);
+    }
+    Py_DECREF(correlation);
+    Py_XDECREF(start_us);
+    Py_XDECREF(end_us);
+    *day = start / NS_PER_DAY;
+    return row;
+}
+
+static PyObject *span_rows(PyObject *Py_UNUSED(module), PyObject *args) {
+    PyObject *spans, *readable, *service, *res_key, *correlation_keys, *stage_keys, *rows,
+        *days;
+    unsigned long long earliest, latest;
+    if (!PyArg_ParseTuple(args, "O!O!OOO!O!KKO!O!", &PyList_Type, &spans, &PyDict_Type,
+                          &readable, &service, &res_key, &PyTuple_Type, &correlation_keys,
+                          &PyTuple_Type, &stage_keys, &earliest, &latest, &PyList_Type, &rows,
+                          &PySet_Type, &days)) {
+        return NULL;
+    }
+    PyObject *rest = PyList_New(0);
+    if (rest == NULL) return NULL;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(spans); i++) {
+        PyObject *span = PyList_GET_ITEM(spans, i);
+        uint64_t day = 0;
+        PyObject *row = span_row(span, readable, service, res_key, correlation_keys,
+                                 stage_keys, earliest, latest, &day);
+        if (row == NULL) {
+            if (PyErr_Occurred() || PyList_Append(rest, span) < 0) goto failed;
+            continue;
+        }
+        PyObject *day_number = PyLong_FromUnsignedLongLong(day);
+        int failed = day_number == NULL || PyList_Append(rows, row) < 0 ||
+                     PySet_Add(days, day_number) < 0;
+        Py_DECREF(row);
+        Py_XDECREF(day_number);
+        if (failed) goto failed;
+    }
+    return rest;
+
+failed:
+    Py_DECREF(rest);
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
     {"read_traces", read_traces, METH_VARARGS,
      "OTLP trace export protobuf -> [(resource attributes, spans)], or None to fall back."},
     {"copy_rows", copy_rows, METH_VARARGS,
      "Rows -> the tuples of a binary COPY, by column kinds (t, b, h, q, ?)."},
+    {"span_rows", span_rows, METH_VARARGS,
+     "Rows of the spans that need nothing else; returns the others, for the Python path."},
     {NULL, NULL, 0, NULL},
 };
 

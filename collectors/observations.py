@@ -62,6 +62,15 @@ class Observer:
         # The attributes an observation can read: keys the map names, replay headers.
         self.read_keys = mapping.referenced_keys()
         self.read_prefixes = (REPLAY_HEADER_PREFIX,)
+        self.correlation_keys = mapping.keys["correlation_id"]
+        self.stage_keys = mapping.keys["stage"]  # a record naming none is not observed
+        self._read_key_set = frozenset(self.read_keys)
+
+    def readable(self, attrs: Mapping[str, Any]) -> dict[str, Any]:
+        """The part of `attrs` an observation can read."""
+        keys, prefixes = self._read_key_set, self.read_prefixes
+        return {key: value for key, value in attrs.items()
+                if key in keys or key.startswith(prefixes)}  # fmt: skip
 
     def correlation_id(self, attrs: Mapping[str, Any], trace_id: bytes | None) -> str | None:
         """The configured correlation attribute, else the trace ID in hex, else None."""

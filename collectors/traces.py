@@ -26,6 +26,7 @@ _SPAN_KINDS = range(6)  # SpanKind: UNSPECIFIED … CONSUMER
 _STATUS_CODES = range(3)  # Status.StatusCode: UNSET, OK, ERROR
 _NO_TRACE = bytes(16)
 _NO_SPAN = bytes(8)
+_MAX_U64 = 2**64 - 1
 
 # (resource attributes, spans): a span is (trace_id, span_id, parent_span_id, name, kind,
 # start_ns, end_ns, attributes, attributes as binary jsonb, events, status_code,
@@ -80,8 +81,14 @@ def decode_spans(resources: list[ResourceSpans], observer: Observer, window: Tim
     """Rows for every acceptable span; the rest are counted in `Batch.rejected` with their
     reasons."""
     batch = Batch()
+    earliest, latest = max(window.earliest_ns, 0), min(window.latest_ns, _MAX_U64)
     for res_attrs, spans in resources:
         res_key, service = resource_key(res_attrs, batch)
+        if wire is not None:  # the spans that need only a row get it in C
+            spans = wire.span_rows(
+                spans, observer.readable(res_attrs), service, res_key, observer.correlation_keys,
+                observer.stage_keys, earliest, latest, batch.spans, batch.days,
+            )  # fmt: skip
         for span in spans:
             _add_span(batch, span, observer, window, res_key, service, res_attrs)
     return batch
