@@ -5,7 +5,9 @@ occurrences, dead-letter links and audit trail."""
 from __future__ import annotations
 
 import random
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import psycopg
 import pytest
@@ -17,7 +19,7 @@ from collectors.observations import Observer
 from collectors.otlp import PROTOBUF
 from collectors.traces import decode_spans, read_traces
 from collectors.window import TimeWindow
-from collectors.writer import PostgresWriter
+from collectors.writer import PostgresWriter, StatementFailed
 from sla.policy import load_policy
 from tests.support.otlp import (
     dead_letter_record,
@@ -186,3 +188,34 @@ def test_random_histories_end_alike_in_any_order(seed: int, new_db_url) -> None:
     for _ in range(3):
         order = rng.sample(range(len(history)), len(history))
         assert _state_after(new_db_url(), order, history) == in_order, order
+
+
+def _write_all(url: str, history: list[Batch], order: list[int], start: threading.Barrier) -> None:
+    """Write `order`'s batches as a client would: each until it is stored."""
+    writer = PostgresWriter(url, load_policy().catalog())
+    start.wait()
+    try:
+        for index in order:
+            for attempt in range(5):
+                try:
+                    writer.write(history[index])
+                    break
+                except StatementFailed:  # a 503: the client sends the batch again
+                    if attempt == 4:
+                        raise
+    finally:
+        writer.close()
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_two_writers_at_once_end_as_in_order(seed: int, in_order, new_db_url) -> None:
+    rng = random.Random(seed)
+    order = rng.sample(range(len(_HISTORY)), len(_HISTORY))
+    halves = (order[::2], order[1::2])
+    url = new_db_url()
+    start = threading.Barrier(2)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        for done in [pool.submit(_write_all, url, _HISTORY, half, start) for half in halves]:
+            done.result()
+
+    assert _state_after(url, []) == in_order
