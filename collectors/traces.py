@@ -3,7 +3,8 @@
 Bodies are first read into plain values (`ResourceSpans`): protobuf by the compiled reader
 in collectors/_wire.c when it is built and the body has the common shape, otherwise (JSON,
 or protobuf it leaves to the runtime) by the protobuf runtime. Rows are built from those
-values alone, so both readers store exactly the same rows.
+values alone, so both readers store exactly the same rows: in C (`span_rows`) for spans that
+need only a row, here for those to reject with a reason or to observe.
 """
 
 from __future__ import annotations
