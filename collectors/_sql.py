@@ -283,8 +283,9 @@ ORDER BY correlation_id, id"""
 # are left as they are (a failure of theirs that arrives late starts its own).
 #
 # The work follows the batch, not the history: an exception enters as one unit (its
-# count, span and earliest error) unless a success now falls within its span, and only
-# then are its failures read one by one to take it apart.
+# count, span and earliest error, ending where its first failure's episode ends) unless a
+# success now falls within its span, and only then are its failures read one by one to
+# take it apart.
 #
 # Which exception an episode is: the open episode is the open exception, if there is one;
 # any other episode is the exception whose failures lie in it (the latest episode holding
@@ -322,42 +323,42 @@ WITH pair_exception AS (  -- the exceptions of the batch's (transaction, stage) 
     WHERE s.last_ok_at IS NOT NULL AND e.correlation_id = s.correlation_id AND e.id = s.id
     RETURNING e.correlation_id, e.id, s.status AS before_status, e.resolution
 ), stored AS (  -- the failures' exceptions that late telemetry may change
-    SELECT x.*,
-           {_next_success("x.correlation_id", "x.stage", "x.first_seen")} <= x.last_seen
-               AS split  -- a success now falls within its span
+    SELECT x.*, {_next_success("x.correlation_id", "x.stage", "x.first_seen")} AS next_ok
     FROM pair_exception x
     WHERE x.kind IN ('error', 'dead_letter')
-), unit AS (  -- whole exceptions, the failures of those taken apart, and the new failures
+), placed AS (  -- whole exceptions, the failures of those a success now falls within, and
+                -- the new failures, each with the end of its episode (infinity: still open)
     SELECT correlation_id, stage, fingerprint, id AS exception_id, NULL::bytea AS record_key,
            first_seen, last_seen, occurrences, kind, error_type, message, process, system,
-           NULL::bytea AS trace_id, NULL::bytea AS span_id
-    FROM stored WHERE split IS NOT TRUE
+           NULL::bytea AS trace_id, NULL::bytea AS span_id,
+           coalesce(next_ok, 'infinity') AS ends_at
+    FROM stored WHERE NOT coalesce(next_ok <= last_seen, false)
     UNION ALL
     SELECT o.correlation_id, o.stage, o.fingerprint, o.exception_id, o.record_key,
            o.occurred_at, o.occurred_at, o.occurrences, o.kind, o.error_type, o.message,
-           o.process, o.system, o.trace_id, o.span_id
+           o.process, o.system, o.trace_id, o.span_id,
+           coalesce({_next_success("o.correlation_id", "o.stage", "o.occurred_at")}, 'infinity')
     FROM stored x
     CROSS JOIN LATERAL (
         SELECT o.* FROM exception_occurrences o
         WHERE o.correlation_id = x.correlation_id AND o.exception_id = x.id OFFSET 0
     ) o
-    WHERE x.split
+    WHERE x.next_ok <= x.last_seen
     UNION ALL
-    SELECT * FROM (  -- a span sent again with other times is a new span, not a new failure
+    SELECT correlation_id, stage, fingerprint, NULL, record_key, at, at, 1, kind, error_type,
+           message, process, system, trace_id, span_id,
+           coalesce({_next_success("f.correlation_id", "f.stage", "f.at")}, 'infinity')
+    FROM (  -- a span sent again with other times is a new span, not a new failure
         SELECT DISTINCT ON (correlation_id, record_key)
-               correlation_id, stage, fingerprint, NULL::bigint, record_key, {_ts("at_ns")},
-               {_ts("at_ns")}, 1, CASE WHEN dead_letter THEN 'dead_letter' ELSE 'error' END,
+               correlation_id, stage, fingerprint, record_key, {_ts("at_ns")} AS at,
+               CASE WHEN dead_letter THEN 'dead_letter' ELSE 'error' END AS kind,
                error_type, message, process, system, trace_id, span_id
         FROM _new_obs o
         WHERE NOT ok AND (  -- a subquery, not NOT EXISTS: one key probe per failure
             SELECT true FROM exception_occurrences x
             WHERE x.correlation_id = o.correlation_id AND x.record_key = o.record_key) IS NULL
         ORDER BY correlation_id, record_key, at_ns
-    ) fresh
-), placed AS (
-    SELECT u.*, coalesce({_next_success("u.correlation_id", "u.stage", "u.first_seen")},
-                         'infinity') AS ends_at  -- infinity: still open
-    FROM unit u
+    ) f
 ), episode AS (
     SELECT correlation_id, stage, fingerprint, ends_at,
            sum(occurrences)::integer AS occurrences, min(first_seen) AS first_seen,
