@@ -24,6 +24,7 @@ from datetime import timedelta
 import psycopg
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
+from sqlalchemy import Engine
 
 from bench._harness import bench_database
 from bench.background import fill
@@ -38,7 +39,7 @@ from q2c.database import create_db_engine
 from q2c.settings import Settings
 from queries.kpis import collect_kpis
 from sla.evaluate import evaluate
-from sla.policy import load_policy
+from sla.policy import Policy, load_policy
 
 NS = 1_000_000_000
 STAGES = (("invoice_posted", "billing", 0), ("invoice_recorded", "erp", 240),
@@ -120,7 +121,7 @@ def evaluation_seconds(spans: int, rounds: int = 3) -> float:
     return statistics.median(timings)
 
 
-def _kpi_seconds(engine, policy, runs: int = 5) -> float:
+def _kpi_seconds(engine: Engine, policy: Policy, runs: int = 5) -> float:
     """Median time of all KPI queries over 30 days, after a warm-up."""
     collect_kpis(engine, policy, timedelta(days=30))
     timings = []
