@@ -86,6 +86,13 @@ STAGING_COLUMNS = {
 }
 
 
+# The writer's session: JIT compilation off. Its statements touch a batch's rows by key and
+# run in milliseconds; when the planner's estimates cross jit_above_cost (as they may once
+# tables grow or statistics change) compiling them takes hundreds of milliseconds, every
+# group, for nothing.
+SESSION = "SET jit = off"
+
+
 # Staging tables live per connection, with the columns and types above. Only _new_obs,
 # used by every transaction, empties itself at commit: PostgreSQL truncates every such
 # table at every commit that touched a temporary table, so the others, used on rarer

@@ -126,6 +126,7 @@ class PostgresWriter:
         if self._conn is None or self._conn.closed:
             conn = psycopg.connect(self.url, connect_timeout=self.connect_timeout, autocommit=True)
             use_c_dumpers(conn)
+            conn.execute(_sql.SESSION)
             conn.execute(_sql.STAGING)
             with conn.cursor() as cur:
                 cur.execute("DELETE FROM _catalog")

@@ -7,6 +7,8 @@ import psycopg
 import pytest
 
 from collectors import _sql
+from collectors.writer import PostgresWriter
+from sla.policy import load_policy
 
 _DERIVED = {
     "UPSERT_TRANSACTIONS": _sql.UPSERT_TRANSACTIONS,
@@ -81,3 +83,17 @@ def test_one_more_failure_does_not_read_the_earlier_ones(db: psycopg.Connection)
     reads = [line for line in lines if "Scan on exception_occurrences" in line]
     assert reads and all("never executed" in line for line in reads), "\n".join(lines)
     assert stored == [(5001,)]
+
+
+def test_writer_statements_are_never_jit_compiled(db_url: str, db: psycopg.Connection) -> None:
+    """Compiling the derived-row statements costs hundreds of milliseconds a group whenever
+    the planner's estimates cross jit_above_cost; a server that JIT-compiles everything must
+    not make the writer do so."""
+    db.execute(f'ALTER DATABASE "{db.info.dbname}" SET jit_above_cost = 0')
+    writer = PostgresWriter(db_url, load_policy().catalog())
+    try:
+        conn = writer._connection()
+        assert conn.execute("SELECT current_setting('jit_above_cost')").fetchone() == ("0",)
+        assert conn.execute("SELECT current_setting('jit')").fetchone() == ("off",)
+    finally:
+        writer.close()
