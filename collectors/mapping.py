@@ -48,6 +48,15 @@ DEFAULT_KEYS: Mapping[str, tuple[str, ...]] = MappingProxyType(
 )
 
 
+def first_value(keys: tuple[str, ...], attributes: Mapping[str, object]) -> object | None:
+    """The value of the first of `keys` present in `attributes`, else None."""
+    for key in keys:
+        value = attributes.get(key)
+        if value is not None:
+            return value
+    return None
+
+
 @dataclass(frozen=True)
 class AttributeMap:
     """Canonical field → attribute keys, first match wins."""
@@ -60,11 +69,7 @@ class AttributeMap:
 
     def lookup(self, name: str, attributes: Mapping[str, object]) -> object | None:
         """The value of the first key for field `name` present in `attributes`, else None."""
-        for key in self.keys[name]:
-            value = attributes.get(key)
-            if value is not None:
-                return value
-        return None
+        return first_value(self.keys[name], attributes)
 
     @classmethod
     def load(cls, path: Path | None) -> AttributeMap:

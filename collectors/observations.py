@@ -12,7 +12,7 @@ from typing import Any
 from collectors._pgtypes import jsonb
 from collectors._values import clean_text, to_json
 from collectors.batch import Batch
-from collectors.mapping import BUSINESS_FIELDS, AttributeMap
+from collectors.mapping import BUSINESS_FIELDS, AttributeMap, first_value
 
 _AMOUNT_FIELDS = frozenset({"amount", "tax_amount"})
 _AMOUNT_LIMIT = 1e15  # numeric(20, 4) holds 16 digits before the point
@@ -36,24 +36,6 @@ def _truthy(value: object) -> bool:
     return value is True or (isinstance(value, str) and value.lower() in ("true", "1", "yes"))
 
 
-def _business(mapping: AttributeMap, attrs: Mapping[str, Any]) -> dict[str, Any]:
-    found: dict[str, Any] = {}
-    for field in BUSINESS_FIELDS:
-        value = mapping.lookup(field, attrs)
-        if value is None:
-            continue
-        if field in _AMOUNT_FIELDS:
-            try:
-                amount = float(value)  # type: ignore[arg-type]
-            except (TypeError, ValueError):
-                continue  # not a number: kept in the raw attributes, not in the books
-            if abs(amount) < _AMOUNT_LIMIT:
-                found[field] = amount
-        else:
-            found[field] = clean_text(str(value))
-    return found
-
-
 class Observer:
     """Adds the observation (and dead letter) a record implies to a batch."""
 
@@ -65,6 +47,14 @@ class Observer:
         self.correlation_keys = mapping.keys["correlation_id"]
         self.stage_keys = mapping.keys["stage"]  # a record naming none is not observed
         self._read_key_set = frozenset(self.read_keys)
+        # Hot path: each field's keys looked up once here, not per record.
+        keys = mapping.keys
+        self._process_keys, self._system_keys = keys["process"], keys["system"]
+        self._status_keys, self._dead_letter_keys = keys["status"], keys["dead_letter"]
+        self._error_type_keys, self._error_message_keys = keys["error_type"], keys["error_message"]
+        self._business_keys = tuple(
+            (field, keys[field], field in _AMOUNT_FIELDS) for field in BUSINESS_FIELDS
+        )
 
     def readable(self, attrs: Mapping[str, Any]) -> dict[str, Any]:
         """The part of `attrs` an observation can read."""
@@ -74,7 +64,7 @@ class Observer:
 
     def correlation_id(self, attrs: Mapping[str, Any], trace_id: bytes | None) -> str | None:
         """The configured correlation attribute, else the trace ID in hex, else None."""
-        value = self.mapping.lookup("correlation_id", attrs)
+        value = first_value(self.correlation_keys, attrs)
         if value is not None and str(value):
             return clean_text(str(value))[:256]
         return trace_id.hex() if trace_id else None
@@ -96,19 +86,18 @@ class Observer:
         payload: Any = None,
     ) -> None:
         """Record the stage observation if the record names a process and stage."""
-        lookup = self.mapping.lookup
-        process, stage = lookup("process", attrs), lookup("stage", attrs)
+        process, stage = first_value(self._process_keys, attrs), first_value(self.stage_keys, attrs)
         if process is None or stage is None:
             return
         process, stage = clean_text(str(process)), clean_text(str(stage))
-        system = clean_text(str(lookup("system", attrs) or service_name))
-        status = lookup("status", attrs)
-        dead = _truthy(lookup("dead_letter", attrs))
+        system = clean_text(str(first_value(self._system_keys, attrs) or service_name))
+        status = first_value(self._status_keys, attrs)
+        dead = _truthy(first_value(self._dead_letter_keys, attrs))
         if isinstance(status, str) and status.lower() in ("ok", "error"):
             failed = status.lower() == "error"
         failed = failed or dead
-        error_type = error_type or _as_text(lookup("error_type", attrs))
-        message = _as_text(lookup("error_message", attrs)) or message
+        error_type = error_type or _as_text(first_value(self._error_type_keys, attrs))
+        message = _as_text(first_value(self._error_message_keys, attrs)) or message
         fp = None
         if failed:
             error_type = error_type or "error"
@@ -117,8 +106,7 @@ class Observer:
         batch.observations.append(
             (
                 record_key, correlation_id, process, stage, system, at_ns, not failed,
-                jsonb(_business(self.mapping, attrs)), error_type, message, fp, dead,
-                trace_id, span_id,
+                jsonb(self._business(attrs)), error_type, message, fp, dead, trace_id, span_id,
             )
         )  # fmt: skip
         if dead:
@@ -136,6 +124,24 @@ class Observer:
                 fp,
                 payload,
             )
+
+    def _business(self, attrs: Mapping[str, Any]) -> dict[str, Any]:
+        """The business keys and amounts `attrs` report, by canonical field."""
+        found: dict[str, Any] = {}
+        for field, keys, is_amount in self._business_keys:
+            value = first_value(keys, attrs)
+            if value is None:
+                continue
+            if is_amount:
+                try:
+                    amount = float(value)  # type: ignore[arg-type]
+                except (TypeError, ValueError):
+                    continue  # not a number: kept in the raw attributes, not in the books
+                if abs(amount) < _AMOUNT_LIMIT:
+                    found[field] = amount
+            else:
+                found[field] = clean_text(str(value))
+        return found
 
     def _dead_letter(
         self,
