@@ -926,6 +926,8 @@ failed:
 #define PG_EPOCH_US 946684800000000LL /* 2000-01-01 in Unix microseconds */
 #define NS_PER_DAY 86400000000000ULL
 #define MAX_CORRELATION 256
+#define STATUS_ERROR 2
+#define AMOUNT_LIMIT 1e15 /* numeric(20, 4) holds 16 digits before the point */
 
 /* An unsigned 64-bit integer from a Python int; 0 with *ok cleared if it is not one. */
 static uint64_t as_u64(PyObject *value, int *ok) {
@@ -963,45 +965,168 @@ static int plain_text(PyObject *text) {
            PyUnicode_FindChar(text, 0, 0, PyUnicode_GET_LENGTH(text), 1) == -1;
 }
 
+/* mapping.first_value over {**readable, **attrs}: the value of the first of `keys` that is
+ * there and not None; sets *found to it (borrowed) or NULL. -1 with an exception on failure. */
+static int first_value(PyObject *attrs, PyObject *readable, PyObject *keys, PyObject **found) {
+    *found = NULL;
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(keys); i++) {
+        PyObject *key = PyTuple_GET_ITEM(keys, i);
+        PyObject *value = PyDict_GetItemWithError(attrs, key);
+        if (value == NULL) {
+            if (PyErr_Occurred()) return -1;
+            value = PyDict_GetItemWithError(readable, key);
+            if (value == NULL && PyErr_Occurred()) return -1;
+        }
+        if (value != NULL && value != Py_None) {
+            *found = value;
+            return 0;
+        }
+    }
+    return 0;
+}
+
+/* str(value) when it holds no NUL character (as clean_text would leave it): 1 with a new
+ * reference in *out; 0 when it holds one (the Python path cleans it); -1 on failure. */
+static int text_of(PyObject *value, PyObject **out) {
+    *out = PyObject_Str(value);
+    if (*out == NULL) return -1;
+    if (plain_text(*out)) return 1;
+    Py_CLEAR(*out);
+    return 0;
+}
+
 /* The correlation ID as Observer.correlation_id finds it in {**readable, **attrs}: a new
  * reference; NULL with no exception set when the span needs the Python path (NUL
  * characters); NULL with one set on failure. */
 static PyObject *correlation_of(PyObject *attrs, PyObject *readable, PyObject *keys,
                                 PyObject *trace_id) {
-    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(keys); i++) {
-        PyObject *key = PyTuple_GET_ITEM(keys, i);
-        PyObject *value = PyDict_GetItemWithError(attrs, key);
-        if (value == NULL) {
-            if (PyErr_Occurred()) return NULL;
-            value = PyDict_GetItemWithError(readable, key);
-            if (value == NULL && PyErr_Occurred()) return NULL;
-        }
-        if (value == NULL || value == Py_None) continue;
-        PyObject *text = PyObject_Str(value);
-        if (text == NULL) return NULL;
+    PyObject *value, *text;
+    if (first_value(attrs, readable, keys, &value) < 0) return NULL;
+    if (value != NULL) {
+        int plain = text_of(value, &text);
+        if (plain <= 0) return NULL;
         Py_ssize_t length = PyUnicode_GET_LENGTH(text);
-        if (length == 0) { /* an empty ID: the trace ID stands in */
-            Py_DECREF(text);
-            break;
+        if (length > MAX_CORRELATION) {
+            Py_SETREF(text, PyUnicode_Substring(text, 0, MAX_CORRELATION));
+            return text;
         }
-        if (!plain_text(text)) {
-            Py_DECREF(text);
-            return NULL;
-        }
-        if (length <= MAX_CORRELATION) return text;
-        PyObject *cut = PyUnicode_Substring(text, 0, MAX_CORRELATION);
-        Py_DECREF(text);
-        return cut;
+        if (length > 0) return text;
+        Py_DECREF(text); /* an empty ID: the trace ID stands in */
     }
-    PyObject *hex = PyObject_CallMethod(trace_id, "hex", NULL);
-    return hex;
+    return PyObject_CallMethod(trace_id, "hex", NULL);
 }
 
-/* The row of a span that needs nothing but a row (see span_rows), or NULL with no
- * exception set when it needs the Python path, or NULL with one set on failure. */
+/* Observer._business: the business fields `attrs` report, as binary jsonb made by `jsonb`.
+ * A new reference; NULL with no exception set when a value needs the Python path. */
+static PyObject *business_of(PyObject *attrs, PyObject *readable, PyObject *fields,
+                             PyObject *jsonb) {
+    PyObject *found = PyDict_New();
+    if (found == NULL) return NULL;
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(fields); i++) {
+        PyObject *field = PyTuple_GET_ITEM(fields, i); /* (name, keys, is_amount) */
+        PyObject *value, *stored;
+        if (first_value(attrs, readable, PyTuple_GET_ITEM(field, 1), &value) < 0) goto failed;
+        if (value == NULL) continue;
+        if (PyTuple_GET_ITEM(field, 2) == Py_True) {
+            stored = PyNumber_Float(value);
+            if (stored == NULL) {
+                if (!PyErr_ExceptionMatches(PyExc_TypeError) &&
+                    !PyErr_ExceptionMatches(PyExc_ValueError)) {
+                    goto failed;
+                }
+                PyErr_Clear(); /* not a number: kept in the raw attributes only */
+                continue;
+            }
+            if (!(fabs(PyFloat_AS_DOUBLE(stored)) < AMOUNT_LIMIT)) {
+                Py_DECREF(stored);
+                continue;
+            }
+        } else {
+            int plain = text_of(value, &stored);
+            if (plain <= 0) goto failed;
+        }
+        int set = PyDict_SetItem(found, PyTuple_GET_ITEM(field, 0), stored);
+        Py_DECREF(stored);
+        if (set < 0) goto failed;
+    }
+    PyObject *document = PyObject_CallOneArg(jsonb, found);
+    Py_DECREF(found);
+    return document;
+
+failed:
+    Py_DECREF(found);
+    return NULL;
+}
+
+/* The observation Observer.observe makes of a span that names a stage, has no events and
+ * did not fail (see span_rows): 1 with a new reference in *out, 0 when the span needs the
+ * Python path, -1 on failure. `spec` is Observer.compiled. */
+static int observation_of(PyObject *span, PyObject *attrs, PyObject *readable,
+                          PyObject *service, PyObject *correlation, PyObject *spec,
+                          PyObject **out) {
+    PyObject *process_keys = PyTuple_GET_ITEM(spec, 0), *stage_keys = PyTuple_GET_ITEM(spec, 1),
+             *system_keys = PyTuple_GET_ITEM(spec, 2), *python_keys = PyTuple_GET_ITEM(spec, 3),
+             *fields = PyTuple_GET_ITEM(spec, 4), *jsonb = PyTuple_GET_ITEM(spec, 5);
+    PyObject *trace_id = PyTuple_GET_ITEM(span, 0), *span_id = PyTuple_GET_ITEM(span, 1);
+    PyObject *process_value, *stage_value, *system_value, *other;
+    *out = NULL;
+    if (PyLong_AsLong(PyTuple_GET_ITEM(span, 10)) == STATUS_ERROR ||
+        PyUnicode_GET_LENGTH(PyTuple_GET_ITEM(span, 11)) != 0) {
+        return 0; /* a failure, or a message to keep: the Python path */
+    }
+    if (first_value(attrs, readable, python_keys, &other) < 0 ||
+        first_value(attrs, readable, process_keys, &process_value) < 0 ||
+        first_value(attrs, readable, stage_keys, &stage_value) < 0 ||
+        first_value(attrs, readable, system_keys, &system_value) < 0) {
+        return -1;
+    }
+    if (other != NULL || process_value == NULL || stage_value == NULL) return 0;
+    PyObject *process = NULL, *stage = NULL, *system = NULL, *business = NULL, *key = NULL;
+    int outcome = text_of(process_value, &process);
+    if (outcome > 0) outcome = text_of(stage_value, &stage);
+    if (outcome > 0) {
+        int given = system_value == NULL ? 0 : PyObject_IsTrue(system_value);
+        if (given < 0) {
+            outcome = -1;
+        } else if (given) {
+            outcome = text_of(system_value, &system);
+        } else {
+            system = Py_NewRef(service);
+        }
+    }
+    if (outcome > 0) {
+        business = business_of(attrs, readable, fields, jsonb);
+        if (business == NULL) outcome = PyErr_Occurred() ? -1 : 0;
+    }
+    if (outcome > 0) {
+        key = PyBytes_FromStringAndSize(NULL, 24);
+        if (key == NULL) {
+            outcome = -1;
+        } else {
+            memcpy(PyBytes_AS_STRING(key), PyBytes_AS_STRING(trace_id), 16);
+            memcpy(PyBytes_AS_STRING(key) + 16, PyBytes_AS_STRING(span_id), 8);
+            *out = PyTuple_Pack(14, key, correlation, process, stage, system,
+                                PyTuple_GET_ITEM(span, 6), Py_True, business, Py_None, Py_None,
+                                Py_None, Py_False, trace_id, span_id);
+            if (*out == NULL) outcome = -1;
+        }
+    }
+    Py_XDECREF(process);
+    Py_XDECREF(stage);
+    Py_XDECREF(system);
+    Py_XDECREF(business);
+    Py_XDECREF(key);
+    return outcome;
+}
+
+/* The row of a span that needs nothing but a row, and its observation when it names a
+ * stage and `spec` is not None (see span_rows): NULL with no exception set when it needs
+ * the Python path, NULL with one set on failure. */
 static PyObject *span_row(PyObject *span, PyObject *readable, PyObject *service,
                           PyObject *res_key, PyObject *correlation_keys, PyObject *stage_keys,
-                          uint64_t earliest, uint64_t latest, uint64_t *day) {
+                          PyObject *spec, uint64_t earliest, uint64_t latest, uint64_t *day,
+                          PyObject **observation) {
+    *observation = NULL;
     if (!PyTuple_CheckExact(span) || PyTuple_GET_SIZE(span) != 12) return NULL;
     PyObject *trace_id = PyTuple_GET_ITEM(span, 0), *span_id = PyTuple_GET_ITEM(span, 1),
              *parent = PyTuple_GET_ITEM(span, 2), *name = PyTuple_GET_ITEM(span, 3),
@@ -1019,14 +1144,21 @@ static PyObject *span_row(PyObject *span, PyObject *readable, PyObject *service,
         !PyDict_CheckExact(attrs) || !plain_text(name) || !plain_text(status_message)) {
         return NULL;
     }
-    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(stage_keys); i++) { /* to be observed */
+    int observed = 0;
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(stage_keys) && !observed; i++) {
         PyObject *key = PyTuple_GET_ITEM(stage_keys, i);
-        int found = PyDict_Contains(attrs, key);
-        if (found == 0) found = PyDict_Contains(readable, key);
-        if (found != 0) return NULL; /* 1: the Python path; -1: an exception */
+        observed = PyDict_Contains(attrs, key);
+        if (observed == 0) observed = PyDict_Contains(readable, key);
+        if (observed < 0) return NULL;
     }
+    if (observed && spec == Py_None) return NULL;
     PyObject *correlation = correlation_of(attrs, readable, correlation_keys, trace_id);
     if (correlation == NULL) return NULL;
+    if (observed && observation_of(span, attrs, readable, service, correlation, spec,
+                                   observation) <= 0) {
+        Py_DECREF(correlation);
+        return NULL;
+    }
     PyObject *start_us = PyLong_FromLongLong((long long)(start / 1000) - PG_EPOCH_US);
     PyObject *end_us = PyLong_FromLongLong((long long)(end / 1000) - PG_EPOCH_US);
     PyObject *row = NULL;
@@ -1040,36 +1172,43 @@ static PyObject *span_row(PyObject *span, PyObject *readable, PyObject *service,
     Py_DECREF(correlation);
     Py_XDECREF(start_us);
     Py_XDECREF(end_us);
+    if (row == NULL) Py_CLEAR(*observation);
     *day = start / NS_PER_DAY;
     return row;
 }
 
 static PyObject *span_rows(PyObject *Py_UNUSED(module), PyObject *args) {
-    PyObject *spans, *readable, *service, *res_key, *correlation_keys, *stage_keys, *rows,
-        *days;
+    PyObject *spans, *readable, *service, *res_key, *correlation_keys, *stage_keys, *spec,
+        *rows, *observations, *days;
     unsigned long long earliest, latest;
-    if (!PyArg_ParseTuple(args, "O!O!OOO!O!KKO!O!", &PyList_Type, &spans, &PyDict_Type,
+    if (!PyArg_ParseTuple(args, "O!O!OOO!O!OKKO!O!O!", &PyList_Type, &spans, &PyDict_Type,
                           &readable, &service, &res_key, &PyTuple_Type, &correlation_keys,
-                          &PyTuple_Type, &stage_keys, &earliest, &latest, &PyList_Type, &rows,
-                          &PySet_Type, &days)) {
+                          &PyTuple_Type, &stage_keys, &spec, &earliest, &latest, &PyList_Type,
+                          &rows, &PyList_Type, &observations, &PySet_Type, &days)) {
+        return NULL;
+    }
+    if (spec != Py_None && (!PyTuple_CheckExact(spec) || PyTuple_GET_SIZE(spec) != 6)) {
+        PyErr_SetString(PyExc_TypeError, "spec must be None or Observer.compiled");
         return NULL;
     }
     PyObject *rest = PyList_New(0);
     if (rest == NULL) return NULL;
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(spans); i++) {
-        PyObject *span = PyList_GET_ITEM(spans, i);
+        PyObject *span = PyList_GET_ITEM(spans, i), *observation;
         uint64_t day = 0;
         PyObject *row = span_row(span, readable, service, res_key, correlation_keys,
-                                 stage_keys, earliest, latest, &day);
+                                 stage_keys, spec, earliest, latest, &day, &observation);
         if (row == NULL) {
             if (PyErr_Occurred() || PyList_Append(rest, span) < 0) goto failed;
             continue;
         }
         PyObject *day_number = PyLong_FromUnsignedLongLong(day);
         int failed = day_number == NULL || PyList_Append(rows, row) < 0 ||
-                     PySet_Add(days, day_number) < 0;
+                     PySet_Add(days, day_number) < 0 ||
+                     (observation != NULL && PyList_Append(observations, observation) < 0);
         Py_DECREF(row);
         Py_XDECREF(day_number);
+        Py_XDECREF(observation);
         if (failed) goto failed;
     }
     return rest;
@@ -1085,7 +1224,8 @@ static PyMethodDef methods[] = {
     {"copy_rows", copy_rows, METH_VARARGS,
      "Rows -> the tuples of a binary COPY, by column kinds (t, b, h, q, ?)."},
     {"span_rows", span_rows, METH_VARARGS,
-     "Rows of the spans that need nothing else; returns the others, for the Python path."},
+     "Rows (and observations of successful stage spans) of the spans that need nothing "
+     "else; returns the others, for the Python path."},
     {NULL, NULL, 0, NULL},
 };
 

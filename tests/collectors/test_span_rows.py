@@ -1,11 +1,15 @@
-"""Spans that need nothing but a row get it in C (collectors._wire.span_rows); the batch is
-exactly the one the Python path alone builds, whatever the spans hold."""
+"""Spans that need nothing but a row get it in C (collectors._wire.span_rows), and so do
+successful stage spans with their observation; the batch is exactly the one the Python path
+alone builds, whatever the spans hold."""
 
 from __future__ import annotations
 
+import math
 import random
 
 import pytest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue, KeyValueList
 
 from bench.workload import encoded_batches
 from collectors._compiled import wire
@@ -48,27 +52,91 @@ def _comparable(batch: Batch) -> tuple:
     )
 
 
-def _rows_in_c(resources: list, window: TimeWindow) -> int:
+def _rows_in_c(resources: list, window: TimeWindow) -> tuple[int, int]:
+    """(rows, observations) span_rows makes in C of `resources`."""
     rows: list[tuple] = []
+    observations: list[tuple] = []
     for res_attrs, spans in resources:
         wire.span_rows(spans, _OBSERVER.readable(res_attrs), "s", None,
-                       _OBSERVER.correlation_keys, _OBSERVER.stage_keys,
+                       _OBSERVER.correlation_keys, _OBSERVER.stage_keys, _OBSERVER.compiled,
                        max(window.earliest_ns, 0), min(window.latest_ns, 2**64 - 1), rows,
-                       set())  # fmt: skip
-    return len(rows)
+                       observations, set())  # fmt: skip
+    return len(rows), len(observations)
+
+
+# Values of the attributes an observation reads: texts, numbers written as text (which
+# float() may or may not take), other types, and no value at all.
+_VALUES = (
+    "invoice", "", "a\x00b", "Überweisung", "12.5", " 7 ", "1_000", "nan", "-inf", "1e16",
+    "0x10", True, False, 0, 3, -(2**63), 2.5, 1e300, math.nan, None, [1, "x"], {"k": "v"},
+)  # fmt: skip
+
+
+def _value(value: object) -> AnyValue:
+    if value is None:
+        return AnyValue()
+    if isinstance(value, bool):
+        return AnyValue(bool_value=value)
+    if isinstance(value, int):
+        return AnyValue(int_value=value)
+    if isinstance(value, float):
+        return AnyValue(double_value=value)
+    if isinstance(value, list):
+        return AnyValue(array_value=ArrayValue(values=[_value(item) for item in value]))
+    if isinstance(value, dict):
+        pairs = [KeyValue(key=k, value=_value(v)) for k, v in value.items()]
+        return AnyValue(kvlist_value=KeyValueList(values=pairs))
+    return AnyValue(string_value=str(value))
+
+
+def _observed_attributes(rng: random.Random, share: float) -> list[KeyValue]:
+    """Attributes a stage observation reads, each present with probability `share` (those
+    that send a record to the Python path, a quarter as often)."""
+    pairs = []
+    for key in _OBSERVER.read_keys:
+        if rng.random() < (share / 4 if key in _OBSERVER.compiled[3] else share):
+            common = key in ("q2c.process", "q2c.stage", "q2c.correlation_id", "q2c.amount")
+            value = rng.choice(_VALUES) if rng.random() < 0.3 or not common else "x-1"
+            pairs.append(KeyValue(key=key, value=_value(value)))
+    return pairs
+
+
+def _stage_request(rng: random.Random) -> ExportTraceServiceRequest:
+    """Spans naming a stage, mostly successful, with every kind of value in the attributes
+    an observation reads, on the span and on its resource."""
+    request = ExportTraceServiceRequest()
+    resource = request.resource_spans.add()
+    resource.resource.attributes.extend(_observed_attributes(rng, 0.1))
+    scope = resource.scope_spans.add()
+    for _ in range(rng.randrange(1, 5)):
+        start = rng.choice((1_700_000_000_000_000_000, 2**62 + 10**15)) + rng.randrange(10**12)
+        span = scope.spans.add(
+            trace_id=rng.randbytes(16), span_id=rng.randbytes(8), name="stage",
+            start_time_unix_nano=start, end_time_unix_nano=start + rng.randrange(10**9),
+        )  # fmt: skip
+        span.attributes.extend(_observed_attributes(rng, rng.choice((0.2, 0.5, 0.9))))
+        if rng.random() < 0.2:
+            span.status.code = rng.randrange(3)
+            span.status.message = rng.choice(("", "rejected 42"))
+    return request
 
 
 def _bodies() -> list[bytes]:
     rng = random.Random(20261127)
-    return [_request(rng).SerializeToString() for _ in range(3000)] + encoded_batches(4)
+    return (
+        [_request(rng).SerializeToString() for _ in range(3000)]
+        + [_stage_request(rng).SerializeToString() for _ in range(3000)]
+        + encoded_batches(4)
+    )
 
 
 @pytest.mark.parametrize("window", _WINDOWS.values(), ids=_WINDOWS.keys())
 def test_batches_are_those_of_the_python_path(window: TimeWindow) -> None:
-    in_c = 0
+    rows_in_c = observations_in_c = 0
     for body in _bodies():
         resources = read_traces(body, PROTOBUF, _OBSERVER)
         batch = decode_spans(resources, _OBSERVER, window)
         assert _comparable(batch) == _comparable(_python_only(resources, window)), body.hex()
-        in_c += _rows_in_c(resources, window)
-    assert in_c > 10  # the C path was taken, not only the Python one
+        rows, observations = _rows_in_c(resources, window)
+        rows_in_c, observations_in_c = rows_in_c + rows, observations_in_c + observations
+    assert rows_in_c > 10 and observations_in_c > 10, (rows_in_c, observations_in_c)
