@@ -4,7 +4,8 @@ Bodies are first read into plain values (`ResourceSpans`): protobuf by the compi
 in collectors/_wire.c when it is built and the body has the common shape, otherwise (JSON,
 or protobuf it leaves to the runtime) by the protobuf runtime. Rows are built from those
 values alone, so both readers store exactly the same rows: in C (`span_rows`) for spans that
-need only a row, here for those to reject with a reason or to observe.
+need only a row or are successful stage spans (row and observation), here for those to
+reject with a reason, failures, spans with events and anything out of the common shape.
 """
 
 from __future__ import annotations
@@ -85,7 +86,7 @@ def decode_spans(resources: list[ResourceSpans], observer: Observer, window: Tim
     earliest, latest = max(window.earliest_ns, 0), min(window.latest_ns, _MAX_U64)
     for res_attrs, spans in resources:
         res_key, service = resource_key(res_attrs, batch)
-        if wire is not None:  # the spans that need only a row get it in C
+        if wire is not None:  # the common spans get their row (and observation) in C
             spans = wire.span_rows(
                 spans, observer.readable(res_attrs), service, res_key, observer.correlation_keys,
                 observer.stage_keys, observer.compiled, earliest, latest, batch.spans,
