@@ -255,6 +255,12 @@ ON CONFLICT (correlation_id) DO UPDATE SET
     payment_id = excluded.payment_id, amount = excluded.amount, currency = excluded.currency,
     legal_entity = excluded.legal_entity, contract_version = excluded.contract_version,
     updated_at = now()
+-- The row as this statement's snapshot saw it (its xmin), or another writer committed it
+-- while this one waited for its lock: then the stage rows read above lack that writer's,
+-- and the whole transaction is retried on a fresh snapshot (0005_stale_transaction_guard).
+WHERE t.xmin = (SELECT seen.xmin FROM transactions seen
+                WHERE seen.correlation_id = excluded.correlation_id)
+   OR q2c_retry_statement('transaction ' || t.correlation_id || ' changed concurrently')
 """
 
 _OPEN = "('open', 'assigned', 'in_progress', 'replayed')"
