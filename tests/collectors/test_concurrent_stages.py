@@ -1,4 +1,4 @@
-"""Two writers storing different stages of one transaction at the same time: the transaction
+"""Writers storing different stages of one transaction at the same time: the transaction
 row is computed from every stage row, never from the half one writer's snapshot showed it.
 
 The interleaving is forced, not hoped for: a third session holds a lock that writer A meets
@@ -8,12 +8,15 @@ released only once both are seen waiting in pg_stat_activity.
 
 from __future__ import annotations
 
+import random
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import psycopg
 import pytest
+from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from collectors.batch import Batch
 from collectors.mapping import AttributeMap
@@ -21,7 +24,7 @@ from collectors.observations import Observer
 from collectors.otlp import PROTOBUF
 from collectors.traces import decode_spans, read_traces
 from collectors.window import TimeWindow
-from collectors.writer import PostgresWriter
+from collectors.writer import PostgresWriter, StatementFailed
 from sla.policy import load_policy
 from tests.support.otlp import stage_span, traces_request
 
@@ -33,11 +36,15 @@ _TRANSACTION = (
 )
 
 
+def _request(*spans: Span, service: str) -> Batch:
+    body = traces_request(*spans, service=service).SerializeToString()
+    return decode_spans(read_traces(body, PROTOBUF, _OBSERVER), _OBSERVER, TimeWindow(0, 2**63))
+
+
 def _stage(stage: str, at_s: int, seq: int, **business: object) -> Batch:
     """One stage span, from a service of its own (the writers then share no resource row)."""
     span = stage_span("INV-7", "invoice_posting", stage, "erp", at_s=at_s, seq=seq, **business)
-    body = traces_request(span, service=f"erp-{seq}").SerializeToString()
-    return decode_spans(read_traces(body, PROTOBUF, _OBSERVER), _OBSERVER, TimeWindow(0, 2**63))
+    return _request(span, service=f"erp-{seq}")
 
 
 _FIRST = _stage("invoice_posted", 10, 1, invoice_id="INV-7", amount=120.5)
@@ -106,3 +113,71 @@ def test_a_stage_committed_while_another_waits_counts(new_db_url, pool) -> None:
         first.result(timeout=30)
         second.result(timeout=30)
         assert observer.execute(_TRANSACTION).fetchone() == in_order
+
+
+_STAGES = ("invoice_posted", "invoice_recorded", "collections_notified")
+_DERIVED = {
+    "transactions": "SELECT correlation_id, process, current_stage, stage_index, status, "
+    "started_at, completed_at, last_event_at, customer_id, invoice_id FROM transactions",
+    "stage_events": "SELECT correlation_id, stage, system, status, reached_at, last_ok_at, "
+    "ok_times, business FROM stage_events",
+    "exceptions": "SELECT correlation_id, stage, system, fingerprint, status, first_seen, "
+    "last_seen, occurrences, resolution FROM exceptions",
+}
+
+
+def _shuffled_histories(seed: int) -> list[Batch]:
+    """Twelve transactions of six stage events each (a third failing, business keys here
+    and there), shuffled into requests of three spans."""
+    rng = random.Random(seed)
+    spans = []
+    for number in range(12):
+        for at_s in sorted(rng.sample(range(1, 100), 6)):
+            seq = len(spans) + 1
+            business = {"invoice_id": f"I{number}-{rng.randrange(2)}"} if rng.random() < 0.5 else {}
+            spans.append(
+                stage_span(f"INV-{number}", "invoice_posting", rng.choice(_STAGES),
+                           rng.choice(("erp", "crm")), at_s=at_s, seq=seq,
+                           error=f"tax code {seq} invalid" if rng.random() < 0.3 else None,
+                           **business)
+            )  # fmt: skip
+    rng.shuffle(spans)
+    return [_request(*spans[i : i + 3], service=f"svc-{i}") for i in range(0, len(spans), 3)]
+
+
+def _derived(url: str) -> dict[str, list[tuple]]:
+    with psycopg.connect(url) as conn:
+        return {
+            name: sorted(conn.execute(sql).fetchall(), key=repr) for name, sql in _DERIVED.items()
+        }
+
+
+def _write_until_stored(url: str, batches: list[Batch], start: threading.Barrier) -> None:
+    """Write each batch as a client would: again after a 503, until it is stored."""
+    writer = PostgresWriter(url, load_policy().catalog())
+    start.wait()
+    try:
+        for batch in batches:
+            for attempt in range(8):
+                try:
+                    writer.write(batch)
+                    break
+                except StatementFailed:
+                    if attempt == 7:
+                        raise
+    finally:
+        writer.close()
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_three_writers_at_once_derive_what_one_does(seed: int, new_db_url) -> None:
+    batches = _shuffled_histories(seed)
+    alone = new_db_url()
+    _transaction_after(alone, batches)
+    url = new_db_url()
+    start = threading.Barrier(3)
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        shares = [batches[i::3] for i in range(3)]
+        for done in [pool.submit(_write_until_stored, url, share, start) for share in shares]:
+            done.result(timeout=120)
+    assert _derived(url) == _derived(alone)
