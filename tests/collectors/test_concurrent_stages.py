@@ -11,8 +11,7 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 
 import psycopg
 import pytest
@@ -51,13 +50,26 @@ _FIRST = _stage("invoice_posted", 10, 1, invoice_id="INV-7", amount=120.5)
 _SECOND = _stage("invoice_recorded", 20, 2, customer_id="CUST-1")
 
 
-def _transaction_after(url: str, batches: list[Batch]) -> tuple:
+def _store(url: str, batches: list[Batch], start: threading.Barrier | None = None) -> None:
+    """Write each batch as a client would: again after a 503, until it is stored."""
     writer = PostgresWriter(url, load_policy().catalog())
+    if start is not None:
+        start.wait()
     try:
         for batch in batches:
-            writer.write(batch)
+            for attempt in range(8):
+                try:
+                    writer.write(batch)
+                    break
+                except StatementFailed:
+                    if attempt == 7:
+                        raise
     finally:
         writer.close()
+
+
+def _transaction_after(url: str, batches: list[Batch]) -> tuple:
+    _store(url, batches)
     with psycopg.connect(url) as conn:
         return conn.execute(_TRANSACTION).fetchone()
 
@@ -81,33 +93,20 @@ def _wait_until_waiting(conn: psycopg.Connection, statement_start: str) -> None:
     raise AssertionError(f"no writer waited in {statement_start!r}: {sessions}")
 
 
-@pytest.fixture
-def pool() -> Iterator[ThreadPoolExecutor]:
-    with ThreadPoolExecutor(max_workers=2) as executor:
-        yield executor
-
-
-def _write(url: str, batch: Batch) -> Callable[[], None]:
-    def write() -> None:
-        writer = PostgresWriter(url, load_policy().catalog())
-        try:
-            writer.write(batch)
-        finally:
-            writer.close()
-
-    return write
-
-
-def test_a_stage_committed_while_another_waits_counts(new_db_url, pool) -> None:
+def test_a_stage_committed_while_another_waits_counts(new_db_url) -> None:
     in_order = _transaction_after(new_db_url(), [_FIRST, _SECOND])
     assert in_order[1] == "invoice_recorded" and in_order[7:9] == ("CUST-1", "INV-7")
 
     url = new_db_url()
-    with psycopg.connect(url, autocommit=True) as observer, psycopg.connect(url) as holder:
+    with (
+        psycopg.connect(url, autocommit=True) as observer,
+        psycopg.connect(url) as holder,
+        ThreadPoolExecutor(max_workers=2) as pool,
+    ):
         holder.execute("LOCK TABLE exceptions IN ACCESS EXCLUSIVE MODE")
-        first: Future = pool.submit(_write(url, _FIRST))
+        first = pool.submit(_store, url, [_FIRST])
         _wait_until_waiting(observer, "WITH pair_exception")  # its transaction row written
-        second: Future = pool.submit(_write(url, _SECOND))
+        second = pool.submit(_store, url, [_SECOND])
         _wait_until_waiting(observer, "INSERT INTO transactions")  # waits on that row
         holder.commit()
         first.result(timeout=30)
@@ -152,23 +151,6 @@ def _derived(url: str) -> dict[str, list[tuple]]:
         }
 
 
-def _write_until_stored(url: str, batches: list[Batch], start: threading.Barrier) -> None:
-    """Write each batch as a client would: again after a 503, until it is stored."""
-    writer = PostgresWriter(url, load_policy().catalog())
-    start.wait()
-    try:
-        for batch in batches:
-            for attempt in range(8):
-                try:
-                    writer.write(batch)
-                    break
-                except StatementFailed:
-                    if attempt == 7:
-                        raise
-    finally:
-        writer.close()
-
-
 @pytest.mark.parametrize("seed", range(3))
 def test_three_writers_at_once_derive_what_one_does(seed: int, new_db_url) -> None:
     batches = _shuffled_histories(seed)
@@ -178,6 +160,6 @@ def test_three_writers_at_once_derive_what_one_does(seed: int, new_db_url) -> No
     start = threading.Barrier(3)
     with ThreadPoolExecutor(max_workers=3) as pool:
         shares = [batches[i::3] for i in range(3)]
-        for done in [pool.submit(_write_until_stored, url, share, start) for share in shares]:
+        for done in [pool.submit(_store, url, share, start) for share in shares]:
             done.result(timeout=120)
     assert _derived(url) == _derived(alone)
