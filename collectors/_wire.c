@@ -25,13 +25,15 @@
  * binary form the caller already holds), h int2, q int8, ? bool; None is NULL. A value of
  * another type raises TypeError, an integer out of range OverflowError.
  *
- * span_rows(spans, readable, service, res_key, correlation_keys, stage_keys, earliest,
- *           latest, rows: list, days: set) -> list
+ * span_rows(spans, readable, service, res_key, correlation_keys, spec, earliest, latest,
+ *           rows: list, observations: list, days: set) -> list
  *
  * For one resource's spans as read_traces gives them: appends to `rows` (and their UTC days
- * to `days`) the row collectors.traces would build for each span that needs nothing but a
- * row — valid IDs, kind, status and times inside [earliest, latest], no events, no stage
- * named in its or the resource's attributes (`readable`), no NUL characters — and returns
+ * to `days`) the row collectors.traces would build for each span of the common shape —
+ * valid IDs, kind, status and times inside [earliest, latest], no events, no NUL
+ * characters — and, for those of them naming a stage in their or the resource's attributes
+ * (`readable`), the observation Observer.observe would make when the span succeeded and
+ * carries no status, dead-letter or error attribute (`spec` is Observer.compiled). Returns
  * the other spans, which the Python path rejects or observes with its reasons.
  */
 #define PY_SSIZE_T_CLEAN
@@ -1058,17 +1060,17 @@ failed:
     return NULL;
 }
 
-/* The observation Observer.observe makes of a span that names a stage, has no events and
- * did not fail (see span_rows): 1 with a new reference in *out, 0 when the span needs the
- * Python path, -1 on failure. `spec` is Observer.compiled. */
+/* The observation Observer.observe makes of a span whose stage is `stage_value`, with no
+ * events, that did not fail (see span_rows): 1 with a new reference in *out, 0 when the
+ * span needs the Python path, -1 on failure. `spec` is Observer.compiled. */
 static int observation_of(PyObject *span, PyObject *attrs, PyObject *readable,
-                          PyObject *service, PyObject *correlation, PyObject *spec,
-                          PyObject **out) {
-    PyObject *process_keys = PyTuple_GET_ITEM(spec, 0), *stage_keys = PyTuple_GET_ITEM(spec, 1),
-             *system_keys = PyTuple_GET_ITEM(spec, 2), *python_keys = PyTuple_GET_ITEM(spec, 3),
-             *fields = PyTuple_GET_ITEM(spec, 4), *jsonb = PyTuple_GET_ITEM(spec, 5);
+                          PyObject *service, PyObject *correlation, PyObject *stage_value,
+                          PyObject *spec, PyObject **out) {
+    PyObject *process_keys = PyTuple_GET_ITEM(spec, 0), *system_keys = PyTuple_GET_ITEM(spec, 2),
+             *python_keys = PyTuple_GET_ITEM(spec, 3), *fields = PyTuple_GET_ITEM(spec, 4),
+             *jsonb = PyTuple_GET_ITEM(spec, 5);
     PyObject *trace_id = PyTuple_GET_ITEM(span, 0), *span_id = PyTuple_GET_ITEM(span, 1);
-    PyObject *process_value, *stage_value, *system_value, *other;
+    PyObject *process_value, *system_value, *other;
     *out = NULL;
     if (PyLong_AsLong(PyTuple_GET_ITEM(span, 10)) == STATUS_ERROR ||
         PyUnicode_GET_LENGTH(PyTuple_GET_ITEM(span, 11)) != 0) {
@@ -1076,11 +1078,10 @@ static int observation_of(PyObject *span, PyObject *attrs, PyObject *readable,
     }
     if (first_value(attrs, readable, python_keys, &other) < 0 ||
         first_value(attrs, readable, process_keys, &process_value) < 0 ||
-        first_value(attrs, readable, stage_keys, &stage_value) < 0 ||
         first_value(attrs, readable, system_keys, &system_value) < 0) {
         return -1;
     }
-    if (other != NULL || process_value == NULL || stage_value == NULL) return 0;
+    if (other != NULL || process_value == NULL) return 0;
     PyObject *process = NULL, *stage = NULL, *system = NULL, *business = NULL, *key = NULL;
     int outcome = text_of(process_value, &process);
     if (outcome > 0) outcome = text_of(stage_value, &stage);
@@ -1119,12 +1120,12 @@ static int observation_of(PyObject *span, PyObject *attrs, PyObject *readable,
     return outcome;
 }
 
-/* The row of a span that needs nothing but a row, and its observation when it names a
- * stage and `spec` is not None (see span_rows): NULL with no exception set when it needs
- * the Python path, NULL with one set on failure. */
+/* The row of a span of the common shape, and its observation when it names a stage (see
+ * span_rows): NULL with no exception set when it needs the Python path, NULL with one set
+ * on failure. */
 static PyObject *span_row(PyObject *span, PyObject *readable, PyObject *service,
-                          PyObject *res_key, PyObject *correlation_keys, PyObject *stage_keys,
-                          PyObject *spec, uint64_t earliest, uint64_t latest, uint64_t *day,
+                          PyObject *res_key, PyObject *correlation_keys, PyObject *spec,
+                          uint64_t earliest, uint64_t latest, uint64_t *day,
                           PyObject **observation) {
     *observation = NULL;
     if (!PyTuple_CheckExact(span) || PyTuple_GET_SIZE(span) != 12) return NULL;
@@ -1144,18 +1145,12 @@ static PyObject *span_row(PyObject *span, PyObject *readable, PyObject *service,
         !PyDict_CheckExact(attrs) || !plain_text(name) || !plain_text(status_message)) {
         return NULL;
     }
-    int observed = 0;
-    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(stage_keys) && !observed; i++) {
-        PyObject *key = PyTuple_GET_ITEM(stage_keys, i);
-        observed = PyDict_Contains(attrs, key);
-        if (observed == 0) observed = PyDict_Contains(readable, key);
-        if (observed < 0) return NULL;
-    }
-    if (observed && spec == Py_None) return NULL;
+    PyObject *stage; /* Observer.observe observes a record naming a stage, no other */
+    if (first_value(attrs, readable, PyTuple_GET_ITEM(spec, 1), &stage) < 0) return NULL;
     PyObject *correlation = correlation_of(attrs, readable, correlation_keys, trace_id);
     if (correlation == NULL) return NULL;
-    if (observed && observation_of(span, attrs, readable, service, correlation, spec,
-                                   observation) <= 0) {
+    if (stage != NULL && observation_of(span, attrs, readable, service, correlation, stage,
+                                        spec, observation) <= 0) {
         Py_DECREF(correlation);
         return NULL;
     }
@@ -1178,17 +1173,17 @@ static PyObject *span_row(PyObject *span, PyObject *readable, PyObject *service,
 }
 
 static PyObject *span_rows(PyObject *Py_UNUSED(module), PyObject *args) {
-    PyObject *spans, *readable, *service, *res_key, *correlation_keys, *stage_keys, *spec,
-        *rows, *observations, *days;
+    PyObject *spans, *readable, *service, *res_key, *correlation_keys, *spec, *rows,
+        *observations, *days;
     unsigned long long earliest, latest;
-    if (!PyArg_ParseTuple(args, "O!O!OOO!O!OKKO!O!O!", &PyList_Type, &spans, &PyDict_Type,
+    if (!PyArg_ParseTuple(args, "O!O!OOO!O!KKO!O!O!", &PyList_Type, &spans, &PyDict_Type,
                           &readable, &service, &res_key, &PyTuple_Type, &correlation_keys,
-                          &PyTuple_Type, &stage_keys, &spec, &earliest, &latest, &PyList_Type,
-                          &rows, &PyList_Type, &observations, &PySet_Type, &days)) {
+                          &PyTuple_Type, &spec, &earliest, &latest, &PyList_Type, &rows,
+                          &PyList_Type, &observations, &PySet_Type, &days)) {
         return NULL;
     }
-    if (spec != Py_None && (!PyTuple_CheckExact(spec) || PyTuple_GET_SIZE(spec) != 6)) {
-        PyErr_SetString(PyExc_TypeError, "spec must be None or Observer.compiled");
+    if (PyTuple_GET_SIZE(spec) != 6) {
+        PyErr_SetString(PyExc_TypeError, "spec must be Observer.compiled");
         return NULL;
     }
     PyObject *rest = PyList_New(0);
@@ -1196,8 +1191,8 @@ static PyObject *span_rows(PyObject *Py_UNUSED(module), PyObject *args) {
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(spans); i++) {
         PyObject *span = PyList_GET_ITEM(spans, i), *observation;
         uint64_t day = 0;
-        PyObject *row = span_row(span, readable, service, res_key, correlation_keys,
-                                 stage_keys, spec, earliest, latest, &day, &observation);
+        PyObject *row = span_row(span, readable, service, res_key, correlation_keys, spec,
+                                 earliest, latest, &day, &observation);
         if (row == NULL) {
             if (PyErr_Occurred() || PyList_Append(rest, span) < 0) goto failed;
             continue;

@@ -89,8 +89,7 @@ def decode_spans(resources: list[ResourceSpans], observer: Observer, window: Tim
         if wire is not None:  # the common spans get their row (and observation) in C
             spans = wire.span_rows(
                 spans, observer.readable(res_attrs), service, res_key, observer.correlation_keys,
-                observer.stage_keys, observer.compiled, earliest, latest, batch.spans,
-                batch.observations, batch.days,
+                observer.compiled, earliest, latest, batch.spans, batch.observations, batch.days,
             )  # fmt: skip
         for span in spans:
             _add_span(batch, span, observer, window, res_key, service, res_attrs)

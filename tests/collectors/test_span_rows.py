@@ -58,7 +58,7 @@ def _rows_in_c(resources: list, window: TimeWindow) -> tuple[int, int]:
     observations: list[tuple] = []
     for res_attrs, spans in resources:
         wire.span_rows(spans, _OBSERVER.readable(res_attrs), "s", None,
-                       _OBSERVER.correlation_keys, _OBSERVER.stage_keys, _OBSERVER.compiled,
+                       _OBSERVER.correlation_keys, _OBSERVER.compiled,
                        max(window.earliest_ns, 0), min(window.latest_ns, 2**64 - 1), rows,
                        observations, set())  # fmt: skip
     return len(rows), len(observations)
