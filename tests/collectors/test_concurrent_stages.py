@@ -23,9 +23,8 @@ from collectors.observations import Observer
 from collectors.otlp import PROTOBUF
 from collectors.traces import decode_spans, read_traces
 from collectors.window import TimeWindow
-from collectors.writer import PostgresWriter, StatementFailed
-from sla.policy import load_policy
 from tests.support.otlp import stage_span, traces_request
+from tests.support.storing import store_as_client
 
 _OBSERVER = Observer(AttributeMap())
 _TRANSACTION = (
@@ -50,26 +49,8 @@ _FIRST = _stage("invoice_posted", 10, 1, invoice_id="INV-7", amount=120.5)
 _SECOND = _stage("invoice_recorded", 20, 2, customer_id="CUST-1")
 
 
-def _store(url: str, batches: list[Batch], start: threading.Barrier | None = None) -> None:
-    """Write each batch as a client would: again after a 503, until it is stored."""
-    writer = PostgresWriter(url, load_policy().catalog())
-    if start is not None:
-        start.wait()
-    try:
-        for batch in batches:
-            for attempt in range(8):
-                try:
-                    writer.write(batch)
-                    break
-                except StatementFailed:
-                    if attempt == 7:
-                        raise
-    finally:
-        writer.close()
-
-
 def _transaction_after(url: str, batches: list[Batch]) -> tuple:
-    _store(url, batches)
+    store_as_client(url, batches)
     with psycopg.connect(url) as conn:
         return conn.execute(_TRANSACTION).fetchone()
 
@@ -104,9 +85,9 @@ def test_a_stage_committed_while_another_waits_counts(new_db_url) -> None:
         ThreadPoolExecutor(max_workers=2) as pool,
     ):
         holder.execute("LOCK TABLE exceptions IN ACCESS EXCLUSIVE MODE")
-        first = pool.submit(_store, url, [_FIRST])
+        first = pool.submit(store_as_client, url, [_FIRST])
         _wait_until_waiting(observer, "WITH pair_exception")  # its transaction row written
-        second = pool.submit(_store, url, [_SECOND])
+        second = pool.submit(store_as_client, url, [_SECOND])
         _wait_until_waiting(observer, "INSERT INTO transactions")  # waits on that row
         holder.commit()
         first.result(timeout=30)
@@ -160,6 +141,6 @@ def test_three_writers_at_once_derive_what_one_does(seed: int, new_db_url) -> No
     start = threading.Barrier(3)
     with ThreadPoolExecutor(max_workers=3) as pool:
         shares = [batches[i::3] for i in range(3)]
-        for done in [pool.submit(_store, url, share, start) for share in shares]:
+        for done in [pool.submit(store_as_client, url, share, start) for share in shares]:
             done.result(timeout=120)
     assert _derived(url) == _derived(alone)

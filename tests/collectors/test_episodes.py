@@ -19,7 +19,7 @@ from collectors.observations import Observer
 from collectors.otlp import PROTOBUF
 from collectors.traces import decode_spans, read_traces
 from collectors.window import TimeWindow
-from collectors.writer import PostgresWriter, StatementFailed
+from collectors.writer import PostgresWriter
 from sla.policy import load_policy
 from tests.support.otlp import (
     dead_letter_record,
@@ -27,6 +27,7 @@ from tests.support.otlp import (
     stage_span,
     traces_request,
 )
+from tests.support.storing import store_as_client
 
 _OBSERVER = Observer(AttributeMap())
 _WINDOW = TimeWindow(0, 2**63 - 1)
@@ -195,23 +196,6 @@ def test_random_histories_end_alike_in_any_order(seed: int, new_db_url) -> None:
         assert _state_after(new_db_url(), order, history) == in_order, order
 
 
-def _write_all(url: str, history: list[Batch], order: list[int], start: threading.Barrier) -> None:
-    """Write `order`'s batches as a client would: each until it is stored."""
-    writer = PostgresWriter(url, load_policy().catalog())
-    start.wait()
-    try:
-        for index in order:
-            for attempt in range(5):
-                try:
-                    writer.write(history[index])
-                    break
-                except StatementFailed:  # a 503: the client sends the batch again
-                    if attempt == 4:
-                        raise
-    finally:
-        writer.close()
-
-
 @pytest.mark.parametrize("seed", range(3))
 def test_two_writers_at_once_end_as_in_order(seed: int, in_order, new_db_url) -> None:
     rng = random.Random(seed)
@@ -220,7 +204,9 @@ def test_two_writers_at_once_end_as_in_order(seed: int, in_order, new_db_url) ->
     url = new_db_url()
     start = threading.Barrier(2)
     with ThreadPoolExecutor(max_workers=2) as pool:
-        for done in [pool.submit(_write_all, url, _HISTORY, half, start) for half in halves]:
+        for done in [
+            pool.submit(store_as_client, url, [_HISTORY[i] for i in half], start) for half in halves
+        ]:
             done.result()
 
     assert _state(url) == in_order
