@@ -348,11 +348,14 @@ static int split_key_value(Reader *r, Reader *key, Reader *value, int *has_value
     return OK;
 }
 
-/* Sets into[key] = value, both decoded from a KeyValue's parts. */
-static int set_item(PyObject *into, const Reader *key, Reader *value, int has_value,
-                    int depth) {
-    PyObject *name = NULL, *python = NULL;
-    int status = decode_utf8(key, &name);
+/* Sets into[key] = value, both decoded from a KeyValue's parts; `name` is the key as str
+ * when the caller holds it already (NULL: decoded here). */
+static int set_item(PyObject *into, const Reader *key, PyObject *name, Reader *value,
+                    int has_value, int depth) {
+    PyObject *python = NULL;
+    int status = OK;
+    if (name != NULL) Py_INCREF(name);
+    else status = decode_utf8(key, &name);
     if (status == OK && has_value) status = read_any_value(value, &python, depth + 1);
     else if (status == OK) python = Py_NewRef(Py_None);
     if (status == OK && PyDict_SetItem(into, name, python) < 0) status = FAILED;
@@ -364,7 +367,7 @@ static int set_item(PyObject *into, const Reader *key, Reader *value, int has_va
 static int read_key_value(Reader *r, PyObject *into, int depth) {
     Reader key, value = {NULL, NULL};
     int has_value, status = split_key_value(r, &key, &value, &has_value);
-    return status == OK ? set_item(into, &key, &value, has_value, depth) : status;
+    return status == OK ? set_item(into, &key, NULL, &value, has_value, depth) : status;
 }
 
 /* The KeyValue entries (field 1) of a message whose other fields are `unkept`. */
@@ -456,14 +459,20 @@ static int read_status(Reader *r, PyObject **message, int32_t *code) {
 
 typedef struct {
     Py_ssize_t count, prefix_count;
+    PyObject *names; /* the selected keys as str (a tuple), in the order of `keys` */
     const char **keys, **prefixes;
     Py_ssize_t *key_lengths, *prefix_lengths;
 } Selection;
 
-static int is_selected(const Selection *sel, const Reader *key) {
+/* Whether `key` is selected: 1 for one of the prefixes, 2 for one of the keys (then *name
+ * is that key's str, borrowed, so that its hash is computed once per request), else 0. */
+static int is_selected(const Selection *sel, const Reader *key, PyObject **name) {
     Py_ssize_t length = key->end - key->p;
     for (Py_ssize_t i = 0; i < sel->count; i++) {
-        if (sel->key_lengths[i] == length && memcmp(sel->keys[i], key->p, length) == 0) return 1;
+        if (sel->key_lengths[i] == length && memcmp(sel->keys[i], key->p, length) == 0) {
+            *name = PyTuple_GET_ITEM(sel->names, i);
+            return 2;
+        }
     }
     for (Py_ssize_t i = 0; i < sel->prefix_count; i++) {
         Py_ssize_t n = sel->prefix_lengths[i];
@@ -590,8 +599,9 @@ static int json_key_value(Buffer *b, Reader *r, const Selection *sel, PyObject *
     }
     Reader for_python = value;
     status = has_value ? json_any_value(b, &value, depth + 1) : json_raw(b, "null", 4);
-    if (status != OK || sel == NULL || !is_selected(sel, &key)) return status;
-    return set_item(selected, &key, &for_python, has_value, depth);
+    PyObject *name = NULL;
+    if (status != OK || sel == NULL || !is_selected(sel, &key, &name)) return status;
+    return set_item(selected, &key, name, &for_python, has_value, depth);
 }
 
 /* A KeyValueList's entries as a JSON object. */
@@ -699,13 +709,23 @@ static int read_span(Reader *r, PyObject *spans, const Selection *sel, Buffer *j
         PyObject *empty_str = PyUnicode_FromStringAndSize("", 0);
         PyObject *attrs_json = PyBytes_FromStringAndSize(json->data, json->length);
         PyObject *span = NULL;
-        if (empty_bytes && empty_str && attrs_json) {
-            span = Py_BuildValue(
-                "(OOOOiKKOOOiO)", s.trace_id ? s.trace_id : empty_bytes,
-                s.span_id ? s.span_id : empty_bytes, s.parent ? s.parent : empty_bytes,
-                s.name ? s.name : empty_str, kind, (unsigned long long)start,
-                (unsigned long long)end, s.attrs, attrs_json, s.events, code,
-                s.status_message ? s.status_message : empty_str);
+        if (empty_bytes && empty_str && attrs_json && (span = PyTuple_New(12)) != NULL) {
+            PyObject *borrowed[] = {
+                s.trace_id ? s.trace_id : empty_bytes, s.span_id ? s.span_id : empty_bytes,
+                s.parent ? s.parent : empty_bytes, s.name ? s.name : empty_str, NULL, NULL,
+                NULL, s.attrs, attrs_json, s.events, NULL,
+                s.status_message ? s.status_message : empty_str};
+            for (int i = 0; i < 12; i++) {
+                if (borrowed[i] != NULL) PyTuple_SET_ITEM(span, i, Py_NewRef(borrowed[i]));
+            }
+            PyTuple_SET_ITEM(span, 4, PyLong_FromLong(kind));
+            PyTuple_SET_ITEM(span, 5, PyLong_FromUnsignedLongLong(start));
+            PyTuple_SET_ITEM(span, 6, PyLong_FromUnsignedLongLong(end));
+            PyTuple_SET_ITEM(span, 10, PyLong_FromLong(code));
+            static const int numbers[] = {4, 5, 6, 10};
+            for (int i = 0; i < 4 && span != NULL; i++) {
+                if (PyTuple_GET_ITEM(span, numbers[i]) == NULL) Py_CLEAR(span);
+            }
         }
         Py_XDECREF(attrs_json);
         if (span == NULL || PyList_Append(spans, span) < 0) status = FAILED;
@@ -798,6 +818,7 @@ static PyObject *read_traces(PyObject *Py_UNUSED(module), PyObject *args) {
     Selection sel = {0};
     Buffer json = {0};
     int status = FAILED;
+    sel.names = keys;
     if (utf8_of(keys, &sel.keys, &sel.key_lengths, &sel.count) < 0 ||
         utf8_of(prefixes, &sel.prefixes, &sel.prefix_lengths, &sel.prefix_count) < 0) {
         goto done;
