@@ -206,42 +206,49 @@ def _first_business(key: str, cast: str = "") -> str:
 
 
 # Transactions are recomputed from all their stage rows, so they are a pure function of them.
-# Each transaction's rows are fetched through the stage_events primary key (a LATERAL
-# aggregate cannot be turned into a join, so the plan never scans the table whatever the
-# statistics say) and arrive sorted by (reached_at, stage, system); PostgreSQL aggregates in
-# input order, so one sort serves every "first value reported" below.
+# Each of the batch's transactions has its stage rows fetched through the stage_events
+# primary key (a LATERAL subquery behind OFFSET 0 cannot be turned into a join, so the plan
+# never scans the table whatever the statistics say; the outer OFFSET 0 keeps the catalog
+# join out of that loop). All the rows are then sorted once, by transaction, then
+# (reached_at, stage, system); PostgreSQL aggregates each group in input order, so that one
+# sort serves every "first value reported" below. (An aggregate per transaction, each
+# sorting its own rows, cost 12-17 % more; `= ANY (ARRAY(…))` instead of the loop is as
+# fast but lets the planner scan a small table and test each row against every key.)
 UPSERT_TRANSACTIONS = f"""
 INSERT INTO transactions AS t (correlation_id, process, current_stage, stage_index, status,
     started_at, completed_at, last_event_at, customer_id, order_id, invoice_id, payment_id,
     amount, currency, legal_entity, contract_version, updated_at)
-SELECT n.correlation_id, a.*
-FROM (SELECT DISTINCT correlation_id FROM _new_obs) n
-CROSS JOIN LATERAL (
-    SELECT (array_agg(s.process))[1],
-           (array_agg(s.stage ORDER BY s.stage_index DESC NULLS LAST, s.reached_at DESC,
-                      s.stage) FILTER (WHERE s.status = 'ok'))[1],
-           max(s.stage_index) FILTER (WHERE s.status = 'ok'),
-           CASE WHEN bool_or(s.is_last AND s.status = 'ok') THEN 'completed'
-                ELSE 'in_progress' END,
-           coalesce(min(s.reached_at) FILTER (WHERE s.stage_index = 0 AND s.status = 'ok'),
-                    min(s.reached_at)),
-           min(s.reached_at) FILTER (WHERE s.is_last AND s.status = 'ok'),
-           max(s.reached_at),
-           {_first_business("customer_id")}, {_first_business("order_id")},
-           {_first_business("invoice_id")}, {_first_business("payment_id")},
-           {_first_business("amount", "::numeric")}, {_first_business("currency")},
-           {_first_business("legal_entity")}, {_first_business("contract_version")},
-           now()
+SELECT s.correlation_id,
+       (array_agg(s.process))[1],
+       (array_agg(s.stage ORDER BY s.stage_index DESC NULLS LAST, s.reached_at DESC, s.stage)
+        FILTER (WHERE s.status = 'ok'))[1],
+       max(s.stage_index) FILTER (WHERE s.status = 'ok'),
+       CASE WHEN bool_or(s.is_last AND s.status = 'ok') THEN 'completed' ELSE 'in_progress' END,
+       coalesce(min(s.reached_at) FILTER (WHERE s.stage_index = 0 AND s.status = 'ok'),
+                min(s.reached_at)),
+       min(s.reached_at) FILTER (WHERE s.is_last AND s.status = 'ok'),
+       max(s.reached_at),
+       {_first_business("customer_id")}, {_first_business("order_id")},
+       {_first_business("invoice_id")}, {_first_business("payment_id")},
+       {_first_business("amount", "::numeric")}, {_first_business("currency")},
+       {_first_business("legal_entity")}, {_first_business("contract_version")},
+       now()
+FROM (
+    SELECT se.correlation_id, se.process, se.stage, se.status, se.reached_at, se.business,
+           c.stage_index, c.is_last
     FROM (
-        SELECT se.process, se.stage, se.status, se.reached_at, se.business,
-               c.stage_index, c.is_last
-        FROM stage_events se
-        LEFT JOIN _catalog c ON c.process = se.process AND c.stage = se.stage
-        WHERE se.correlation_id = n.correlation_id
-        ORDER BY se.reached_at, se.stage, se.system
-    ) s
-) a
-ORDER BY n.correlation_id
+        SELECT se.*
+        FROM (SELECT DISTINCT correlation_id FROM _new_obs) n
+        CROSS JOIN LATERAL (
+            SELECT se.* FROM stage_events se WHERE se.correlation_id = n.correlation_id OFFSET 0
+        ) se
+        OFFSET 0
+    ) se
+    LEFT JOIN _catalog c ON c.process = se.process AND c.stage = se.stage
+    ORDER BY se.correlation_id, se.reached_at, se.stage, se.system
+) s
+GROUP BY s.correlation_id
+ORDER BY s.correlation_id
 ON CONFLICT (correlation_id) DO UPDATE SET
     process = excluded.process, current_stage = excluded.current_stage,
     stage_index = excluded.stage_index,
