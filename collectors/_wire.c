@@ -32,9 +32,10 @@
  * to `days`) the row collectors.traces would build for each span of the common shape —
  * valid IDs, kind, status and times inside [earliest, latest], no events, no NUL
  * characters — and, for those of them naming a stage in their or the resource's attributes
- * (`readable`), the observation Observer.observe would make when the span succeeded and
- * carries no status, dead-letter or error attribute (`spec` is Observer.compiled). Returns
- * the other spans, which the Python path rejects or observes with its reasons.
+ * (`readable`), the observation Observer.observe would make, successes and failures alike
+ * (the fingerprint by the Python function in `spec`, which is Observer.compiled), unless it
+ * carries a status or dead-letter attribute. Returns the other spans, which the Python path
+ * rejects or observes with its reasons.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -951,6 +952,7 @@ failed:
 #define MAX_CORRELATION 256
 #define STATUS_ERROR 2
 #define AMOUNT_LIMIT 1e15 /* numeric(20, 4) holds 16 digits before the point */
+#define MAX_TEXT 4000      /* characters kept of an error message (observations.py) */
 
 /* An unsigned 64-bit integer from a Python int; 0 with *ok cleared if it is not one. */
 static uint64_t as_u64(PyObject *value, int *ok) {
@@ -1081,29 +1083,40 @@ failed:
     return NULL;
 }
 
+/* The error text Observer.observe reads from the first of `keys` in the attributes, as
+ * _as_text would make it: 1 with a new reference in *out (NULL when absent), 0 when it holds
+ * a NUL character (the Python path cleans it), -1 on failure. */
+static int error_text_of(PyObject *attrs, PyObject *readable, PyObject *keys, PyObject **out) {
+    PyObject *value;
+    *out = NULL;
+    if (first_value(attrs, readable, keys, &value) < 0) return -1;
+    return value == NULL ? 1 : text_of(value, out);
+}
+
 /* The observation Observer.observe makes of a span whose stage is `stage_value`, with no
- * events, that did not fail (see span_rows): 1 with a new reference in *out, 0 when the
- * span needs the Python path, -1 on failure. `spec` is Observer.compiled. */
+ * events (see span_rows): 1 with a new reference in *out, 0 when the span needs the Python
+ * path, -1 on failure. `spec` is Observer.compiled. */
 static int observation_of(PyObject *span, PyObject *attrs, PyObject *readable,
                           PyObject *service, PyObject *correlation, PyObject *stage_value,
                           PyObject *spec, PyObject **out) {
     PyObject *process_keys = PyTuple_GET_ITEM(spec, 0), *system_keys = PyTuple_GET_ITEM(spec, 2),
              *python_keys = PyTuple_GET_ITEM(spec, 3), *fields = PyTuple_GET_ITEM(spec, 4),
-             *jsonb = PyTuple_GET_ITEM(spec, 5);
-    PyObject *trace_id = PyTuple_GET_ITEM(span, 0), *span_id = PyTuple_GET_ITEM(span, 1);
+             *jsonb = PyTuple_GET_ITEM(spec, 5), *error_type_keys = PyTuple_GET_ITEM(spec, 6),
+             *error_message_keys = PyTuple_GET_ITEM(spec, 7),
+             *fingerprint = PyTuple_GET_ITEM(spec, 8);
+    PyObject *trace_id = PyTuple_GET_ITEM(span, 0), *span_id = PyTuple_GET_ITEM(span, 1),
+             *status_message = PyTuple_GET_ITEM(span, 11);
     PyObject *process_value, *system_value, *other;
+    int failed = PyLong_AsLong(PyTuple_GET_ITEM(span, 10)) == STATUS_ERROR;
     *out = NULL;
-    if (PyLong_AsLong(PyTuple_GET_ITEM(span, 10)) == STATUS_ERROR ||
-        PyUnicode_GET_LENGTH(PyTuple_GET_ITEM(span, 11)) != 0) {
-        return 0; /* a failure, or a message to keep: the Python path */
-    }
     if (first_value(attrs, readable, python_keys, &other) < 0 ||
         first_value(attrs, readable, process_keys, &process_value) < 0 ||
         first_value(attrs, readable, system_keys, &system_value) < 0) {
         return -1;
     }
-    if (other != NULL || process_value == NULL) return 0;
-    PyObject *process = NULL, *stage = NULL, *system = NULL, *business = NULL, *key = NULL;
+    if (other != NULL || process_value == NULL) return 0; /* a status or dead letter: Python */
+    PyObject *process = NULL, *stage = NULL, *system = NULL, *business = NULL, *key = NULL,
+             *error_type = NULL, *message = NULL, *fp = NULL;
     int outcome = text_of(process_value, &process);
     if (outcome > 0) outcome = text_of(stage_value, &stage);
     if (outcome > 0) {
@@ -1114,6 +1127,30 @@ static int observation_of(PyObject *span, PyObject *attrs, PyObject *readable,
             outcome = text_of(system_value, &system);
         } else {
             system = Py_NewRef(service);
+        }
+    }
+    if (outcome > 0) outcome = error_text_of(attrs, readable, error_type_keys, &error_type);
+    if (outcome > 0) outcome = error_text_of(attrs, readable, error_message_keys, &message);
+    if (outcome > 0 && (message == NULL || PyUnicode_GET_LENGTH(message) == 0)) {
+        /* an empty error message attribute gives way to the status message, if any */
+        Py_XSETREF(message, PyUnicode_GET_LENGTH(status_message) ? Py_NewRef(status_message)
+                                                                  : NULL);
+    }
+    if (outcome > 0 && failed) { /* as observe: a type and a message, then the fingerprint */
+        if (error_type == NULL || PyUnicode_GET_LENGTH(error_type) == 0) {
+            Py_XSETREF(error_type, PyUnicode_FromString("error"));
+        }
+        if (message == NULL) {
+            message = PyUnicode_FromStringAndSize("", 0);
+        } else if (PyUnicode_GET_LENGTH(message) > MAX_TEXT) {
+            Py_SETREF(message, PyUnicode_Substring(message, 0, MAX_TEXT));
+        }
+        if (error_type == NULL || message == NULL) {
+            outcome = -1;
+        } else {
+            fp = PyObject_CallFunctionObjArgs(fingerprint, process, stage, system, error_type,
+                                              message, NULL);
+            if (fp == NULL) outcome = -1;
         }
     }
     if (outcome > 0) {
@@ -1128,8 +1165,10 @@ static int observation_of(PyObject *span, PyObject *attrs, PyObject *readable,
             memcpy(PyBytes_AS_STRING(key), PyBytes_AS_STRING(trace_id), 16);
             memcpy(PyBytes_AS_STRING(key) + 16, PyBytes_AS_STRING(span_id), 8);
             *out = PyTuple_Pack(14, key, correlation, process, stage, system,
-                                PyTuple_GET_ITEM(span, 6), Py_True, business, Py_None, Py_None,
-                                Py_None, Py_False, trace_id, span_id);
+                                PyTuple_GET_ITEM(span, 6), failed ? Py_False : Py_True,
+                                business, error_type ? error_type : Py_None,
+                                message ? message : Py_None, fp ? fp : Py_None, Py_False,
+                                trace_id, span_id);
             if (*out == NULL) outcome = -1;
         }
     }
@@ -1138,6 +1177,9 @@ static int observation_of(PyObject *span, PyObject *attrs, PyObject *readable,
     Py_XDECREF(system);
     Py_XDECREF(business);
     Py_XDECREF(key);
+    Py_XDECREF(error_type);
+    Py_XDECREF(message);
+    Py_XDECREF(fp);
     return outcome;
 }
 
@@ -1203,7 +1245,7 @@ static PyObject *span_rows(PyObject *Py_UNUSED(module), PyObject *args) {
                           &PyList_Type, &observations, &PySet_Type, &days)) {
         return NULL;
     }
-    if (PyTuple_GET_SIZE(spec) != 6) {
+    if (PyTuple_GET_SIZE(spec) != 9) {
         PyErr_SetString(PyExc_TypeError, "spec must be Observer.compiled");
         return NULL;
     }
@@ -1240,7 +1282,7 @@ static PyMethodDef methods[] = {
     {"copy_rows", copy_rows, METH_VARARGS,
      "Rows -> the tuples of a binary COPY, by column kinds (t, b, h, q, ?)."},
     {"span_rows", span_rows, METH_VARARGS,
-     "Rows (and observations of successful stage spans) of the spans that need nothing "
+     "Rows (and observations of stage spans) of the spans that need nothing "
      "else; returns the others, for the Python path."},
     {NULL, NULL, 0, NULL},
 };

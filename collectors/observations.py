@@ -55,14 +55,13 @@ class Observer:
         self._business_keys = tuple(
             (field, keys[field], field in _AMOUNT_FIELDS) for field in BUSINESS_FIELDS
         )
-        # What collectors._wire.span_rows needs to observe a successful stage span in C; a
-        # record with any of `python_keys` (status, dead letter, error) takes this path.
-        python_keys = tuple(dict.fromkeys(
-            keys["status"] + keys["dead_letter"] + keys["error_type"] + keys["error_message"]
-        ))  # fmt: skip
+        # What collectors._wire.span_rows needs to observe a stage span in C; a record with
+        # any of `python_keys` (a status or dead-letter attribute) takes this path.
+        python_keys = tuple(dict.fromkeys(keys["status"] + keys["dead_letter"]))
         self.compiled = (
             self._process_keys, self._stage_keys, self._system_keys, python_keys,
-            self._business_keys, jsonb,
+            self._business_keys, jsonb, self._error_type_keys, self._error_message_keys,
+            fingerprint,
         )  # fmt: skip
 
     def readable(self, attrs: Mapping[str, Any]) -> dict[str, Any]:

@@ -4,8 +4,9 @@ Bodies are first read into plain values (`ResourceSpans`): protobuf by the compi
 in collectors/_wire.c when it is built and the body has the common shape, otherwise (JSON,
 or protobuf it leaves to the runtime) by the protobuf runtime. Rows are built from those
 values alone, so both readers store exactly the same rows: in C (`span_rows`) for spans that
-need only a row or are successful stage spans (row and observation), here for those to
-reject with a reason, failures, spans with events and anything out of the common shape.
+need only a row or are stage spans without status or dead-letter attributes (row and
+observation, failures included), here for those to reject with a reason, spans with events,
+status or dead-letter attributes and anything out of the common shape.
 """
 
 from __future__ import annotations

@@ -52,8 +52,8 @@ def _comparable(batch: Batch) -> tuple:
     )
 
 
-def _rows_in_c(resources: list, window: TimeWindow) -> tuple[int, int]:
-    """(rows, observations) span_rows makes in C of `resources`."""
+def _rows_in_c(resources: list, window: TimeWindow) -> tuple[int, int, int]:
+    """(rows, observations, failures among them) span_rows makes in C of `resources`."""
     rows: list[tuple] = []
     observations: list[tuple] = []
     for res_attrs, spans in resources:
@@ -61,7 +61,7 @@ def _rows_in_c(resources: list, window: TimeWindow) -> tuple[int, int]:
                        _OBSERVER.correlation_keys, _OBSERVER.compiled,
                        max(window.earliest_ns, 0), min(window.latest_ns, 2**64 - 1), rows,
                        observations, set())  # fmt: skip
-    return len(rows), len(observations)
+    return len(rows), len(observations), sum(1 for o in observations if not o[6])
 
 
 # Values of the attributes an observation reads: texts, numbers written as text (which
@@ -102,8 +102,8 @@ def _observed_attributes(rng: random.Random, share: float) -> list[KeyValue]:
 
 
 def _stage_request(rng: random.Random) -> ExportTraceServiceRequest:
-    """Spans naming a stage, mostly successful, with every kind of value in the attributes
-    an observation reads, on the span and on its resource."""
+    """Spans naming a stage, successful or failed, with every kind of value in the
+    attributes an observation reads, on the span and on its resource."""
     request = ExportTraceServiceRequest()
     resource = request.resource_spans.add()
     resource.resource.attributes.extend(_observed_attributes(rng, 0.1))
@@ -115,9 +115,9 @@ def _stage_request(rng: random.Random) -> ExportTraceServiceRequest:
             start_time_unix_nano=start, end_time_unix_nano=start + rng.randrange(10**9),
         )  # fmt: skip
         span.attributes.extend(_observed_attributes(rng, rng.choice((0.2, 0.5, 0.9))))
-        if rng.random() < 0.2:
+        if rng.random() < 0.4:  # failures too, with messages longer than those kept
             span.status.code = rng.randrange(3)
-            span.status.message = rng.choice(("", "rejected 42"))
+            span.status.message = rng.choice(("", "rejected 42", "Überweisung 7 " * 400))
     return request
 
 
@@ -132,11 +132,14 @@ def _bodies() -> list[bytes]:
 
 @pytest.mark.parametrize("window", _WINDOWS.values(), ids=_WINDOWS.keys())
 def test_batches_are_those_of_the_python_path(window: TimeWindow) -> None:
-    rows_in_c = observations_in_c = 0
+    rows_in_c = observations_in_c = failures_in_c = 0
     for body in _bodies():
         resources = read_traces(body, PROTOBUF, _OBSERVER)
         batch = decode_spans(resources, _OBSERVER, window)
         assert _comparable(batch) == _comparable(_python_only(resources, window)), body.hex()
-        rows, observations = _rows_in_c(resources, window)
+        rows, observations, failures = _rows_in_c(resources, window)
         rows_in_c, observations_in_c = rows_in_c + rows, observations_in_c + observations
-    assert rows_in_c > 10 and observations_in_c > 10, (rows_in_c, observations_in_c)
+        failures_in_c += failures
+    assert rows_in_c > 10 and observations_in_c > 10 and failures_in_c > 10, (
+        rows_in_c, observations_in_c, failures_in_c,
+    )  # fmt: skip
