@@ -270,10 +270,13 @@ def main() -> None:
     parser.add_argument(
         "--stages", type=int, default=1, help="stages per transaction (1: each starts one)"
     )
+    parser.add_argument(
+        "--failure-share", type=float, default=0.05, help="share of stage spans that fail"
+    )
     args = parser.parse_args()
 
     print(f"generating {args.batches} batches of {SPANS_PER_BATCH} spans …", flush=True)
-    batches = encoded_batches(args.batches, stages=args.stages)
+    batches = encoded_batches(args.batches, stages=args.stages, failure_share=args.failure_share)
     ceilings: list[float] = []
     runs: list[EndToEnd] = []
     for round_ in range(1, args.rounds + 1):

@@ -2,7 +2,7 @@
 
 Each business transaction contributes traces of four spans: the stage span, carrying the
 q2c.* attributes and business keys, and three technical children (HTTP server, database,
-HTTP client) that carry only the correlation ID. About 5 % of stage spans fail.
+HTTP client) that carry only the correlation ID. By default 5 % of stage spans fail.
 """
 
 from __future__ import annotations
@@ -36,8 +36,11 @@ def kv(key: str, value: object) -> KeyValue:
     return KeyValue(key=key, value=AnyValue(string_value=str(value)))
 
 
-def _trace(rng: random.Random, start_ns: int, seq: int, stage: int | None) -> list[Span]:
-    """Transaction `seq`'s trace for `stage` (None: a random one)."""
+def _trace(
+    rng: random.Random, start_ns: int, seq: int, stage: int | None, failure_share: float
+) -> list[Span]:
+    """Transaction `seq`'s trace for `stage` (None: a random one); its stage span fails with
+    probability `failure_share`."""
     process = CATALOG[seq % len(CATALOG)]
     stage_index = rng.randrange(len(process.stages))
     if stage is not None:
@@ -45,7 +48,7 @@ def _trace(rng: random.Random, start_ns: int, seq: int, stage: int | None) -> li
     correlation = f"{process.name[:3].upper()}-{seq:09d}"
     trace_id = rng.randbytes(16)
     root_id = rng.randbytes(8)
-    failed = rng.random() < 0.05
+    failed = rng.random() < failure_share
     duration = rng.randrange(5_000_000, 900_000_000)
     attrs = [
         kv("q2c.correlation_id", correlation),
@@ -111,9 +114,11 @@ def _transaction(seq: int, stages: int) -> tuple[int, int | None]:
     return (block * STAGE_SPREAD + column) * traces + slot, stage
 
 
-def encoded_batches(count: int, seed: int = 7, first_seq: int = 0, stages: int = 1) -> list[bytes]:
+def encoded_batches(
+    count: int, seed: int = 7, first_seq: int = 0, stages: int = 1, failure_share: float = 0.05
+) -> list[bytes]:
     """`count` serialized ExportTraceServiceRequests of SPANS_PER_BATCH spans each, whose
-    transactions each report `stages` stages."""
+    transactions each report `stages` stages, a `failure_share` of stage spans failing."""
     rng = random.Random(seed)
     now = time.time_ns() - 3_600 * 1_000_000_000
     batches = []
@@ -129,7 +134,7 @@ def encoded_batches(count: int, seed: int = 7, first_seq: int = 0, stages: int =
         scope.scope.name = "q2c.bench"
         for _ in range(SPANS_PER_BATCH // SPANS_PER_TRACE):
             start_ns = now + seq * 1_000_000
-            scope.spans.extend(_trace(rng, start_ns, *_transaction(seq, stages)))
+            scope.spans.extend(_trace(rng, start_ns, *_transaction(seq, stages), failure_share))
             seq += 1
         batches.append(request.SerializeToString())
     return batches

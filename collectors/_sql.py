@@ -435,19 +435,25 @@ WITH pair_exception AS (  -- the exceptions of the batch's (transaction, stage) 
            OR (isfinite(n.ends_at) AND e.status NOT IN {_SEALED}
                AND e.resolution IS DISTINCT FROM {_resolution("e.stage", "n.ends_at")}))
     RETURNING e.correlation_id, e.id, n.before_status, e.status, e.resolution
-), created AS (
+), created AS (  -- with the business context of the transaction as just upserted, so that
+                 -- SYNC_EXCEPTION_CONTEXT need not rewrite every new exception's row
     INSERT INTO exceptions (id, correlation_id, process, stage, system, kind, fingerprint,
                             error_type, message, first_seen, last_seen, occurrences, status,
-                            resolved_at, resolution)
+                            resolved_at, resolution, customer_id, order_id, invoice_id,
+                            amount, currency, legal_entity)
     OVERRIDING SYSTEM VALUE
-    SELECT id, correlation_id, process, stage, system, kind, fingerprint, error_type, message,
-           first_seen, last_seen, occurrences,
-           CASE WHEN isfinite(ends_at) THEN 'auto_resolved' ELSE 'open' END,
-           CASE WHEN isfinite(ends_at) THEN clock_timestamp() END,
-           CASE WHEN isfinite(ends_at) THEN {_resolution("stage", "ends_at")} END
-    FROM named
-    WHERE new
-    ORDER BY correlation_id, stage, fingerprint, first_seen
+    SELECT n.id, n.correlation_id, coalesce(n.process, t.process), n.stage, n.system, n.kind,
+           n.fingerprint, n.error_type, n.message, n.first_seen, n.last_seen, n.occurrences,
+           CASE WHEN isfinite(n.ends_at) THEN 'auto_resolved' ELSE 'open' END,
+           CASE WHEN isfinite(n.ends_at) THEN clock_timestamp() END,
+           CASE WHEN isfinite(n.ends_at) THEN {_resolution("n.stage", "n.ends_at")} END,
+           t.customer_id, t.order_id, t.invoice_id, t.amount, t.currency, t.legal_entity
+    FROM named n
+    LEFT JOIN LATERAL (
+        SELECT t.* FROM transactions t WHERE t.correlation_id = n.correlation_id OFFSET 0
+    ) t ON true
+    WHERE n.new
+    ORDER BY n.correlation_id, n.stage, n.fingerprint, n.first_seen
     RETURNING correlation_id, id, status, resolution
 ), assigned AS (  -- every unit with its episode's exception
     SELECT p.*, n.id AS final_id

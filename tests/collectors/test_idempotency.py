@@ -131,3 +131,38 @@ def test_a_span_sent_again_with_other_times_is_one_failure(
     assert counts(db)["spans"] == 3  # three start times: three stored spans
     assert db.execute("SELECT occurrences FROM exceptions").fetchall() == [(1,)]
     assert db.execute("SELECT count(*) FROM exception_occurrences").fetchone() == (1,)
+
+
+_CONTEXT_MISMATCHES = """
+SELECT e.correlation_id, e.id FROM exceptions e JOIN transactions t USING (correlation_id)
+WHERE (e.process, e.customer_id, e.order_id, e.invoice_id, e.amount, e.currency,
+       e.legal_entity)
+      IS DISTINCT FROM (t.process, t.customer_id, t.order_id, t.invoice_id, t.amount,
+                        t.currency, t.legal_entity)
+"""
+
+
+def test_exceptions_carry_their_transactions_business_context(
+    http: httpx.Client, db: psycopg.Connection
+) -> None:
+    # New exceptions take it when they are created (a failure reports no business keys).
+    _deliver(http, IN_ORDER)
+    assert db.execute(_CONTEXT_MISMATCHES).fetchall() == []
+    assert db.execute(
+        "SELECT correlation_id, invoice_id, amount, currency FROM exceptions ORDER BY 1, kind"
+    ).fetchall() == [
+        ("INV-10", "INV-10", 500, "EUR"),
+        ("INV-11", "INV-11", 12500, "USD"),
+        ("INV-11", "INV-11", 12500, "USD"),
+    ]
+    # Existing ones follow when a later stage reports more of the transaction.
+    later = traces_request(
+        stage_span("INV-11", "invoice_posting", "invoice_posted", "crm", at_s=1, seq=3000,
+                   customer_id="CUST-7", order_id="SO-7", legal_entity="DE01"),
+    )  # fmt: skip
+    _deliver(http, [("/v1/traces", later)])
+    assert db.execute(_CONTEXT_MISMATCHES).fetchall() == []
+    assert db.execute(
+        "SELECT DISTINCT customer_id, order_id, legal_entity FROM exceptions"
+        " WHERE correlation_id = 'INV-11'"
+    ).fetchall() == [("CUST-7", "SO-7", "DE01")]
