@@ -33,9 +33,9 @@
  * valid IDs, kind, status and times inside [earliest, latest], no events, no NUL
  * characters — and, for those of them naming a stage in their or the resource's attributes
  * (`readable`), the observation Observer.observe would make, successes and failures alike
- * (the fingerprint by the Python function in `spec`, which is Observer.compiled), unless it
- * carries a status or dead-letter attribute. Returns the other spans, which the Python path
- * rejects or observes with its reasons.
+ * (a failure's kept texts and fingerprint by observations.failure, in `spec`, which is
+ * Observer.compiled), unless it carries a status or dead-letter attribute. Returns the
+ * other spans, which the Python path rejects or observes with its reasons.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -952,7 +952,6 @@ failed:
 #define MAX_CORRELATION 256
 #define STATUS_ERROR 2
 #define AMOUNT_LIMIT 1e15 /* numeric(20, 4) holds 16 digits before the point */
-#define MAX_TEXT 4000      /* characters kept of an error message (observations.py) */
 
 /* An unsigned 64-bit integer from a Python int; 0 with *ok cleared if it is not one. */
 static uint64_t as_u64(PyObject *value, int *ok) {
@@ -1103,7 +1102,7 @@ static int observation_of(PyObject *span, PyObject *attrs, PyObject *readable,
              *python_keys = PyTuple_GET_ITEM(spec, 3), *fields = PyTuple_GET_ITEM(spec, 4),
              *jsonb = PyTuple_GET_ITEM(spec, 5), *error_type_keys = PyTuple_GET_ITEM(spec, 6),
              *error_message_keys = PyTuple_GET_ITEM(spec, 7),
-             *fingerprint = PyTuple_GET_ITEM(spec, 8);
+             *failure = PyTuple_GET_ITEM(spec, 8);
     PyObject *trace_id = PyTuple_GET_ITEM(span, 0), *span_id = PyTuple_GET_ITEM(span, 1),
              *status_message = PyTuple_GET_ITEM(span, 11);
     PyObject *process_value, *system_value, *other;
@@ -1136,22 +1135,19 @@ static int observation_of(PyObject *span, PyObject *attrs, PyObject *readable,
         Py_XSETREF(message, PyUnicode_GET_LENGTH(status_message) ? Py_NewRef(status_message)
                                                                   : NULL);
     }
-    if (outcome > 0 && failed) { /* as observe: a type and a message, then the fingerprint */
-        if (error_type == NULL || PyUnicode_GET_LENGTH(error_type) == 0) {
-            Py_XSETREF(error_type, PyUnicode_FromString("error"));
-        }
-        if (message == NULL) {
-            message = PyUnicode_FromStringAndSize("", 0);
-        } else if (PyUnicode_GET_LENGTH(message) > MAX_TEXT) {
-            Py_SETREF(message, PyUnicode_Substring(message, 0, MAX_TEXT));
-        }
-        if (error_type == NULL || message == NULL) {
+    if (outcome > 0 && failed) { /* observations.failure: type and message as kept, and fp */
+        PyObject *kept = PyObject_CallFunctionObjArgs(
+            failure, process, stage, system, error_type ? error_type : Py_None,
+            message ? message : Py_None, NULL);
+        if (kept == NULL || !PyTuple_CheckExact(kept) || PyTuple_GET_SIZE(kept) != 3) {
+            if (kept != NULL) PyErr_SetString(PyExc_TypeError, "failure must return 3 values");
             outcome = -1;
         } else {
-            fp = PyObject_CallFunctionObjArgs(fingerprint, process, stage, system, error_type,
-                                              message, NULL);
-            if (fp == NULL) outcome = -1;
+            Py_XSETREF(error_type, Py_NewRef(PyTuple_GET_ITEM(kept, 0)));
+            Py_XSETREF(message, Py_NewRef(PyTuple_GET_ITEM(kept, 1)));
+            fp = Py_NewRef(PyTuple_GET_ITEM(kept, 2));
         }
+        Py_XDECREF(kept);
     }
     if (outcome > 0) {
         business = business_of(attrs, readable, fields, jsonb);

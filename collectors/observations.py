@@ -32,6 +32,16 @@ def fingerprint(process: str, stage: str, system: str, error_type: str, message:
     return hashlib.sha1(key.encode(), usedforsecurity=False).hexdigest()[:16]
 
 
+def failure(
+    process: str, stage: str, system: str, error_type: str | None, message: str | None
+) -> tuple[str, str, str]:
+    """A failure's error type and message as kept (defaults filled in, the message cut to
+    _MAX_TEXT characters), and its fingerprint."""
+    error_type = error_type or "error"
+    message = (message or "")[:_MAX_TEXT]
+    return error_type, message, fingerprint(process, stage, system, error_type, message)
+
+
 def _truthy(value: object) -> bool:
     return value is True or (isinstance(value, str) and value.lower() in ("true", "1", "yes"))
 
@@ -61,7 +71,7 @@ class Observer:
         self.compiled = (
             self._process_keys, self._stage_keys, self._system_keys, python_keys,
             self._business_keys, jsonb, self._error_type_keys, self._error_message_keys,
-            fingerprint,
+            failure,
         )  # fmt: skip
 
     def readable(self, attrs: Mapping[str, Any]) -> dict[str, Any]:
@@ -111,9 +121,7 @@ class Observer:
         message = _as_text(first_value(self._error_message_keys, attrs)) or message
         fp = None
         if failed:
-            error_type = error_type or "error"
-            message = (message or "")[:_MAX_TEXT]
-            fp = fingerprint(process, stage, system, error_type, message)
+            error_type, message, fp = failure(process, stage, system, error_type, message)
         batch.observations.append(
             (
                 record_key, correlation_id, process, stage, system, at_ns, not failed,
