@@ -38,8 +38,8 @@ from collectors._sql import STAGING_TYPES
 from collectors.batch import SPAN_COLUMNS
 from collectors.mapping import AttributeMap
 from collectors.observations import Observer
-from collectors.otlp import PROTOBUF
-from collectors.traces import decode_spans, read_traces
+from collectors.otlp import PROTOBUF, TRACES_REQUEST, parse
+from collectors.traces import decode_spans, resource_spans
 from collectors.window import TimeWindow
 
 COPY_CHUNK = 8_192
@@ -60,7 +60,7 @@ def measure_ceiling(url: str, batches: list[bytes]) -> float:
     observer, window = Observer(AttributeMap()), TimeWindow(0, 2**63 - 1)
     rows = []
     for body in batches:
-        resources = read_traces(body, PROTOBUF, observer)
+        resources = resource_spans(parse(body, PROTOBUF, TRACES_REQUEST))  # rows as tuples
         for span in decode_spans(resources, observer, window).spans:
             rows.append(_plain(span))
     days = {row[3].date() for row in rows}

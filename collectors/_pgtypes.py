@@ -44,18 +44,20 @@ def jsonb(value: Any) -> bytes:
 
 class CopyRows:
     """Rows for a binary COPY whose columns are of `types`, encoded once, when created:
-    before a transaction opens, so that the server never waits for them inside one."""
+    before a transaction opens, so that the server never waits for them inside one.
+    `encoded` holds more rows, already binary COPY tuples (only the compiled reader makes
+    them)."""
 
-    def __init__(self, rows: list[tuple], types: list[str]) -> None:
+    def __init__(self, rows: list[tuple], types: list[str], encoded: list[bytes] = ()) -> None:
         self.rows = rows
         self.types = [_WIRE_TYPES.get(type_, type_) for type_ in types]
         self.data: bytes | None = None
-        if wire is not None and rows:
+        if wire is not None and (rows or any(encoded)):
             kinds = "".join(_KINDS[type_] for type_ in self.types)
-            self.data = _SIGNATURE + wire.copy_rows(rows, kinds) + _TRAILER
+            self.data = b"".join((_SIGNATURE, *encoded, wire.copy_rows(rows, kinds), _TRAILER))
 
     def __bool__(self) -> bool:
-        return bool(self.rows)
+        return self.data is not None or bool(self.rows)
 
     def send(self, copy: psycopg.Copy) -> None:
         """Write the rows to an open COPY … FROM STDIN (FORMAT BINARY)."""

@@ -2,15 +2,21 @@
  * collectors._wire: reads OTLP ExportTraceServiceRequest protobuf straight into the Python
  * values the span decoder needs, skipping the protobuf runtime's per-field objects.
  *
- * read_traces(body: bytes, keys: tuple[str, ...], prefixes: tuple[str, ...])
- *     -> list[tuple[dict, list[tuple]]] | None
+ * read_traces(body: bytes, keys: tuple[str, ...], prefixes: tuple[str, ...],
+ *             direct: tuple) -> tuple[list, bytes, int] | None
  *
- * Each item is (resource attributes, spans of that resource); each span is
+ * direct is (context, correlation_keys, stage_keys, earliest, latest, days). Returns
+ * (resources, rows, count). Each resource is (resource attributes, context(resource
+ * attributes), its other spans), where context gives (readable, service, res_key) as
+ * span_rows takes them. A span that needs nothing but its row (as span_rows would make it
+ * and name no stage) is written straight into `rows`, the binary COPY tuples of `count`
+ * spans, its UTC day added to `days`; every other span is given as the tuple
  * (trace_id, span_id, parent_span_id, name, kind, start_ns, end_ns, selected attributes,
- *  attributes as binary jsonb, events, status_code, status_message) and each event
+ *  attributes as binary jsonb, events, status_code, status_message), each event
  * (name, time_ns, attributes), as collectors.traces builds them from the protobuf
  * runtime's message. Of a span's attributes only those whose key is in `keys` or starts
- * with one of `prefixes` become Python values; all of them are written as jsonb.
+ * with one of `prefixes` become Python values; all of them are written as jsonb. With
+ * earliest > latest no span is written straight.
  *
  * It returns None, with nothing raised, for any body outside the common shape it reads:
  * malformed wire data, invalid UTF-8, deprecated groups, bytes attribute values, a singular
@@ -44,6 +50,8 @@
 #include <string.h>
 
 #define MAX_DEPTH 32
+#define PG_EPOCH_US 946684800000000LL /* 2000-01-01 in Unix microseconds */
+#define NS_PER_DAY 86400000000000ULL
 
 typedef struct {
     const uint8_t *p;
@@ -78,6 +86,35 @@ static void put_be(Buffer *b, uint64_t value, int bytes) {
     for (int i = bytes - 1; i >= 0; i--) b->data[b->length++] = (char)(value >> (8 * i));
 }
 
+/* COPY fields: int32 length (-1 for NULL), then the value's binary form. */
+static int put_null(Buffer *b) {
+    if (buffer_reserve(b, 4) < 0) return -1;
+    put_be(b, 0xFFFFFFFFu, 4);
+    return 0;
+}
+
+static int put_data(Buffer *b, const void *data, Py_ssize_t size) {
+    if (size > INT32_MAX) {
+        PyErr_SetString(PyExc_OverflowError, "value too long for a COPY field");
+        return -1;
+    }
+    if (buffer_reserve(b, 4 + size) < 0) return -1;
+    put_be(b, (uint64_t)size, 4);
+    if (size) memcpy(b->data + b->length, data, size);
+    b->length += size;
+    return 0;
+}
+
+static int put_reader(Buffer *b, const Reader *r) {
+    return put_data(b, r->p, r->p ? r->end - r->p : 0);
+}
+
+static int put_int(Buffer *b, int64_t value, int bytes) {
+    if (buffer_reserve(b, 4 + bytes) < 0) return -1;
+    put_be(b, (uint64_t)bytes, 4);
+    put_be(b, (uint64_t)value, bytes);
+    return 0;
+}
 
 static int read_varint(Reader *r, uint64_t *out) {
     uint64_t value = 0;
@@ -181,15 +218,6 @@ static int read_str(Reader *r, PyObject **out) {
     Reader inner;
     if (read_delimited(r, &inner) != OK) return FALLBACK;
     return decode_utf8(&inner, out);
-}
-
-static int read_bytes(Reader *r, PyObject **out) {
-    Reader inner;
-    if (read_delimited(r, &inner) != OK) return FALLBACK;
-    PyObject *data = PyBytes_FromStringAndSize((const char *)inner.p, inner.end - inner.p);
-    if (data == NULL) return FAILED;
-    Py_XSETREF(*out, data);
-    return OK;
 }
 
 /* Fields the reader does not keep are still checked as the protobuf runtime checks them
@@ -429,27 +457,6 @@ static int read_event(Reader *r, PyObject *events) {
     return status;
 }
 
-/* Status { string message = 2; StatusCode code = 3; } */
-static int read_status(Reader *r, PyObject **message, int32_t *code) {
-    int status = OK;
-    while (r->p < r->end && status == OK) {
-        uint32_t field;
-        int wire_type;
-        uint64_t number;
-        if ((status = read_tag(r, &field, &wire_type)) != OK) break;
-        if (field == 2 && wire_type == 2) {
-            status = read_str(r, message);
-        } else if (field == 3 && wire_type == 0) {
-            if ((status = read_varint(r, &number)) == OK) *code = (int32_t)number;
-        } else if (field == 2 || field == 3) {
-            status = FALLBACK;
-        } else {
-            status = skip_field(r, wire_type);
-        }
-    }
-    return status;
-}
-
 
 /* ---- span attributes as jsonb ---------------------------------------------------------
  * A span's attributes go to the database as JSON only; Python needs few of them (the keys
@@ -465,21 +472,21 @@ typedef struct {
     Py_ssize_t *key_lengths, *prefix_lengths;
 } Selection;
 
-/* Whether `key` is selected: 1 for one of the prefixes, 2 for one of the keys (then *name
- * is that key's str, borrowed, so that its hash is computed once per request), else 0. */
-static int is_selected(const Selection *sel, const Reader *key, PyObject **name) {
+#define BY_PREFIX (-1)
+#define NOT_SELECTED (-2)
+
+/* Whether `key` is selected: its index in sel->names, BY_PREFIX for a key that starts with
+ * one of the prefixes, else NOT_SELECTED. */
+static Py_ssize_t selected_index(const Selection *sel, const Reader *key) {
     Py_ssize_t length = key->end - key->p;
     for (Py_ssize_t i = 0; i < sel->count; i++) {
-        if (sel->key_lengths[i] == length && memcmp(sel->keys[i], key->p, length) == 0) {
-            *name = PyTuple_GET_ITEM(sel->names, i);
-            return 2;
-        }
+        if (sel->key_lengths[i] == length && memcmp(sel->keys[i], key->p, length) == 0) return i;
     }
     for (Py_ssize_t i = 0; i < sel->prefix_count; i++) {
         Py_ssize_t n = sel->prefix_lengths[i];
-        if (n <= length && memcmp(sel->prefixes[i], key->p, n) == 0) return 1;
+        if (n <= length && memcmp(sel->prefixes[i], key->p, n) == 0) return BY_PREFIX;
     }
-    return 0;
+    return NOT_SELECTED;
 }
 
 static int json_raw(Buffer *b, const char *text, Py_ssize_t length) {
@@ -589,20 +596,17 @@ static int json_any_value(Buffer *b, Reader *r, int depth) {
     }
 }
 
-/* "key": value for one KeyValue; also into `selected` when its key is selected. */
-static int json_key_value(Buffer *b, Reader *r, const Selection *sel, PyObject *selected,
+/* "key": value for one KeyValue; its parts in *key, *value (unread) and *has_value. */
+static int json_key_value(Buffer *b, Reader *r, Reader *key, Reader *value, int *has_value,
                           int depth) {
-    Reader key, value = {NULL, NULL};
-    int has_value, status;
-    if ((status = split_key_value(r, &key, &value, &has_value)) != OK) return status;
-    if ((status = json_string(b, &key)) != OK || (status = json_raw(b, ":", 1)) != OK) {
+    int status;
+    value->p = value->end = NULL;
+    if ((status = split_key_value(r, key, value, has_value)) != OK) return status;
+    if ((status = json_string(b, key)) != OK || (status = json_raw(b, ":", 1)) != OK) {
         return status;
     }
-    Reader for_python = value;
-    status = has_value ? json_any_value(b, &value, depth + 1) : json_raw(b, "null", 4);
-    PyObject *name = NULL;
-    if (status != OK || sel == NULL || !is_selected(sel, &key, &name)) return status;
-    return set_item(selected, &key, name, &for_python, has_value, depth);
+    Reader unread = *value;
+    return *has_value ? json_any_value(b, &unread, depth + 1) : json_raw(b, "null", 4);
 }
 
 /* A KeyValueList's entries as a JSON object. */
@@ -621,35 +625,99 @@ static int json_key_values(Buffer *b, Reader *r, int depth) {
         if (wire_type != 2 || read_delimited(r, &entry) != OK) return FALLBACK;
         if (!first && (status = json_raw(b, ",", 1)) != OK) break;
         first = 0;
-        status = json_key_value(b, &entry, NULL, NULL, depth);
+        Reader key, value;
+        int has_value;
+        status = json_key_value(b, &entry, &key, &value, &has_value, depth);
     }
     return status == OK ? json_raw(b, "}", 1) : status;
 }
 
-typedef struct {
-    PyObject *trace_id, *span_id, *parent, *name, *attrs, *events, *status_message;
-} SpanObjects;
+/* ---- spans ----------------------------------------------------------------------------
+ * A span is first read as it lies in the body (RawSpan: where each field is, its selected
+ * attributes, its events), with its attributes written as jsonb on the way. Then it is
+ * either written straight as a COPY row (direct_row) or made into the Python tuple the
+ * decoder takes (span_tuple). */
 
-static void span_objects_clear(SpanObjects *s) {
-    Py_CLEAR(s->trace_id);
-    Py_CLEAR(s->span_id);
-    Py_CLEAR(s->parent);
-    Py_CLEAR(s->name);
-    Py_CLEAR(s->attrs);
-    Py_CLEAR(s->events);
-    Py_CLEAR(s->status_message);
+/* A selected attribute of a span: its key and value as sent, and the key's str when it is
+ * one of the selected keys (NULL for one selected by prefix, decoded when needed). */
+typedef struct {
+    Reader key, value;
+    int has_value;
+    Py_ssize_t index; /* in Selection.names, or BY_PREFIX */
+    PyObject *name;   /* borrowed from Selection.names */
+} Entry;
+
+typedef struct {
+    Reader trace_id, span_id, parent, name, status_message; /* p == NULL: not sent */
+    uint64_t start, end;
+    int32_t kind, code;
+    Entry *entries; /* the selected attributes, in the order sent */
+    Py_ssize_t entry_count, entry_capacity;
+    Reader *events;
+    Py_ssize_t event_count, event_capacity;
+} RawSpan;
+
+static void raw_span_free(RawSpan *s) {
+    PyMem_Free(s->entries);
+    PyMem_Free(s->events);
 }
 
-static int read_span(Reader *r, PyObject *spans, const Selection *sel, Buffer *json) {
-    SpanObjects s = {0};
-    uint64_t start = 0, end = 0, number;
-    int32_t kind = 0, code = 0;
+/* Appends one item of `size` bytes to a PyMem array, growing it; NULL on failure. */
+static void *grow(void **items, Py_ssize_t *count, Py_ssize_t *capacity, size_t size) {
+    if (*count == *capacity) {
+        Py_ssize_t more = *capacity ? 2 * *capacity : 16;
+        void *larger = PyMem_Realloc(*items, more * size);
+        if (larger == NULL) {
+            PyErr_NoMemory();
+            return NULL;
+        }
+        *items = larger;
+        *capacity = more;
+    }
+    return (char *)*items + (*count)++ * size;
+}
+
+/* Status { string message = 2; StatusCode code = 3; } */
+static int read_status(Reader *r, Reader *message, int32_t *code) {
+    int status = OK;
+    while (r->p < r->end && status == OK) {
+        uint32_t field;
+        int wire_type;
+        uint64_t number;
+        if ((status = read_tag(r, &field, &wire_type)) != OK) break;
+        if (field == 2 && wire_type == 2) {
+            if ((status = read_delimited(r, message)) == OK && !valid_utf8(message->p, message->end)) {
+                status = FALLBACK;
+            }
+        } else if (field == 3 && wire_type == 0) {
+            if ((status = read_varint(r, &number)) == OK) *code = (int32_t)number;
+        } else if (field == 2 || field == 3) {
+            status = FALLBACK;
+        } else {
+            status = skip_field(r, wire_type);
+        }
+    }
+    return status;
+}
+
+static int read_text(Reader *r, Reader *text) {
+    if (read_delimited(r, text) != OK || !valid_utf8(text->p, text->end)) return FALLBACK;
+    return OK;
+}
+
+/* Reads a Span into `s` and its attributes as binary jsonb into `json`. */
+static int read_span(Reader *r, RawSpan *s, const Selection *sel, Buffer *json) {
+    static const RawSpan empty = {{0}};
+    Entry *entries = s->entries;
+    Reader *events = s->events;
+    Py_ssize_t entry_capacity = s->entry_capacity, event_capacity = s->event_capacity;
+    *s = empty; /* keeping the arrays */
+    s->entries = entries, s->entry_capacity = entry_capacity;
+    s->events = events, s->event_capacity = event_capacity;
     int status_seen = 0, status = OK;
-    s.attrs = PyDict_New();
-    s.events = PyList_New(0);
-    if (s.attrs == NULL || s.events == NULL) status = FAILED;
+    uint64_t number;
     json->length = 0;
-    if (status == OK) status = json_raw(json, "\x01{", 2); /* jsonb version 1, then JSON */
+    status = json_raw(json, "\x01{", 2); /* jsonb version 1, then JSON */
     while (r->p < r->end && status == OK) {
         uint32_t field;
         int wire_type;
@@ -657,89 +725,324 @@ static int read_span(Reader *r, PyObject *spans, const Selection *sel, Buffer *j
         if ((status = read_tag(r, &field, &wire_type)) != OK) break;
         switch (field) {
         case 1:
-            status = wire_type == 2 ? read_bytes(r, &s.trace_id) : FALLBACK;
+            status = wire_type == 2 ? read_delimited(r, &s->trace_id) : FALLBACK;
             break;
         case 2:
-            status = wire_type == 2 ? read_bytes(r, &s.span_id) : FALLBACK;
+            status = wire_type == 2 ? read_delimited(r, &s->span_id) : FALLBACK;
             break;
         case 4:
-            status = wire_type == 2 ? read_bytes(r, &s.parent) : FALLBACK;
+            status = wire_type == 2 ? read_delimited(r, &s->parent) : FALLBACK;
             break;
         case 5:
-            status = wire_type == 2 ? read_str(r, &s.name) : FALLBACK;
+            status = wire_type == 2 ? read_text(r, &s->name) : FALLBACK;
             break;
         case 6:
             if (wire_type != 0) status = FALLBACK;
-            else if ((status = read_varint(r, &number)) == OK) kind = (int32_t)number;
+            else if ((status = read_varint(r, &number)) == OK) s->kind = (int32_t)number;
             break;
         case 7:
-            status = wire_type == 1 ? read_fixed64(r, &start) : FALLBACK;
+            status = wire_type == 1 ? read_fixed64(r, &s->start) : FALLBACK;
             break;
         case 8:
-            status = wire_type == 1 ? read_fixed64(r, &end) : FALLBACK;
+            status = wire_type == 1 ? read_fixed64(r, &s->end) : FALLBACK;
             break;
-        case 9:
-            if (wire_type != 2 || (status = read_delimited(r, &inner)) != OK) {
+        case 9: {
+            Reader key, value;
+            int has_value;
+            if (wire_type != 2 || read_delimited(r, &inner) != OK) {
                 status = FALLBACK;
                 break;
             }
             if (json->length > 2 && (status = json_raw(json, ",", 1)) != OK) break;
-            status = json_key_value(json, &inner, sel, s.attrs, 0);
+            if ((status = json_key_value(json, &inner, &key, &value, &has_value, 0)) != OK) break;
+            Py_ssize_t index = selected_index(sel, &key);
+            if (index == NOT_SELECTED) break;
+            Entry *entry = grow((void **)&s->entries, &s->entry_count, &s->entry_capacity,
+                                sizeof *entry);
+            if (entry == NULL) {
+                status = FAILED;
+                break;
+            }
+            *entry = (Entry){key, value, has_value, index,
+                             index >= 0 ? PyTuple_GET_ITEM(sel->names, index) : NULL};
             break;
-        case 11:
-            if (wire_type != 2 || (status = read_delimited(r, &inner)) != OK) {
+        }
+        case 11: {
+            if (wire_type != 2 || read_delimited(r, &inner) != OK) {
                 status = FALLBACK;
                 break;
             }
-            status = read_event(&inner, s.events);
+            Reader *event = grow((void **)&s->events, &s->event_count, &s->event_capacity,
+                                 sizeof *event);
+            if (event == NULL) status = FAILED;
+            else *event = inner; /* read (and checked) by span_tuple */
             break;
+        }
         case 15:
-            if (wire_type != 2 || status_seen++ || (status = read_delimited(r, &inner)) != OK) {
+            if (wire_type != 2 || status_seen++ || read_delimited(r, &inner) != OK) {
                 status = FALLBACK;
                 break;
             }
-            status = read_status(&inner, &s.status_message, &code);
+            status = read_status(&inner, &s->status_message, &s->code);
             break;
         default: /* trace_state, flags, links, dropped counts: not stored */
             status = check_field(r, SPAN_UNKEPT, field, wire_type, 0);
         }
     }
-    if (status == OK) status = json_raw(json, "}", 1);
-    if (status == OK) {
-        PyObject *empty_bytes = PyBytes_FromStringAndSize("", 0);
-        PyObject *empty_str = PyUnicode_FromStringAndSize("", 0);
-        PyObject *attrs_json = PyBytes_FromStringAndSize(json->data, json->length);
-        PyObject *span = NULL;
-        if (empty_bytes && empty_str && attrs_json && (span = PyTuple_New(12)) != NULL) {
-            PyObject *borrowed[] = {
-                s.trace_id ? s.trace_id : empty_bytes, s.span_id ? s.span_id : empty_bytes,
-                s.parent ? s.parent : empty_bytes, s.name ? s.name : empty_str, NULL, NULL,
-                NULL, s.attrs, attrs_json, s.events, NULL,
-                s.status_message ? s.status_message : empty_str};
-            for (int i = 0; i < 12; i++) {
-                if (borrowed[i] != NULL) PyTuple_SET_ITEM(span, i, Py_NewRef(borrowed[i]));
-            }
-            PyTuple_SET_ITEM(span, 4, PyLong_FromLong(kind));
-            PyTuple_SET_ITEM(span, 5, PyLong_FromUnsignedLongLong(start));
-            PyTuple_SET_ITEM(span, 6, PyLong_FromUnsignedLongLong(end));
-            PyTuple_SET_ITEM(span, 10, PyLong_FromLong(code));
-            static const int numbers[] = {4, 5, 6, 10};
-            for (int i = 0; i < 4 && span != NULL; i++) {
-                if (PyTuple_GET_ITEM(span, numbers[i]) == NULL) Py_CLEAR(span);
-            }
-        }
-        Py_XDECREF(attrs_json);
-        if (span == NULL || PyList_Append(spans, span) < 0) status = FAILED;
-        Py_XDECREF(span);
-        Py_XDECREF(empty_bytes);
-        Py_XDECREF(empty_str);
+    return status == OK ? json_raw(json, "}", 1) : status;
+}
+
+static PyObject *bytes_of(const Reader *r) {
+    return PyBytes_FromStringAndSize((const char *)r->p, r->p ? r->end - r->p : 0);
+}
+
+static PyObject *str_of(const Reader *r) {
+    return PyUnicode_DecodeUTF8((const char *)r->p, r->p ? r->end - r->p : 0, NULL);
+}
+
+/* Appends the span's tuple (see read_traces) to `spans`. */
+static int span_tuple(const RawSpan *s, const Buffer *json, PyObject *spans) {
+    PyObject *attrs = PyDict_New(), *events = PyList_New(0), *span = NULL;
+    int status = attrs && events ? OK : FAILED;
+    for (Py_ssize_t i = 0; i < s->entry_count && status == OK; i++) {
+        const Entry *entry = &s->entries[i];
+        Reader value = entry->value;
+        status = set_item(attrs, &entry->key, entry->name, &value, entry->has_value, 0);
     }
-    span_objects_clear(&s);
+    for (Py_ssize_t i = 0; i < s->event_count && status == OK; i++) {
+        Reader event = s->events[i];
+        status = read_event(&event, events);
+    }
+    if (status == OK && (span = PyTuple_New(12)) != NULL) {
+        PyObject *items[] = {
+            bytes_of(&s->trace_id), bytes_of(&s->span_id), bytes_of(&s->parent), str_of(&s->name),
+            PyLong_FromLong(s->kind), PyLong_FromUnsignedLongLong(s->start),
+            PyLong_FromUnsignedLongLong(s->end), Py_NewRef(attrs),
+            PyBytes_FromStringAndSize(json->data, json->length), Py_NewRef(events),
+            PyLong_FromLong(s->code), str_of(&s->status_message)};
+        for (int i = 0; i < 12; i++) {
+            if (items[i] == NULL) status = FAILED;
+            PyTuple_SET_ITEM(span, i, items[i]);
+        }
+    }
+    if (status == OK && (span == NULL || PyList_Append(spans, span) < 0)) status = FAILED;
+    Py_XDECREF(span);
+    Py_XDECREF(attrs);
+    Py_XDECREF(events);
     return status;
 }
 
+/* ---- spans written straight as COPY rows ------------------------------------------------
+ * A span needing nothing but its row — the common shape span_rows takes, naming no stage
+ * (so there is nothing to observe), its correlation ID a string or absent — is written
+ * here as the row span_rows would make, without any Python value. */
+
+#define MAX_CORRELATION 256
+
+typedef struct {
+    PyObject *context;                           /* res_attrs -> (readable, service, res_key) */
+    PyObject *correlation_keys, *stage_keys;     /* tuples of str */
+    Py_ssize_t *correlation_index, *stage_index; /* in Selection.names, or NOT_SELECTED */
+    uint64_t earliest, latest;
+    PyObject *days; /* a set, of the UTC days rows fall on */
+    uint64_t last_day;
+    Buffer rows;
+    Py_ssize_t count;
+} Direct;
+
+/* What a resource's spans share: from the caller's context(res_attrs). */
+typedef struct {
+    PyObject *context;       /* (readable, service, res_key) */
+    Reader service, res_key; /* res_key.p == NULL: None */
+    PyObject **correlation;  /* per correlation key: str(readable's value), NULL if None */
+    int *stage;              /* per stage key: readable holds a value that is not None */
+} Resource;
+
+static void resource_clear(Resource *res, const Direct *d) {
+    if (res->correlation != NULL) {
+        for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(d->correlation_keys); i++) {
+            Py_XDECREF(res->correlation[i]);
+        }
+    }
+    PyMem_Free(res->correlation);
+    PyMem_Free(res->stage);
+    Py_CLEAR(res->context);
+}
+
+static int resource_of(const Direct *d, PyObject *attrs, Resource *res) {
+    PyObject *context = PyObject_CallOneArg(d->context, attrs), *readable, *service, *res_key;
+    if (context == NULL) return FAILED;
+    res->context = context;
+    if (!PyArg_ParseTuple(context, "O!UO", &PyDict_Type, &readable, &service, &res_key)) {
+        return FAILED;
+    }
+    Py_ssize_t length;
+    const char *text = PyUnicode_AsUTF8AndSize(service, &length);
+    if (text == NULL) return FAILED;
+    res->service = (Reader){(const uint8_t *)text, (const uint8_t *)text + length};
+    if (res_key != Py_None) {
+        if (!PyBytes_Check(res_key)) {
+            PyErr_SetString(PyExc_TypeError, "res_key must be bytes or None");
+            return FAILED;
+        }
+        const uint8_t *key = (const uint8_t *)PyBytes_AS_STRING(res_key);
+        res->res_key = (Reader){key, key + PyBytes_GET_SIZE(res_key)};
+    }
+    Py_ssize_t correlation_count = PyTuple_GET_SIZE(d->correlation_keys),
+               stage_count = PyTuple_GET_SIZE(d->stage_keys);
+    res->correlation = PyMem_Calloc(correlation_count + 1, sizeof *res->correlation);
+    res->stage = PyMem_Calloc(stage_count + 1, sizeof *res->stage);
+    if (res->correlation == NULL || res->stage == NULL) {
+        PyErr_NoMemory();
+        return FAILED;
+    }
+    for (Py_ssize_t i = 0; i < correlation_count; i++) {
+        PyObject *value = PyDict_GetItemWithError(readable, PyTuple_GET_ITEM(d->correlation_keys, i));
+        if (value == NULL && PyErr_Occurred()) return FAILED;
+        if (value != NULL && value != Py_None && (res->correlation[i] = PyObject_Str(value)) == NULL) {
+            return FAILED;
+        }
+    }
+    for (Py_ssize_t i = 0; i < stage_count; i++) {
+        PyObject *value = PyDict_GetItemWithError(readable, PyTuple_GET_ITEM(d->stage_keys, i));
+        if (value == NULL && PyErr_Occurred()) return FAILED;
+        res->stage[i] = value != NULL && value != Py_None;
+    }
+    return OK;
+}
+
+/* The last attribute of `s` with selected key `index`, or NULL. */
+static const Entry *last_entry(const RawSpan *s, Py_ssize_t index) {
+    for (Py_ssize_t i = s->entry_count - 1; i >= 0 && index >= 0; i--) {
+        if (s->entries[i].index == index) return &s->entries[i];
+    }
+    return NULL;
+}
+
+/* Which member of the oneof an attribute's AnyValue holds (0: none, it is None); a
+ * string_value (1) in *text. The value was checked when it was written as JSON. */
+static uint32_t value_member(const Entry *entry, Reader *text) {
+    Reader r = entry->value;
+    while (entry->has_value && r.p < r.end) {
+        uint32_t field;
+        int wire_type;
+        if (read_tag(&r, &field, &wire_type) != OK) return UINT32_MAX;
+        if (field == 1 && wire_type == 2) return read_delimited(&r, text) == OK ? 1 : UINT32_MAX;
+        if (field >= 1 && field <= 7) return field;
+        if (skip_field(&r, wire_type) != OK) return UINT32_MAX;
+    }
+    return 0;
+}
+
+static int valid_id(const Reader *r, Py_ssize_t size) {
+    if (r->p == NULL || r->end - r->p != size) return 0;
+    for (Py_ssize_t i = 0; i < size; i++) {
+        if (r->p[i]) return 1;
+    }
+    return 0; /* all zero: invalid */
+}
+
+static int has_nul(const Reader *r) {
+    return r->p != NULL && memchr(r->p, 0, r->end - r->p) != NULL;
+}
+
+/* The first `limit` characters of UTF-8 text: their length in bytes. */
+static Py_ssize_t utf8_prefix(const uint8_t *text, Py_ssize_t length, Py_ssize_t limit) {
+    Py_ssize_t characters = 0;
+    for (Py_ssize_t i = 0; i < length; i++) {
+        if ((text[i] & 0xC0) != 0x80 && characters++ == limit) return i;
+    }
+    return length;
+}
+
+/* The correlation ID as Observer.correlation_id finds it, in *id (NULL: the trace ID
+ * stands in); *usable is cleared when the span needs the Python path. */
+static int correlation_text(const Direct *d, const Resource *res, const RawSpan *s, Reader *id,
+                            int *usable) {
+    *id = (Reader){NULL, NULL};
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(d->correlation_keys); i++) {
+        const Entry *entry = last_entry(s, d->correlation_index[i]);
+        if (entry != NULL) {
+            uint32_t member = value_member(entry, id);
+            if (member == 0) continue;
+            *usable = member == 1; /* else str() of another type: in Python */
+        } else if (res->correlation[i] != NULL) {
+            Py_ssize_t length;
+            const char *text = PyUnicode_AsUTF8AndSize(res->correlation[i], &length);
+            if (text == NULL) return FAILED;
+            *id = (Reader){(const uint8_t *)text, (const uint8_t *)text + length};
+        } else {
+            continue;
+        }
+        if (has_nul(id)) *usable = 0;
+        if (id->p == id->end) *id = (Reader){NULL, NULL}; /* empty: the trace ID */
+        else id->end = id->p + utf8_prefix(id->p, id->end - id->p, MAX_CORRELATION);
+        return OK;
+    }
+    return OK;
+}
+
+/* Writes the span's row if it needs nothing else, setting *written. */
+static int direct_row(Direct *d, const Resource *res, const RawSpan *s, const Buffer *json,
+                      int *written) {
+    Py_ssize_t parent_length = s->parent.p ? s->parent.end - s->parent.p : 0;
+    *written = 0;
+    if (!valid_id(&s->trace_id, 16) || !valid_id(&s->span_id, 8) ||
+        (parent_length != 0 && parent_length != 8) || s->end < s->start || s->kind < 0 ||
+        s->kind > 5 || s->code < 0 || s->code > 2 || s->start < d->earliest ||
+        s->start > d->latest || s->event_count || has_nul(&s->name) ||
+        has_nul(&s->status_message)) {
+        return OK;
+    }
+    Reader id;
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(d->stage_keys); i++) {
+        const Entry *entry = last_entry(s, d->stage_index[i]);
+        if (entry != NULL ? value_member(entry, &id) != 0 : res->stage[i]) return OK;
+    }
+    int usable = 1;
+    if (correlation_text(d, res, s, &id, &usable) != OK) return FAILED;
+    if (!usable) return OK;
+    char hex[32];
+    if (id.p == NULL) {
+        static const char digits[] = "0123456789abcdef";
+        for (int i = 0; i < 16; i++) {
+            hex[2 * i] = digits[s->trace_id.p[i] >> 4];
+            hex[2 * i + 1] = digits[s->trace_id.p[i] & 15];
+        }
+        id = (Reader){(const uint8_t *)hex, (const uint8_t *)hex + 32};
+    }
+    Reader attributes = {(const uint8_t *)json->data, (const uint8_t *)json->data + json->length};
+    Buffer *b = &d->rows;
+    if (buffer_reserve(b, 2) < 0) return FAILED;
+    put_be(b, 14, 2); /* columns */
+    if (put_reader(b, &id) < 0 ||
+        put_reader(b, &s->trace_id) < 0 || put_reader(b, &s->span_id) < 0 ||
+        put_int(b, (int64_t)(s->start / 1000) - PG_EPOCH_US, 8) < 0 ||
+        put_int(b, (int64_t)(s->end / 1000) - PG_EPOCH_US, 8) < 0 ||
+        (parent_length ? put_reader(b, &s->parent) : put_null(b)) < 0 ||
+        put_reader(b, &s->name) < 0 || put_int(b, s->kind, 2) < 0 || put_int(b, s->code, 2) < 0 ||
+        (s->status_message.p != s->status_message.end ? put_reader(b, &s->status_message)
+                                                      : put_null(b)) < 0 ||
+        put_reader(b, &res->service) < 0 ||
+        (res->res_key.p ? put_reader(b, &res->res_key) : put_null(b)) < 0 ||
+        put_reader(b, &attributes) < 0 || put_null(b) < 0) {
+        return FAILED;
+    }
+    *written = 1;
+    uint64_t day = s->start / NS_PER_DAY;
+    if (d->count++ == 0 || day != d->last_day) {
+        PyObject *number = PyLong_FromUnsignedLongLong(day);
+        int failed = number == NULL || PySet_Add(d->days, number) < 0;
+        Py_XDECREF(number);
+        if (failed) return FAILED;
+        d->last_day = day;
+    }
+    return OK;
+}
+
 /* ScopeSpans { InstrumentationScope scope = 1; repeated Span spans = 2; } */
-static int read_scope_spans(Reader *r, PyObject *spans, const Selection *sel, Buffer *json) {
+static int read_scope_spans(Reader *r, PyObject *spans, const Selection *sel, Buffer *json,
+                            RawSpan *raw, Direct *d, const Resource *res) {
     while (r->p < r->end) {
         uint32_t field;
         int wire_type, status;
@@ -747,7 +1050,10 @@ static int read_scope_spans(Reader *r, PyObject *spans, const Selection *sel, Bu
         if (field == 2 && wire_type == 2) {
             Reader inner;
             if (read_delimited(r, &inner) != OK) return FALLBACK;
-            status = read_span(&inner, spans, sel, json);
+            int written = 0;
+            status = read_span(&inner, raw, sel, json);
+            if (status == OK) status = direct_row(d, res, raw, json, &written);
+            if (status == OK && !written) status = span_tuple(raw, json, spans);
         } else if (field == 2) {
             return FALLBACK;
         } else {
@@ -759,11 +1065,28 @@ static int read_scope_spans(Reader *r, PyObject *spans, const Selection *sel, Bu
 }
 
 /* ResourceSpans { Resource resource = 1; repeated ScopeSpans scope_spans = 2; }
- * Resource { repeated KeyValue attributes = 1; } */
+ * Resource { repeated KeyValue attributes = 1; }
+ * The resource is read first, wherever it lies: its spans' rows need what context makes
+ * of it. */
 static int read_resource_spans(Reader *r, PyObject *resources, const Selection *sel,
-                               Buffer *json) {
+                               Buffer *json, RawSpan *raw, Direct *d) {
     PyObject *attrs = PyDict_New(), *spans = PyList_New(0);
+    Resource res = {0};
     int resource_seen = 0, status = attrs && spans ? OK : FAILED;
+    Reader first = *r;
+    while (first.p < first.end && status == OK) {
+        uint32_t field;
+        int wire_type;
+        Reader inner;
+        if ((status = read_tag(&first, &field, &wire_type)) != OK) break;
+        if (field == 1 && wire_type == 2) {
+            if (resource_seen++ || read_delimited(&first, &inner) != OK) status = FALLBACK;
+            else status = read_attributes(&inner, attrs, RESOURCE_UNKEPT, 0);
+        } else {
+            status = skip_field(&first, wire_type);
+        }
+    }
+    if (status == OK) status = resource_of(d, attrs, &res);
     while (r->p < r->end && status == OK) {
         uint32_t field;
         int wire_type;
@@ -772,19 +1095,21 @@ static int read_resource_spans(Reader *r, PyObject *resources, const Selection *
         if ((field == 1 || field == 2) && wire_type != 2) {
             status = FALLBACK;
         } else if (field == 1) {
-            if (resource_seen++ || (status = read_delimited(r, &inner)) != OK) status = FALLBACK;
-            else status = read_attributes(&inner, attrs, RESOURCE_UNKEPT, 0);
+            status = read_delimited(r, &inner); /* read above */
         } else if (field == 2) {
-            if ((status = read_delimited(r, &inner)) == OK) status = read_scope_spans(&inner, spans, sel, json);
+            if ((status = read_delimited(r, &inner)) == OK) {
+                status = read_scope_spans(&inner, spans, sel, json, raw, d, &res);
+            }
         } else {
             status = check_field(r, RESOURCE_SPANS_UNKEPT, field, wire_type, 0);
         }
     }
     if (status == OK) {
-        PyObject *item = PyTuple_Pack(2, attrs, spans);
+        PyObject *item = PyTuple_Pack(3, attrs, res.context, spans);
         if (item == NULL || PyList_Append(resources, item) < 0) status = FAILED;
         Py_XDECREF(item);
     }
+    resource_clear(&res, d);
     Py_XDECREF(attrs);
     Py_XDECREF(spans);
     return status;
@@ -810,20 +1135,52 @@ static int utf8_of(PyObject *strings, const char ***texts, Py_ssize_t **lengths,
     return 0;
 }
 
+/* Where each of `keys` (a tuple of str) is in sel->names, or NOT_SELECTED. */
+static Py_ssize_t *indexes_of(const Selection *sel, PyObject *keys) {
+    Py_ssize_t *indexes = PyMem_Calloc(PyTuple_GET_SIZE(keys) + 1, sizeof *indexes);
+    if (indexes == NULL) {
+        PyErr_NoMemory();
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(keys); i++) {
+        PyObject *key = PyTuple_GET_ITEM(keys, i);
+        indexes[i] = NOT_SELECTED;
+        for (Py_ssize_t j = 0; j < sel->count && indexes[i] == NOT_SELECTED; j++) {
+            int equal = PyObject_RichCompareBool(key, PyTuple_GET_ITEM(sel->names, j), Py_EQ);
+            if (equal < 0) {
+                PyMem_Free(indexes);
+                return NULL;
+            }
+            if (equal) indexes[i] = j;
+        }
+    }
+    return indexes;
+}
+
 static PyObject *read_traces(PyObject *Py_UNUSED(module), PyObject *args) {
     Py_buffer view;
-    PyObject *keys, *prefixes, *resources = NULL;
-    if (!PyArg_ParseTuple(args, "y*O!O!", &view, &PyTuple_Type, &keys, &PyTuple_Type, &prefixes)) {
+    PyObject *keys, *prefixes, *direct, *resources = NULL, *result = NULL;
+    unsigned long long earliest, latest;
+    if (!PyArg_ParseTuple(args, "y*O!O!O!", &view, &PyTuple_Type, &keys, &PyTuple_Type,
+                          &prefixes, &PyTuple_Type, &direct)) {
         return NULL;
     }
     Selection sel = {0};
+    Direct d = {0};
+    RawSpan raw = {{0}};
     Buffer json = {0};
     int status = FAILED;
     sel.names = keys;
-    if (utf8_of(keys, &sel.keys, &sel.key_lengths, &sel.count) < 0 ||
-        utf8_of(prefixes, &sel.prefixes, &sel.prefix_lengths, &sel.prefix_count) < 0) {
+    if (!PyArg_ParseTuple(direct, "OO!O!KKO!", &d.context, &PyTuple_Type, &d.correlation_keys,
+                          &PyTuple_Type, &d.stage_keys, &earliest, &latest, &PySet_Type,
+                          &d.days) ||
+        utf8_of(keys, &sel.keys, &sel.key_lengths, &sel.count) < 0 ||
+        utf8_of(prefixes, &sel.prefixes, &sel.prefix_lengths, &sel.prefix_count) < 0 ||
+        (d.correlation_index = indexes_of(&sel, d.correlation_keys)) == NULL ||
+        (d.stage_index = indexes_of(&sel, d.stage_keys)) == NULL) {
         goto done;
     }
+    d.earliest = earliest, d.latest = latest;
     Reader r = {(const uint8_t *)view.buf, (const uint8_t *)view.buf + view.len};
     resources = PyList_New(0);
     status = resources ? OK : FAILED;
@@ -834,7 +1191,7 @@ static PyObject *read_traces(PyObject *Py_UNUSED(module), PyObject *args) {
         if ((status = read_tag(&r, &field, &wire_type)) != OK) break;
         if (field == 1 && wire_type == 2) {
             if ((status = read_delimited(&r, &inner)) == OK) {
-                status = read_resource_spans(&inner, resources, &sel, &json);
+                status = read_resource_spans(&inner, resources, &sel, &json, &raw, &d);
             }
         } else if (field == 1) {
             status = FALLBACK;
@@ -842,15 +1199,25 @@ static PyObject *read_traces(PyObject *Py_UNUSED(module), PyObject *args) {
             status = skip_field(&r, wire_type);
         }
     }
+    if (status == OK) {
+        PyObject *rows = PyBytes_FromStringAndSize(d.rows.data ? d.rows.data : "", d.rows.length);
+        result = rows ? Py_BuildValue("(OOn)", resources, rows, d.count) : NULL;
+        Py_XDECREF(rows);
+        if (result == NULL) status = FAILED;
+    }
 done:
     PyBuffer_Release(&view);
     PyMem_Free(json.data);
+    PyMem_Free(d.rows.data);
+    PyMem_Free(d.correlation_index);
+    PyMem_Free(d.stage_index);
+    raw_span_free(&raw);
     PyMem_Free(sel.keys);
     PyMem_Free(sel.key_lengths);
     PyMem_Free(sel.prefixes);
     PyMem_Free(sel.prefix_lengths);
-    if (status == OK) return resources;
     Py_XDECREF(resources);
+    if (status == OK) return result;
     if (status == FAILED) return NULL;
     Py_RETURN_NONE;
 }
@@ -861,55 +1228,33 @@ done:
 static int put_field(Buffer *b, PyObject *value, char kind) {
     const char *data;
     Py_ssize_t size;
-    if (value == Py_None) {
-        if (buffer_reserve(b, 4) < 0) return -1;
-        put_be(b, 0xFFFFFFFFu, 4);
-        return 0;
-    }
+    if (value == Py_None) return put_null(b);
     switch (kind) {
     case 't':
         if (!PyUnicode_Check(value)) goto wrong_type;
         if ((data = PyUnicode_AsUTF8AndSize(value, &size)) == NULL) return -1;
-        break;
+        return put_data(b, data, size);
     case 'b':
         if (!PyBytes_Check(value)) goto wrong_type;
-        data = PyBytes_AS_STRING(value);
-        size = PyBytes_GET_SIZE(value);
-        break;
+        return put_data(b, PyBytes_AS_STRING(value), PyBytes_GET_SIZE(value));
     case 'h':
     case 'q': {
         if (!PyLong_Check(value) || PyBool_Check(value)) goto wrong_type;
         long long number = PyLong_AsLongLong(value);
         if (number == -1 && PyErr_Occurred()) return -1;
-        int bytes = kind == 'h' ? 2 : 8;
-        if (bytes == 2 && (number < -32768 || number > 32767)) {
+        if (kind == 'h' && (number < -32768 || number > 32767)) {
             PyErr_SetString(PyExc_OverflowError, "value out of int2 range");
             return -1;
         }
-        if (buffer_reserve(b, 4 + bytes) < 0) return -1;
-        put_be(b, (uint64_t)bytes, 4);
-        put_be(b, (uint64_t)number, bytes);
-        return 0;
+        return put_int(b, number, kind == 'h' ? 2 : 8);
     }
     case '?':
         if (!PyBool_Check(value)) goto wrong_type;
-        if (buffer_reserve(b, 5) < 0) return -1;
-        put_be(b, 1, 4);
-        b->data[b->length++] = value == Py_True;
-        return 0;
+        return put_data(b, value == Py_True ? "\x01" : "\x00", 1);
     default:
         PyErr_Format(PyExc_ValueError, "unknown column kind '%c'", kind);
         return -1;
     }
-    if (size > INT32_MAX) {
-        PyErr_SetString(PyExc_OverflowError, "value too long for a COPY field");
-        return -1;
-    }
-    if (buffer_reserve(b, 4 + size) < 0) return -1;
-    put_be(b, (uint64_t)size, 4);
-    memcpy(b->data + b->length, data, size);
-    b->length += size;
-    return 0;
 
 wrong_type:
     PyErr_Format(PyExc_TypeError, "column kind '%c' cannot hold %.100s", kind,
@@ -947,9 +1292,6 @@ failed:
 
 /* ---- span rows ------------------------------------------------------------------------ */
 
-#define PG_EPOCH_US 946684800000000LL /* 2000-01-01 in Unix microseconds */
-#define NS_PER_DAY 86400000000000ULL
-#define MAX_CORRELATION 256
 #define STATUS_ERROR 2
 #define AMOUNT_LIMIT 1e15 /* numeric(20, 4) holds 16 digits before the point */
 

@@ -34,7 +34,7 @@ from collectors.logs import decode_logs
 from collectors.mapping import AttributeMap
 from collectors.observations import Observer
 from collectors.readiness import Readiness
-from collectors.traces import decode_spans, read_traces
+from collectors.traces import decode_traces
 from collectors.window import TimeWindow
 from collectors.writer import (
     PostgresWriter,
@@ -61,17 +61,17 @@ class _Refusal(Exception):
 
 @dataclass
 class _Signal:
-    read: Callable[[bytes, str, Observer], Any]  # body, media type → what decode takes
-    decode: Callable[[Any, Observer, TimeWindow], Batch]
+    # body, media type → rows; raises otlp.BadRequest
+    decode: Callable[[bytes, str, Observer, TimeWindow], Batch]
     respond: Callable[[int, str], Any]
 
 
-def _read_logs(body: bytes, kind: str, observer: Observer) -> Any:
-    return otlp.parse(body, kind, otlp.LOGS_REQUEST)
+def _decode_logs(body: bytes, kind: str, observer: Observer, window: TimeWindow) -> Batch:
+    return decode_logs(otlp.parse(body, kind, otlp.LOGS_REQUEST), observer, window)
 
 
-_TRACES = _Signal(read_traces, decode_spans, otlp.traces_response)
-_LOGS = _Signal(_read_logs, decode_logs, otlp.logs_response)
+_TRACES = _Signal(decode_traces, otlp.traces_response)
+_LOGS = _Signal(_decode_logs, otlp.logs_response)
 
 
 class Collector:
@@ -215,10 +215,9 @@ def create_app(settings: Settings, database_url: str) -> Starlette:
             with collector.admission(request):
                 body = await collector.body(request)
                 try:
-                    message = signal.read(body, kind, collector.observer)
+                    batch = signal.decode(body, kind, collector.observer, collector.window())
                 except otlp.BadRequest as exc:
                     raise _Refusal(400, code_pb2.INVALID_ARGUMENT, str(exc)) from None
-                batch = signal.decode(message, collector.observer, collector.window())
                 await collector.store(batch)
         except _Refusal as refusal:
             return collector.refusal(refusal, kind)

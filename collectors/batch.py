@@ -39,6 +39,9 @@ class Batch:
     """Rows of one or more requests; `rejected` counts records refused before storage."""
 
     spans: list[tuple] = field(default_factory=list)
+    # Spans the compiled reader wrote straight as binary COPY tuples, and how many.
+    encoded_spans: list[bytes] = field(default_factory=list)
+    encoded_span_count: int = 0
     logs: list[tuple] = field(default_factory=list)
     observations: list[tuple] = field(default_factory=list)
     dead_letters: list[tuple] = field(default_factory=list)
@@ -56,6 +59,8 @@ class Batch:
     def extend(self, other: Batch) -> None:
         """Append `other`'s rows (used to group several requests into one transaction)."""
         self.spans += other.spans
+        self.encoded_spans += other.encoded_spans
+        self.encoded_span_count += other.encoded_span_count
         self.logs += other.logs
         self.observations += other.observations
         self.dead_letters += other.dead_letters
@@ -65,7 +70,7 @@ class Batch:
     @property
     def record_count(self) -> int:
         """Spans and log records to store."""
-        return len(self.spans) + len(self.logs)
+        return len(self.spans) + self.encoded_span_count + len(self.logs)
 
     def error_message(self) -> str:
         """The partial-success message: how many records were refused, and why."""

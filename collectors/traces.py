@@ -1,12 +1,14 @@
 """OTLP trace export requests → span rows and the observations they carry.
 
-Bodies are first read into plain values (`ResourceSpans`): protobuf by the compiled reader
-in collectors/_wire.c when it is built and the body has the common shape, otherwise (JSON,
-or protobuf it leaves to the runtime) by the protobuf runtime. Rows are built from those
-values alone, so both readers store exactly the same rows: in C (`span_rows`) for spans that
-need only a row or are stage spans without status or dead-letter attributes (row and
-observation, failures included), here for those to reject with a reason, spans with events,
-status or dead-letter attributes and anything out of the common shape.
+Protobuf bodies of the common shape are read by the compiled reader in collectors/_wire.c
+when it is built: it writes the COPY row of each span that needs nothing else (no stage to
+observe, nothing to reject) straight from the body, and gives the other spans as plain
+values (`ResourceSpans`). Other bodies (JSON, or protobuf it leaves to the runtime) are read
+into the same plain values by the protobuf runtime. Rows of plain values are built in C
+(`span_rows`) for spans that need only a row or are stage spans without status or
+dead-letter attributes (row and observation, failures included), here for those to reject
+with a reason, spans with events, status or dead-letter attributes and anything out of the
+common shape. Every path stores exactly the same rows.
 """
 
 from __future__ import annotations
@@ -38,13 +40,30 @@ _MAX_U64 = 2**64 - 1
 ResourceSpans = tuple[dict[str, Any], list[tuple]]
 
 
-def read_traces(body: bytes, kind: str, observer: Observer) -> list[ResourceSpans]:
-    """The spans of an ExportTraceServiceRequest body; raises otlp.BadRequest."""
+def decode_traces(body: bytes, kind: str, observer: Observer, window: TimeWindow) -> Batch:
+    """Rows for every acceptable span of an ExportTraceServiceRequest body (the rest are
+    counted in `Batch.rejected` with their reasons); raises otlp.BadRequest."""
     if kind == otlp.PROTOBUF and wire is not None:
-        read = wire.read_traces(body, observer.read_keys, observer.read_prefixes)
+        batch = Batch()
+        earliest, latest = _bounds(window)
+
+        def context(res_attrs: dict[str, Any]) -> tuple[dict[str, Any], str, bytes | None]:
+            res_key, service = resource_key(res_attrs, batch)
+            return observer.readable(res_attrs), service, res_key
+
+        direct = (context, observer.correlation_keys, observer.stage_keys, earliest, latest,
+                  batch.days)  # fmt: skip
+        read = wire.read_traces(body, observer.read_keys, observer.read_prefixes, direct)
         if read is not None:
-            return read
-    return resource_spans(otlp.parse(body, kind, otlp.TRACES_REQUEST))
+            resources, rows, count = read
+            batch.encoded_spans.append(rows)
+            batch.encoded_span_count = count
+            for res_attrs, (readable, service, res_key), spans in resources:
+                _decode_resource(batch, spans, res_attrs, readable, service, res_key, observer,
+                                 window)  # fmt: skip
+            return batch
+    request = otlp.parse(body, kind, otlp.TRACES_REQUEST)
+    return decode_spans(resource_spans(request), observer, window)
 
 
 def resource_spans(request: Any) -> list[ResourceSpans]:
@@ -84,17 +103,37 @@ def decode_spans(resources: list[ResourceSpans], observer: Observer, window: Tim
     """Rows for every acceptable span; the rest are counted in `Batch.rejected` with their
     reasons."""
     batch = Batch()
-    earliest, latest = max(window.earliest_ns, 0), min(window.latest_ns, _MAX_U64)
     for res_attrs, spans in resources:
         res_key, service = resource_key(res_attrs, batch)
-        if wire is not None:  # the common spans get their row (and observation) in C
-            spans = wire.span_rows(
-                spans, observer.readable(res_attrs), service, res_key, observer.correlation_keys,
-                observer.compiled, earliest, latest, batch.spans, batch.observations, batch.days,
-            )  # fmt: skip
-        for span in spans:
-            _add_span(batch, span, observer, window, res_key, service, res_attrs)
+        readable = observer.readable(res_attrs)
+        _decode_resource(batch, spans, res_attrs, readable, service, res_key, observer, window)
     return batch
+
+
+def _bounds(window: TimeWindow) -> tuple[int, int]:
+    """The window's bounds as unsigned 64-bit integers, for the compiled code."""
+    return max(window.earliest_ns, 0), min(window.latest_ns, _MAX_U64)
+
+
+def _decode_resource(
+    batch: Batch,
+    spans: list[tuple],
+    res_attrs: dict[str, Any],
+    readable: dict[str, Any],
+    service: str,
+    res_key: bytes | None,
+    observer: Observer,
+    window: TimeWindow,
+) -> None:
+    """Rows (and observations) of one resource's spans, given as plain values."""
+    if wire is not None:  # the common spans get their row (and observation) in C
+        earliest, latest = _bounds(window)
+        spans = wire.span_rows(
+            spans, readable, service, res_key, observer.correlation_keys, observer.compiled,
+            earliest, latest, batch.spans, batch.observations, batch.days,
+        )  # fmt: skip
+    for span in spans:
+        _add_span(batch, span, observer, window, res_key, service, res_attrs)
 
 
 def _add_span(

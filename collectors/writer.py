@@ -175,7 +175,7 @@ class _Rows:
         types = _sql.STAGING_TYPES
         return cls(
             CopyRows(new_resources, types["_in_resources"]),
-            CopyRows(batch.spans, types["_in_spans"]),
+            CopyRows(batch.spans, types["_in_spans"], batch.encoded_spans),
             CopyRows(batch.logs, types["_in_logs"]),
             CopyRows(batch.observations, types["_in_obs"]),
             CopyRows(batch.dead_letters, types["_in_dead"]),

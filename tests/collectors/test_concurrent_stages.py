@@ -21,7 +21,7 @@ from collectors.batch import Batch
 from collectors.mapping import AttributeMap
 from collectors.observations import Observer
 from collectors.otlp import PROTOBUF
-from collectors.traces import decode_spans, read_traces
+from collectors.traces import decode_traces
 from collectors.window import TimeWindow
 from tests.support.otlp import stage_span, traces_request
 from tests.support.storing import store_as_client
@@ -36,7 +36,7 @@ _TRANSACTION = (
 
 def _request(*spans: Span, service: str) -> Batch:
     body = traces_request(*spans, service=service).SerializeToString()
-    return decode_spans(read_traces(body, PROTOBUF, _OBSERVER), _OBSERVER, TimeWindow(0, 2**63))
+    return decode_traces(body, PROTOBUF, _OBSERVER, TimeWindow(0, 2**63))
 
 
 def _stage(stage: str, at_s: int, seq: int, **business: object) -> Batch:

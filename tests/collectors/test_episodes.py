@@ -17,7 +17,7 @@ from collectors.logs import decode_logs
 from collectors.mapping import AttributeMap
 from collectors.observations import Observer
 from collectors.otlp import PROTOBUF
-from collectors.traces import decode_spans, read_traces
+from collectors.traces import decode_traces
 from collectors.window import TimeWindow
 from collectors.writer import PostgresWriter
 from sla.policy import load_policy
@@ -39,7 +39,7 @@ def _span(at_s: int, seq: int, system: str = "erp", error: str | None = None) ->
     span = stage_span("INV-40", "invoice_posting", "invoice_recorded", system, at_s=at_s,
                       seq=seq, error=error, error_type=kind)  # fmt: skip
     body = traces_request(span).SerializeToString()
-    return decode_spans(read_traces(body, PROTOBUF, _OBSERVER), _OBSERVER, _WINDOW)
+    return decode_traces(body, PROTOBUF, _OBSERVER, _WINDOW)
 
 
 def _dead_letter(at_s: int) -> Batch:

@@ -12,7 +12,7 @@ from collectors.group_commit import write_group
 from collectors.mapping import AttributeMap
 from collectors.observations import Observer
 from collectors.otlp import PROTOBUF
-from collectors.traces import decode_spans, read_traces
+from collectors.traces import decode_traces
 from collectors.window import TimeWindow
 from collectors.writer import PostgresWriter, StatementFailed
 from sla.policy import load_policy
@@ -44,11 +44,7 @@ def poisoned(db: psycopg.Connection) -> psycopg.Connection:
 def test_a_failed_batch_fails_alone_in_its_group(poisoned, db_url: str) -> None:
     observer, window = Observer(AttributeMap()), TimeWindow(0, 2**63 - 1)
     batches = [
-        decode_spans(
-            read_traces(_request(name, seq).SerializeToString(), PROTOBUF, observer),
-            observer,
-            window,
-        )
+        decode_traces(_request(name, seq).SerializeToString(), PROTOBUF, observer, window)
         for name, seq in (("INV-60", 6000), ("POISON", 6010), ("INV-61", 6020))
     ]
     writer = PostgresWriter(db_url, load_policy().catalog())

@@ -1,6 +1,7 @@
-"""Spans that need nothing but a row get it in C (collectors._wire.span_rows), and so do
-successful stage spans with their observation; the batch is exactly the one the Python path
-alone builds, whatever the spans hold."""
+"""Spans that need nothing but a row get it in C, written straight from the body by
+collectors._wire.read_traces or built by collectors._wire.span_rows, and so do stage spans
+with their observation; the rows sent to PostgreSQL and the rest of the batch are exactly
+those the Python path alone builds, whatever the spans hold."""
 
 from __future__ import annotations
 
@@ -13,13 +14,15 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyVa
 
 from bench.workload import encoded_batches
 from collectors._compiled import wire
+from collectors._pgtypes import CopyRows
+from collectors._sql import STAGING_TYPES
 from collectors.batch import Batch
 from collectors.mapping import AttributeMap
 from collectors.observations import Observer
 from collectors.otlp import PROTOBUF
-from collectors.traces import _add_span, decode_spans, read_traces, resource_key
+from collectors.traces import _add_span, decode_traces, resource_key
 from collectors.window import TimeWindow
-from tests.collectors.test_wire_reader import _request
+from tests.collectors.test_wire_reader import _read, _request
 
 pytestmark = pytest.mark.skipif(wire is None, reason="collectors._wire was not compiled")
 
@@ -40,9 +43,24 @@ def _python_only(resources: list, window: TimeWindow) -> Batch:
     return batch
 
 
+def _copy_rows(batch: Batch) -> list[tuple]:
+    """The span rows as the writer sends them: each a tuple of its binary COPY fields."""
+    data = CopyRows(batch.spans, STAGING_TYPES["_in_spans"], batch.encoded_spans).data
+    rows, at = [], 19  # past the COPY header
+    while data is not None and (columns := int.from_bytes(data[at : at + 2], signed=True)) != -1:
+        at += 2
+        row = []
+        for _ in range(columns):
+            size = int.from_bytes(data[at : at + 4], signed=True)
+            row.append(None if size == -1 else data[at + 4 : at + 4 + size])
+            at += 4 + max(size, 0)
+        rows.append(tuple(row))
+    return rows
+
+
 def _comparable(batch: Batch) -> tuple:
     return (
-        sorted(map(repr, batch.spans)),
+        sorted(_copy_rows(batch), key=repr),
         sorted(map(repr, batch.observations)),
         sorted(map(repr, batch.dead_letters)),
         batch.resources,
@@ -132,14 +150,15 @@ def _bodies() -> list[bytes]:
 
 @pytest.mark.parametrize("window", _WINDOWS.values(), ids=_WINDOWS.keys())
 def test_batches_are_those_of_the_python_path(window: TimeWindow) -> None:
-    rows_in_c = observations_in_c = failures_in_c = 0
+    straight = rows_in_c = observations_in_c = failures_in_c = 0
     for body in _bodies():
-        resources = read_traces(body, PROTOBUF, _OBSERVER)
-        batch = decode_spans(resources, _OBSERVER, window)
+        resources = _read(body)  # every span as values
+        assert resources is not None
+        batch = decode_traces(body, PROTOBUF, _OBSERVER, window)
         assert _comparable(batch) == _comparable(_python_only(resources, window)), body.hex()
+        straight += batch.encoded_span_count
         rows, observations, failures = _rows_in_c(resources, window)
         rows_in_c, observations_in_c = rows_in_c + rows, observations_in_c + observations
         failures_in_c += failures
-    assert rows_in_c > 10 and observations_in_c > 10 and failures_in_c > 10, (
-        rows_in_c, observations_in_c, failures_in_c,
-    )  # fmt: skip
+    assert straight > 10 and rows_in_c > straight, (straight, rows_in_c)
+    assert observations_in_c > 10 and failures_in_c > 10, (observations_in_c, failures_in_c)

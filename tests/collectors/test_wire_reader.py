@@ -25,11 +25,13 @@ from opentelemetry.proto.common.v1.common_pb2 import (
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span, Status
 
+from bench.workload import encoded_batches
 from collectors._compiled import wire as _wire
 from collectors._values import to_json
 from collectors.mapping import AttributeMap
 from collectors.observations import Observer
-from collectors.traces import decode_spans, resource_spans
+from collectors.otlp import PROTOBUF
+from collectors.traces import decode_traces, resource_spans
 from collectors.window import TimeWindow
 from collectors.writer import PostgresWriter
 from sla.policy import load_policy
@@ -114,8 +116,20 @@ def _request(rng: random.Random) -> ExportTraceServiceRequest:
     )
 
 
+def _context(res_attrs: dict) -> tuple:
+    return _OBSERVER.readable(res_attrs), "", None
+
+
 def _read(body: bytes) -> list | None:
-    return _wire.read_traces(body, _OBSERVER.read_keys, _OBSERVER.read_prefixes)
+    """What the reader gives with an empty window, which has it write no span straight:
+    every span as values."""
+    direct = (_context, _OBSERVER.correlation_keys, _OBSERVER.stage_keys, 1, 0, set())
+    read = _wire.read_traces(body, _OBSERVER.read_keys, _OBSERVER.read_prefixes, direct)
+    if read is None:
+        return None
+    resources, rows, count = read
+    assert (rows, count) == (b"", 0)
+    return [(res_attrs, spans) for res_attrs, _, spans in resources]
 
 
 def _runtime(body: bytes) -> list | None:
@@ -233,15 +247,16 @@ def _storable(request: ExportTraceServiceRequest) -> bytes:
 
 def test_postgresql_stores_the_attributes_the_runtime_reads(db_url: str) -> None:
     rng = random.Random(3)
-    bodies = [_storable(_request(rng)) for _ in range(40)]
+    # Random spans, and the benchmark's, most of which are written straight as rows.
+    bodies = [_storable(_request(rng)) for _ in range(40)] + encoded_batches(2)
     window = TimeWindow(0, 2**64)
     writer = PostgresWriter(db_url, load_policy().catalog())
     expected: dict[bytes, str] = {}  # span key → the runtime's JSON, as orjson writes it
+    written_straight = 0
     for body in bodies:
-        read = _read(body)
-        assert read is not None
-        batch = decode_spans(read, _OBSERVER, window)
+        batch = decode_traces(body, PROTOBUF, _OBSERVER, window)
         assert not batch.rejected, batch.reasons
+        written_straight += batch.encoded_span_count
         writer.write(batch)
         for _, spans in _runtime(body):
             for span in spans:
@@ -256,3 +271,4 @@ def test_postgresql_stores_the_attributes_the_runtime_reads(db_url: str) -> None
             (list(expected), list(expected.values())),
         ).fetchone()
     assert matching == stored == len(expected) > 50
+    assert written_straight > 10
