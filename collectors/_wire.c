@@ -83,7 +83,9 @@ static int buffer_reserve(Buffer *b, Py_ssize_t more) {
 }
 
 static void put_be(Buffer *b, uint64_t value, int bytes) {
-    for (int i = bytes - 1; i >= 0; i--) b->data[b->length++] = (char)(value >> (8 * i));
+    uint64_t big = __builtin_bswap64(value) >> (64 - 8 * bytes); /* its last `bytes` bytes */
+    memcpy(b->data + b->length, &big, bytes);
+    b->length += bytes;
 }
 
 /* COPY fields: int32 length (-1 for NULL), then the value's binary form. */
@@ -173,30 +175,41 @@ static int skip_field(Reader *r, int wire_type) {
     }
 }
 
-/* Well-formed UTF-8 as the protobuf runtime requires it (no overlong forms, surrogates or
- * code points past U+10FFFF). */
+/* The length of the well-formed UTF-8 sequence of a non-ASCII character at p, as the
+ * protobuf runtime requires it (no overlong forms, surrogates or code points past
+ * U+10FFFF), or 0. */
+static int utf8_sequence(const uint8_t *p, const uint8_t *end) {
+    uint8_t c = *p;
+    int extra;
+    uint32_t code;
+    if (c >= 0xC2 && c <= 0xDF) extra = 1, code = c & 0x1F;
+    else if (c >= 0xE0 && c <= 0xEF) extra = 2, code = c & 0x0F;
+    else if (c >= 0xF0 && c <= 0xF4) extra = 3, code = c & 0x07;
+    else return 0;
+    if (end - p <= extra) return 0;
+    for (int i = 1; i <= extra; i++) {
+        if ((p[i] & 0xC0) != 0x80) return 0;
+        code = (code << 6) | (p[i] & 0x3F);
+    }
+    if ((extra == 2 && (code < 0x800 || (code >= 0xD800 && code <= 0xDFFF))) ||
+        (extra == 3 && (code < 0x10000 || code > 0x10FFFF))) {
+        return 0;
+    }
+    return extra + 1;
+}
+
 static int valid_utf8(const uint8_t *p, const uint8_t *end) {
     while (p < end) {
-        uint8_t c = *p;
-        if (c < 0x80) {
+        uint64_t eight;
+        if (end - p >= 8 && (memcpy(&eight, p, 8), !(eight & 0x8080808080808080ULL))) {
+            p += 8; /* eight ASCII characters */
+        } else if (*p < 0x80) {
             p++;
-            continue;
+        } else {
+            int length = utf8_sequence(p, end);
+            if (length == 0) return 0;
+            p += length;
         }
-        int extra;
-        uint32_t code;
-        if (c >= 0xC2 && c <= 0xDF) extra = 1, code = c & 0x1F;
-        else if (c >= 0xE0 && c <= 0xEF) extra = 2, code = c & 0x0F;
-        else if (c >= 0xF0 && c <= 0xF4) extra = 3, code = c & 0x07;
-        else return 0;
-        if (end - p <= extra) return 0;
-        for (int i = 1; i <= extra; i++) {
-            if ((p[i] & 0xC0) != 0x80) return 0;
-            code = (code << 6) | (p[i] & 0x3F);
-        }
-        if ((extra == 2 && (code < 0x800 || (code >= 0xD800 && code <= 0xDFFF))) ||
-            (extra == 3 && (code < 0x10000 || code > 0x10FFFF)))
-            return 0;
-        p += extra + 1;
     }
     return 1;
 }
@@ -496,19 +509,35 @@ static int json_raw(Buffer *b, const char *text, Py_ssize_t length) {
     return OK;
 }
 
+/* Bytes a JSON string cannot hold as they are: control characters, '"', '\\', and the
+ * first bytes of multi-byte UTF-8 sequences (checked, then copied). */
+static const uint8_t JSON_SPECIAL[256] = {
+    [0 ... 0x1F] = 1, ['"'] = 1, ['\\'] = 1, [0x80 ... 0xFF] = 1};
+
 /* A JSON string of UTF-8 text; invalid UTF-8 falls back, NUL characters are dropped. */
 static int json_string(Buffer *b, const Reader *text) {
     static const char hex[] = "0123456789abcdef";
-    if (!valid_utf8(text->p, text->end)) return FALLBACK;
     if (buffer_reserve(b, 2 + 6 * (text->end - text->p)) < 0) return FAILED;
     char *out = b->data + b->length;
+    const uint8_t *p = text->p, *end = text->end;
     *out++ = '"';
-    for (const uint8_t *p = text->p; p < text->end; p++) {
+    while (p < end) {
+        const uint8_t *plain = p;
+        while (p < end && !JSON_SPECIAL[*p]) p++;
+        memcpy(out, plain, p - plain);
+        out += p - plain;
+        if (p == end) break;
         uint8_t c = *p;
+        if (c >= 0x80) {
+            int length = utf8_sequence(p, end);
+            if (length == 0) return FALLBACK;
+            memcpy(out, p, length);
+            out += length, p += length;
+            continue;
+        }
+        p++;
         if (c == '"' || c == '\\') {
             *out++ = '\\';
-            *out++ = (char)c;
-        } else if (c >= 0x20) {
             *out++ = (char)c;
         } else if (c == '\n') {
             *out++ = '\\', *out++ = 'n';
