@@ -52,6 +52,8 @@
 #define MAX_DEPTH 32
 #define PG_EPOCH_US 946684800000000LL /* 2000-01-01 in Unix microseconds */
 #define NS_PER_DAY 86400000000000ULL
+#define STATUS_ERROR 2
+#define AMOUNT_LIMIT 1e15 /* numeric(20, 4) holds 16 digits before the point */
 
 typedef struct {
     const uint8_t *p;
@@ -868,37 +870,42 @@ static int span_tuple(const RawSpan *s, const Buffer *json, PyObject *spans) {
 
 #define MAX_CORRELATION 256
 
+/* Keys of one field, as indexes in Selection.names (NOT_SELECTED: never read). */
 typedef struct {
-    PyObject *context;                           /* res_attrs -> (readable, service, res_key) */
-    PyObject *correlation_keys, *stage_keys;     /* tuples of str */
-    Py_ssize_t *correlation_index, *stage_index; /* in Selection.names, or NOT_SELECTED */
+    Py_ssize_t count, *indexes;
+} Keys;
+
+typedef struct {
+    Keys keys;
+    PyObject *name; /* the field's name (str) */
+    int is_amount;
+} BusinessField;
+
+typedef struct {
+    PyObject *context; /* res_attrs -> (readable, service, res_key) */
+    Keys correlation, stage, process, system, python, error_type, error_message;
+    BusinessField *business;
+    Py_ssize_t business_count;
     uint64_t earliest, latest;
     PyObject *days; /* a set, of the UTC days rows fall on */
     uint64_t last_day;
-    Buffer rows;
+    Buffer rows, observations;
     Py_ssize_t count;
 } Direct;
 
 /* What a resource's spans share: from the caller's context(res_attrs). */
 typedef struct {
-    PyObject *context;       /* (readable, service, res_key) */
-    Reader service, res_key; /* res_key.p == NULL: None */
-    PyObject **correlation;  /* per correlation key: str(readable's value), NULL if None */
-    int *stage;              /* per stage key: readable holds a value that is not None */
+    PyObject *context;         /* (readable, service, res_key) */
+    Reader service, res_key;   /* res_key.p == NULL: None */
+    PyObject **readable;       /* per selected key: its value in readable (borrowed), or NULL */
 } Resource;
 
-static void resource_clear(Resource *res, const Direct *d) {
-    if (res->correlation != NULL) {
-        for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(d->correlation_keys); i++) {
-            Py_XDECREF(res->correlation[i]);
-        }
-    }
-    PyMem_Free(res->correlation);
-    PyMem_Free(res->stage);
+static void resource_clear(Resource *res) {
+    PyMem_Free(res->readable);
     Py_CLEAR(res->context);
 }
 
-static int resource_of(const Direct *d, PyObject *attrs, Resource *res) {
+static int resource_of(const Direct *d, const Selection *sel, PyObject *attrs, Resource *res) {
     PyObject *context = PyObject_CallOneArg(d->context, attrs), *readable, *service, *res_key;
     if (context == NULL) return FAILED;
     res->context = context;
@@ -917,25 +924,13 @@ static int resource_of(const Direct *d, PyObject *attrs, Resource *res) {
         const uint8_t *key = (const uint8_t *)PyBytes_AS_STRING(res_key);
         res->res_key = (Reader){key, key + PyBytes_GET_SIZE(res_key)};
     }
-    Py_ssize_t correlation_count = PyTuple_GET_SIZE(d->correlation_keys),
-               stage_count = PyTuple_GET_SIZE(d->stage_keys);
-    res->correlation = PyMem_Calloc(correlation_count + 1, sizeof *res->correlation);
-    res->stage = PyMem_Calloc(stage_count + 1, sizeof *res->stage);
-    if (res->correlation == NULL || res->stage == NULL) {
+    if ((res->readable = PyMem_Calloc(sel->count + 1, sizeof *res->readable)) == NULL) {
         PyErr_NoMemory();
         return FAILED;
     }
-    for (Py_ssize_t i = 0; i < correlation_count; i++) {
-        PyObject *value = PyDict_GetItemWithError(readable, PyTuple_GET_ITEM(d->correlation_keys, i));
-        if (value == NULL && PyErr_Occurred()) return FAILED;
-        if (value != NULL && value != Py_None && (res->correlation[i] = PyObject_Str(value)) == NULL) {
-            return FAILED;
-        }
-    }
-    for (Py_ssize_t i = 0; i < stage_count; i++) {
-        PyObject *value = PyDict_GetItemWithError(readable, PyTuple_GET_ITEM(d->stage_keys, i));
-        if (value == NULL && PyErr_Occurred()) return FAILED;
-        res->stage[i] = value != NULL && value != Py_None;
+    for (Py_ssize_t i = 0; i < sel->count; i++) {
+        res->readable[i] = PyDict_GetItemWithError(readable, PyTuple_GET_ITEM(sel->names, i));
+        if (res->readable[i] == NULL && PyErr_Occurred()) return FAILED;
     }
     return OK;
 }
@@ -946,21 +941,6 @@ static const Entry *last_entry(const RawSpan *s, Py_ssize_t index) {
         if (s->entries[i].index == index) return &s->entries[i];
     }
     return NULL;
-}
-
-/* Which member of the oneof an attribute's AnyValue holds (0: none, it is None); a
- * string_value (1) in *text. The value was checked when it was written as JSON. */
-static uint32_t value_member(const Entry *entry, Reader *text) {
-    Reader r = entry->value;
-    while (entry->has_value && r.p < r.end) {
-        uint32_t field;
-        int wire_type;
-        if (read_tag(&r, &field, &wire_type) != OK) return UINT32_MAX;
-        if (field == 1 && wire_type == 2) return read_delimited(&r, text) == OK ? 1 : UINT32_MAX;
-        if (field >= 1 && field <= 7) return field;
-        if (skip_field(&r, wire_type) != OK) return UINT32_MAX;
-    }
-    return 0;
 }
 
 static int valid_id(const Reader *r, Py_ssize_t size) {
@@ -975,6 +955,72 @@ static int has_nul(const Reader *r) {
     return r->p != NULL && memchr(r->p, 0, r->end - r->p) != NULL;
 }
 
+/* An attribute value as the observer would see it, without making it a Python value. */
+enum { ABSENT, TEXT, BOOLEAN, INTEGER, DOUBLE, OTHER, PYTHON };
+typedef struct {
+    int kind;
+    Reader text;     /* TEXT: its UTF-8 */
+    int64_t integer; /* BOOLEAN, INTEGER */
+    double number;   /* DOUBLE */
+} Value;
+
+/* The value of a span attribute (ABSENT for None). It was checked when written as JSON. */
+static void entry_value(const Entry *entry, Value *v) {
+    Reader r = entry->value;
+    uint64_t number;
+    v->kind = ABSENT;
+    while (entry->has_value && r.p < r.end) {
+        uint32_t field;
+        int wire_type;
+        if (read_tag(&r, &field, &wire_type) != OK) break;
+        if (field == 1 && wire_type == 2 && read_delimited(&r, &v->text) == OK) {
+            v->kind = TEXT;
+        } else if ((field == 2 || field == 3) && wire_type == 0 && read_varint(&r, &number) == OK) {
+            v->kind = field == 2 ? BOOLEAN : INTEGER;
+            v->integer = field == 2 ? number != 0 : (int64_t)number;
+        } else if (field == 4 && wire_type == 1 && read_fixed64(&r, &number) == OK) {
+            v->kind = DOUBLE;
+            memcpy(&v->number, &number, sizeof v->number);
+        } else if (field >= 1 && field <= 7) {
+            v->kind = OTHER;
+        } else if (skip_field(&r, wire_type) == OK) {
+            continue;
+        }
+        return;
+    }
+}
+
+/* mapping.first_value over {**readable, **attrs}: the value of the first of `keys` that is
+ * there and not None. A value from the resource is TEXT if it is a str, else PYTHON. */
+static int first_of(const RawSpan *s, const Resource *res, const Keys *keys, Value *v) {
+    v->kind = ABSENT;
+    for (Py_ssize_t i = 0; i < keys->count; i++) {
+        Py_ssize_t index = keys->indexes[i];
+        if (index < 0) continue;
+        const Entry *entry = last_entry(s, index);
+        if (entry != NULL) {
+            entry_value(entry, v);
+            if (v->kind == ABSENT) continue;
+            return OK;
+        }
+        PyObject *value = res->readable[index];
+        if (value == NULL || value == Py_None) continue;
+        v->kind = PYTHON;
+        if (PyUnicode_Check(value)) {
+            Py_ssize_t length;
+            const char *text = PyUnicode_AsUTF8AndSize(value, &length);
+            if (text == NULL) return FAILED;
+            v->kind = TEXT;
+            v->text = (Reader){(const uint8_t *)text, (const uint8_t *)text + length};
+        }
+        return OK;
+    }
+    return OK;
+}
+
+/* TEXT without NUL characters (the Python path cleans them out). */
+static int plain(const Value *v) { return v->kind == TEXT && !has_nul(&v->text); }
+
 /* The first `limit` characters of UTF-8 text: their length in bytes. */
 static Py_ssize_t utf8_prefix(const uint8_t *text, Py_ssize_t length, Py_ssize_t limit) {
     Py_ssize_t characters = 0;
@@ -984,36 +1030,132 @@ static Py_ssize_t utf8_prefix(const uint8_t *text, Py_ssize_t length, Py_ssize_t
     return length;
 }
 
-/* The correlation ID as Observer.correlation_id finds it, in *id (NULL: the trace ID
- * stands in); *usable is cleared when the span needs the Python path. */
-static int correlation_text(const Direct *d, const Resource *res, const RawSpan *s, Reader *id,
-                            int *usable) {
-    *id = (Reader){NULL, NULL};
-    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(d->correlation_keys); i++) {
-        const Entry *entry = last_entry(s, d->correlation_index[i]);
-        if (entry != NULL) {
-            uint32_t member = value_member(entry, id);
-            if (member == 0) continue;
-            *usable = member == 1; /* else str() of another type: in Python */
-        } else if (res->correlation[i] != NULL) {
-            Py_ssize_t length;
-            const char *text = PyUnicode_AsUTF8AndSize(res->correlation[i], &length);
-            if (text == NULL) return FAILED;
-            *id = (Reader){(const uint8_t *)text, (const uint8_t *)text + length};
-        } else {
-            continue;
-        }
-        if (has_nul(id)) *usable = 0;
-        if (id->p == id->end) *id = (Reader){NULL, NULL}; /* empty: the trace ID */
-        else id->end = id->p + utf8_prefix(id->p, id->end - id->p, MAX_CORRELATION);
+/* The correlation ID as Observer.correlation_id finds it, in *id (the trace ID in hex, in
+ * `hex`, when there is none); *usable is cleared when the span needs the Python path. */
+static int correlation_text(const Direct *d, const Resource *res, const RawSpan *s, char *hex,
+                            Reader *id, int *usable) {
+    Value v;
+    if (first_of(s, res, &d->correlation, &v) != OK) return FAILED;
+    *usable = v.kind == ABSENT || plain(&v); /* else str() of it, or NULs cleaned: Python */
+    if (v.kind == TEXT && v.text.p != v.text.end) {
+        *id = v.text;
+        id->end = id->p + utf8_prefix(id->p, id->end - id->p, MAX_CORRELATION);
         return OK;
     }
+    static const char digits[] = "0123456789abcdef"; /* none, or empty: the trace ID */
+    for (int i = 0; i < 16; i++) {
+        hex[2 * i] = digits[s->trace_id.p[i] >> 4];
+        hex[2 * i + 1] = digits[s->trace_id.p[i] & 15];
+    }
+    *id = (Reader){(const uint8_t *)hex, (const uint8_t *)hex + 32};
     return OK;
 }
 
-/* Writes the span's row if it needs nothing else, setting *written. */
-static int direct_row(Direct *d, const Resource *res, const RawSpan *s, const Buffer *json,
-                      int *written) {
+/* A business field's value as Observer._business keeps it, as JSON: 1 if written, 0 if
+ * the field is left out, -1 when the span needs the Python path, FAILED on failure. */
+static int business_value(Buffer *b, const BusinessField *field, const Value *v) {
+    double amount;
+    if (v->kind == PYTHON) return -1;
+    if (!field->is_amount) {
+        if (v->kind != TEXT) return -1; /* str() of another type: in Python */
+        return has_nul(&v->text) ? -1 : json_string(b, &v->text) == OK ? 1 : FAILED;
+    }
+    if (v->kind == TEXT) { /* float() of a str: Python's own parser */
+        PyObject *text = PyUnicode_DecodeUTF8((const char *)v->text.p, v->text.end - v->text.p, NULL);
+        PyObject *number = text ? PyFloat_FromString(text) : NULL;
+        Py_XDECREF(text);
+        if (number == NULL) {
+            if (!PyErr_ExceptionMatches(PyExc_ValueError)) return FAILED;
+            PyErr_Clear(); /* not a number: kept in the raw attributes only */
+            return 0;
+        }
+        amount = PyFloat_AS_DOUBLE(number);
+        Py_DECREF(number);
+    } else if (v->kind == BOOLEAN || v->kind == INTEGER) {
+        amount = (double)v->integer;
+    } else if (v->kind == DOUBLE) {
+        amount = v->number;
+    } else {
+        return 0; /* float() refuses lists and dicts */
+    }
+    if (!(fabs(amount) < AMOUNT_LIMIT)) return 0;
+    char *text = PyOS_double_to_string(amount, 'r', 0, Py_DTSF_ADD_DOT_0, NULL);
+    if (text == NULL) return FAILED;
+    int status = json_raw(b, text, (Py_ssize_t)strlen(text));
+    PyMem_Free(text);
+    return status == OK ? 1 : FAILED;
+}
+
+/* The observation Observer.observe makes of a successful stage span whose stage is
+ * `stage`, written as a COPY row; *usable is cleared when the span needs the Python path
+ * (a failure, a status or dead-letter attribute, a value that is not plain text). */
+static int direct_observation(Direct *d, const Resource *res, const RawSpan *s,
+                              const Reader *id, const Value *stage, Buffer *json, int *usable) {
+    Value other, process, system, error_type, message;
+    *usable = 0;
+    if (s->code == STATUS_ERROR || s->end > INT64_MAX || !plain(stage) ||
+        first_of(s, res, &d->python, &other) != OK || other.kind != ABSENT ||
+        first_of(s, res, &d->process, &process) != OK || !plain(&process) ||
+        first_of(s, res, &d->system, &system) != OK ||
+        first_of(s, res, &d->error_type, &error_type) != OK ||
+        first_of(s, res, &d->error_message, &message) != OK) {
+        return PyErr_Occurred() ? FAILED : OK;
+    }
+    if (!(system.kind == ABSENT || plain(&system)) ||
+        !(error_type.kind == ABSENT || plain(&error_type)) ||
+        !(message.kind == ABSENT || plain(&message))) {
+        return OK;
+    }
+    if (system.kind == ABSENT || system.text.p == system.text.end) system.text = res->service;
+    if (message.kind == ABSENT || message.text.p == message.text.end) {
+        message.kind = s->status_message.p != s->status_message.end ? TEXT : ABSENT;
+        message.text = s->status_message;
+    }
+    json->length = 0; /* the business document, as binary jsonb */
+    int status = json_raw(json, "\x01{", 2);
+    for (Py_ssize_t i = 0; i < d->business_count && status == OK; i++) {
+        const BusinessField *field = &d->business[i];
+        Value v;
+        Py_ssize_t mark = json->length;
+        Py_ssize_t length;
+        const char *name = PyUnicode_AsUTF8AndSize(field->name, &length);
+        if (name == NULL || first_of(s, res, &field->keys, &v) != OK) return FAILED;
+        if (v.kind == ABSENT) continue;
+        Reader key = {(const uint8_t *)name, (const uint8_t *)name + length};
+        if (json->length > 2) status = json_raw(json, ",", 1);
+        if (status == OK) status = json_string(json, &key);
+        if (status == OK) status = json_raw(json, ":", 1);
+        if (status != OK) return FAILED;
+        int kept = business_value(json, field, &v);
+        if (kept < 0) return kept == -1 ? OK : FAILED;
+        if (kept == 0) json->length = mark;
+    }
+    if (status != OK || json_raw(json, "}", 1) != OK) return FAILED;
+    uint8_t record_key[24];
+    memcpy(record_key, s->trace_id.p, 16);
+    memcpy(record_key + 16, s->span_id.p, 8);
+    Reader key = {record_key, record_key + 24},
+           document = {(const uint8_t *)json->data, (const uint8_t *)json->data + json->length};
+    Buffer *b = &d->observations;
+    if (buffer_reserve(b, 2) < 0) return FAILED;
+    put_be(b, 14, 2); /* columns */
+    if (put_reader(b, &key) < 0 || put_reader(b, id) < 0 || put_reader(b, &process.text) < 0 ||
+        put_reader(b, &stage->text) < 0 || put_reader(b, &system.text) < 0 ||
+        put_int(b, (int64_t)s->end, 8) < 0 || put_data(b, "\x01", 1) < 0 ||
+        put_reader(b, &document) < 0 ||
+        (error_type.kind == TEXT ? put_reader(b, &error_type.text) : put_null(b)) < 0 ||
+        (message.kind == TEXT ? put_reader(b, &message.text) : put_null(b)) < 0 ||
+        put_null(b) < 0 || put_data(b, "\x00", 1) < 0 || put_reader(b, &s->trace_id) < 0 ||
+        put_reader(b, &s->span_id) < 0) {
+        return FAILED;
+    }
+    *usable = 1;
+    return OK;
+}
+
+/* Writes the span's row (and its observation) if it needs nothing else, setting *written. */
+static int direct_row(Direct *d, const Resource *res, const RawSpan *s, Buffer *json,
+                      Buffer *business, int *written) {
     Py_ssize_t parent_length = s->parent.p ? s->parent.end - s->parent.p : 0;
     *written = 0;
     if (!valid_id(&s->trace_id, 16) || !valid_id(&s->span_id, 8) ||
@@ -1024,28 +1166,26 @@ static int direct_row(Direct *d, const Resource *res, const RawSpan *s, const Bu
         return OK;
     }
     Reader id;
-    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(d->stage_keys); i++) {
-        const Entry *entry = last_entry(s, d->stage_index[i]);
-        if (entry != NULL ? value_member(entry, &id) != 0 : res->stage[i]) return OK;
-    }
-    int usable = 1;
-    if (correlation_text(d, res, s, &id, &usable) != OK) return FAILED;
-    if (!usable) return OK;
+    Value stage;
     char hex[32];
-    if (id.p == NULL) {
-        static const char digits[] = "0123456789abcdef";
-        for (int i = 0; i < 16; i++) {
-            hex[2 * i] = digits[s->trace_id.p[i] >> 4];
-            hex[2 * i + 1] = digits[s->trace_id.p[i] & 15];
+    int usable;
+    if (correlation_text(d, res, s, hex, &id, &usable) != OK) return FAILED;
+    if (!usable) return OK;
+    if (first_of(s, res, &d->stage, &stage) != OK) return FAILED;
+    if (stage.kind != ABSENT) { /* observed: the observation first, if it can be made here */
+        Py_ssize_t observations = d->observations.length;
+        if (direct_observation(d, res, s, &id, &stage, business, &usable) != OK) return FAILED;
+        if (!usable) {
+            d->observations.length = observations;
+            return OK;
         }
-        id = (Reader){(const uint8_t *)hex, (const uint8_t *)hex + 32};
     }
     Reader attributes = {(const uint8_t *)json->data, (const uint8_t *)json->data + json->length};
     Buffer *b = &d->rows;
     if (buffer_reserve(b, 2) < 0) return FAILED;
     put_be(b, 14, 2); /* columns */
-    if (put_reader(b, &id) < 0 ||
-        put_reader(b, &s->trace_id) < 0 || put_reader(b, &s->span_id) < 0 ||
+    if (put_reader(b, &id) < 0 || put_reader(b, &s->trace_id) < 0 ||
+        put_reader(b, &s->span_id) < 0 ||
         put_int(b, (int64_t)(s->start / 1000) - PG_EPOCH_US, 8) < 0 ||
         put_int(b, (int64_t)(s->end / 1000) - PG_EPOCH_US, 8) < 0 ||
         (parent_length ? put_reader(b, &s->parent) : put_null(b)) < 0 ||
@@ -1071,7 +1211,7 @@ static int direct_row(Direct *d, const Resource *res, const RawSpan *s, const Bu
 
 /* ScopeSpans { InstrumentationScope scope = 1; repeated Span spans = 2; } */
 static int read_scope_spans(Reader *r, PyObject *spans, const Selection *sel, Buffer *json,
-                            RawSpan *raw, Direct *d, const Resource *res) {
+                            Buffer *business, RawSpan *raw, Direct *d, const Resource *res) {
     while (r->p < r->end) {
         uint32_t field;
         int wire_type, status;
@@ -1081,7 +1221,7 @@ static int read_scope_spans(Reader *r, PyObject *spans, const Selection *sel, Bu
             if (read_delimited(r, &inner) != OK) return FALLBACK;
             int written = 0;
             status = read_span(&inner, raw, sel, json);
-            if (status == OK) status = direct_row(d, res, raw, json, &written);
+            if (status == OK) status = direct_row(d, res, raw, json, business, &written);
             if (status == OK && !written) status = span_tuple(raw, json, spans);
         } else if (field == 2) {
             return FALLBACK;
@@ -1098,7 +1238,7 @@ static int read_scope_spans(Reader *r, PyObject *spans, const Selection *sel, Bu
  * The resource is read first, wherever it lies: its spans' rows need what context makes
  * of it. */
 static int read_resource_spans(Reader *r, PyObject *resources, const Selection *sel,
-                               Buffer *json, RawSpan *raw, Direct *d) {
+                               Buffer *json, Buffer *business, RawSpan *raw, Direct *d) {
     PyObject *attrs = PyDict_New(), *spans = PyList_New(0);
     Resource res = {0};
     int resource_seen = 0, status = attrs && spans ? OK : FAILED;
@@ -1115,7 +1255,7 @@ static int read_resource_spans(Reader *r, PyObject *resources, const Selection *
             status = skip_field(&first, wire_type);
         }
     }
-    if (status == OK) status = resource_of(d, attrs, &res);
+    if (status == OK) status = resource_of(d, sel, attrs, &res);
     while (r->p < r->end && status == OK) {
         uint32_t field;
         int wire_type;
@@ -1127,7 +1267,7 @@ static int read_resource_spans(Reader *r, PyObject *resources, const Selection *
             status = read_delimited(r, &inner); /* read above */
         } else if (field == 2) {
             if ((status = read_delimited(r, &inner)) == OK) {
-                status = read_scope_spans(&inner, spans, sel, json, raw, d, &res);
+                status = read_scope_spans(&inner, spans, sel, json, business, raw, d, &res);
             }
         } else {
             status = check_field(r, RESOURCE_SPANS_UNKEPT, field, wire_type, 0);
@@ -1138,7 +1278,7 @@ static int read_resource_spans(Reader *r, PyObject *resources, const Selection *
         if (item == NULL || PyList_Append(resources, item) < 0) status = FAILED;
         Py_XDECREF(item);
     }
-    resource_clear(&res, d);
+    resource_clear(&res);
     Py_XDECREF(attrs);
     Py_XDECREF(spans);
     return status;
@@ -1165,30 +1305,80 @@ static int utf8_of(PyObject *strings, const char ***texts, Py_ssize_t **lengths,
 }
 
 /* Where each of `keys` (a tuple of str) is in sel->names, or NOT_SELECTED. */
-static Py_ssize_t *indexes_of(const Selection *sel, PyObject *keys) {
-    Py_ssize_t *indexes = PyMem_Calloc(PyTuple_GET_SIZE(keys) + 1, sizeof *indexes);
-    if (indexes == NULL) {
-        PyErr_NoMemory();
-        return NULL;
+static int keys_of(const Selection *sel, PyObject *keys, Keys *out) {
+    if (!PyTuple_Check(keys)) {
+        PyErr_SetString(PyExc_TypeError, "keys must be a tuple");
+        return -1;
     }
-    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(keys); i++) {
+    out->count = PyTuple_GET_SIZE(keys);
+    if ((out->indexes = PyMem_Calloc(out->count + 1, sizeof *out->indexes)) == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < out->count; i++) {
         PyObject *key = PyTuple_GET_ITEM(keys, i);
-        indexes[i] = NOT_SELECTED;
-        for (Py_ssize_t j = 0; j < sel->count && indexes[i] == NOT_SELECTED; j++) {
+        out->indexes[i] = NOT_SELECTED;
+        for (Py_ssize_t j = 0; j < sel->count && out->indexes[i] == NOT_SELECTED; j++) {
             int equal = PyObject_RichCompareBool(key, PyTuple_GET_ITEM(sel->names, j), Py_EQ);
-            if (equal < 0) {
-                PyMem_Free(indexes);
-                return NULL;
-            }
-            if (equal) indexes[i] = j;
+            if (equal < 0) return -1;
+            if (equal) out->indexes[i] = j;
         }
     }
-    return indexes;
+    return 0;
+}
+
+/* The keys of every field Direct reads, from Observer.compiled (`spec`). */
+static int direct_of(const Selection *sel, PyObject *correlation_keys, PyObject *spec, Direct *d) {
+    if (!PyTuple_Check(spec) || PyTuple_GET_SIZE(spec) != 9) {
+        PyErr_SetString(PyExc_TypeError, "spec must be Observer.compiled");
+        return -1;
+    }
+    PyObject *fields = PyTuple_GET_ITEM(spec, 4);
+    if (keys_of(sel, correlation_keys, &d->correlation) < 0 ||
+        keys_of(sel, PyTuple_GET_ITEM(spec, 0), &d->process) < 0 ||
+        keys_of(sel, PyTuple_GET_ITEM(spec, 1), &d->stage) < 0 ||
+        keys_of(sel, PyTuple_GET_ITEM(spec, 2), &d->system) < 0 ||
+        keys_of(sel, PyTuple_GET_ITEM(spec, 3), &d->python) < 0 ||
+        keys_of(sel, PyTuple_GET_ITEM(spec, 6), &d->error_type) < 0 ||
+        keys_of(sel, PyTuple_GET_ITEM(spec, 7), &d->error_message) < 0 || !PyTuple_Check(fields)) {
+        return -1;
+    }
+    d->business_count = PyTuple_GET_SIZE(fields);
+    if ((d->business = PyMem_Calloc(d->business_count + 1, sizeof *d->business)) == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < d->business_count; i++) { /* (name, keys, is_amount) */
+        PyObject *keys, *field = PyTuple_GET_ITEM(fields, i);
+        BusinessField *into = &d->business[i];
+        if (!PyArg_ParseTuple(field, "UO!p", &into->name, &PyTuple_Type, &keys, &into->is_amount) ||
+            keys_of(sel, keys, &into->keys) < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static void direct_free(Direct *d) {
+    Keys *all[] = {&d->correlation, &d->process, &d->stage, &d->system, &d->python,
+                   &d->error_type, &d->error_message};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++) PyMem_Free(all[i]->indexes);
+    for (Py_ssize_t i = 0; d->business != NULL && i < d->business_count; i++) {
+        PyMem_Free(d->business[i].keys.indexes);
+    }
+    PyMem_Free(d->business);
+    PyMem_Free(d->rows.data);
+    PyMem_Free(d->observations.data);
+}
+
+static PyObject *bytes_of_buffer(const Buffer *b) {
+    return PyBytes_FromStringAndSize(b->data ? b->data : "", b->length);
 }
 
 static PyObject *read_traces(PyObject *Py_UNUSED(module), PyObject *args) {
     Py_buffer view;
-    PyObject *keys, *prefixes, *direct, *resources = NULL, *result = NULL;
+    PyObject *keys, *prefixes, *direct, *correlation_keys, *spec, *resources = NULL,
+        *result = NULL;
     unsigned long long earliest, latest;
     if (!PyArg_ParseTuple(args, "y*O!O!O!", &view, &PyTuple_Type, &keys, &PyTuple_Type,
                           &prefixes, &PyTuple_Type, &direct)) {
@@ -1197,16 +1387,14 @@ static PyObject *read_traces(PyObject *Py_UNUSED(module), PyObject *args) {
     Selection sel = {0};
     Direct d = {0};
     RawSpan raw = {{0}};
-    Buffer json = {0};
+    Buffer json = {0}, business = {0};
     int status = FAILED;
     sel.names = keys;
-    if (!PyArg_ParseTuple(direct, "OO!O!KKO!", &d.context, &PyTuple_Type, &d.correlation_keys,
-                          &PyTuple_Type, &d.stage_keys, &earliest, &latest, &PySet_Type,
-                          &d.days) ||
+    if (!PyArg_ParseTuple(direct, "OO!OKKO!", &d.context, &PyTuple_Type, &correlation_keys,
+                          &spec, &earliest, &latest, &PySet_Type, &d.days) ||
         utf8_of(keys, &sel.keys, &sel.key_lengths, &sel.count) < 0 ||
         utf8_of(prefixes, &sel.prefixes, &sel.prefix_lengths, &sel.prefix_count) < 0 ||
-        (d.correlation_index = indexes_of(&sel, d.correlation_keys)) == NULL ||
-        (d.stage_index = indexes_of(&sel, d.stage_keys)) == NULL) {
+        direct_of(&sel, correlation_keys, spec, &d) < 0) {
         goto done;
     }
     d.earliest = earliest, d.latest = latest;
@@ -1220,7 +1408,7 @@ static PyObject *read_traces(PyObject *Py_UNUSED(module), PyObject *args) {
         if ((status = read_tag(&r, &field, &wire_type)) != OK) break;
         if (field == 1 && wire_type == 2) {
             if ((status = read_delimited(&r, &inner)) == OK) {
-                status = read_resource_spans(&inner, resources, &sel, &json, &raw, &d);
+                status = read_resource_spans(&inner, resources, &sel, &json, &business, &raw, &d);
             }
         } else if (field == 1) {
             status = FALLBACK;
@@ -1229,17 +1417,19 @@ static PyObject *read_traces(PyObject *Py_UNUSED(module), PyObject *args) {
         }
     }
     if (status == OK) {
-        PyObject *rows = PyBytes_FromStringAndSize(d.rows.data ? d.rows.data : "", d.rows.length);
-        result = rows ? Py_BuildValue("(OOn)", resources, rows, d.count) : NULL;
+        PyObject *rows = bytes_of_buffer(&d.rows), *observations = bytes_of_buffer(&d.observations);
+        if (rows != NULL && observations != NULL) {
+            result = Py_BuildValue("(OOnO)", resources, rows, d.count, observations);
+        }
         Py_XDECREF(rows);
+        Py_XDECREF(observations);
         if (result == NULL) status = FAILED;
     }
 done:
     PyBuffer_Release(&view);
     PyMem_Free(json.data);
-    PyMem_Free(d.rows.data);
-    PyMem_Free(d.correlation_index);
-    PyMem_Free(d.stage_index);
+    PyMem_Free(business.data);
+    direct_free(&d);
     raw_span_free(&raw);
     PyMem_Free(sel.keys);
     PyMem_Free(sel.key_lengths);
@@ -1321,8 +1511,6 @@ failed:
 
 /* ---- span rows ------------------------------------------------------------------------ */
 
-#define STATUS_ERROR 2
-#define AMOUNT_LIMIT 1e15 /* numeric(20, 4) holds 16 digits before the point */
 
 /* An unsigned 64-bit integer from a Python int; 0 with *ok cleared if it is not one. */
 static uint64_t as_u64(PyObject *value, int *ok) {

@@ -44,6 +44,7 @@ class Batch:
     encoded_span_count: int = 0
     logs: list[tuple] = field(default_factory=list)
     observations: list[tuple] = field(default_factory=list)
+    encoded_observations: list[bytes] = field(default_factory=list)  # as binary COPY tuples
     dead_letters: list[tuple] = field(default_factory=list)
     resources: dict[bytes, tuple] = field(default_factory=dict)
     days: set[int] = field(default_factory=set)  # UTC days (since the epoch) rows fall on
@@ -63,6 +64,7 @@ class Batch:
         self.encoded_span_count += other.encoded_span_count
         self.logs += other.logs
         self.observations += other.observations
+        self.encoded_observations += other.encoded_observations
         self.dead_letters += other.dead_letters
         self.resources.update(other.resources)
         self.days |= other.days

@@ -55,7 +55,7 @@ class Observer:
         self.read_keys = mapping.referenced_keys()
         self.read_prefixes = (REPLAY_HEADER_PREFIX,)
         self.correlation_keys = mapping.keys["correlation_id"]
-        self.stage_keys = mapping.keys["stage"]  # a record naming none is not observed
+        self._stage_keys = mapping.keys["stage"]  # a record naming none is not observed
         self._read_key_set = frozenset(self.read_keys)
         # Hot path: each field's keys looked up once here, not per record.
         keys = mapping.keys
@@ -69,7 +69,7 @@ class Observer:
         # any of `python_keys` (a status or dead-letter attribute) takes this path.
         python_keys = tuple(dict.fromkeys(keys["status"] + keys["dead_letter"]))
         self.compiled = (
-            self._process_keys, self.stage_keys, self._system_keys, python_keys,
+            self._process_keys, self._stage_keys, self._system_keys, python_keys,
             self._business_keys, jsonb, self._error_type_keys, self._error_message_keys,
             failure,
         )  # fmt: skip
@@ -106,7 +106,7 @@ class Observer:
         """Record the stage observation if the record names a process and stage."""
         process, stage = (
             first_value(self._process_keys, attrs),
-            first_value(self.stage_keys, attrs),
+            first_value(self._stage_keys, attrs),
         )
         if process is None or stage is None:
             return

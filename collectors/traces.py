@@ -51,13 +51,14 @@ def decode_traces(body: bytes, kind: str, observer: Observer, window: TimeWindow
             res_key, service = resource_key(res_attrs, batch)
             return observer.readable(res_attrs), service, res_key
 
-        direct = (context, observer.correlation_keys, observer.stage_keys, earliest, latest,
+        direct = (context, observer.correlation_keys, observer.compiled, earliest, latest,
                   batch.days)  # fmt: skip
         read = wire.read_traces(body, observer.read_keys, observer.read_prefixes, direct)
         if read is not None:
-            resources, rows, count = read
+            resources, rows, count, observations = read
             batch.encoded_spans.append(rows)
             batch.encoded_span_count = count
+            batch.encoded_observations.append(observations)
             for res_attrs, (readable, service, res_key), spans in resources:
                 _decode_resource(batch, spans, res_attrs, readable, service, res_key, observer,
                                  window)  # fmt: skip

@@ -177,7 +177,7 @@ class _Rows:
             CopyRows(new_resources, types["_in_resources"]),
             CopyRows(batch.spans, types["_in_spans"], batch.encoded_spans),
             CopyRows(batch.logs, types["_in_logs"]),
-            CopyRows(batch.observations, types["_in_obs"]),
+            CopyRows(batch.observations, types["_in_obs"], batch.encoded_observations),
             CopyRows(batch.dead_letters, types["_in_dead"]),
         )
 

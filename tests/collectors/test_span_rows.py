@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 import random
 
+import orjson
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue, KeyValueList
@@ -43,9 +44,9 @@ def _python_only(resources: list, window: TimeWindow) -> Batch:
     return batch
 
 
-def _copy_rows(batch: Batch) -> list[tuple]:
-    """The span rows as the writer sends them: each a tuple of its binary COPY fields."""
-    data = CopyRows(batch.spans, STAGING_TYPES["_in_spans"], batch.encoded_spans).data
+def _copy_rows(rows: list[tuple], table: str, encoded: list[bytes]) -> list[tuple]:
+    """Rows as the writer sends them: each a tuple of its binary COPY fields."""
+    data = CopyRows(rows, STAGING_TYPES[table], encoded).data
     rows, at = [], 19  # past the COPY header
     while data is not None and (columns := int.from_bytes(data[at : at + 2], signed=True)) != -1:
         at += 2
@@ -58,10 +59,17 @@ def _copy_rows(batch: Batch) -> list[tuple]:
     return rows
 
 
+def _observations(batch: Batch) -> list[tuple]:
+    """The observation rows as sent, their business documents (jsonb, whose numbers
+    PostgreSQL reads whatever their spelling) as the values they hold."""
+    rows = _copy_rows(batch.observations, "_in_obs", batch.encoded_observations)
+    return [(*row[:7], orjson.loads(row[7][1:]), *row[8:]) for row in rows]
+
+
 def _comparable(batch: Batch) -> tuple:
     return (
-        sorted(_copy_rows(batch), key=repr),
-        sorted(map(repr, batch.observations)),
+        sorted(_copy_rows(batch.spans, "_in_spans", batch.encoded_spans), key=repr),
+        sorted(_observations(batch), key=repr),
         sorted(map(repr, batch.dead_letters)),
         batch.resources,
         batch.days,
@@ -87,7 +95,10 @@ def _rows_in_c(resources: list, window: TimeWindow) -> tuple[int, int, int]:
 _VALUES = (
     "invoice", "", "a\x00b", "Überweisung", "12.5", " 7 ", "1_000", "nan", "-inf", "1e16",
     "0x10", True, False, 0, 3, -(2**63), 2.5, 1e300, math.nan, None, [1, "x"], {"k": "v"},
+    1e15, "1e15", 999999999999999.9, "ok", "error", "true", "yes",
 )  # fmt: skip
+# Text only: the values of spans the compiled reader observes by itself.
+_TEXTS = ("x-1", "", "Überweisung", "12.5", " 7 ", "1e15", "ok", "error", "true", "yes")
 
 
 def _value(value: object) -> AnyValue:
@@ -109,13 +120,14 @@ def _value(value: object) -> AnyValue:
 
 def _observed_attributes(rng: random.Random, share: float) -> list[KeyValue]:
     """Attributes a stage observation reads, each present with probability `share` (those
-    that send a record to the Python path, a quarter as often)."""
+    that send a record to the Python path, a quarter as often); half the time all text."""
     pairs = []
+    texts = rng.random() < 0.5
     for key in _OBSERVER.read_keys:
         if rng.random() < (share / 4 if key in _OBSERVER.compiled[3] else share):
             common = key in ("q2c.process", "q2c.stage", "q2c.correlation_id", "q2c.amount")
             value = rng.choice(_VALUES) if rng.random() < 0.3 or not common else "x-1"
-            pairs.append(KeyValue(key=key, value=_value(value)))
+            pairs.append(KeyValue(key=key, value=_value(rng.choice(_TEXTS) if texts else value)))
     return pairs
 
 
@@ -125,6 +137,7 @@ def _stage_request(rng: random.Random) -> ExportTraceServiceRequest:
     request = ExportTraceServiceRequest()
     resource = request.resource_spans.add()
     resource.resource.attributes.extend(_observed_attributes(rng, 0.1))
+    resource.resource.attributes.add(key="service.name", value=_value("billing-sync"))
     scope = resource.scope_spans.add()
     for _ in range(rng.randrange(1, 5)):
         start = rng.choice((1_700_000_000_000_000_000, 2**62 + 10**15)) + rng.randrange(10**12)
@@ -150,15 +163,17 @@ def _bodies() -> list[bytes]:
 
 @pytest.mark.parametrize("window", _WINDOWS.values(), ids=_WINDOWS.keys())
 def test_batches_are_those_of_the_python_path(window: TimeWindow) -> None:
-    straight = rows_in_c = observations_in_c = failures_in_c = 0
+    straight = observed_straight = rows_in_c = observations_in_c = failures_in_c = 0
     for body in _bodies():
         resources = _read(body)  # every span as values
         assert resources is not None
         batch = decode_traces(body, PROTOBUF, _OBSERVER, window)
         assert _comparable(batch) == _comparable(_python_only(resources, window)), body.hex()
         straight += batch.encoded_span_count
+        observed_straight += len(_observations(batch)) - len(batch.observations)
         rows, observations, failures = _rows_in_c(resources, window)
         rows_in_c, observations_in_c = rows_in_c + rows, observations_in_c + observations
         failures_in_c += failures
     assert straight > 10 and rows_in_c > straight, (straight, rows_in_c)
+    assert observed_straight > 10, observed_straight
     assert observations_in_c > 10 and failures_in_c > 10, (observations_in_c, failures_in_c)

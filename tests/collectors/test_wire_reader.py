@@ -123,12 +123,12 @@ def _context(res_attrs: dict) -> tuple:
 def _read(body: bytes) -> list | None:
     """What the reader gives with an empty window, which has it write no span straight:
     every span as values."""
-    direct = (_context, _OBSERVER.correlation_keys, _OBSERVER.stage_keys, 1, 0, set())
+    direct = (_context, _OBSERVER.correlation_keys, _OBSERVER.compiled, 1, 0, set())
     read = _wire.read_traces(body, _OBSERVER.read_keys, _OBSERVER.read_prefixes, direct)
     if read is None:
         return None
-    resources, rows, count = read
-    assert (rows, count) == (b"", 0)
+    resources, rows, count, observations = read
+    assert (rows, count, observations) == (b"", 0, b"")
     return [(res_attrs, spans) for res_attrs, _, spans in resources]
 
 
