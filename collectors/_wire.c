@@ -1,18 +1,20 @@
 /*
- * collectors._wire: reads OTLP ExportTraceServiceRequest protobuf straight into the Python
- * values the span decoder needs, skipping the protobuf runtime's per-field objects.
+ * collectors._wire: reads OTLP ExportTraceServiceRequest protobuf straight into the binary
+ * COPY rows the writer sends, or into the Python values the span decoder needs, skipping
+ * the protobuf runtime's per-field objects.
  *
  * read_traces(body: bytes, keys: tuple[str, ...], prefixes: tuple[str, ...],
- *             direct: tuple) -> tuple[list, bytes, int] | None
+ *             direct: tuple) -> tuple[list, bytes, int, bytes] | None
  *
- * direct is (context, correlation_keys, stage_keys, earliest, latest, days). Returns
- * (resources, rows, count). Each resource is (resource attributes, context(resource
- * attributes), its other spans), where context gives (readable, service, res_key) as
- * span_rows takes them. A span that needs nothing but its row (as span_rows would make it
- * and name no stage) is written straight into `rows`, the binary COPY tuples of `count`
- * spans, its UTC day added to `days`; every other span is given as the tuple
- * (trace_id, span_id, parent_span_id, name, kind, start_ns, end_ns, selected attributes,
- *  attributes as binary jsonb, events, status_code, status_message), each event
+ * direct is (context, correlation_keys, spec, earliest, latest, days), spec being
+ * Observer.compiled. Returns (resources, rows, count, observations). Each resource is
+ * (resource attributes, context(resource attributes), its other spans), where context gives
+ * (readable, service, res_key) as span_rows takes them. A span that needs nothing but its
+ * row, or (a successful stage span of plain text) its row and its observation, is written
+ * straight as span_rows would make them: into `rows`, the binary COPY tuples of `count`
+ * spans, and `observations`, its UTC day added to `days`. Every other span is given as the
+ * tuple (trace_id, span_id, parent_span_id, name, kind, start_ns, end_ns, selected
+ * attributes, attributes as binary jsonb, events, status_code, status_message), each event
  * (name, time_ns, attributes), as collectors.traces builds them from the protobuf
  * runtime's message. Of a span's attributes only those whose key is in `keys` or starts
  * with one of `prefixes` become Python values; all of them are written as jsonb. With
@@ -1051,23 +1053,27 @@ static int correlation_text(const Direct *d, const Resource *res, const RawSpan 
     return OK;
 }
 
-/* A business field's value as Observer._business keeps it, as JSON: 1 if written, 0 if
- * the field is left out, -1 when the span needs the Python path, FAILED on failure. */
+/* What business_value did with a field. */
+enum { LEFT_OUT, KEPT, NEEDS_PYTHON, BROKEN };
+
+/* A business field's value as Observer._business keeps it, written as JSON (KEPT), or
+ * LEFT_OUT, or NEEDS_PYTHON (the span takes the Python path), or BROKEN (an exception). */
 static int business_value(Buffer *b, const BusinessField *field, const Value *v) {
     double amount;
-    if (v->kind == PYTHON) return -1;
+    if (v->kind == PYTHON) return NEEDS_PYTHON;
     if (!field->is_amount) {
-        if (v->kind != TEXT) return -1; /* str() of another type: in Python */
-        return has_nul(&v->text) ? -1 : json_string(b, &v->text) == OK ? 1 : FAILED;
+        if (!plain(v)) return NEEDS_PYTHON; /* str() of another type, or NULs to clean */
+        int status = json_string(b, &v->text);
+        return status == OK ? KEPT : status == FAILED ? BROKEN : NEEDS_PYTHON;
     }
     if (v->kind == TEXT) { /* float() of a str: Python's own parser */
         PyObject *text = PyUnicode_DecodeUTF8((const char *)v->text.p, v->text.end - v->text.p, NULL);
         PyObject *number = text ? PyFloat_FromString(text) : NULL;
         Py_XDECREF(text);
         if (number == NULL) {
-            if (!PyErr_ExceptionMatches(PyExc_ValueError)) return FAILED;
+            if (!PyErr_ExceptionMatches(PyExc_ValueError)) return BROKEN;
             PyErr_Clear(); /* not a number: kept in the raw attributes only */
-            return 0;
+            return LEFT_OUT;
         }
         amount = PyFloat_AS_DOUBLE(number);
         Py_DECREF(number);
@@ -1076,14 +1082,14 @@ static int business_value(Buffer *b, const BusinessField *field, const Value *v)
     } else if (v->kind == DOUBLE) {
         amount = v->number;
     } else {
-        return 0; /* float() refuses lists and dicts */
+        return LEFT_OUT; /* float() refuses lists and dicts */
     }
-    if (!(fabs(amount) < AMOUNT_LIMIT)) return 0;
+    if (!(fabs(amount) < AMOUNT_LIMIT)) return LEFT_OUT;
     char *text = PyOS_double_to_string(amount, 'r', 0, Py_DTSF_ADD_DOT_0, NULL);
-    if (text == NULL) return FAILED;
+    if (text == NULL) return BROKEN;
     int status = json_raw(b, text, (Py_ssize_t)strlen(text));
     PyMem_Free(text);
-    return status == OK ? 1 : FAILED;
+    return status == OK ? KEPT : BROKEN;
 }
 
 /* The observation Observer.observe makes of a successful stage span whose stage is
@@ -1112,25 +1118,25 @@ static int direct_observation(Direct *d, const Resource *res, const RawSpan *s,
         message.text = s->status_message;
     }
     json->length = 0; /* the business document, as binary jsonb */
-    int status = json_raw(json, "\x01{", 2);
-    for (Py_ssize_t i = 0; i < d->business_count && status == OK; i++) {
+    if (json_raw(json, "\x01{", 2) != OK) return FAILED;
+    for (Py_ssize_t i = 0; i < d->business_count; i++) {
         const BusinessField *field = &d->business[i];
         Value v;
-        Py_ssize_t mark = json->length;
-        Py_ssize_t length;
+        Py_ssize_t mark = json->length, length;
         const char *name = PyUnicode_AsUTF8AndSize(field->name, &length);
         if (name == NULL || first_of(s, res, &field->keys, &v) != OK) return FAILED;
         if (v.kind == ABSENT) continue;
         Reader key = {(const uint8_t *)name, (const uint8_t *)name + length};
-        if (json->length > 2) status = json_raw(json, ",", 1);
-        if (status == OK) status = json_string(json, &key);
-        if (status == OK) status = json_raw(json, ":", 1);
-        if (status != OK) return FAILED;
+        if ((json->length > 2 && json_raw(json, ",", 1) != OK) || json_string(json, &key) != OK ||
+            json_raw(json, ":", 1) != OK) {
+            return FAILED;
+        }
         int kept = business_value(json, field, &v);
-        if (kept < 0) return kept == -1 ? OK : FAILED;
-        if (kept == 0) json->length = mark;
+        if (kept == BROKEN) return FAILED;
+        if (kept == NEEDS_PYTHON) return OK;
+        if (kept == LEFT_OUT) json->length = mark;
     }
-    if (status != OK || json_raw(json, "}", 1) != OK) return FAILED;
+    if (json_raw(json, "}", 1) != OK) return FAILED;
     uint8_t record_key[24];
     memcpy(record_key, s->trace_id.p, 16);
     memcpy(record_key + 16, s->span_id.p, 8);
@@ -1833,7 +1839,8 @@ failed:
 
 static PyMethodDef methods[] = {
     {"read_traces", read_traces, METH_VARARGS,
-     "OTLP trace export protobuf -> [(resource attributes, spans)], or None to fall back."},
+     "OTLP trace export protobuf -> (resources, span COPY rows, their count, observation "
+     "COPY rows), or None to fall back."},
     {"copy_rows", copy_rows, METH_VARARGS,
      "Rows -> the tuples of a binary COPY, by column kinds (t, b, h, q, ?)."},
     {"span_rows", span_rows, METH_VARARGS,
@@ -1844,7 +1851,7 @@ static PyMethodDef methods[] = {
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "collectors._wire",
-    "Reads OTLP trace export protobuf into plain Python values; writes binary COPY rows.", -1,
+    "Reads OTLP trace export protobuf into binary COPY rows or plain Python values.", -1,
     methods,
 };
 
