@@ -99,6 +99,13 @@ static int put_null(Buffer *b) {
     return 0;
 }
 
+/* The start of a COPY tuple: its number of columns. */
+static int put_columns(Buffer *b, int columns) {
+    if (buffer_reserve(b, 2) < 0) return -1;
+    put_be(b, (uint64_t)columns, 2);
+    return 0;
+}
+
 static int put_data(Buffer *b, const void *data, Py_ssize_t size) {
     if (size > INT32_MAX) {
         PyErr_SetString(PyExc_OverflowError, "value too long for a COPY field");
@@ -710,6 +717,12 @@ static void *grow(void **items, Py_ssize_t *count, Py_ssize_t *capacity, size_t 
     return (char *)*items + (*count)++ * size;
 }
 
+/* A string field as it lies in the body, checked for UTF-8. */
+static int read_text(Reader *r, Reader *text) {
+    if (read_delimited(r, text) != OK || !valid_utf8(text->p, text->end)) return FALLBACK;
+    return OK;
+}
+
 /* Status { string message = 2; StatusCode code = 3; } */
 static int read_status(Reader *r, Reader *message, int32_t *code) {
     int status = OK;
@@ -719,9 +732,7 @@ static int read_status(Reader *r, Reader *message, int32_t *code) {
         uint64_t number;
         if ((status = read_tag(r, &field, &wire_type)) != OK) break;
         if (field == 2 && wire_type == 2) {
-            if ((status = read_delimited(r, message)) == OK && !valid_utf8(message->p, message->end)) {
-                status = FALLBACK;
-            }
+            status = read_text(r, message);
         } else if (field == 3 && wire_type == 0) {
             if ((status = read_varint(r, &number)) == OK) *code = (int32_t)number;
         } else if (field == 2 || field == 3) {
@@ -733,24 +744,14 @@ static int read_status(Reader *r, Reader *message, int32_t *code) {
     return status;
 }
 
-static int read_text(Reader *r, Reader *text) {
-    if (read_delimited(r, text) != OK || !valid_utf8(text->p, text->end)) return FALLBACK;
-    return OK;
-}
-
 /* Reads a Span into `s` and its attributes as binary jsonb into `json`. */
 static int read_span(Reader *r, RawSpan *s, const Selection *sel, Buffer *json) {
-    static const RawSpan empty = {{0}};
-    Entry *entries = s->entries;
-    Reader *events = s->events;
-    Py_ssize_t entry_capacity = s->entry_capacity, event_capacity = s->event_capacity;
-    *s = empty; /* keeping the arrays */
-    s->entries = entries, s->entry_capacity = entry_capacity;
-    s->events = events, s->event_capacity = event_capacity;
-    int status_seen = 0, status = OK;
+    *s = (RawSpan){.entries = s->entries, .entry_capacity = s->entry_capacity,
+                   .events = s->events, .event_capacity = s->event_capacity}; /* arrays kept */
+    int status_seen = 0;
     uint64_t number;
     json->length = 0;
-    status = json_raw(json, "\x01{", 2); /* jsonb version 1, then JSON */
+    int status = json_raw(json, "\x01{", 2); /* jsonb version 1, then JSON */
     while (r->p < r->end && status == OK) {
         uint32_t field;
         int wire_type;
@@ -866,9 +867,10 @@ static int span_tuple(const RawSpan *s, const Buffer *json, PyObject *spans) {
 }
 
 /* ---- spans written straight as COPY rows ------------------------------------------------
- * A span needing nothing but its row — the common shape span_rows takes, naming no stage
- * (so there is nothing to observe), its correlation ID a string or absent — is written
- * here as the row span_rows would make, without any Python value. */
+ * A span of the common shape span_rows takes, its correlation ID a string or absent, that
+ * names no stage, or is a successful stage span of plain text without status or
+ * dead-letter attributes, is written here as the row (and observation) span_rows would
+ * make, without any Python value. */
 
 #define MAX_CORRELATION 256
 
@@ -879,7 +881,7 @@ typedef struct {
 
 typedef struct {
     Keys keys;
-    PyObject *name; /* the field's name (str) */
+    Reader name; /* UTF-8 of the field's name, a str of Observer.compiled */
     int is_amount;
 } BusinessField;
 
@@ -892,6 +894,7 @@ typedef struct {
     PyObject *days; /* a set, of the UTC days rows fall on */
     uint64_t last_day;
     Buffer rows, observations;
+    Buffer document; /* an observation's business document, as it is built */
     Py_ssize_t count;
 } Direct;
 
@@ -1096,7 +1099,7 @@ static int business_value(Buffer *b, const BusinessField *field, const Value *v)
  * `stage`, written as a COPY row; *usable is cleared when the span needs the Python path
  * (a failure, a status or dead-letter attribute, a value that is not plain text). */
 static int direct_observation(Direct *d, const Resource *res, const RawSpan *s,
-                              const Reader *id, const Value *stage, Buffer *json, int *usable) {
+                              const Reader *id, const Value *stage, int *usable) {
     Value other, process, system, error_type, message;
     *usable = 0;
     if (s->code == STATUS_ERROR || s->end > INT64_MAX || !plain(stage) ||
@@ -1117,18 +1120,17 @@ static int direct_observation(Direct *d, const Resource *res, const RawSpan *s,
         message.kind = s->status_message.p != s->status_message.end ? TEXT : ABSENT;
         message.text = s->status_message;
     }
-    json->length = 0; /* the business document, as binary jsonb */
+    Buffer *json = &d->document; /* the business document, as binary jsonb */
+    json->length = 0;
     if (json_raw(json, "\x01{", 2) != OK) return FAILED;
     for (Py_ssize_t i = 0; i < d->business_count; i++) {
         const BusinessField *field = &d->business[i];
         Value v;
-        Py_ssize_t mark = json->length, length;
-        const char *name = PyUnicode_AsUTF8AndSize(field->name, &length);
-        if (name == NULL || first_of(s, res, &field->keys, &v) != OK) return FAILED;
+        Py_ssize_t mark = json->length;
+        if (first_of(s, res, &field->keys, &v) != OK) return FAILED;
         if (v.kind == ABSENT) continue;
-        Reader key = {(const uint8_t *)name, (const uint8_t *)name + length};
-        if ((json->length > 2 && json_raw(json, ",", 1) != OK) || json_string(json, &key) != OK ||
-            json_raw(json, ":", 1) != OK) {
+        if ((json->length > 2 && json_raw(json, ",", 1) != OK) ||
+            json_string(json, &field->name) != OK || json_raw(json, ":", 1) != OK) {
             return FAILED;
         }
         int kept = business_value(json, field, &v);
@@ -1143,9 +1145,7 @@ static int direct_observation(Direct *d, const Resource *res, const RawSpan *s,
     Reader key = {record_key, record_key + 24},
            document = {(const uint8_t *)json->data, (const uint8_t *)json->data + json->length};
     Buffer *b = &d->observations;
-    if (buffer_reserve(b, 2) < 0) return FAILED;
-    put_be(b, 14, 2); /* columns */
-    if (put_reader(b, &key) < 0 || put_reader(b, id) < 0 || put_reader(b, &process.text) < 0 ||
+    if (put_columns(b, 14) < 0 || put_reader(b, &key) < 0 || put_reader(b, id) < 0 || put_reader(b, &process.text) < 0 ||
         put_reader(b, &stage->text) < 0 || put_reader(b, &system.text) < 0 ||
         put_int(b, (int64_t)s->end, 8) < 0 || put_data(b, "\x01", 1) < 0 ||
         put_reader(b, &document) < 0 ||
@@ -1160,8 +1160,8 @@ static int direct_observation(Direct *d, const Resource *res, const RawSpan *s,
 }
 
 /* Writes the span's row (and its observation) if it needs nothing else, setting *written. */
-static int direct_row(Direct *d, const Resource *res, const RawSpan *s, Buffer *json,
-                      Buffer *business, int *written) {
+static int direct_row(Direct *d, const Resource *res, const RawSpan *s, const Buffer *json,
+                      int *written) {
     Py_ssize_t parent_length = s->parent.p ? s->parent.end - s->parent.p : 0;
     *written = 0;
     if (!valid_id(&s->trace_id, 16) || !valid_id(&s->span_id, 8) ||
@@ -1179,18 +1179,12 @@ static int direct_row(Direct *d, const Resource *res, const RawSpan *s, Buffer *
     if (!usable) return OK;
     if (first_of(s, res, &d->stage, &stage) != OK) return FAILED;
     if (stage.kind != ABSENT) { /* observed: the observation first, if it can be made here */
-        Py_ssize_t observations = d->observations.length;
-        if (direct_observation(d, res, s, &id, &stage, business, &usable) != OK) return FAILED;
-        if (!usable) {
-            d->observations.length = observations;
-            return OK;
-        }
+        if (direct_observation(d, res, s, &id, &stage, &usable) != OK) return FAILED;
+        if (!usable) return OK;
     }
     Reader attributes = {(const uint8_t *)json->data, (const uint8_t *)json->data + json->length};
     Buffer *b = &d->rows;
-    if (buffer_reserve(b, 2) < 0) return FAILED;
-    put_be(b, 14, 2); /* columns */
-    if (put_reader(b, &id) < 0 || put_reader(b, &s->trace_id) < 0 ||
+    if (put_columns(b, 14) < 0 || put_reader(b, &id) < 0 || put_reader(b, &s->trace_id) < 0 ||
         put_reader(b, &s->span_id) < 0 ||
         put_int(b, (int64_t)(s->start / 1000) - PG_EPOCH_US, 8) < 0 ||
         put_int(b, (int64_t)(s->end / 1000) - PG_EPOCH_US, 8) < 0 ||
@@ -1217,7 +1211,7 @@ static int direct_row(Direct *d, const Resource *res, const RawSpan *s, Buffer *
 
 /* ScopeSpans { InstrumentationScope scope = 1; repeated Span spans = 2; } */
 static int read_scope_spans(Reader *r, PyObject *spans, const Selection *sel, Buffer *json,
-                            Buffer *business, RawSpan *raw, Direct *d, const Resource *res) {
+                            RawSpan *raw, Direct *d, const Resource *res) {
     while (r->p < r->end) {
         uint32_t field;
         int wire_type, status;
@@ -1227,7 +1221,7 @@ static int read_scope_spans(Reader *r, PyObject *spans, const Selection *sel, Bu
             if (read_delimited(r, &inner) != OK) return FALLBACK;
             int written = 0;
             status = read_span(&inner, raw, sel, json);
-            if (status == OK) status = direct_row(d, res, raw, json, business, &written);
+            if (status == OK) status = direct_row(d, res, raw, json, &written);
             if (status == OK && !written) status = span_tuple(raw, json, spans);
         } else if (field == 2) {
             return FALLBACK;
@@ -1244,7 +1238,7 @@ static int read_scope_spans(Reader *r, PyObject *spans, const Selection *sel, Bu
  * The resource is read first, wherever it lies: its spans' rows need what context makes
  * of it. */
 static int read_resource_spans(Reader *r, PyObject *resources, const Selection *sel,
-                               Buffer *json, Buffer *business, RawSpan *raw, Direct *d) {
+                               Buffer *json, RawSpan *raw, Direct *d) {
     PyObject *attrs = PyDict_New(), *spans = PyList_New(0);
     Resource res = {0};
     int resource_seen = 0, status = attrs && spans ? OK : FAILED;
@@ -1273,7 +1267,7 @@ static int read_resource_spans(Reader *r, PyObject *resources, const Selection *
             status = read_delimited(r, &inner); /* read above */
         } else if (field == 2) {
             if ((status = read_delimited(r, &inner)) == OK) {
-                status = read_scope_spans(&inner, spans, sel, json, business, raw, d, &res);
+                status = read_scope_spans(&inner, spans, sel, json, raw, d, &res);
             }
         } else {
             status = check_field(r, RESOURCE_SPANS_UNKEPT, field, wire_type, 0);
@@ -1355,12 +1349,16 @@ static int direct_of(const Selection *sel, PyObject *correlation_keys, PyObject 
         return -1;
     }
     for (Py_ssize_t i = 0; i < d->business_count; i++) { /* (name, keys, is_amount) */
-        PyObject *keys, *field = PyTuple_GET_ITEM(fields, i);
+        PyObject *name, *keys, *field = PyTuple_GET_ITEM(fields, i);
         BusinessField *into = &d->business[i];
-        if (!PyArg_ParseTuple(field, "UO!p", &into->name, &PyTuple_Type, &keys, &into->is_amount) ||
+        Py_ssize_t length;
+        const char *text;
+        if (!PyArg_ParseTuple(field, "UO!p", &name, &PyTuple_Type, &keys, &into->is_amount) ||
+            (text = PyUnicode_AsUTF8AndSize(name, &length)) == NULL ||
             keys_of(sel, keys, &into->keys) < 0) {
             return -1;
         }
+        into->name = (Reader){(const uint8_t *)text, (const uint8_t *)text + length};
     }
     return 0;
 }
@@ -1375,6 +1373,7 @@ static void direct_free(Direct *d) {
     PyMem_Free(d->business);
     PyMem_Free(d->rows.data);
     PyMem_Free(d->observations.data);
+    PyMem_Free(d->document.data);
 }
 
 static PyObject *bytes_of_buffer(const Buffer *b) {
@@ -1393,7 +1392,7 @@ static PyObject *read_traces(PyObject *Py_UNUSED(module), PyObject *args) {
     Selection sel = {0};
     Direct d = {0};
     RawSpan raw = {{0}};
-    Buffer json = {0}, business = {0};
+    Buffer json = {0};
     int status = FAILED;
     sel.names = keys;
     if (!PyArg_ParseTuple(direct, "OO!OKKO!", &d.context, &PyTuple_Type, &correlation_keys,
@@ -1414,7 +1413,7 @@ static PyObject *read_traces(PyObject *Py_UNUSED(module), PyObject *args) {
         if ((status = read_tag(&r, &field, &wire_type)) != OK) break;
         if (field == 1 && wire_type == 2) {
             if ((status = read_delimited(&r, &inner)) == OK) {
-                status = read_resource_spans(&inner, resources, &sel, &json, &business, &raw, &d);
+                status = read_resource_spans(&inner, resources, &sel, &json, &raw, &d);
             }
         } else if (field == 1) {
             status = FALLBACK;
@@ -1434,7 +1433,6 @@ static PyObject *read_traces(PyObject *Py_UNUSED(module), PyObject *args) {
 done:
     PyBuffer_Release(&view);
     PyMem_Free(json.data);
-    PyMem_Free(business.data);
     direct_free(&d);
     raw_span_free(&raw);
     PyMem_Free(sel.keys);
@@ -1500,8 +1498,7 @@ static PyObject *copy_rows(PyObject *Py_UNUSED(module), PyObject *args) {
             PyErr_Format(PyExc_ValueError, "row %zd is not a tuple of %zd values", i, columns);
             goto failed;
         }
-        if (buffer_reserve(&b, 2) < 0) goto failed;
-        put_be(&b, (uint64_t)columns, 2);
+        if (put_columns(&b, (int)columns) < 0) goto failed;
         for (Py_ssize_t c = 0; c < columns; c++) {
             if (put_field(&b, PyTuple_GET_ITEM(row, c), kinds[c]) < 0) goto failed;
         }

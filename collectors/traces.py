@@ -127,7 +127,7 @@ def _decode_resource(
     window: TimeWindow,
 ) -> None:
     """Rows (and observations) of one resource's spans, given as plain values."""
-    if wire is not None:  # the common spans get their row (and observation) in C
+    if wire is not None and spans:  # the common spans get their row (and observation) in C
         earliest, latest = _bounds(window)
         spans = wire.span_rows(
             spans, readable, service, res_key, observer.correlation_keys, observer.compiled,
