@@ -201,19 +201,27 @@ ON CONFLICT (correlation_id, stage, system) DO UPDATE SET
 """
 
 
+# Rows of the batch's transactions are always found through primary keys: OFFSET 0 keeps a
+# LATERAL subquery from being turned into a join, which the planner may answer by scanning
+# the whole table (it prices a scan of a small table below index lookups), so ingest cost
+# follows the batch, not the table.
+def _by_key(table: str, alias: str, condition: str) -> str:
+    """`table`'s rows meeting `condition`, as a LATERAL subquery fetched by key."""
+    return f"LATERAL (SELECT {alias}.* FROM {table} {alias} WHERE {condition} OFFSET 0) {alias}"
+
+
 def _first_business(key: str, cast: str = "") -> str:
     return f"((array_agg(s.business->>'{key}') FILTER (WHERE s.business ? '{key}'))[1]){cast}"
 
 
 # Transactions are recomputed from all their stage rows, so they are a pure function of them.
 # Each of the batch's transactions has its stage rows fetched through the stage_events
-# primary key (a LATERAL subquery behind OFFSET 0 cannot be turned into a join, so the plan
-# never scans the table whatever the statistics say; the outer OFFSET 0 keeps the catalog
-# join out of that loop). All the rows are then sorted once, by transaction, then
-# (reached_at, stage, system); PostgreSQL aggregates each group in input order, so that one
-# sort serves every "first value reported" below. (An aggregate per transaction, each
-# sorting its own rows, cost 12-17 % more; `= ANY (ARRAY(…))` instead of the loop is as
-# fast but lets the planner scan a small table and test each row against every key.)
+# primary key (`_by_key`; the outer OFFSET 0 keeps the catalog join out of that loop). All
+# the rows are then sorted once, by transaction, then (reached_at, stage, system);
+# PostgreSQL aggregates each group in input order, so that one sort serves every "first
+# value reported" below. (An aggregate per transaction, each sorting its own rows, cost
+# 12-17 % more; `= ANY (ARRAY(…))` instead of the loop is as fast but lets the planner scan
+# a small table and test each row against every key.)
 UPSERT_TRANSACTIONS = f"""
 INSERT INTO transactions AS t (correlation_id, process, current_stage, stage_index, status,
     started_at, completed_at, last_event_at, customer_id, order_id, invoice_id, payment_id,
@@ -239,9 +247,7 @@ FROM (
     FROM (
         SELECT se.*
         FROM (SELECT DISTINCT correlation_id FROM _new_obs) n
-        CROSS JOIN LATERAL (
-            SELECT se.* FROM stage_events se WHERE se.correlation_id = n.correlation_id OFFSET 0
-        ) se
+        CROSS JOIN {_by_key("stage_events", "se", "se.correlation_id = n.correlation_id")}
         OFFSET 0
     ) se
     LEFT JOIN _catalog c ON c.process = se.process AND c.stage = se.stage
@@ -323,14 +329,18 @@ def _next_success(correlation_id: str, stage: str, after: str) -> str:
             WHERE se.correlation_id = {correlation_id} AND se.stage = {stage} AND t > {after})"""
 
 
+_PAIR_EXCEPTIONS = _by_key(
+    "exceptions", "x", "x.correlation_id = p.correlation_id AND x.stage = p.stage"
+)
+_EXCEPTION_FAILURES = _by_key(
+    "exception_occurrences", "o", "o.correlation_id = x.correlation_id AND o.exception_id = x.id"
+)
+
 DERIVE_EXCEPTIONS = f"""
 WITH pair_exception AS (  -- the exceptions of the batch's (transaction, stage) pairs
     SELECT x.*
     FROM (SELECT DISTINCT correlation_id, stage FROM _new_obs) p
-    CROSS JOIN LATERAL (
-        SELECT x.* FROM exceptions x
-        WHERE x.correlation_id = p.correlation_id AND x.stage = p.stage OFFSET 0
-    ) x
+    CROSS JOIN {_PAIR_EXCEPTIONS}
     WHERE x.status NOT IN {_SEALED}
 ), stall_ended AS (  -- a success of the stage a transaction stalled before ends the stall
     UPDATE exceptions e
@@ -359,10 +369,7 @@ WITH pair_exception AS (  -- the exceptions of the batch's (transaction, stage) 
            o.process, o.system, o.trace_id, o.span_id,
            coalesce({_next_success("o.correlation_id", "o.stage", "o.occurred_at")}, 'infinity')
     FROM stored x
-    CROSS JOIN LATERAL (
-        SELECT o.* FROM exception_occurrences o
-        WHERE o.correlation_id = x.correlation_id AND o.exception_id = x.id OFFSET 0
-    ) o
+    CROSS JOIN {_EXCEPTION_FAILURES}
     WHERE x.next_ok <= x.last_seen
     UNION ALL
     SELECT correlation_id, stage, fingerprint, NULL, record_key, at, at, 1, kind, error_type,
@@ -449,9 +456,7 @@ WITH pair_exception AS (  -- the exceptions of the batch's (transaction, stage) 
            CASE WHEN isfinite(n.ends_at) THEN {_resolution("n.stage", "n.ends_at")} END,
            t.customer_id, t.order_id, t.invoice_id, t.amount, t.currency, t.legal_entity
     FROM named n
-    LEFT JOIN LATERAL (
-        SELECT t.* FROM transactions t WHERE t.correlation_id = n.correlation_id OFFSET 0
-    ) t ON true
+    LEFT JOIN {_by_key("transactions", "t", "t.correlation_id = n.correlation_id")} ON true
     WHERE n.new
     ORDER BY n.correlation_id, n.stage, n.fingerprint, n.first_seen
     RETURNING correlation_id, id, status, resolution
@@ -489,22 +494,14 @@ WITH pair_exception AS (  -- the exceptions of the batch's (transaction, stage) 
 {_audit_auto_resolved("resolved", "before_status")}
 """
 
-# Rows of the batch's transactions are always found through primary keys: OFFSET 0 keeps a
-# LATERAL subquery from being turned into a join, which the planner may answer by scanning
-# the whole table (it prices a scan of a small table below index lookups), so ingest cost
-# follows the batch, not the table.
-SYNC_EXCEPTION_CONTEXT = """
+SYNC_EXCEPTION_CONTEXT = f"""
 UPDATE exceptions e
 SET customer_id = t.customer_id, order_id = t.order_id, invoice_id = t.invoice_id,
     amount = t.amount, currency = t.currency, legal_entity = t.legal_entity,
     process = coalesce(e.process, t.process)
 FROM (SELECT DISTINCT correlation_id FROM _new_obs) n
-CROSS JOIN LATERAL (
-    SELECT x.* FROM exceptions x WHERE x.correlation_id = n.correlation_id OFFSET 0
-) x
-CROSS JOIN LATERAL (
-    SELECT t.* FROM transactions t WHERE t.correlation_id = x.correlation_id OFFSET 0
-) t
+CROSS JOIN {_by_key("exceptions", "x", "x.correlation_id = n.correlation_id")}
+CROSS JOIN {_by_key("transactions", "t", "t.correlation_id = x.correlation_id")}
 WHERE e.correlation_id = x.correlation_id AND e.id = x.id
   AND (x.customer_id, x.order_id, x.invoice_id, x.amount, x.currency, x.legal_entity)
       IS DISTINCT FROM
