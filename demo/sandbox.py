@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import threading
 import time
 
@@ -25,6 +24,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 from demo.targets import Applied, TargetState, create_targets
 from demo.traffic import NS, TrafficGenerator
+from q2c.stop_request import StopRequest
 from sla.policy import Policy, load_policy
 
 log = logging.getLogger(__name__)
@@ -97,9 +97,7 @@ def main() -> None:
                                            log_level="warning"))  # fmt: skip
     threading.Thread(target=server.run, daemon=True).start()
 
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    stop = StopRequest().listen()
     generator = TrafficGenerator(*middleware, policy.catalog(), stage_systems(policy),
                                  f"http://127.0.0.1:{args.port}", seed=args.seed)  # fmt: skip
     try:
@@ -117,13 +115,13 @@ def main() -> None:
 
 
 def _backfill(generator: TrafficGenerator, tracer: TracerProvider, logger: LoggerProvider,
-              days: int, per_day: int, stop: threading.Event) -> None:  # fmt: skip
+              days: int, per_day: int, stop: StopRequest) -> None:  # fmt: skip
     total = days * per_day
     start = time.time_ns() - days * 86_400 * NS
     step = days * 86_400 * NS // total
     log.info("backfilling %d days of history (%d transactions)", days, total)
     for i in range(total):
-        if stop.is_set():
+        if stop.requested:
             return
         generator.transaction(started_ns=start + i * step)
         if i % HISTORY_FLUSH_EVERY == HISTORY_FLUSH_EVERY - 1:

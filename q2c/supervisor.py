@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -17,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from q2c.errors import Q2CError
+from q2c.stop_request import StopRequest
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +85,7 @@ class Supervisor:
 
     def __init__(self) -> None:
         self.children: list[Child] = []
-        self._stop = threading.Event()
+        self._stop = StopRequest()
 
     def start(self, child: Child) -> None:
         """Start `child` and return once its health URL answers 200."""
@@ -102,8 +101,7 @@ class Supervisor:
 
     def wait(self) -> None:
         """Block until SIGINT/SIGTERM or until a child exits on its own."""
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(signum, lambda *_: self._stop.set())
+        self._stop.listen()
         while not self._stop.wait(0.5):
             for child in self.children:
                 if child.process is not None and child.process.poll() is not None:

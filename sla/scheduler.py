@@ -7,17 +7,16 @@ its work, so a window is never done twice, and a job that finds the lock taken s
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import signal
 from collections.abc import Callable
 from datetime import UTC, datetime
 
 import psycopg
-from apscheduler.schedulers.blocking import BlockingScheduler
+from apscheduler.schedulers.background import BackgroundScheduler
 
 from q2c.schema import maintain_partitions
 from q2c.settings import Settings
+from q2c.stop_request import StopRequest
 from replay.dispatcher import Dispatcher
 from sla.evaluate import evaluate
 from sla.policy import Policy
@@ -31,9 +30,9 @@ REPLAY_PASSES = 10  # at most this many batches of due replays per run
 JOB_OPTIONS = {"coalesce": True, "max_instances": 1, "misfire_grace_time": 60}  # grace in s
 
 
-def build_scheduler(settings: Settings, database_url: str, policy: Policy) -> BlockingScheduler:
+def build_scheduler(settings: Settings, database_url: str, policy: Policy) -> BackgroundScheduler:
     """The scheduler with every Q2C job registered (not started); each runs once at start."""
-    scheduler = BlockingScheduler(timezone="UTC")
+    scheduler = BackgroundScheduler(timezone="UTC")
     scheduler.add_job(
         _logged("evaluate", lambda: _evaluate(database_url, policy, settings)),
         "interval",
@@ -69,13 +68,24 @@ def build_scheduler(settings: Settings, database_url: str, policy: Policy) -> Bl
 
 
 def run_scheduler(settings: Settings, database_url: str, policy: Policy) -> None:
-    """Run until SIGINT/SIGTERM, letting a running job finish."""
+    """Run every Q2C job until SIGINT/SIGTERM, then let a running job finish."""
     logging.getLogger("apscheduler").setLevel(logging.WARNING)  # one line per run is noise
-    scheduler = build_scheduler(settings, database_url, policy)
-    signal.signal(signal.SIGTERM, lambda *_: scheduler.shutdown(wait=False))
+    run_until_stopped(build_scheduler(settings, database_url, policy))
+
+
+def run_until_stopped(scheduler: BackgroundScheduler) -> None:
+    """Start `scheduler` in its own thread; on SIGINT/SIGTERM shut it down, waiting for jobs.
+
+    The main thread only waits, and the signal handler only records the request (see
+    q2c.stop_request): a shutdown called from a handler that interrupted the scheduler while
+    it submitted a job would wait for the pool lock the main thread already held.
+    """
+    stop = StopRequest().listen()
+    scheduler.start()
     log.info("scheduler running: %s", ", ".join(job.id for job in scheduler.get_jobs()))
-    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is a normal way to stop
-        scheduler.start()
+    stop.wait()
+    log.info("stopping: waiting for running jobs to finish")
+    scheduler.shutdown(wait=True)
 
 
 def _dispatch(dispatcher: Dispatcher) -> None:

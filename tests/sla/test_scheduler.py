@@ -1,5 +1,5 @@
-"""The scheduler's jobs are configured on purpose, and two schedulers side by side never
-evaluate a window twice."""
+"""The scheduler's jobs are configured on purpose, two schedulers side by side never
+evaluate a window twice, and a scheduler stops on SIGTERM whatever it is doing."""
 
 from __future__ import annotations
 
@@ -17,6 +17,25 @@ from sla.scheduler import JOB_OPTIONS, build_scheduler
 from tests.support.otlp import stage_span, traces_request
 
 DEADLINE = 60  # in seconds
+
+# A scheduler busy with no-op jobs every few milliseconds and one slow job; the slow job
+# says when it starts and when it ends.
+BUSY_SCHEDULER = """
+import time
+from apscheduler.schedulers.background import BackgroundScheduler
+from sla.scheduler import JOB_OPTIONS, run_until_stopped
+
+def slow():
+    print("started", flush=True)
+    time.sleep(1)
+    print("finished", flush=True)
+
+scheduler = BackgroundScheduler(timezone="UTC")
+scheduler.add_job(slow, id="slow")
+for i in range(3):
+    scheduler.add_job(lambda: None, "interval", seconds=0.002, id=f"busy-{i}", **JOB_OPTIONS)
+run_until_stopped(scheduler)
+"""
 
 
 def test_jobs_coalesce_never_overlap_and_have_a_grace_time(policy) -> None:
@@ -73,3 +92,15 @@ def test_two_schedulers_side_by_side_do_each_window_once(
     assert pairs == 30
     assert len(windows) == len({start for start, _ in windows})
     assert all(end_ <= next_start for (_, end_), (next_start, _) in pairwise(windows))
+
+
+def test_sigterm_lets_the_running_job_finish_and_exits_cleanly() -> None:
+    with subprocess.Popen([sys.executable, "-c", BUSY_SCHEDULER], stdout=subprocess.PIPE) as proc:
+        try:
+            assert proc.stdout is not None and proc.stdout.readline() == b"started\n"
+            proc.send_signal(signal.SIGTERM)
+
+            assert proc.wait(DEADLINE) == 0
+            assert proc.stdout.read() == b"finished\n"
+        finally:
+            proc.kill()
