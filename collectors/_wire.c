@@ -874,6 +874,18 @@ static int span_tuple(const RawSpan *s, const Buffer *json, PyObject *spans) {
 
 #define MAX_CORRELATION 256
 
+/* Positions in Observer.compiled (`spec`), which both observation paths read. */
+enum {
+    SPEC_PROCESS, SPEC_STAGE, SPEC_SYSTEM, SPEC_PYTHON, SPEC_BUSINESS, SPEC_JSONB,
+    SPEC_ERROR_TYPE, SPEC_ERROR_MESSAGE, SPEC_FAILURE, SPEC_SIZE
+};
+
+static int check_spec(PyObject *spec) {
+    if (PyTuple_Check(spec) && PyTuple_GET_SIZE(spec) == SPEC_SIZE) return 0;
+    PyErr_SetString(PyExc_TypeError, "spec must be Observer.compiled");
+    return -1;
+}
+
 /* Keys of one field, as indexes in Selection.names (NOT_SELECTED: never read). */
 typedef struct {
     Py_ssize_t count, *indexes;
@@ -1329,18 +1341,16 @@ static int keys_of(const Selection *sel, PyObject *keys, Keys *out) {
 
 /* The keys of every field Direct reads, from Observer.compiled (`spec`). */
 static int direct_of(const Selection *sel, PyObject *correlation_keys, PyObject *spec, Direct *d) {
-    if (!PyTuple_Check(spec) || PyTuple_GET_SIZE(spec) != 9) {
-        PyErr_SetString(PyExc_TypeError, "spec must be Observer.compiled");
-        return -1;
-    }
-    PyObject *fields = PyTuple_GET_ITEM(spec, 4);
+    if (check_spec(spec) < 0) return -1;
+    PyObject *fields = PyTuple_GET_ITEM(spec, SPEC_BUSINESS);
     if (keys_of(sel, correlation_keys, &d->correlation) < 0 ||
-        keys_of(sel, PyTuple_GET_ITEM(spec, 0), &d->process) < 0 ||
-        keys_of(sel, PyTuple_GET_ITEM(spec, 1), &d->stage) < 0 ||
-        keys_of(sel, PyTuple_GET_ITEM(spec, 2), &d->system) < 0 ||
-        keys_of(sel, PyTuple_GET_ITEM(spec, 3), &d->python) < 0 ||
-        keys_of(sel, PyTuple_GET_ITEM(spec, 6), &d->error_type) < 0 ||
-        keys_of(sel, PyTuple_GET_ITEM(spec, 7), &d->error_message) < 0 || !PyTuple_Check(fields)) {
+        keys_of(sel, PyTuple_GET_ITEM(spec, SPEC_PROCESS), &d->process) < 0 ||
+        keys_of(sel, PyTuple_GET_ITEM(spec, SPEC_STAGE), &d->stage) < 0 ||
+        keys_of(sel, PyTuple_GET_ITEM(spec, SPEC_SYSTEM), &d->system) < 0 ||
+        keys_of(sel, PyTuple_GET_ITEM(spec, SPEC_PYTHON), &d->python) < 0 ||
+        keys_of(sel, PyTuple_GET_ITEM(spec, SPEC_ERROR_TYPE), &d->error_type) < 0 ||
+        keys_of(sel, PyTuple_GET_ITEM(spec, SPEC_ERROR_MESSAGE), &d->error_message) < 0 ||
+        !PyTuple_Check(fields)) {
         return -1;
     }
     d->business_count = PyTuple_GET_SIZE(fields);
@@ -1660,11 +1670,14 @@ static int error_text_of(PyObject *attrs, PyObject *readable, PyObject *keys, Py
 static int observation_of(PyObject *span, PyObject *attrs, PyObject *readable,
                           PyObject *service, PyObject *correlation, PyObject *stage_value,
                           PyObject *spec, PyObject **out) {
-    PyObject *process_keys = PyTuple_GET_ITEM(spec, 0), *system_keys = PyTuple_GET_ITEM(spec, 2),
-             *python_keys = PyTuple_GET_ITEM(spec, 3), *fields = PyTuple_GET_ITEM(spec, 4),
-             *jsonb = PyTuple_GET_ITEM(spec, 5), *error_type_keys = PyTuple_GET_ITEM(spec, 6),
-             *error_message_keys = PyTuple_GET_ITEM(spec, 7),
-             *failure = PyTuple_GET_ITEM(spec, 8);
+    PyObject *process_keys = PyTuple_GET_ITEM(spec, SPEC_PROCESS),
+             *system_keys = PyTuple_GET_ITEM(spec, SPEC_SYSTEM),
+             *python_keys = PyTuple_GET_ITEM(spec, SPEC_PYTHON),
+             *fields = PyTuple_GET_ITEM(spec, SPEC_BUSINESS),
+             *jsonb = PyTuple_GET_ITEM(spec, SPEC_JSONB),
+             *error_type_keys = PyTuple_GET_ITEM(spec, SPEC_ERROR_TYPE),
+             *error_message_keys = PyTuple_GET_ITEM(spec, SPEC_ERROR_MESSAGE),
+             *failure = PyTuple_GET_ITEM(spec, SPEC_FAILURE);
     PyObject *trace_id = PyTuple_GET_ITEM(span, 0), *span_id = PyTuple_GET_ITEM(span, 1),
              *status_message = PyTuple_GET_ITEM(span, 11);
     PyObject *process_value, *system_value, *other;
@@ -1767,7 +1780,7 @@ static PyObject *span_row(PyObject *span, PyObject *readable, PyObject *service,
         return NULL;
     }
     PyObject *stage; /* Observer.observe observes a record naming a stage, no other */
-    if (first_value(attrs, readable, PyTuple_GET_ITEM(spec, 1), &stage) < 0) return NULL;
+    if (first_value(attrs, readable, PyTuple_GET_ITEM(spec, SPEC_STAGE), &stage) < 0) return NULL;
     PyObject *correlation = correlation_of(attrs, readable, correlation_keys, trace_id);
     if (correlation == NULL) return NULL;
     if (stage != NULL && observation_of(span, attrs, readable, service, correlation, stage,
@@ -1803,10 +1816,7 @@ static PyObject *span_rows(PyObject *Py_UNUSED(module), PyObject *args) {
                           &PyList_Type, &observations, &PySet_Type, &days)) {
         return NULL;
     }
-    if (PyTuple_GET_SIZE(spec) != 9) {
-        PyErr_SetString(PyExc_TypeError, "spec must be Observer.compiled");
-        return NULL;
-    }
+    if (check_spec(spec) < 0) return NULL;
     PyObject *rest = PyList_New(0);
     if (rest == NULL) return NULL;
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(spans); i++) {

@@ -65,8 +65,9 @@ class Observer:
         self._business_keys = tuple(
             (field, keys[field], field in _AMOUNT_FIELDS) for field in BUSINESS_FIELDS
         )
-        # What collectors._wire.span_rows needs to observe a stage span in C; a record with
-        # any of `python_keys` (a status or dead-letter attribute) takes this path.
+        # What collectors._wire needs to observe a stage span in C, in the order of its SPEC_*
+        # positions; a record with any of `python_keys` (a status or dead-letter attribute)
+        # takes the Python path.
         python_keys = tuple(dict.fromkeys(keys["status"] + keys["dead_letter"]))
         self.compiled = (
             self._process_keys, self._stage_keys, self._system_keys, python_keys,
