@@ -1082,7 +1082,7 @@ static int business_value(Buffer *b, const BusinessField *field, const Value *v)
         return status == OK ? KEPT : status == FAILED ? BROKEN : NEEDS_PYTHON;
     }
     if (v->kind == TEXT) { /* float() of a str: Python's own parser */
-        PyObject *text = PyUnicode_DecodeUTF8((const char *)v->text.p, v->text.end - v->text.p, NULL);
+        PyObject *text = str_of(&v->text);
         PyObject *number = text ? PyFloat_FromString(text) : NULL;
         Py_XDECREF(text);
         if (number == NULL) {
@@ -1154,13 +1154,11 @@ static int direct_observation(Direct *d, const Resource *res, const RawSpan *s,
     uint8_t record_key[24];
     memcpy(record_key, s->trace_id.p, 16);
     memcpy(record_key + 16, s->span_id.p, 8);
-    Reader key = {record_key, record_key + 24},
-           document = {(const uint8_t *)json->data, (const uint8_t *)json->data + json->length};
     Buffer *b = &d->observations;
-    if (put_columns(b, 14) < 0 || put_reader(b, &key) < 0 || put_reader(b, id) < 0 || put_reader(b, &process.text) < 0 ||
-        put_reader(b, &stage->text) < 0 || put_reader(b, &system.text) < 0 ||
-        put_int(b, (int64_t)s->end, 8) < 0 || put_data(b, "\x01", 1) < 0 ||
-        put_reader(b, &document) < 0 ||
+    if (put_columns(b, 14) < 0 || put_data(b, record_key, 24) < 0 || put_reader(b, id) < 0 ||
+        put_reader(b, &process.text) < 0 || put_reader(b, &stage->text) < 0 ||
+        put_reader(b, &system.text) < 0 || put_int(b, (int64_t)s->end, 8) < 0 ||
+        put_data(b, "\x01", 1) < 0 || put_data(b, json->data, json->length) < 0 ||
         (error_type.kind == TEXT ? put_reader(b, &error_type.text) : put_null(b)) < 0 ||
         (message.kind == TEXT ? put_reader(b, &message.text) : put_null(b)) < 0 ||
         put_null(b) < 0 || put_data(b, "\x00", 1) < 0 || put_reader(b, &s->trace_id) < 0 ||
@@ -1194,7 +1192,6 @@ static int direct_row(Direct *d, const Resource *res, const RawSpan *s, const Bu
         if (direct_observation(d, res, s, &id, &stage, &usable) != OK) return FAILED;
         if (!usable) return OK;
     }
-    Reader attributes = {(const uint8_t *)json->data, (const uint8_t *)json->data + json->length};
     Buffer *b = &d->rows;
     if (put_columns(b, 14) < 0 || put_reader(b, &id) < 0 || put_reader(b, &s->trace_id) < 0 ||
         put_reader(b, &s->span_id) < 0 ||
@@ -1206,7 +1203,7 @@ static int direct_row(Direct *d, const Resource *res, const RawSpan *s, const Bu
                                                       : put_null(b)) < 0 ||
         put_reader(b, &res->service) < 0 ||
         (res->res_key.p ? put_reader(b, &res->res_key) : put_null(b)) < 0 ||
-        put_reader(b, &attributes) < 0 || put_null(b) < 0) {
+        put_data(b, json->data, json->length) < 0 || put_null(b) < 0) {
         return FAILED;
     }
     *written = 1;
