@@ -9,6 +9,7 @@ or, without it, has psycopg's C dumpers for int8 and bytea encode them while sen
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -48,7 +49,7 @@ class CopyRows:
     `encoded` holds more rows, already binary COPY tuples (only the compiled reader makes
     them)."""
 
-    def __init__(self, rows: list[tuple], types: list[str], encoded: list[bytes] = ()) -> None:
+    def __init__(self, rows: list[tuple], types: list[str], encoded: Sequence[bytes] = ()) -> None:
         self.rows = rows
         self.types = [_WIRE_TYPES.get(type_, type_) for type_ in types]
         self.data: bytes | None = None
