@@ -5,10 +5,10 @@ BIN    := $(VENV)/bin
 RUNTIME_STAMP := $(VENV)/.installed-runtime
 DEV_STAMP     := $(VENV)/.installed-dev
 
-.PHONY: demo test lint format clean
+.PHONY: demo test lint format sanitize fuzz clean
 
 demo: $(RUNTIME_STAMP)
-	$(BIN)/q2c demo
+	$(BIN)/python -m demo
 
 # pytest exits 5 when it collected nothing: a failure here, never a silent pass.
 test: $(DEV_STAMP)
@@ -20,6 +20,23 @@ test: $(DEV_STAMP)
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+# The compiled reader's tests under AddressSanitizer and UndefinedBehaviorSanitizer.
+sanitize: $(DEV_STAMP)
+	@bash .ci/sanitize
+
+# The compiled reader fuzzed against the protobuf runtime for FUZZ_SECONDS (CI: briefly).
+# atheris is installed here only: where it has no wheel it needs clang to build, and
+# `make test` must not depend on that.
+FUZZ_SECONDS ?= 600
+FUZZ_STAMP   := $(VENV)/.installed-fuzz
+fuzz: $(FUZZ_STAMP)
+	$(BIN)/python -m tests.fuzz.reader -max_total_time=$(FUZZ_SECONDS)
+
+$(FUZZ_STAMP): $(DEV_STAMP)
+	$(BIN)/python -m pip install --quiet 'atheris>=2.3'
+	touch $@
 
 format: $(DEV_STAMP)
 	$(BIN)/ruff check --fix .

@@ -27,7 +27,7 @@ from queries.overview import telemetry_presence
 from queries.replays import dead_letter_detail, list_dead_letters, replay_status
 from queries.transactions import find_transactions, journey, stalled_transactions
 from queries.trends import daily_trends
-from queries.users import list_users
+from queries.user_admin import list_users
 from sla.policy import load_policy
 
 
@@ -81,8 +81,13 @@ def main() -> None:
         def users() -> None:
             list_users(engine, "admin")
 
-        pages = {"overview": overview, "stages": stages, "exceptions": exceptions,
-                 "dead letters": dead_letters, "users": users}  # fmt: skip
+        pages = {
+            "overview": overview,
+            "stages": stages,
+            "exceptions": exceptions,
+            "dead letters": dead_letters,
+            "users": users,
+        }
         print("page data, first load (target ≤ 1 s each):")
         for name, work in pages.items():
             print(f"  {name:<13} {_median_seconds(work) * 1000:8.1f} ms")
@@ -94,8 +99,10 @@ def main() -> None:
             assert found, key
             journey(engine, found[0]["correlation_id"])
 
-        print(f"trace-explorer lookup by invoice number: {_median_seconds(lookup) * 1000:.1f} ms "
-              "(target ≤ 50 ms)")  # fmt: skip
+        print(
+            f"trace-explorer lookup by invoice number: {_median_seconds(lookup) * 1000:.1f} ms "
+            "(target ≤ 50 ms)"
+        )
         engine.dispose()
 
 

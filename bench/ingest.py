@@ -32,27 +32,27 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from psycopg.types.json import set_json_dumps
 
 from bench._harness import bench_database, collector_process, free_port
-from bench.workload import SPANS_PER_BATCH, encoded_batches
 from collectors._pgtypes import pg_datetime
-from collectors._sql import STAGING_TYPES
-from collectors.batch import SPAN_COLUMNS
+from collectors.batch import SPANS, SpanRow
 from collectors.mapping import AttributeMap
 from collectors.observations import Observer
 from collectors.otlp import PROTOBUF, TRACES_REQUEST, parse
 from collectors.traces import decode_spans, resource_spans
 from collectors.window import TimeWindow
+from demo.workload import SPANS_PER_BATCH, encoded_batches
 
 COPY_CHUNK = 8_192
 
 
-def _plain(span: tuple) -> tuple:
+def _plain(span: SpanRow) -> tuple:
     """A collector span row as a plain client holds it: datetimes and JSON text (the
     collector's rows carry PostgreSQL's binary forms, see collectors._pgtypes)."""
-    start, end, attributes, events = span[3], span[4], span[12], span[13]
-    return (
-        *span[:3], pg_datetime(start), pg_datetime(end), *span[5:12], attributes[1:],
-        events[1:] if events is not None else None,
-    )  # fmt: skip
+    return span._replace(
+        start_time=pg_datetime(span.start_time),
+        end_time=pg_datetime(span.end_time),
+        attributes=span.attributes[1:],
+        events=span.events[1:] if span.events is not None else None,
+    )
 
 
 def measure_ceiling(url: str, batches: list[bytes]) -> float:
@@ -63,7 +63,7 @@ def measure_ceiling(url: str, batches: list[bytes]) -> float:
         resources = resource_spans(parse(body, PROTOBUF, TRACES_REQUEST))  # rows as tuples
         for span in decode_spans(resources, observer, window).spans:
             rows.append(_plain(span))
-    days = {row[3].date() for row in rows}
+    days = {row.start_time.date() for row in rows}
     with psycopg.connect(url, autocommit=True) as conn:
         set_json_dumps(lambda already_json: already_json, context=conn)
         conn.execute(
@@ -77,7 +77,7 @@ def measure_ceiling(url: str, batches: list[bytes]) -> float:
         conn.execute("CREATE INDEX ON ceiling_spans (trace_id)")
         for day in days:
             conn.execute("SELECT q2c_ensure_partition('ceiling_spans', %s)", (day,))
-        columns, types = ", ".join(SPAN_COLUMNS), STAGING_TYPES["_in_spans"]
+        columns, types = ", ".join(SPANS.columns), SPANS.types
         started = time.perf_counter()
         for offset in range(0, len(rows), COPY_CHUNK):
             statement = f"COPY ceiling_spans ({columns}) FROM STDIN (FORMAT BINARY)"
@@ -284,10 +284,12 @@ def main() -> None:
         with bench_database() as url:
             ceilings.append(measure_ceiling(url, batches))
             runs.append(measure_end_to_end(url, batches, args))
-            print(f"round {round_}: ceiling (binary COPY, same rows, same indexes) "
-                  f"{ceilings[-1]:,.0f} spans/s; end to end ({args.clients} clients) "
-                  f"{runs[-1].rate:,.0f} spans/s; ratio {runs[-1].rate / ceilings[-1]:.2f}",
-                  flush=True)  # fmt: skip
+            print(
+                f"round {round_}: ceiling (binary COPY, same rows, same indexes) "
+                f"{ceilings[-1]:,.0f} spans/s; end to end ({args.clients} clients) "
+                f"{runs[-1].rate:,.0f} spans/s; ratio {runs[-1].rate / ceilings[-1]:.2f}",
+                flush=True,
+            )
             if round_ == args.rounds:
                 spans_only, with_derived = _bytes_per_span(url)
                 if args.burst_seconds > 0:
@@ -296,8 +298,10 @@ def main() -> None:
     ratios = [run.rate / ceiling for run, ceiling in zip(runs, ceilings, strict=True)]
     print(f"median ceiling: {statistics.median(ceilings):,.0f} spans/s")
     print(f"median end to end: {statistics.median(r.rate for r in runs):,.0f} spans/s")
-    print(f"ratio end-to-end / ceiling: median {statistics.median(ratios):.2f} "
-          f"(rounds: {', '.join(f'{r:.2f}' for r in ratios)})")  # fmt: skip
+    print(
+        f"ratio end-to-end / ceiling: median {statistics.median(ratios):.2f} "
+        f"(rounds: {', '.join(f'{r:.2f}' for r in ratios)})"
+    )
     print(f"collector peak RSS: {max(r.peak_rss for r in runs) / 2**20:.0f} MB")
     stored = sum(r.stored for r in runs)
     cpu = {name: sum(r.cpu_seconds[name] for r in runs) for name in runs[0].cpu_seconds}
@@ -305,8 +309,10 @@ def main() -> None:
         "CPU per stored span: "
         + ", ".join(f"{name} {seconds / stored * 1e6:.1f} µs" for name, seconds in cpu.items())
     )
-    print(f"stored bytes per span: {spans_only:.0f} (spans + indexes), "
-          f"{with_derived:.0f} (with derived rows)")  # fmt: skip
+    print(
+        f"stored bytes per span: {spans_only:.0f} (spans + indexes), "
+        f"{with_derived:.0f} (with derived rows)"
+    )
 
 
 def _burst(url: str, batches: list[bytes], rate: float, args: argparse.Namespace) -> None:
@@ -320,10 +326,12 @@ def _burst(url: str, batches: list[bytes], rate: float, args: argparse.Namespace
         burst = _run_clients(port, 64, feed)
         drained = time.perf_counter() - began
     dropped = len(batches) * SPANS_PER_BATCH + sent[0] - _stored(url)
-    print(f"burst at {2 * rate:,.0f} spans/s for {args.burst_seconds:.0f} s: "
-          f"{sent[0]:,} spans sent, {burst.pushed_back:,} pushed back (429/503), "
-          f"{len(burst.failed)} failed, {dropped:,} dropped, all stored after "
-          f"{drained:.0f} s")  # fmt: skip
+    print(
+        f"burst at {2 * rate:,.0f} spans/s for {args.burst_seconds:.0f} s: "
+        f"{sent[0]:,} spans sent, {burst.pushed_back:,} pushed back (429/503), "
+        f"{len(burst.failed)} failed, {dropped:,} dropped, all stored after "
+        f"{drained:.0f} s"
+    )
 
 
 if __name__ == "__main__":

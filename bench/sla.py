@@ -28,13 +28,13 @@ from sqlalchemy import Engine
 
 from bench._harness import bench_database
 from bench.background import fill
-from bench.workload import kv
 from collectors.batch import Batch
 from collectors.mapping import AttributeMap
 from collectors.observations import Observer
 from collectors.traces import decode_spans, resource_spans
 from collectors.window import TimeWindow
 from collectors.writer import PostgresWriter
+from demo.workload import kv
 from q2c.database import create_db_engine
 from q2c.settings import Settings
 from queries.kpis import collect_kpis
@@ -42,8 +42,11 @@ from sla.evaluate import evaluate
 from sla.policy import Policy, load_policy
 
 NS = 1_000_000_000
-STAGES = (("invoice_posted", "billing", 0), ("invoice_recorded", "erp", 240),
-          ("collections_notified", "collections", 1500))  # fmt: skip
+STAGES = (
+    ("invoice_posted", "billing", 0),
+    ("invoice_recorded", "erp", 240),
+    ("collections_notified", "collections", 1500),
+)
 TRANSACTIONS_PER_MINUTE = 2_500
 
 
@@ -58,20 +61,42 @@ def minute_of_traffic(round_: int) -> list[ExportTraceServiceRequest]:
             trace_id = (round_ * 10**9 + i * 10 + len(spans) % 7 + 1).to_bytes(16, "big")
             end = now + (i * 24_000_000) + offset * NS
             failed = stage == "invoice_recorded" and i % 20 == 0
-            attrs = [kv("q2c.correlation_id", correlation), kv("q2c.process", "invoice_posting"),
-                     kv("q2c.stage", stage), kv("q2c.system", system),
-                     kv("q2c.amount", 100.0 + i % 997), kv("q2c.currency", "EUR")]  # fmt: skip
-            status = Status(code=Status.STATUS_CODE_ERROR if failed else Status.STATUS_CODE_OK,
-                            message="posting rejected" if failed else "")  # fmt: skip
+            attrs = [
+                kv("q2c.correlation_id", correlation),
+                kv("q2c.process", "invoice_posting"),
+                kv("q2c.stage", stage),
+                kv("q2c.system", system),
+                kv("q2c.amount", 100.0 + i % 997),
+                kv("q2c.currency", "EUR"),
+            ]
+            status = Status(
+                code=Status.STATUS_CODE_ERROR if failed else Status.STATUS_CODE_OK,
+                message="posting rejected" if failed else "",
+            )
             root = (len(spans) + 1).to_bytes(8, "big")
-            spans.append(Span(trace_id=trace_id, span_id=root, name=stage,
-                              start_time_unix_nano=end - NS, end_time_unix_nano=end,
-                              attributes=attrs, status=status))  # fmt: skip
+            spans.append(
+                Span(
+                    trace_id=trace_id,
+                    span_id=root,
+                    name=stage,
+                    start_time_unix_nano=end - NS,
+                    end_time_unix_nano=end,
+                    attributes=attrs,
+                    status=status,
+                )
+            )
             for child in range(3):
-                spans.append(Span(trace_id=trace_id, span_id=(len(spans) + 1).to_bytes(8, "big"),
-                                  parent_span_id=root, name=f"child {child}",
-                                  start_time_unix_nano=end - NS, end_time_unix_nano=end - NS // 2,
-                                  attributes=[kv("q2c.correlation_id", correlation)]))  # fmt: skip
+                spans.append(
+                    Span(
+                        trace_id=trace_id,
+                        span_id=(len(spans) + 1).to_bytes(8, "big"),
+                        parent_span_id=root,
+                        name=f"child {child}",
+                        start_time_unix_nano=end - NS,
+                        end_time_unix_nano=end - NS // 2,
+                        attributes=[kv("q2c.correlation_id", correlation)],
+                    )
+                )
     requests = []
     for offset in range(0, len(spans), 512):
         request = ExportTraceServiceRequest()
@@ -101,8 +126,10 @@ def _history(spans: int) -> Iterator[str]:
     with bench_database() as url:
         started = time.perf_counter()
         fill(url, spans)
-        print(f"  stored {spans:,} spans of history in {time.perf_counter() - started:.0f} s",
-              flush=True)  # fmt: skip
+        print(
+            f"  stored {spans:,} spans of history in {time.perf_counter() - started:.0f} s",
+            flush=True,
+        )
         yield url
 
 
@@ -137,8 +164,9 @@ def kpi_rounds(small: int, large: int, rounds: int = 5) -> list[tuple[float, flo
     alternately, so that the machine's noise falls on both alike."""
     policy = load_policy()
     with _history(small) as small_url, _history(large) as large_url:
-        engines = [create_db_engine(url, Settings(database_url=None))
-                   for url in (small_url, large_url)]  # fmt: skip
+        engines = [
+            create_db_engine(url, Settings(database_url=None)) for url in (small_url, large_url)
+        ]
         try:
             return [
                 (_kpi_seconds(engines[0], policy), _kpi_seconds(engines[1], policy))
@@ -169,14 +197,18 @@ def main() -> None:
     print("KPI queries over 30 days (q2c kpis), in-process, database time included")
     rounds = kpi_rounds(args.kpi_small, args.kpi_large)
     for small_s, large_s in rounds:
-        print(f"  round: {args.kpi_small:,} spans {small_s * 1000:.1f} ms, "
-              f"{args.kpi_large:,} spans {large_s * 1000:.1f} ms, "
-              f"ratio {large_s / small_s:.2f}")  # fmt: skip
+        print(
+            f"  round: {args.kpi_small:,} spans {small_s * 1000:.1f} ms, "
+            f"{args.kpi_large:,} spans {large_s * 1000:.1f} ms, "
+            f"ratio {large_s / small_s:.2f}"
+        )
     k_small = statistics.median(small_s for small_s, _ in rounds)
     k_large = statistics.median(large_s for _, large_s in rounds)
     ratio = statistics.median(large_s / small_s for small_s, large_s in rounds)
-    print(f"  median: {k_small * 1000:.1f} ms / {k_large * 1000:.1f} ms, ratio {ratio:.2f} "
-          f"(target ≤ 1.5; ≤ 100 ms at {args.kpi_large:,})")  # fmt: skip
+    print(
+        f"  median: {k_small * 1000:.1f} ms / {k_large * 1000:.1f} ms, ratio {ratio:.2f} "
+        f"(target ≤ 1.5; ≤ 100 ms at {args.kpi_large:,})"
+    )
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from typing import Any
 import psycopg
 from psycopg.types.string import BytesBinaryDumper
 
-from collectors._compiled import wire
+from collectors import _compiled
 from collectors._values import to_json
 
 _PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)  # where binary timestamptz counts from
@@ -44,18 +44,26 @@ def jsonb(value: Any) -> bytes:
 
 
 class CopyRows:
-    """Rows for a binary COPY whose columns are of `types`, encoded once, when created:
-    before a transaction opens, so that the server never waits for them inside one.
-    `encoded` holds more rows, already binary COPY tuples (only the compiled reader makes
-    them)."""
+    """Rows for a binary COPY into columns of `types`, encoded once, when created: before
+    a transaction opens, so that the server never waits for them inside one. `encoded`
+    holds rows whose last columns the compiled reader encoded already (their first
+    `len(row) - 1` values, then bytes of COPY fields); only it makes them."""
 
-    def __init__(self, rows: list[tuple], types: list[str], encoded: Sequence[bytes] = ()) -> None:
+    def __init__(
+        self, types: Sequence[str], rows: Sequence[tuple], encoded: Sequence[tuple] = ()
+    ) -> None:
         self.rows = rows
         self.types = [_WIRE_TYPES.get(type_, type_) for type_ in types]
         self.data: bytes | None = None
-        if wire is not None and (rows or any(encoded)):
+        wire = _compiled.wire
+        if wire is not None and (rows or encoded):
             kinds = "".join(_KINDS[type_] for type_ in self.types)
-            self.data = b"".join((_SIGNATURE, *encoded, wire.copy_rows(rows, kinds), _TRAILER))
+            columns = len(kinds)
+            chunks = [_SIGNATURE, wire.copy_rows(list(rows), kinds, columns)]
+            if encoded:
+                tail = kinds[: len(encoded[0]) - 1] + "*"
+                chunks.append(wire.copy_rows(list(encoded), tail, columns))
+            self.data = b"".join((*chunks, _TRAILER))
 
     def __bool__(self) -> bool:
         return self.data is not None or bool(self.rows)

@@ -2,89 +2,8 @@
 the canonical model. Every statement is idempotent: staged rows already stored change nothing.
 """
 
-from collectors.batch import (
-    DEAD_LETTER_COLUMNS,
-    LOG_COLUMNS,
-    OBSERVATION_COLUMNS,
-    RESOURCE_COLUMNS,
-    SPAN_COLUMNS,
-)
-
-STAGING_TYPES = {
-    "_in_spans": [
-        "text",
-        "bytea",
-        "bytea",
-        "timestamptz",
-        "timestamptz",
-        "bytea",
-        "text",
-        "int2",
-        "int2",
-        "text",
-        "text",
-        "bytea",
-        "jsonb",
-        "jsonb",
-    ],
-    "_in_logs": [
-        "text",
-        "bytea",
-        "timestamptz",
-        "timestamptz",
-        "bytea",
-        "bytea",
-        "int2",
-        "text",
-        "jsonb",
-        "jsonb",
-        "text",
-        "bytea",
-        "text",
-    ],
-    "_in_obs": [
-        "bytea",
-        "text",
-        "text",
-        "text",
-        "text",
-        "int8",
-        "bool",
-        "jsonb",
-        "text",
-        "text",
-        "text",
-        "bool",
-        "bytea",
-        "bytea",
-    ],
-    "_in_dead": [
-        "bytea",
-        "text",
-        "text",
-        "text",
-        "text",
-        "int8",
-        "text",
-        "text",
-        "jsonb",
-        "text",
-        "text",
-        "text",
-        "text",
-        "text",
-    ],
-    "_in_resources": ["bytea", "text", "jsonb"],
-}
-
-STAGING_COLUMNS = {
-    "_in_spans": SPAN_COLUMNS,
-    "_in_logs": LOG_COLUMNS,
-    "_in_obs": OBSERVATION_COLUMNS,
-    "_in_dead": DEAD_LETTER_COLUMNS,
-    "_in_resources": RESOURCE_COLUMNS,
-}
-
+from collectors.batch import LOGS, SPANS, STAGINGS
+from q2c.catalog import CATALOG_TABLE
 
 # The writer's session: JIT compilation off. Its statements touch a batch's rows by key and
 # run in milliseconds; when the planner's estimates cross jit_above_cost (as they may once
@@ -93,24 +12,19 @@ STAGING_COLUMNS = {
 SESSION = "SET jit = off"
 
 
-# Staging tables live per connection, with the columns and types above. Only _new_obs,
+# Staging tables live per connection, as collectors.batch declares them. Only _new_obs,
 # used by every transaction, empties itself at commit: PostgreSQL truncates every such
 # table at every commit that touched a temporary table, so the others, used on rarer
 # paths, are emptied by the writer right before it fills them.
-STAGING = "\n".join(
-    f"CREATE TEMP TABLE IF NOT EXISTS {table} ("
-    + ", ".join(f"{column} {type_}" for column, type_ in
-                zip(columns, STAGING_TYPES[table], strict=True))
-    + ");"
-    for table, columns in STAGING_COLUMNS.items()
-) + """
+STAGING = (
+    ";\n".join(staging.ddl for staging in STAGINGS)
+    + """;
 CREATE TEMP TABLE IF NOT EXISTS _new_records (record_key bytea);
 CREATE TEMP TABLE IF NOT EXISTS _new_obs (LIKE _in_obs) ON COMMIT DELETE ROWS;
-CREATE TEMP TABLE IF NOT EXISTS _catalog (
-    process text, stage text, stage_index integer, is_last boolean,
-    PRIMARY KEY (process, stage)
-);
-"""  # fmt: skip
+"""
+    + CATALOG_TABLE
+    + ";"
+)
 
 
 # Observation times stay Unix nanoseconds (integers sort and aggregate cheaply); `_ts` turns
@@ -140,10 +54,10 @@ def _merge_staged(table: str, staging: str, columns: tuple[str, ...], key: str) 
 
 
 INSERT_SPANS, INSERT_SPANS_NOTING_NEW = _merge_staged(
-    "spans", "_in_spans", SPAN_COLUMNS, "trace_id || span_id"
+    "spans", SPANS.table, SPANS.columns, "trace_id || span_id"
 )
 INSERT_LOGS, INSERT_LOGS_NOTING_NEW = _merge_staged(
-    "log_records", "_in_logs", LOG_COLUMNS, "record_hash"
+    "log_records", LOGS.table, LOGS.columns, "record_hash"
 )
 
 SELECT_NEW_OBSERVATIONS = """
@@ -276,7 +190,6 @@ WHERE t.xmin = (SELECT seen.xmin FROM transactions seen
    OR q2c_retry_statement('transaction ' || t.correlation_id || ' changed concurrently')
 """
 
-_OPEN = "('open', 'assigned', 'in_progress', 'replayed')"
 _SEALED = "('resolved', 'ignored')"  # closed by a person: later telemetry leaves them be
 
 
@@ -323,6 +236,18 @@ ORDER BY correlation_id, id"""
 # The same statement ends stalls: a transaction's stall before a stage is auto-resolved by
 # any success of that stage. Every auto-resolution goes to the audit trail with the status
 # it replaced.
+# One failure is one occurrence, however many records report it: its span and its log
+# record (one of which may lack the span ID), or two log records. Records are the same
+# failure when they name the same transaction, stage, fingerprint and moment and not two
+# different span IDs. Of a batch's records of one failure, the one with the span ID is
+# kept; a record of a failure already stored adds nothing, but gives the stored occurrence
+# the span's trace if it had none (ENRICH_OCCURRENCES).
+_SAME_FAILURE = """{stored}.correlation_id = {new}.correlation_id AND {stored}.stage = {new}.stage
+    AND {stored}.fingerprint = {new}.fingerprint AND {stored}.occurred_at = {new}.at
+    AND {stored}.record_key <> {new}.record_key
+    AND ({stored}.span_id IS NULL OR {new}.span_id IS NULL OR {stored}.span_id = {new}.span_id)"""
+
+
 def _next_success(correlation_id: str, stage: str, after: str) -> str:
     """The stage's first success (on any system) after `after`."""
     return f"""(SELECT min(t) FROM stage_events se CROSS JOIN LATERAL unnest(se.ok_times) t
@@ -349,7 +274,7 @@ WITH pair_exception AS (  -- the exceptions of the batch's (transaction, stage) 
     FROM (SELECT x.correlation_id, x.id, x.status,
                  (SELECT max(se.last_ok_at) FROM stage_events se
                   WHERE se.correlation_id = x.correlation_id AND se.stage = x.stage) AS last_ok_at
-          FROM pair_exception x WHERE x.kind = 'stalled' AND x.status IN {_OPEN}) s
+          FROM pair_exception x WHERE x.kind = 'stalled' AND q2c_is_open(x.status)) s
     WHERE s.last_ok_at IS NOT NULL AND e.correlation_id = s.correlation_id AND e.id = s.id
     RETURNING e.correlation_id, e.id, s.status AS before_status, e.resolution
 ), stored AS (  -- the failures' exceptions that late telemetry may change
@@ -375,16 +300,33 @@ WITH pair_exception AS (  -- the exceptions of the batch's (transaction, stage) 
     SELECT correlation_id, stage, fingerprint, NULL, record_key, at, at, 1, kind, error_type,
            message, process, system, trace_id, span_id,
            coalesce({_next_success("f.correlation_id", "f.stage", "f.at")}, 'infinity')
-    FROM (  -- a span sent again with other times is a new span, not a new failure
-        SELECT DISTINCT ON (correlation_id, record_key)
-               correlation_id, stage, fingerprint, record_key, {_ts("at_ns")} AS at,
-               CASE WHEN dead_letter THEN 'dead_letter' ELSE 'error' END AS kind,
-               error_type, message, process, system, trace_id, span_id
-        FROM _new_obs o
-        WHERE NOT ok AND (  -- a subquery, not NOT EXISTS: one key probe per failure
-            SELECT true FROM exception_occurrences x
-            WHERE x.correlation_id = o.correlation_id AND x.record_key = o.record_key) IS NULL
-        ORDER BY correlation_id, record_key, at_ns
+    FROM (
+        SELECT correlation_id, stage, fingerprint, record_key, at,
+               CASE WHEN dead THEN 'dead_letter' ELSE kind END AS kind, error_type, message,
+               process, system, trace_id, span_id
+        FROM (  -- one record per failure of the batch (_SAME_FAILURE)
+            SELECT *,
+                   row_number() OVER (PARTITION BY correlation_id, stage, fingerprint, at,
+                                                   span_id ORDER BY record_key) AS nth_of_span,
+                   count(span_id) OVER failure AS spans,
+                   bool_or(kind = 'dead_letter') OVER failure AS dead
+            FROM (  -- a span sent again with other times is a new span, not a new failure
+                SELECT DISTINCT ON (correlation_id, record_key)
+                       correlation_id, stage, fingerprint, record_key, {_ts("at_ns")} AS at,
+                       CASE WHEN dead_letter THEN 'dead_letter' ELSE 'error' END AS kind,
+                       error_type, message, process, system, trace_id, span_id
+                FROM _new_obs o
+                WHERE NOT ok AND (  -- a subquery, not NOT EXISTS: one key probe per failure
+                    SELECT true FROM exception_occurrences x
+                    WHERE x.correlation_id = o.correlation_id
+                      AND x.record_key = o.record_key) IS NULL
+                ORDER BY correlation_id, record_key, at_ns
+            ) records
+            WINDOW failure AS (PARTITION BY correlation_id, stage, fingerprint, at)
+        ) ranked
+        WHERE nth_of_span = 1 AND (span_id IS NOT NULL OR spans = 0)
+          AND (SELECT true FROM exception_occurrences x  -- nor one already stored
+               WHERE {_SAME_FAILURE.format(stored="x", new="ranked")} LIMIT 1) IS NULL
     ) f
 ), episode AS (
     SELECT correlation_id, stage, fingerprint, ends_at,
@@ -405,7 +347,7 @@ WITH pair_exception AS (  -- the exceptions of the batch's (transaction, stage) 
           SELECT x.id, x.correlation_id, x.stage, x.fingerprint, ep.ends_at
           FROM stored x
           JOIN episode ep USING (correlation_id, stage, fingerprint)
-          WHERE x.status IN {_OPEN} AND ep.ends_at = 'infinity') c
+          WHERE q2c_is_open(x.status) AND ep.ends_at = 'infinity') c
     ORDER BY exception_id, ends_at DESC
 ), named AS MATERIALIZED (  -- each episode with its exception's id, new ones numbered here
     SELECT ep.*, c.id IS NULL AS new,
@@ -423,9 +365,9 @@ WITH pair_exception AS (  -- the exceptions of the batch's (transaction, stage) 
     SET occurrences = n.occurrences, first_seen = n.first_seen, last_seen = n.last_seen,
         kind = n.kind, error_type = n.error_type, message = n.message, process = n.process,
         system = n.system,
-        status = CASE WHEN isfinite(n.ends_at) AND e.status IN {_OPEN}
+        status = CASE WHEN isfinite(n.ends_at) AND q2c_is_open(e.status)
                       THEN 'auto_resolved' ELSE e.status END,
-        resolved_at = CASE WHEN isfinite(n.ends_at) AND e.status IN {_OPEN}
+        resolved_at = CASE WHEN isfinite(n.ends_at) AND q2c_is_open(e.status)
                            THEN clock_timestamp() ELSE e.resolved_at END,
         resolution = CASE WHEN isfinite(n.ends_at) AND e.status NOT IN {_SEALED}
                           THEN {_resolution("e.stage", "n.ends_at")} ELSE e.resolution END,
@@ -478,20 +420,67 @@ WITH pair_exception AS (  -- the exceptions of the batch's (transaction, stage) 
     WHERE a.exception_id <> a.final_id
       AND o.correlation_id = a.correlation_id AND o.exception_id = a.exception_id
       AND (a.record_key IS NULL OR o.record_key = a.record_key)
-    RETURNING o.correlation_id, o.record_key, o.exception_id
-), relinked AS (  -- a dead letter belongs to its failure's exception
+    RETURNING o.correlation_id, o.record_key, o.exception_id, a.exception_id AS old_exception_id,
+              o.stage, o.occurred_at
+), relinked AS (  -- a dead letter belongs to its failure's exception, also when another
+                  -- record of the failure is the one kept (_SAME_FAILURE)
     UPDATE dead_letters d SET exception_id = m.exception_id
     FROM moved m
-    WHERE d.correlation_id = m.correlation_id AND d.dedup_key = m.record_key
+    WHERE d.correlation_id = m.correlation_id
+      AND (d.dedup_key = m.record_key
+           OR (d.exception_id = m.old_exception_id AND d.stage = m.stage
+               AND d.occurred_at = m.occurred_at))
 ), resolved AS (
     SELECT correlation_id, id, before_status, resolution FROM updated
-    WHERE status = 'auto_resolved' AND before_status IN {_OPEN}
+    WHERE status = 'auto_resolved' AND q2c_is_open(before_status)
     UNION ALL
     SELECT correlation_id, id, 'open', resolution FROM created WHERE status = 'auto_resolved'
     UNION ALL
     SELECT correlation_id, id, before_status, resolution FROM stall_ended
 )
 {_audit_auto_resolved("resolved", "before_status")}
+"""
+
+# A stored failure learns what its other records say when they arrive later (see
+# _SAME_FAILURE): its span's trace, if it was stored from a record without one (a log
+# record), and that it was dead-lettered, if a later record says so (then its exception
+# is a dead letter's too).
+ENRICH_OCCURRENCES = f"""
+WITH reported AS (  -- the batch's failures, one row per (transaction, stage, fingerprint,
+                    -- moment), with a span's IDs if any record had them
+    SELECT correlation_id, stage, fingerprint, {_ts("at_ns")} AS at,
+           (array_agg(record_key ORDER BY record_key))[1] AS record_key,
+           bool_or(dead_letter) AS dead_letter,
+           (array_agg(trace_id ORDER BY record_key) FILTER (WHERE span_id IS NOT NULL))[1]
+               AS trace_id,
+           (array_agg(span_id ORDER BY record_key) FILTER (WHERE span_id IS NOT NULL))[1]
+               AS span_id
+    FROM _new_obs
+    WHERE NOT ok
+    GROUP BY correlation_id, stage, fingerprint, at_ns
+), target AS (  -- the stored occurrences of those failures that lack what they report
+    SELECT y.row_at, y.correlation_id, y.record_key, r.trace_id, r.span_id, r.dead_letter
+    FROM reported r
+    CROSS JOIN LATERAL (  -- by key, as _by_key does, with where the row is
+        SELECT y.ctid AS row_at, y.* FROM exception_occurrences y
+        WHERE {_SAME_FAILURE.format(stored="y", new="r")} OFFSET 0) y
+    WHERE (y.span_id IS NULL AND r.span_id IS NOT NULL)
+       OR (r.dead_letter AND y.kind <> 'dead_letter')
+), enriched AS (
+    UPDATE exception_occurrences x
+    SET trace_id = coalesce(x.trace_id, t.trace_id), span_id = coalesce(x.span_id, t.span_id),
+        kind = CASE WHEN t.dead_letter THEN 'dead_letter' ELSE x.kind END
+    FROM target t
+    -- by the row found just above (a row updated meanwhile is left as it is), so that the
+    -- planner never considers reading the whole table
+    WHERE x.ctid = t.row_at AND x.correlation_id = t.correlation_id
+      AND x.record_key = t.record_key
+    RETURNING x.correlation_id, x.exception_id, x.kind
+)
+UPDATE exceptions e SET kind = 'dead_letter', updated_at = now()
+FROM (SELECT DISTINCT correlation_id, exception_id FROM enriched
+      WHERE kind = 'dead_letter') n
+WHERE e.correlation_id = n.correlation_id AND e.id = n.exception_id AND e.kind <> 'dead_letter'
 """
 
 SYNC_EXCEPTION_CONTEXT = f"""
@@ -511,13 +500,18 @@ WHERE e.correlation_id = x.correlation_id AND e.id = x.id
 INSERT_DEAD_LETTERS = f"""
 INSERT INTO dead_letters (correlation_id, dedup_key, idempotency_key, process, stage, system,
                           occurred_at, target_url, method, headers, content_type, payload,
-                          error_type, error_message, exception_id)
+                          error_type, error_message, target_error, exception_id)
 SELECT DISTINCT ON (d.correlation_id, d.record_key)
        d.correlation_id, d.record_key, 'q2c-dl-' || encode(d.record_key, 'hex'), d.process,
        d.stage, d.system, {_ts("d.at_ns")}, d.target_url, d.method, d.headers, d.content_type,
-       d.payload, d.error_type, d.error_message,
-       (SELECT x.exception_id FROM exception_occurrences x  -- its failure's exception
-        WHERE x.correlation_id = d.correlation_id AND x.record_key = d.record_key)
+       d.payload, d.error_type, d.error_message, d.target_error,
+       coalesce(  -- its failure's exception: by its record, or as another record of it
+           (SELECT x.exception_id FROM exception_occurrences x
+            WHERE x.correlation_id = d.correlation_id AND x.record_key = d.record_key),
+           (SELECT x.exception_id FROM exception_occurrences x
+            WHERE x.correlation_id = d.correlation_id AND x.stage = d.stage
+              AND x.fingerprint = d.fingerprint AND x.occurred_at = {_ts("d.at_ns")}
+            ORDER BY x.record_key LIMIT 1))
 FROM _in_dead d
 ORDER BY d.correlation_id, d.record_key
 ON CONFLICT (correlation_id, dedup_key) DO NOTHING

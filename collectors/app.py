@@ -26,7 +26,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from collectors import otlp
+from collectors import _compiled, otlp
 from collectors.batch import Batch
 from collectors.group_commit import GroupCommitter
 from collectors.integration_logs import parse_records, split_records
@@ -42,6 +42,7 @@ from collectors.writer import (
     StorageRejected,
     StorageUnavailable,
 )
+from q2c.masking import configured
 from q2c.settings import Settings
 from sla.policy import load_policy
 
@@ -49,6 +50,10 @@ log = logging.getLogger(__name__)
 
 _GC_ALLOCATIONS_PER_PASS = 100_000
 _GIL_SWITCH_SECONDS = 0.0002
+# Bytes all bodies being read may hold at once, in bodies of Q2C_MAX_BODY_BYTES: bounded so
+# that memory is, and counted in bytes received, so that stalled uploads, which hold little,
+# never keep a prompt client out.
+_READ_BUDGET_BODIES = 8
 
 
 class _Refusal(Exception):
@@ -85,6 +90,7 @@ class Collector:
         self.readiness = Readiness(database_url, settings.db_connect_timeout)
         self.database_url = database_url
         self.committer: GroupCommitter | None = None
+        self.buffered = 0  # bytes held by bodies being read
         self.inflight = 0
         self.unavailable_until = 0.0
 
@@ -119,10 +125,24 @@ class Collector:
         if scheme.lower() != "bearer" or not matched:
             raise _Refusal(401, code_pb2.UNAUTHENTICATED, "missing or invalid bearer token")
 
-    @contextmanager
-    def admission(self, request: Request) -> Iterator[None]:
-        """Authorize and admit the request, counting it as in flight while it runs."""
+    async def receive(self, request: Request) -> bytes:
+        """Authorize the request and read its body within Q2C_BODY_READ_TIMEOUT_SECONDS
+        (else 408). A request is not in flight while its body arrives: a slow or stalled
+        upload holds no slot that a prompt client needs."""
         self.authorize(request)
+        try:
+            async with asyncio.timeout(self.settings.body_read_timeout_seconds):
+                return await self.body(request)
+        except TimeoutError:
+            raise _Refusal(
+                408,
+                code_pb2.DEADLINE_EXCEEDED,
+                f"the body did not arrive within {self.settings.body_read_timeout_seconds:g} s",
+            ) from None
+
+    @contextmanager
+    def admission(self) -> Iterator[None]:
+        """Admit a request whose body has arrived, counting it as in flight while it runs."""
         self.admit()
         self.inflight += 1
         try:
@@ -130,15 +150,19 @@ class Collector:
         finally:
             self.inflight -= 1
 
+    @staticmethod
+    def _busy() -> _Refusal:
+        return _Refusal(
+            429,
+            code_pb2.RESOURCE_EXHAUSTED,
+            "collector is busy; retry after the indicated delay",
+            retry=True,
+        )
+
     def admit(self) -> None:
         """429 past Q2C_MAX_INFLIGHT; 503 while the database was just found unreachable."""
         if self.inflight >= self.settings.max_inflight:
-            raise _Refusal(
-                429,
-                code_pb2.RESOURCE_EXHAUSTED,
-                "collector is busy; retry after the indicated delay",
-                retry=True,
-            )
+            raise self._busy()
         if time.monotonic() < self.unavailable_until:
             raise _Refusal(
                 503, code_pb2.UNAVAILABLE, "database unavailable; retry later", retry=True
@@ -151,11 +175,18 @@ class Collector:
         if declared and declared.isdigit() and int(declared) > limit:
             raise _Refusal(413, code_pb2.RESOURCE_EXHAUSTED, f"body exceeds {limit} bytes")
         chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise _Refusal(413, code_pb2.RESOURCE_EXHAUSTED, f"body exceeds {limit} bytes")
-            chunks.append(chunk)
+        budget = _READ_BUDGET_BODIES * limit
+        try:
+            async for chunk in request.stream():
+                size += len(chunk)
+                self.buffered += len(chunk)
+                if size > limit:
+                    raise _Refusal(413, code_pb2.RESOURCE_EXHAUSTED, f"body exceeds {limit} bytes")
+                if self.buffered > budget:
+                    raise self._busy()
+                chunks.append(chunk)
+        finally:
+            self.buffered -= size
         try:
             return otlp.decompress(b"".join(chunks), request.headers.get("content-encoding"), limit)
         except otlp.TooLarge as exc:
@@ -173,14 +204,14 @@ class Collector:
             await self.committer.submit(batch)
         except StorageUnavailable as exc:
             self.unavailable_until = time.monotonic() + self.settings.retry_after_seconds
-            log.warning("database unavailable: %s", exc)
+            log.warning("database unavailable: %s", configured().text(str(exc)))
             raise _Refusal(
                 503, code_pb2.UNAVAILABLE, "database unavailable; retry later", retry=True
             ) from None
         except StorageRejected as exc:
             raise _Refusal(400, code_pb2.INVALID_ARGUMENT, f"data refused: {exc}") from None
         except StatementFailed as exc:  # the database is up: other requests go on
-            log.error("storing a request failed: %s", exc)
+            log.error("storing a request failed: %s", configured().text(str(exc)))
             raise _Refusal(
                 503, code_pb2.UNAVAILABLE, "could not store the data; retry later", retry=True
             ) from None
@@ -198,6 +229,7 @@ class Collector:
 
 def create_app(settings: Settings, database_url: str) -> Starlette:
     """The collector's ASGI application, storing into `database_url`."""
+    _compiled.use(settings.decoder)  # checked, and logged, by serve() before
     collector = Collector(settings, database_url)
 
     async def export(request: Request, signal: _Signal) -> Response:
@@ -212,8 +244,8 @@ def create_app(settings: Settings, database_url: str) -> Starlette:
                 otlp.JSON,
             )
         try:
-            with collector.admission(request):
-                body = await collector.body(request)
+            body = await collector.receive(request)
+            with collector.admission():
                 try:
                     batch = signal.decode(body, kind, collector.observer, collector.window())
                 except otlp.BadRequest as exc:
@@ -232,8 +264,8 @@ def create_app(settings: Settings, database_url: str) -> Starlette:
 
     async def integration_logs(request: Request) -> Response:
         try:
-            with collector.admission(request):
-                body = await collector.body(request)
+            body = await collector.receive(request)
+            with collector.admission():
                 parsed = parse_records(split_records(body), collector.window())
                 await collector.store(parsed.batch)
         except _Refusal as refusal:

@@ -18,6 +18,7 @@ from collectors.writer import (
     StorageUnavailable,
     TelemetryWriter,
 )
+from q2c.masking import configured
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +111,11 @@ def write_group(writer: TelemetryWriter, batches: list[Batch]) -> list[Exception
     except (StorageRejected, StatementFailed) as exc:
         if len(batches) == 1:
             return [exc]
-        log.warning("a group of %d requests failed (%s); retrying one by one", len(batches), exc)
+        log.warning(
+            "a group of %d requests failed (%s); retrying one by one",
+            len(batches),
+            configured().text(str(exc)),
+        )
         return [write_group(writer, [batch])[0] for batch in batches]
     except StorageUnavailable as exc:
         return [exc] * len(batches)

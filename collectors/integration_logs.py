@@ -13,7 +13,7 @@ import orjson
 
 from collectors._pgtypes import jsonb, pg_time
 from collectors._values import clean_text
-from collectors.batch import Batch
+from collectors.batch import Batch, LogRow
 from collectors.mapping import BUSINESS_FIELDS, AttributeMap
 from collectors.observations import Observer
 from collectors.window import NS_PER_DAY, TimeWindow
@@ -21,6 +21,7 @@ from collectors.window import NS_PER_DAY, TimeWindow
 _SEVERITY = {"ok": (9, "INFO"), "error": (17, "ERROR")}
 _OBSERVER = Observer(AttributeMap())  # the schema is ours, so the default keys apply
 _TEXT_FIELDS = ("process", "stage", "system", "error_type", "error_message", "message")
+_MAX_DEPTH = 254  # levels of nesting orjson writes
 
 
 @dataclass
@@ -93,24 +94,21 @@ def _add_record(batch: Batch, record: Any, window: TimeWindow) -> str | None:
     except ValueError as exc:
         return str(exc)
 
+    target = record.get("replay_target")
+    if target is not None and not isinstance(target, str):
+        return "replay_target must be a string (a URL)"
+
     correlation_id = clean_text(correlation_id.strip())[:256]
-    record_hash = hashlib.blake2b(
-        orjson.dumps(record, option=orjson.OPT_SORT_KEYS), digest_size=16
-    ).digest()
+    try:  # orjson reads deeper documents than it writes: such a record is refused here
+        canonical = orjson.dumps(record, option=orjson.OPT_SORT_KEYS)
+    except orjson.JSONEncodeError:
+        return f"the record nests JSON deeper than {_MAX_DEPTH} levels"
+    record_hash = hashlib.blake2b(canonical, digest_size=16).digest()
     attrs = _canonical_attributes(record)
     severity_number, severity_text = _SEVERITY[status]
     system = clean_text(str(record.get("system") or ""))
     message = record.get("message") or record.get("error_message")
-    stored_attrs = {k: v for k, v in record.items() if k != "payload"}
-    batch.logs.append(
-        (
-            correlation_id, record_hash, pg_time(time_ns), None, trace_id, span_id,
-            severity_number, severity_text, jsonb(message) if message is not None else None,
-            jsonb(stored_attrs), system, None, "integration_log",
-        )
-    )  # fmt: skip
-    batch.days.add(time_ns // NS_PER_DAY)
-    _OBSERVER.observe(
+    rejected = _OBSERVER.observe(
         batch,
         record_key=record_hash,
         attrs=attrs,
@@ -124,6 +122,27 @@ def _add_record(batch: Batch, record: Any, window: TimeWindow) -> str | None:
         span_id=span_id,
         payload=record.get("payload"),
     )
+    if rejected is not None:
+        return rejected
+    stored_attrs = {k: v for k, v in record.items() if k != "payload"}
+    batch.logs.append(
+        LogRow(
+            correlation_id,
+            record_hash,
+            pg_time(time_ns),
+            None,
+            trace_id,
+            span_id,
+            severity_number,
+            severity_text,
+            jsonb(message) if message is not None else None,
+            jsonb(stored_attrs),
+            system,
+            None,
+            "integration_log",
+        )
+    )
+    batch.days.add(time_ns // NS_PER_DAY)
     return None
 
 

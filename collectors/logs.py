@@ -7,7 +7,7 @@ from typing import Any
 
 from collectors._pgtypes import jsonb, pg_time
 from collectors._values import any_value, attributes, clean_text
-from collectors.batch import Batch
+from collectors.batch import Batch, LogRow
 from collectors.observations import Observer
 from collectors.traces import resource_key
 from collectors.window import NS_PER_DAY, TimeWindow
@@ -59,16 +59,7 @@ def _add_record(
     merged = {**res_attrs, **attrs} if res_attrs else attrs
     correlation_id = observer.correlation_id(merged, trace_id) or record_hash.hex()
     body = any_value(record.body) if record.HasField("body") else None
-    batch.logs.append(
-        (
-            correlation_id, record_hash, pg_time(time_ns),
-            pg_time(observed) if (observed := record.observed_time_unix_nano) else None,
-            trace_id, span_id, record.severity_number, clean_text(record.severity_text) or None,
-            jsonb(body) if body is not None else None, jsonb(attrs), service, res_key, "otlp",
-        )
-    )  # fmt: skip
-    batch.days.add(time_ns // NS_PER_DAY)
-    observer.observe(
+    rejected = observer.observe(
         batch,
         record_key=record_hash,
         attrs=merged,
@@ -82,3 +73,24 @@ def _add_record(
         span_id=span_id,
         payload=body,
     )
+    if rejected is not None:
+        return batch.reject(rejected)
+    batch.logs.append(
+        LogRow(
+            correlation_id,
+            record_hash,
+            pg_time(time_ns),
+            pg_time(observed) if (observed := record.observed_time_unix_nano) else None,
+            trace_id,
+            span_id,
+            record.severity_number,
+            clean_text(record.severity_text) or None,
+            jsonb(body) if body is not None else None,
+            jsonb(attrs),
+            service,
+            res_key,
+            "otlp",
+        )
+    )
+    batch.days.add(time_ns // NS_PER_DAY)
+    return None

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from types import MappingProxyType
 
@@ -22,9 +23,16 @@ import yaml
 from q2c.errors import Q2CError
 
 BUSINESS_FIELDS = (
-    "customer_id", "order_id", "invoice_id", "payment_id", "amount", "currency",
-    "tax_amount", "legal_entity", "contract_version",
-)  # fmt: skip
+    "customer_id",
+    "order_id",
+    "invoice_id",
+    "payment_id",
+    "amount",
+    "currency",
+    "tax_amount",
+    "legal_entity",
+    "contract_version",
+)
 
 DEFAULT_KEYS: Mapping[str, tuple[str, ...]] = MappingProxyType(
     {
@@ -70,6 +78,41 @@ class AttributeMap:
     def lookup(self, name: str, attributes: Mapping[str, object]) -> object | None:
         """The value of the first key for field `name` present in `attributes`, else None."""
         return first_value(self.keys[name], attributes)
+
+    def canonical(self, attributes: Mapping[str, object]) -> dict[str, object]:
+        """Every field `attributes` give a value for, each from the first of its keys
+        present (as `lookup` finds it), in one pass over the attributes."""
+        first = self._first_keys
+        found = {
+            name: value
+            for key, value in attributes.items()
+            if (name := first.get(key)) is not None and value is not None
+        }
+        later = self._later_keys
+        if not later.keys().isdisjoint(attributes.keys()):
+            # A field's second or later key: it counts where no earlier key has a value.
+            for name, keys in self.keys.items():
+                if name not in found and not later.keys().isdisjoint(keys):
+                    value = first_value(keys, attributes)
+                    if value is not None:
+                        found[name] = value
+        return found
+
+    @cached_property
+    def _first_keys(self) -> dict[str, str]:
+        """Key → the field it is the first key of, for keys no other field reads."""
+        readers: dict[str, list[str]] = {}
+        for name, keys in self.keys.items():
+            for key in keys:
+                readers.setdefault(key, []).append(name)
+        return {keys[0]: name for name, keys in self.keys.items() if len(readers[keys[0]]) == 1}
+
+    @cached_property
+    def _later_keys(self) -> dict[str, None]:
+        """The keys `_first_keys` leaves out: the second and later keys of a field, and
+        keys more than one field reads."""
+        first = self._first_keys
+        return dict.fromkeys(key for keys in self.keys.values() for key in keys if key not in first)
 
     @classmethod
     def load(cls, path: Path | None) -> AttributeMap:

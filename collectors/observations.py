@@ -5,19 +5,30 @@ for a dead-lettered message, the message itself."""
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 from collections.abc import Mapping
 from typing import Any
 
 from collectors._pgtypes import jsonb
-from collectors._values import clean_text, to_json
-from collectors.batch import Batch
+from collectors._values import as_text, clean_text, to_json
+from collectors.batch import Batch, DeadLetterRow, ObservationRow
 from collectors.mapping import BUSINESS_FIELDS, AttributeMap, first_value
+from q2c.masking import configured
+from replay.targets import method_problem, target_problem
+
+log = logging.getLogger(__name__)
 
 _AMOUNT_FIELDS = frozenset({"amount", "tax_amount"})
 _AMOUNT_LIMIT = 1e15  # numeric(20, 4) holds 16 digits before the point
 REPLAY_HEADER_PREFIX = "q2c.replay.header."
 _MAX_TEXT = 4000  # characters kept of an error message
+# Longest process, stage or system name and business key: they are keys of indexes, which
+# refuse entries past 2,704 bytes, and up to three of them (with a correlation ID of up to
+# 1,024 bytes) make one entry. A record naming a longer one is rejected.
+MAX_KEY_CHARS = 255
+MAX_KEY_BYTES = 640  # of UTF-8
+_SURELY_SHORT = MAX_KEY_BYTES // 4  # characters: within both limits, however encoded
 # Numbers, UUIDs and long hex runs vary between occurrences of the same failure.
 _VOLATILE = re.compile(
     r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
@@ -35,10 +46,12 @@ def fingerprint(process: str, stage: str, system: str, error_type: str, message:
 def failure(
     process: str, stage: str, system: str, error_type: str | None, message: str | None
 ) -> tuple[str, str, str]:
-    """A failure's error type and message as kept (defaults filled in, the message cut to
-    _MAX_TEXT characters), and its fingerprint."""
+    """A failure's error type and message as kept (defaults filled in, secrets in the
+    message masked, the message cut to _MAX_TEXT characters), and its fingerprint. Messages
+    are masked as they are stored, not only when shown, so that searching them cannot probe
+    for a secret a system echoed into one."""
     error_type = error_type or "error"
-    message = (message or "")[:_MAX_TEXT]
+    message = (configured().text(message) or "")[:_MAX_TEXT]
     return error_type, message, fingerprint(process, stage, system, error_type, message)
 
 
@@ -56,30 +69,22 @@ class Observer:
         self.read_prefixes = (REPLAY_HEADER_PREFIX,)
         self.correlation_keys = mapping.keys["correlation_id"]
         self._stage_keys = mapping.keys["stage"]  # a record naming none is not observed
+        # Each stage key as written as the key of a JSON object ("key":).
+        self._stage_markers = tuple(to_json(key) + b":" for key in self._stage_keys)
         self._read_key_set = frozenset(self.read_keys)
         # Hot path: each field's keys looked up once here, not per record.
         keys = mapping.keys
         self._process_keys, self._system_keys = keys["process"], keys["system"]
-        self._status_keys, self._dead_letter_keys = keys["status"], keys["dead_letter"]
-        self._error_type_keys, self._error_message_keys = keys["error_type"], keys["error_message"]
         self._business_keys = tuple(
             (field, keys[field], field in _AMOUNT_FIELDS) for field in BUSINESS_FIELDS
         )
-        # What collectors._wire needs to observe a stage span in C, in the order of its SPEC_*
-        # positions; a record with any of `python_keys` (a status or dead-letter attribute)
-        # takes the Python path.
-        python_keys = tuple(dict.fromkeys(keys["status"] + keys["dead_letter"]))
-        self.compiled = (
-            self._process_keys, self._stage_keys, self._system_keys, python_keys,
-            self._business_keys, jsonb, self._error_type_keys, self._error_message_keys,
-            failure,
-        )  # fmt: skip
 
     def readable(self, attrs: Mapping[str, Any]) -> dict[str, Any]:
         """The part of `attrs` an observation can read."""
         keys, prefixes = self._read_key_set, self.read_prefixes
-        return {key: value for key, value in attrs.items()
-                if key in keys or key.startswith(prefixes)}  # fmt: skip
+        return {
+            key: value for key, value in attrs.items() if key in keys or key.startswith(prefixes)
+        }
 
     def correlation_id(self, attrs: Mapping[str, Any], trace_id: bytes | None) -> str | None:
         """The configured correlation attribute, else the trace ID in hex, else None."""
@@ -87,6 +92,19 @@ class Observer:
         if value is not None and str(value):
             return clean_text(str(value))[:256]
         return trace_id.hex() if trace_id else None
+
+    def surely_unobserved(self, resource: Mapping[str, Any], attributes_json: bytes) -> bool:
+        """Whether a record with these attributes (JSON, as orjson and the compiled reader
+        write it), over its resource's readable attributes, surely names no stage: told
+        without parsing, as no stage key appears as a key of the object. False when it may
+        name one (then `observe` decides)."""
+        if resource and first_value(self._stage_keys, resource) is not None:
+            return False
+        # A loop, not all(): a generator costs more than the test on this hot path.
+        for marker in self._stage_markers:  # noqa: SIM110
+            if marker in attributes_json:
+                return False
+        return True
 
     def observe(
         self,
@@ -103,36 +121,60 @@ class Observer:
         trace_id: bytes | None,
         span_id: bytes | None,
         payload: Any = None,
-    ) -> None:
-        """Record the stage observation if the record names a process and stage."""
-        process, stage = (
-            first_value(self._process_keys, attrs),
-            first_value(self._stage_keys, attrs),
-        )
+    ) -> str | None:
+        """Record the stage observation if the record names a process and stage. Returns
+        why the record is rejected (a name or key over MAX_KEY_CHARS), having added
+        nothing, or None."""
+        values = self.mapping.canonical(attrs)
+        process, stage = values.get("process"), values.get("stage")
         if process is None or stage is None:
-            return
+            return None
         process, stage = clean_text(str(process)), clean_text(str(stage))
-        system = clean_text(str(first_value(self._system_keys, attrs) or service_name))
-        status = first_value(self._status_keys, attrs)
-        dead = _truthy(first_value(self._dead_letter_keys, attrs))
+        system = clean_text(str(values.get("system") or service_name))
+        if max(len(process), len(stage), len(system)) > _SURELY_SHORT:
+            for name, keys, value in (
+                ("process", self._process_keys, process),
+                ("stage", self._stage_keys, stage),
+                ("system", self._system_keys, system),
+            ):
+                if _too_long_key(value):
+                    return _too_long(name, keys, attrs, value)
+        business = self._business(values, attrs)
+        if isinstance(business, str):
+            return business
+        status = values.get("status")
+        dead = _truthy(values.get("dead_letter"))
         if isinstance(status, str) and status.lower() in ("ok", "error"):
             failed = status.lower() == "error"
         failed = failed or dead
-        error_type = error_type or _as_text(first_value(self._error_type_keys, attrs))
-        message = _as_text(first_value(self._error_message_keys, attrs)) or message
+        error_type = as_text(error_type) or as_text(values.get("error_type"))
+        message = as_text(values.get("error_message")) or as_text(message)
         fp = None
         if failed:
             error_type, message, fp = failure(process, stage, system, error_type, message)
         batch.observations.append(
-            (
-                record_key, correlation_id, process, stage, system, at_ns, not failed,
-                jsonb(self._business(attrs)), error_type, message, fp, dead, trace_id, span_id,
+            ObservationRow(
+                record_key,
+                correlation_id,
+                process,
+                stage,
+                system,
+                at_ns,
+                not failed,
+                jsonb(business),
+                error_type,
+                message,
+                fp,
+                dead,
+                trace_id,
+                span_id,
             )
-        )  # fmt: skip
+        )
         if dead:
             self._dead_letter(
                 batch,
                 record_key,
+                values,
                 attrs,
                 correlation_id,
                 process,
@@ -144,29 +186,35 @@ class Observer:
                 fp,
                 payload,
             )
+        return None
 
-    def _business(self, attrs: Mapping[str, Any]) -> dict[str, Any]:
-        """The business keys and amounts `attrs` report, by canonical field."""
+    def _business(self, values: dict[str, Any], attrs: Mapping[str, Any]) -> dict[str, Any] | str:
+        """The business keys and amounts among a record's canonical `values`; or why the
+        record (its attributes `attrs`) is rejected (a key over MAX_KEY_CHARS)."""
         found: dict[str, Any] = {}
         for field, keys, is_amount in self._business_keys:
-            value = first_value(keys, attrs)
+            value = values.get(field)
             if value is None:
                 continue
             if is_amount:
                 try:
-                    amount = float(value)  # type: ignore[arg-type]
+                    amount = float(value)
                 except (TypeError, ValueError):
                     continue  # not a number: kept in the raw attributes, not in the books
                 if abs(amount) < _AMOUNT_LIMIT:
                     found[field] = amount
             else:
-                found[field] = clean_text(str(value))
+                text = clean_text(str(value))
+                if len(text) > _SURELY_SHORT and _too_long_key(text):
+                    return _too_long(field, keys, attrs, text)
+                found[field] = text
         return found
 
     def _dead_letter(
         self,
         batch: Batch,
         record_key: bytes,
+        values: dict[str, Any],
         attrs: Mapping[str, Any],
         correlation_id: str,
         process: str,
@@ -183,7 +231,7 @@ class Observer:
             for key, value in attrs.items()
             if key.startswith(REPLAY_HEADER_PREFIX)
         }
-        body = self.mapping.lookup("payload", attrs)
+        body = values.get("payload")
         if body is None:
             body = payload
         if body is not None and not isinstance(body, str):
@@ -191,16 +239,46 @@ class Observer:
         content_type = next(
             (value for key, value in headers.items() if key.lower() == "content-type"), None
         )
-        method = str(self.mapping.lookup("replay_method", attrs) or "POST").upper()
-        target = _as_text(self.mapping.lookup("replay_target", attrs))
+        method = clean_text(str(values.get("replay_method") or "POST")).upper()
+        target = values.get("replay_target")
+        target_error = None if target is None else target_problem(target)
+        target_url = target if isinstance(target, str) and target_error is None else None
+        target_error = target_error or method_problem(method)
+        if target_error is not None:  # the message is kept; its replay is refused, saying why
+            log.warning("dead letter of %s: %s", correlation_id, target_error)
+            method = method[:16]
         batch.dead_letters.append(
-            (
-                record_key, correlation_id, process, stage, system, at_ns, target, method,
-                jsonb(headers), content_type, clean_text(body) if body else None,
-                error_type, message, fp,
+            DeadLetterRow(
+                record_key,
+                correlation_id,
+                process,
+                stage,
+                system,
+                at_ns,
+                target_url,
+                method,
+                jsonb(headers),
+                content_type,
+                clean_text(body) if body else None,
+                error_type,
+                message,
+                fp,
+                target_error,
             )
-        )  # fmt: skip
+        )
 
 
-def _as_text(value: object) -> str | None:
-    return None if value is None else clean_text(str(value))
+def _too_long_key(value: str) -> bool:
+    return len(value) > _SURELY_SHORT and (
+        len(value) > MAX_KEY_CHARS or len(value.encode()) > MAX_KEY_BYTES
+    )
+
+
+def _too_long(field: str, keys: tuple[str, ...], attrs: Mapping[str, Any], value: str) -> str:
+    """The rejection of a record whose `field` (read from one of `keys`) is too long."""
+    key = next((key for key in keys if attrs.get(key) is not None), "service.name")
+    size = len(value.encode())
+    return (
+        f"{field} ({key}) is {len(value)} characters ({size} bytes) long; the limit is "
+        f"{MAX_KEY_CHARS} characters and {MAX_KEY_BYTES} bytes"
+    )

@@ -14,12 +14,16 @@ from typing import Any
 import orjson
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError, Message
+from google.protobuf.unknown_fields import UnknownFieldSet
 from google.rpc import status_pb2
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
+
+_GZIP_MAGIC = b"\x1f\x8b"
+MAX_GZIP_MEMBERS = 64
 
 TRACES_REQUEST = trace_service_pb2.ExportTraceServiceRequest
 LOGS_REQUEST = logs_service_pb2.ExportLogsServiceRequest
@@ -46,16 +50,26 @@ def decompress(body: bytes, encoding: str | None, limit: int) -> bytes:
         return body
     if encoding != "gzip":
         raise BadRequest(f"unsupported Content-Encoding '{encoding}' (use gzip or none)")
-    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    try:
-        data = inflater.decompress(body, limit + 1)
-    except zlib.error as exc:
-        raise BadRequest(f"gzip body is corrupt: {exc}") from None
-    if len(data) > limit:
-        raise TooLarge(f"decompressed body exceeds {limit} bytes")
-    if not inflater.eof:
-        raise BadRequest("gzip body is truncated")
-    return data
+    # A gzip body may hold several members (RFC 1952), each after the last; anything else
+    # after the first member is damage, not data to ignore. Exporters send one; each member
+    # copies the rest of the body, so their number is bounded.
+    data, rest = b"", body
+    for _ in range(MAX_GZIP_MEMBERS):
+        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        try:
+            data += inflater.decompress(rest, limit + 1 - len(data))
+        except zlib.error as exc:
+            raise BadRequest(f"gzip body is corrupt: {exc}") from None
+        if len(data) > limit:
+            raise TooLarge(f"decompressed body exceeds {limit} bytes")
+        if not inflater.eof:
+            raise BadRequest("gzip body is truncated")
+        rest = inflater.unused_data
+        if not rest:
+            return data
+        if not rest.startswith(_GZIP_MAGIC):
+            raise BadRequest(f"{len(rest)} bytes of trailing data after the gzip stream")
+    raise BadRequest(f"gzip body has more than {MAX_GZIP_MEMBERS} members")
 
 
 def parse(body: bytes, kind: str, message_type: type[Message]) -> Any:
@@ -66,6 +80,7 @@ def parse(body: bytes, kind: str, message_type: type[Message]) -> Any:
             message.ParseFromString(body)
         except DecodeError as exc:
             raise BadRequest(f"body is not a valid {message_type.__name__}: {exc}") from None
+        _refuse_mistyped_fields(body, message)
         return message
     if not body.strip():
         return message
@@ -81,6 +96,41 @@ def parse(body: bytes, kind: str, message_type: type[Message]) -> Any:
     except json_format.ParseError as exc:
         raise BadRequest(f"JSON body does not match {message_type.__name__}: {exc}") from None
     return message
+
+
+def _refuse_mistyped_fields(body: bytes, message: Message) -> None:
+    """BadRequest if a known field of `message` (parsed from `body`) came with the wrong
+    wire type.
+
+    The protobuf runtime keeps such a field as an unknown one and parses the rest, so a
+    body of nothing but mistyped fields would read as an empty request. Fields unknown to
+    this schema (from a newer OTLP) stay allowed. Most bodies hold no unknown fields at
+    all, which dropping them and comparing sizes tells without walking the message.
+    """
+    size = message.ByteSize()
+    message.DiscardUnknownFields()
+    if message.ByteSize() == size:
+        return
+    if problem := _mistyped(type(message).FromString(body)):
+        raise BadRequest(problem)
+
+
+def _mistyped(message: Message) -> str | None:
+    """The first known field that `message` or a message inside it holds as unknown."""
+    known = message.DESCRIPTOR.fields_by_number
+    for unknown in UnknownFieldSet(message):
+        if (field := known.get(unknown.field_number)) is not None:
+            return (
+                f"field {field.name} ({unknown.field_number}) of {message.DESCRIPTOR.name} has "
+                f"wire type {unknown.wire_type}, which its type does not allow"
+            )
+    for field, value in message.ListFields():
+        if field.message_type is None:
+            continue
+        for item in (value,) if isinstance(value, Message) else value:
+            if problem := _mistyped(item):
+                return problem
+    return None
 
 
 _ID_KEYS = ("traceId", "trace_id", "spanId", "span_id", "parentSpanId", "parent_span_id")

@@ -1,7 +1,13 @@
-"""Readiness: the database answers and has every migration this code expects."""
+"""Readiness: the database answers and has every migration this code expects.
+
+The answer is for load balancers, which anyone may ask: it says what is wrong in general
+words only; the details (server address, driver message, revisions) go to the log, once
+each time they change.
+"""
 
 from __future__ import annotations
 
+import logging
 import time
 
 import psycopg
@@ -9,7 +15,11 @@ import psycopg
 from q2c.errors import first_line
 from q2c.revisions import head_revision
 
+log = logging.getLogger(__name__)
+
 CACHE_SECONDS = 2.0  # in seconds; load balancers probe often
+UNREACHABLE = "database unreachable"
+NOT_MIGRATED = "database schema is not current: run q2c migrate"
 
 
 class Readiness:
@@ -21,16 +31,19 @@ class Readiness:
         self._head = head_revision()
         self._checked_at = -CACHE_SECONDS
         self._problem: str | None = None
+        self._detail: str | None = None
 
     def problem(self) -> str | None:
-        """None when ready, else what is wrong."""
+        """None when ready, else what is wrong, in general words."""
         now = time.monotonic()
         if now - self._checked_at >= CACHE_SECONDS:
-            self._problem = self._check()
-            self._checked_at = now
+            problem, detail = self._check()
+            if detail != self._detail and detail is not None:
+                log.warning("not ready: %s", detail)
+            self._problem, self._detail, self._checked_at = problem, detail, now
         return self._problem
 
-    def _check(self) -> str | None:
+    def _check(self) -> tuple[str | None, str | None]:
         try:
             with psycopg.connect(self.url, connect_timeout=self.connect_timeout) as conn:
                 row = conn.execute(
@@ -39,13 +52,11 @@ class Readiness:
                     else "SELECT NULL"
                 ).fetchone()
         except psycopg.Error as exc:
-            return f"database unreachable: {first_line(exc)}"
+            return UNREACHABLE, f"{UNREACHABLE}: {first_line(exc)}"
         revision = row[0] if row else None
         if revision != self._head:
-            return (
-                f"database schema at {revision or 'none'}, expected {self._head}: run q2c migrate"
-            )
-        return None
+            return NOT_MIGRATED, f"database schema at {revision or 'none'}, expected {self._head}"
+        return None, None
 
 
 def _has_version_table(conn: psycopg.Connection) -> bool:

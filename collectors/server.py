@@ -5,9 +5,11 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
+from typing import Any
 
 import uvicorn
 
+from collectors._compiled import use
 from q2c.errors import Q2CError
 from q2c.settings import Settings
 
@@ -26,6 +28,7 @@ def is_loopback(host: str) -> bool:
 
 def serve(settings: Settings, database_url: str, host: str, port: int) -> None:
     """Serve OTLP/HTTP on host:port until SIGINT/SIGTERM, finishing queued writes first."""
+    decoding = use(settings.decoder)
     if not settings.tokens:
         if not is_loopback(host):
             raise Q2CError(
@@ -33,7 +36,7 @@ def serve(settings: Settings, database_url: str, host: str, port: int) -> None:
                 "Q2C_INGEST_TOKENS (comma-separated bearer tokens) or listen on 127.0.0.1"
             )
         log.warning("no Q2C_INGEST_TOKENS set: accepting telemetry from this machine only")
-    options = {
+    options: dict[str, Any] = {
         "host": host,
         "port": port,
         "log_level": "warning",
@@ -41,7 +44,7 @@ def serve(settings: Settings, database_url: str, host: str, port: int) -> None:
         "timeout_graceful_shutdown": 30,
         "server_header": False,
     }
-    log.info("collector listening on http://%s:%d", host, port)
+    log.info("collector listening on http://%s:%d, %s", host, port, decoding)
     if settings.collector_workers == 1:
         # Imported here: with several workers this process only supervises them, and
         # keeping the app's modules out of it saves their memory.

@@ -30,19 +30,28 @@ import psycopg
 
 from collectors import _sql
 from collectors._pgtypes import CopyRows, use_c_dumpers
-from collectors.batch import Batch
-from q2c.catalog import Process, stage_rows
+from collectors.batch import (
+    DEAD_LETTERS,
+    LOGS,
+    OBSERVATIONS,
+    RESOURCES,
+    SPANS,
+    STAGINGS,
+    Batch,
+)
+from q2c.catalog import INSERT_CATALOG, Process, stage_rows
 from q2c.errors import first_line
 
 log = logging.getLogger(__name__)
 
-_RETRYABLE_CONFLICTS = (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)
 _CONFLICT_RETRIES = 3
+_COLUMNS = {staging.table: staging.columns for staging in STAGINGS}
 _KNOWN_RESOURCES_LIMIT = 100_000  # resource hashes remembered per connection
 _DERIVE = (
     _sql.UPSERT_STAGE_EVENTS,
     _sql.UPSERT_TRANSACTIONS,
     _sql.DERIVE_EXCEPTIONS,
+    _sql.ENRICH_OCCURRENCES,
     _sql.SYNC_EXCEPTION_CONTEXT,
 )
 
@@ -58,6 +67,40 @@ class StorageRejected(Exception):
 class StatementFailed(Exception):
     """The database is reachable but failed the batch's statements (conflicts that kept
     recurring, or a defect): the batch may be retried later, other batches need not wait."""
+
+
+# What a PostgreSQL error says about a batch, by SQLSTATE (PostgreSQL's Appendix A).
+UNAVAILABLE = "unavailable"  # the server cannot serve anyone now: every client waits
+CONFLICT = "conflict"  # concurrent writers collided: the same batch may simply run again
+REJECTED = "rejected"  # this batch's data cannot be stored: its client gets 400
+FAILED = "failed"  # a defect or a misconfiguration: this batch fails, the others go on
+
+_CLASSES = {
+    "08": UNAVAILABLE,  # connection exception
+    "53": UNAVAILABLE,  # insufficient resources: disk full, out of memory, too many clients
+    "57": UNAVAILABLE,  # operator intervention: shutdown, crash, not yet accepting
+    "58": UNAVAILABLE,  # system error: I/O error
+    "40": CONFLICT,  # transaction rollback: serialization failure, deadlock
+    "22": REJECTED,  # data exception: value out of range, invalid text, bad encoding
+    "23": REJECTED,  # integrity constraint violation
+    "54": REJECTED,  # program limit exceeded: index row size, too many columns
+}
+_STATES = {
+    "57014": FAILED,  # query canceled (statement_timeout or an operator): not an outage
+    "23505": CONFLICT,  # unique violation: merges skip stored records; a racing writer won
+}
+
+
+def classify(exc: psycopg.Error) -> str:
+    """UNAVAILABLE, CONFLICT, REJECTED or FAILED for a PostgreSQL error, by its SQLSTATE;
+    errors without one (the connection broke before an answer) are UNAVAILABLE."""
+    state = exc.sqlstate
+    if state is None:  # raised by the client: a lost connection, or a value it cannot send
+        if isinstance(exc, psycopg.DataError):
+            return REJECTED
+        lost = isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError)
+        return UNAVAILABLE if lost else FAILED
+    return _STATES.get(state) or _CLASSES.get(state[:2], FAILED)
 
 
 class TelemetryWriter(Protocol):
@@ -96,6 +139,9 @@ class PostgresWriter:
         for attempt in range(_CONFLICT_RETRIES):
             try:
                 conn = self._connection()
+            except psycopg.Error as exc:  # refused, unknown database, bad password: all wait
+                raise StorageUnavailable(first_line(exc)) from None
+            try:
                 self._ensure_partitions(conn, batch.days)
                 try:
                     with conn.transaction():
@@ -105,17 +151,19 @@ class PostgresWriter:
                         _store(conn, rows, direct=False)
                 self._remember_resources(batch)
                 return
-            except _RETRYABLE_CONFLICTS:
-                if attempt == _CONFLICT_RETRIES - 1:
-                    raise StatementFailed("concurrent writers kept conflicting") from None
-                time.sleep(0.01 * (attempt + 1))
-            except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
-                self._drop_connection()
-                raise StorageUnavailable(first_line(exc)) from None
-            except psycopg.DataError as exc:
-                raise StorageRejected(first_line(exc)) from None
             except psycopg.Error as exc:
-                self._drop_connection()
+                kind = classify(exc)
+                if kind == CONFLICT and attempt < _CONFLICT_RETRIES - 1:
+                    time.sleep(0.01 * (attempt + 1))
+                    continue
+                if kind in (UNAVAILABLE, FAILED):
+                    self._drop_connection()
+                if kind == UNAVAILABLE:
+                    raise StorageUnavailable(first_line(exc)) from None
+                if kind == REJECTED:
+                    raise StorageRejected(first_line(exc)) from None
+                if kind == CONFLICT:
+                    raise StatementFailed("concurrent writers kept conflicting") from None
                 raise StatementFailed(first_line(exc)) from None
 
     def close(self) -> None:
@@ -130,7 +178,7 @@ class PostgresWriter:
             conn.execute(_sql.STAGING)
             with conn.cursor() as cur:
                 cur.execute("DELETE FROM _catalog")
-                cur.executemany("INSERT INTO _catalog VALUES (%s, %s, %s, %s)", self.catalog_rows)
+                cur.executemany(INSERT_CATALOG, self.catalog_rows)
             self._conn = conn
             self._known_days.clear()
         return self._conn
@@ -172,13 +220,12 @@ class _Rows:
     def of(cls, batch: Batch, known_resources: set[bytes]) -> _Rows:
         """`batch`'s rows, without the resources in `known_resources`."""
         new_resources = [row for key, row in batch.resources.items() if key not in known_resources]
-        types = _sql.STAGING_TYPES
         return cls(
-            CopyRows(new_resources, types["_in_resources"]),
-            CopyRows(batch.spans, types["_in_spans"], batch.encoded_spans),
-            CopyRows(batch.logs, types["_in_logs"]),
-            CopyRows(batch.observations, types["_in_obs"], batch.encoded_observations),
-            CopyRows(batch.dead_letters, types["_in_dead"]),
+            CopyRows(RESOURCES.types, new_resources),
+            CopyRows(SPANS.types, batch.spans, batch.encoded_spans),
+            CopyRows(LOGS.types, batch.logs),
+            CopyRows(OBSERVATIONS.types, batch.observations),
+            CopyRows(DEAD_LETTERS.types, batch.dead_letters),
         )
 
 
@@ -230,6 +277,6 @@ def _copy(cur: psycopg.Cursor, table: str, rows: CopyRows, columns_of: str = "")
     (by default, `table` is itself a staging table)."""
     if not rows:
         return
-    columns = ", ".join(_sql.STAGING_COLUMNS[columns_of or table])
+    columns = ", ".join(_COLUMNS[columns_of or table])
     with cur.copy(f"COPY {table} ({columns}) FROM STDIN (FORMAT BINARY)") as copy:
         rows.send(copy)

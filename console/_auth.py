@@ -3,12 +3,21 @@ command checks the user's current role in the database again."""
 
 from __future__ import annotations
 
-import streamlit as st
+import contextlib
+import json
+import math
+from datetime import timedelta
+from urllib.parse import urlsplit
 
-from console._resources import engine, load
+import streamlit as st
+from sqlalchemy.exc import SQLAlchemyError
+
+from console._resources import engine, load, settings
 from q2c.errors import Q2CError
-from queries.roles import allows, require
-from queries.users import User, acting_user, authenticate
+from queries.roles import UnknownUser, allows, require
+from queries.sessions import close_session, open_session, resume_session
+from queries.sign_in import sign_in, sso_sign_in
+from queries.users import User, lookup_user
 
 SESSION_KEY = "user"
 
@@ -16,6 +25,51 @@ SESSION_KEY = "user"
 def current_user() -> User | None:
     """The signed-in user of this browser session, if any."""
     return st.session_state.get(SESSION_KEY)
+
+
+def refreshed_user() -> User | None:
+    """The signed-in user as the database holds them now, so that navigation follows a
+    role change at once; a user disabled or removed since is signed out, and told. A new
+    browser session (a reload, a new tab) resumes the sign-in its cookie holds."""
+    _write_cookie()
+    user = current_user() or _resumed_user()
+    if user is None:
+        return None
+    try:
+        fresh = lookup_user(engine(), user.username)
+    except UnknownUser:
+        sign_out()
+        st.warning(f"{user.username} can no longer sign in: the account was disabled or removed.")
+        return None
+    except SQLAlchemyError:
+        return user  # the page says what is wrong when it reads; navigation stays as it was
+    st.session_state[SESSION_KEY] = fresh
+    return fresh
+
+
+DESTINATION_KEY = "destination"
+
+
+def remember_destination() -> None:
+    """Note where a signed-out visitor was going (the page's address and its query), so
+    that signing in leads there rather than to the overview."""
+    url = st.context.url
+    if not isinstance(url, str):  # (AppTest gives no real address)
+        return
+    path = urlsplit(url).path.strip("/")
+    if path and DESTINATION_KEY not in st.session_state:
+        st.session_state[DESTINATION_KEY] = (path, dict(st.query_params.to_dict()))
+
+
+def go_to_destination(pages: list[st.Page]) -> None:
+    """After sign-in, open the page a visitor was going to (once), with its query."""
+    destination = st.session_state.pop(DESTINATION_KEY, None)
+    if destination is None:
+        return
+    path, query = destination
+    for page in pages:
+        if page.url_path == path:
+            st.switch_page(page, query_params=query)
 
 
 def sign_in_form() -> None:
@@ -27,16 +81,32 @@ def sign_in_form() -> None:
         password = st.text_input("Password", type="password")
         submitted = st.form_submit_button("Sign in", type="primary")
     if submitted:
-        user = load(authenticate, engine(), username.strip(), password)
-        if user is None:
+        outcome = load(sign_in, engine(), username.strip(), password, _client_address())
+        if outcome.retry_after is not None:
+            minutes = max(1, math.ceil(outcome.retry_after.total_seconds() / 60))
+            st.error(f"Too many failed sign-ins. Try again in {minutes} minute(s).")
+        elif outcome.user is None:
             st.error("Unknown user or wrong password.")
         else:
-            st.session_state[SESSION_KEY] = user
+            _open_session(outcome.user)
             st.rerun()
     if _sso_configured():
         st.button("Sign in with single sign-on", on_click=st.login)
         if getattr(st.user, "is_logged_in", False):
             _adopt_sso_user()
+
+
+def _client_address() -> str | None:
+    """The browser's address: as the server sees it, or, behind a proxy, the last address
+    the proxy added to Q2C_CLIENT_ADDRESS_HEADER (earlier ones are the client's to forge);
+    None when unknown (as under AppTest)."""
+    header = settings().client_address_header
+    if header:
+        forwarded = st.context.headers.get(header)
+        address = forwarded.split(",")[-1].strip() if isinstance(forwarded, str) else None
+    else:
+        address = st.context.ip_address
+    return address if isinstance(address, str) and address else None
 
 
 def _sso_configured() -> bool:
@@ -48,29 +118,70 @@ def _sso_configured() -> bool:
 
 def _adopt_sso_user() -> None:
     """Map an OpenID Connect identity onto a Q2C user by e-mail."""
-    from sqlalchemy import text
-
     email = st.user.get("email")
-    with engine().connect() as conn:
-        username = conn.execute(
-            text("SELECT username FROM users WHERE lower(email) = lower(:e) AND NOT disabled"),
-            {"e": email},
-        ).scalar_one_or_none()
-    if username is None:
+    user = load(sso_sign_in, engine(), str(email or ""), _client_address())
+    if user is None:
         st.error(f"{email} is not a Q2C user; ask an admin to add you.")
         return
-    st.session_state[SESSION_KEY] = load(_lookup, username)
+    _open_session(user)
     st.rerun()
 
 
-def _lookup(username: str) -> User:
-    with engine().connect() as conn:
-        return acting_user(conn, username)
-
-
 def sign_out() -> None:
-    """Forget the session's user."""
+    """Forget the session's user, and close their sign-in for every tab."""
     st.session_state.pop(SESSION_KEY, None)
+    token = st.session_state.pop(TOKEN_KEY, None)
+    if token:
+        # Database unreachable now: the session still ends when it expires.
+        with contextlib.suppress(SQLAlchemyError):
+            close_session(engine(), token, _client_address())
+    st.session_state[COOKIE_KEY] = None  # the browser forgets it on the next run
+
+
+COOKIE = "q2c_session"
+TOKEN_KEY, COOKIE_KEY = "session_token", "cookie_to_write"
+
+
+def _open_session(user: User) -> None:
+    """Sign `user` in here, and open a session their other tabs and reloads resume."""
+    st.session_state[SESSION_KEY] = user
+    try:
+        token = open_session(
+            engine(), user, timedelta(hours=settings().session_hours), _client_address()
+        )
+    except SQLAlchemyError:
+        return  # signed in for this tab only
+    st.session_state[TOKEN_KEY] = token
+    st.session_state[COOKIE_KEY] = token  # written on the next run (this one reruns)
+
+
+def _resumed_user() -> User | None:
+    """The user of the session the browser's cookie names, if it is still good."""
+    token = st.context.cookies.get(COOKIE)
+    if not isinstance(token, str) or not token:  # (AppTest gives no real cookies)
+        return None
+    try:
+        user = resume_session(engine(), token)
+    except SQLAlchemyError:
+        return None
+    if user is not None:
+        st.session_state[SESSION_KEY] = user
+        st.session_state[TOKEN_KEY] = token
+    return user
+
+
+def _write_cookie() -> None:
+    """Hand the browser the session cookie to keep (or to drop, after sign-out), once."""
+    if COOKIE_KEY not in st.session_state:
+        return
+    token = st.session_state.pop(COOKIE_KEY)
+    age = settings().session_hours * 3600 if token else 0
+    value = json.dumps(f"{COOKIE}={token or ''}; Path=/; Max-Age={age}; SameSite=Strict")
+    st.html(
+        "<script>document.cookie = "
+        f"{value} + (location.protocol === 'https:' ? '; Secure' : '');</script>",
+        unsafe_allow_javascript=True,
+    )
 
 
 def page_user(permission: str) -> User:
@@ -80,7 +191,7 @@ def page_user(permission: str) -> User:
     if user is None:
         st.warning("Please sign in.")
         st.stop()
-    fresh = load(_lookup, user.username)
+    fresh = load(lookup_user, engine(), user.username)
     try:
         require(fresh.username, fresh.role, permission)
     except Q2CError as exc:

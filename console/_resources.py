@@ -11,7 +11,9 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from q2c.database import create_db_engine
 from q2c.errors import Q2CError, first_line
+from q2c.privileges import warn_if_privileged
 from q2c.settings import Settings, load_settings
+from q2c.urls import libpq_url
 from sla.policy import Policy, load_policy
 
 T = TypeVar("T")
@@ -29,7 +31,9 @@ def engine() -> Engine:
     current = settings()
     if current.database_url is None:
         raise Q2CError("no DATABASE_URL: start the console with `q2c console` or `make demo`")
-    return create_db_engine(current.database_url.get_secret_value(), current)
+    url = libpq_url(current.database_url.get_secret_value())
+    warn_if_privileged(url)
+    return create_db_engine(url, current)
 
 
 @st.cache_resource

@@ -2,21 +2,119 @@
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+
 import pandas as pd
 import streamlit as st
 
 
-def selectable_table(frame: pd.DataFrame, columns: list[str], key: str,
-                     column_config: dict | None = None) -> list[int]:  # fmt: skip
-    """Show `columns` of `frame` with a tick box per row; returns the ticked rows' ids.
-    Only the tick boxes are editable."""
+def selectable_table(
+    frame: pd.DataFrame, columns: list[str], key: str, column_config: dict | None = None
+) -> list[int]:
+    """Show `columns` of `frame` with a tick box per row; returns the ids of every ticked
+    row, in the order they were ticked, including rows the table no longer shows. Only
+    the tick boxes are editable.
+
+    Ticks are kept by row id in the session, not by the editor, whose edits are by row
+    position: live data adds, removes and reorders rows, and a tick must neither vanish
+    nor move to another row. The editor is keyed by the rows it shows, so that an edit
+    made on one list of rows never applies to another."""
+    store = f"{key}:ticked"
+    ticked: list[int] = st.session_state.get(store, [])
+    ids = [int(i) for i in frame["id"]]
     table = frame[columns].copy()
-    table.insert(0, "select", False)
-    edited = st.data_editor(
-        table,
-        hide_index=True,
-        key=key,
-        disabled=columns,
-        column_config={"select": st.column_config.CheckboxColumn("✓"), **(column_config or {})},
+    table.insert(0, "select", [i in ticked for i in ids])
+    # The editor's identity: the rows it shows and their ticks as given. Either changing
+    # makes a new editor, which starts from the ticks given (an editor handed new data
+    # would reset its edits and rerun the page, closing any dialog just opened).
+    shown = repr((ids, list(table["select"])))
+    rows = hashlib.blake2b(shown.encode(), digest_size=8).hexdigest()
+    with st.container(key=key):  # one stable name for the table, whichever rows it shows
+        edited = st.data_editor(
+            table,
+            hide_index=True,
+            key=f"{key}:{rows}",
+            disabled=columns,
+            column_config={
+                "select": st.column_config.CheckboxColumn("✓"),
+                **(column_config or {}),
+            },
+        )
+    on_screen = {i: bool(tick) for i, tick in zip(ids, edited["select"], strict=True)}
+    kept = [i for i in ticked if on_screen.get(i, True)]
+    ticked = kept + [i for i, tick in on_screen.items() if tick and i not in kept]
+    st.session_state[store] = ticked
+    return ticked
+
+
+def untick(key: str, ids: Iterable[int]) -> None:
+    """Forget the ticks of `ids` in `selectable_table` `key` (after acting on them)."""
+    store = f"{key}:ticked"
+    done = set(ids)
+    st.session_state[store] = [i for i in st.session_state.get(store, []) if i not in done]
+
+
+def money_text(amounts: dict[str, float]) -> str:
+    """Totals per currency as one line ("EUR 1,200.00 · USD 80.50"), never added up."""
+    return " · ".join(
+        f"{currency or '(no currency)'} {total:,.2f}" for currency, total in sorted(amounts.items())
     )
-    return [int(i) for i in edited.loc[edited["select"], "id"]]
+
+
+def history_event(event: dict) -> None:
+    """One entry of an audit history: who did what, when (UTC), what they wrote, and what
+    changed. The text people wrote is shown as plain text, never as Markdown."""
+    when = moment_text(event["at"], seconds=True)
+    st.markdown(f"**{event['actor']}** {event['action'].replace('_', ' ')} · {when}")
+    if event.get("comment"):
+        st.text(event["comment"])
+    changes = [
+        f"{key}: {(event['before'] or {}).get(key) or '—'} → {value or '—'}"
+        for key, value in (event["after"] or {}).items()
+    ]
+    if changes:
+        st.caption("; ".join(changes))
+
+
+def amount_text(amount: float | None, currency: str | None) -> str:
+    """An amount with its currency first, so that a narrow tile never loses it."""
+    if amount is None:
+        return "—"
+    return f"{currency} {amount:,.2f}" if currency else f"{amount:,.2f}"
+
+
+def age_text(age: timedelta) -> str:
+    """An age in hours up to two days, in days beyond."""
+    hours = max(age.total_seconds(), 0) / 3600
+    return f"{hours:.1f} h" if hours < 48 else f"{hours / 24:.1f} d"
+
+
+def moment_text(moment: datetime | None, seconds: bool = False) -> str:
+    """A time to the minute (or the second), in UTC."""
+    if moment is None:
+        return "—"
+    return moment.astimezone(UTC).strftime(f"%Y-%m-%d %H:%M{':%S' if seconds else ''} UTC")
+
+
+def duration_text(ms: float | None) -> str:
+    """A duration in minutes from one minute up, in seconds below."""
+    return "—" if ms is None else (f"{ms / 60000:.1f} min" if ms >= 60000 else f"{ms / 1000:.1f} s")
+
+
+def delta_text(now: float | None, before: float | None, unit: str = "") -> str | None:
+    """The change since the previous window, as the tile's value is rounded; None when
+    either is unknown or the change rounds to nothing (never "-0.0")."""
+    if now is None or before is None or round(now - before, 1) == 0:
+        return None
+    return f"{now - before:+.1f}{unit}"
+
+
+def duration_delta(now_ms: float | None, before_ms: float | None) -> str | None:
+    """A latency's change in the unit its tile shows (`duration_text`): minutes or seconds."""
+    if now_ms is None or before_ms is None:
+        return None
+    if now_ms >= 60000:
+        return delta_text(now_ms / 60000, before_ms / 60000, " min")
+    return delta_text(now_ms / 1000, before_ms / 1000, " s")

@@ -34,11 +34,17 @@ HISTORY_FLUSH_EVERY = 200  # transactions between flushes, so the SDK's queue ne
 def _providers(collector: str, service: str) -> tuple[TracerProvider, LoggerProvider]:
     resource = Resource.create({"service.name": service, "deployment.environment.name": "demo"})
     tracer = TracerProvider(resource=resource)
-    tracer.add_span_processor(BatchSpanProcessor(
-        OTLPSpanExporter(endpoint=f"{collector}/v1/traces"), max_queue_size=20_000))  # fmt: skip
+    tracer.add_span_processor(
+        BatchSpanProcessor(
+            OTLPSpanExporter(endpoint=f"{collector}/v1/traces"), max_queue_size=20_000
+        )
+    )
     logger = LoggerProvider(resource=resource)
-    logger.add_log_record_processor(BatchLogRecordProcessor(
-        OTLPLogExporter(endpoint=f"{collector}/v1/logs"), max_queue_size=20_000))  # fmt: skip
+    logger.add_log_record_processor(
+        BatchLogRecordProcessor(
+            OTLPLogExporter(endpoint=f"{collector}/v1/logs"), max_queue_size=20_000
+        )
+    )
     return tracer, logger
 
 
@@ -66,11 +72,16 @@ def success_reporter(tracer_provider: TracerProvider):
             return
         now = time.time_ns()
         span = tracer.start_span(
-            f"{parts[2]} (replayed)", start_time=now - NS // 10,
-            attributes={"q2c.correlation_id": correlation, "q2c.process": parts[1],
-                        "q2c.stage": parts[2], "q2c.system": applied.system,
-                        "q2c.replayed": True},
-        )  # fmt: skip
+            f"{parts[2]} (replayed)",
+            start_time=now - NS // 10,
+            attributes={
+                "q2c.correlation_id": correlation,
+                "q2c.process": parts[1],
+                "q2c.stage": parts[2],
+                "q2c.system": applied.system,
+                "q2c.replayed": True,
+            },
+        )
         span.end(end_time=now)
 
     return report
@@ -93,17 +104,29 @@ def main() -> None:
     target_telemetry = _providers(args.collector, "q2c-demo-targets")
     state = TargetState()
     app = create_targets(state, success_reporter(target_telemetry[0]))
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=args.port,
-                                           log_level="warning"))  # fmt: skip
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=args.port, log_level="warning")
+    )
     threading.Thread(target=server.run, daemon=True).start()
 
     stop = StopRequest().listen()
-    generator = TrafficGenerator(*middleware, policy.catalog(), stage_systems(policy),
-                                 f"http://127.0.0.1:{args.port}", seed=args.seed)  # fmt: skip
+    generator = TrafficGenerator(
+        *middleware,
+        policy.catalog(),
+        stage_systems(policy),
+        f"http://127.0.0.1:{args.port}",
+        seed=args.seed,
+    )
     try:
         if args.history_days:
-            _backfill(generator, middleware[0], middleware[1], args.history_days,
-                      args.history_per_day, stop)  # fmt: skip
+            _backfill(
+                generator,
+                middleware[0],
+                middleware[1],
+                args.history_days,
+                args.history_per_day,
+                stop,
+            )
         log.info("sending live traffic at %.1f transactions/s", args.rate)
         while not stop.wait(1.0 / args.rate):
             generator.transaction()
@@ -114,8 +137,14 @@ def main() -> None:
         server.should_exit = True
 
 
-def _backfill(generator: TrafficGenerator, tracer: TracerProvider, logger: LoggerProvider,
-              days: int, per_day: int, stop: StopRequest) -> None:  # fmt: skip
+def _backfill(
+    generator: TrafficGenerator,
+    tracer: TracerProvider,
+    logger: LoggerProvider,
+    days: int,
+    per_day: int,
+    stop: StopRequest,
+) -> None:
     total = days * per_day
     start = time.time_ns() - days * 86_400 * NS
     step = days * 86_400 * NS // total

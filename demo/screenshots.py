@@ -12,13 +12,23 @@ from playwright.sync_api import sync_playwright
 
 from demo.seed import DEMO_USERS
 
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 PAGES = {  # link text → file name
-    "Overview": "overview", "Quote-to-cash stages": "stages", "Exceptions": "exceptions",
-    "Dead letters & replays": "dead-letters", "Trace explorer": "trace-explorer",
+    "Overview": "overview",
+    "Quote-to-cash stages": "stages",
+    "Exceptions": "exceptions",
+    "Dead letters & replays": "dead-letters",
+    "Trace explorer": "trace-explorer",
     "Users & policies": "admin",
-}  # fmt: skip
+}
 
 
 def main() -> None:
@@ -30,8 +40,9 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     user, _, password = next(u for u in DEMO_USERS if u[1] == "admin")
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium",
-                                             args=CHROMIUM_ARGS)  # fmt: skip
+        browser = playwright.chromium.launch(
+            executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS
+        )
         page = browser.new_context(viewport={"width": 1440, "height": 1100}).new_page()
         page.goto(args.url)
         page.get_by_label("User name").fill(user)

@@ -6,7 +6,7 @@ from sqlalchemy import Engine, text
 
 from queries.users import create_user
 
-# username, role, password (demo only: printed by `q2c demo`)
+# username, role, password (demo only: printed by `make demo`)
 DEMO_USERS = (
     ("admin", "admin", "q2c-demo-admin"),
     ("finance", "finance_ops", "q2c-demo-finance"),

@@ -51,8 +51,9 @@ class TargetState:
     requests: list[tuple[str, str | None, int]] = field(default_factory=list)  # system, key, status
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def inject(self, system: str, mode: str, count: int, retry_after: int = 1,
-               delay_seconds: float = 0.0) -> None:  # fmt: skip
+    def inject(
+        self, system: str, mode: str, count: int, retry_after: int = 1, delay_seconds: float = 0.0
+    ) -> None:
         """Make `system` fail its next `count` requests in `mode`."""
         with self.lock:
             self.faults[system] = Fault(mode, count, retry_after, delay_seconds)
@@ -103,8 +104,9 @@ def create_targets(
             with state.lock:
                 state.requests.append((system, key, status))
             return JSONResponse({"error": fault.mode}, status, headers=headers)
-        applied = Applied(system, request.url.path, request.method, key, body,
-                          dict(request.headers))  # fmt: skip
+        applied = Applied(
+            system, request.url.path, request.method, key, body, dict(request.headers)
+        )
         with state.lock:
             duplicate = key is not None and any(a.idempotency_key == key for a in state.applied)
             if not duplicate:
@@ -112,8 +114,9 @@ def create_targets(
             state.requests.append((system, key, 200))
         if not duplicate and on_applied is not None:
             on_applied(applied)
-        return JSONResponse({"status": "duplicate" if duplicate else "applied",
-                             "idempotency_key": key})  # fmt: skip
+        return JSONResponse(
+            {"status": "duplicate" if duplicate else "applied", "idempotency_key": key}
+        )
 
     async def health(request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok"})

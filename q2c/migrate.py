@@ -8,10 +8,9 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import create_engine, text
 
-from q2c.database import sqlalchemy_url
-from q2c.revisions import head_revision
+from q2c.urls import sqlalchemy_url
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 # Serialises concurrent `q2c migrate` runs (e.g. several collectors starting at once).
@@ -26,17 +25,6 @@ def alembic_config(url: str | None = None) -> Config:
         rendered = sqlalchemy_url(url).render_as_string(hide_password=False)
         config.set_main_option("sqlalchemy.url", rendered.replace("%", "%%"))
     return config
-
-
-def current_revision(engine: Engine) -> str | None:
-    """The migration the database is at, or None for an empty database."""
-    with engine.connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision()
-
-
-def is_current(engine: Engine) -> bool:
-    """Whether the database has every migration this code ships."""
-    return current_revision(engine) == head_revision()
 
 
 def upgrade(url: str, revision: str = "head") -> tuple[str | None, str | None]:

@@ -20,7 +20,8 @@ def _revision_and_parent(script: Path) -> tuple[str, str | None]:
         if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant):
             for target in node.targets:
                 if isinstance(target, ast.Name) and target.id in ("revision", "down_revision"):
-                    values[target.id] = node.value.value
+                    value = node.value.value
+                    values[target.id] = None if value is None else str(value)
     return str(values["revision"]), values.get("down_revision")
 
 

@@ -7,7 +7,7 @@ default below. Secrets are `SecretStr` so they never print by accident.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
@@ -28,7 +28,19 @@ class Settings(BaseSettings):
     database_url: SecretStr | None = Field(
         default=None,
         validation_alias="DATABASE_URL",
-        description="PostgreSQL server to use; unset starts the embedded server.",
+        description="PostgreSQL database every process connects to, as the runtime role "
+        "(Q2C_APP_ROLE); unset starts the embedded server.",
+    )
+    migration_database_url: SecretStr | None = Field(
+        default=None,
+        description="The same database as its schema's owner, for `q2c migrate` and the first "
+        "admin; unset uses DATABASE_URL.",
+    )
+    app_role: str = Field(
+        default="q2c_app",
+        pattern=r"^[a-z_][a-z0-9_]{0,62}$",
+        description="The runtime role `q2c migrate` grants exactly what the product needs "
+        "(created if missing where the owner may).",
     )
     data_dir: Path = Field(
         default=Path(".q2c"),
@@ -55,6 +67,19 @@ class Settings(BaseSettings):
     console_port: int = Field(
         default=8501, ge=1, le=65535, description="Port the Streamlit console listens on."
     )
+    client_address_header: str = Field(
+        default="",
+        description="Behind a reverse proxy: the header (X-Forwarded-For, say) whose last "
+        "address is the browser's, for sign-in limits and the audit log; empty uses the "
+        "connection's address.",
+    )
+    session_hours: int = Field(
+        default=12,
+        ge=1,
+        le=24 * 30,
+        description="How long a console sign-in lasts (hours) across reloads and new tabs, "
+        "unless the user signs out, is disabled or changes role.",
+    )
     collector_host: str = Field(
         default="127.0.0.1", description="Address the OTLP/HTTP collector listens on."
     )
@@ -74,6 +99,12 @@ class Settings(BaseSettings):
         ge=1024,
         description="Largest request body, also after decompression (in bytes).",
     )
+    body_read_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        le=600,
+        description="Longest wait for a request's whole body before answering 408 (in seconds).",
+    )
     max_inflight: int = Field(
         default=64, ge=1, le=10_000, description="Requests admitted at once before 429 (count)."
     )
@@ -92,6 +123,12 @@ class Settings(BaseSettings):
         default=16_384,
         ge=1,
         description="Most spans and log records written in one transaction (count).",
+    )
+    decoder: Literal["auto", "compiled", "python"] = Field(
+        default="auto",
+        description="How the collector reads OTLP protobuf: auto (the compiled reader when "
+        "the install built it), compiled (refuse to start without it) or python (the "
+        "protobuf runtime alone).",
     )
     attribute_map: Path | None = Field(
         default=None,
@@ -121,8 +158,20 @@ class Settings(BaseSettings):
     replay_backoff_seconds: float = Field(
         default=2.0, gt=0, description="First retry delay, doubled per attempt (in seconds)."
     )
+    replay_deadline_seconds: float = Field(
+        default=3600.0,
+        gt=0,
+        description="A replay not delivered this long after its request fails, rather than "
+        "arrive late (in seconds).",
+    )
     replay_rate_per_host: float = Field(
         default=5.0, gt=0, description="Replays sent per second to one target host."
+    )
+    mask_keys: str = Field(
+        default="",
+        description="Comma-separated key patterns whose values are masked on every surface, "
+        "besides the built-in ones (docs/security.md); words in any spelling: api_key also "
+        "masks apiKey and X-API-Key.",
     )
     demo_sandbox_port: int = Field(
         default=8701, ge=1, le=65535, description="Port of the demo's fake CRM/billing/ERP."
@@ -145,17 +194,21 @@ class Settings(BaseSettings):
             raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
         return level
 
-    @field_validator("database_url")
+    @field_validator("database_url", "migration_database_url")
     @classmethod
     def _postgres_url(cls, value: SecretStr | None) -> SecretStr | None:
         if value is None or not value.get_secret_value():
             return None
         url = value.get_secret_value()
-        scheme = urlsplit(url).scheme if "://" in url else ""
-        if not scheme:
+        parts = urlsplit(url) if "://" in url else None
+        if parts is None or not parts.scheme:
             raise ValueError("is not a database URL (postgresql://user@host:5432/db)")
-        if not scheme.startswith(("postgresql", "postgres")):
-            raise ValueError(f"must be a postgresql:// URL, not {scheme}://")
+        if not parts.scheme.startswith(("postgresql", "postgres")):
+            raise ValueError(f"must be a postgresql:// URL, not {parts.scheme}://")
+        try:
+            parts.port  # noqa: B018 - parsing it is the check
+        except ValueError:
+            raise ValueError("has a port that is not a number from 1 to 65535") from None
         return value
 
     @property
@@ -172,6 +225,11 @@ class Settings(BaseSettings):
     def replay_headers(self) -> frozenset[str]:
         """Stored headers (lower-case) a replay passes on."""
         return frozenset(name.lower() for name in comma_list(self.replay_header_allowlist))
+
+    @property
+    def mask_key_list(self) -> list[str]:
+        """The key patterns of Q2C_MASK_KEYS."""
+        return comma_list(self.mask_keys)
 
     @property
     def pgdata_dir(self) -> Path:
@@ -206,13 +264,18 @@ def load_settings(**overrides: Any) -> Settings:
 
 
 def masked_url(url: str) -> str:
-    """A database URL with its password replaced by ***."""
+    """A database URL with its password (in user:password@ or ?password=) replaced by ***."""
     parts = urlsplit(url)
     userinfo, at, host = parts.netloc.rpartition("@")
-    if not at or ":" not in userinfo:
-        return url
-    user = userinfo.partition(":")[0]
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+    if at and ":" in userinfo:
+        parts = parts._replace(netloc=f"{userinfo.partition(':')[0]}:***@{host}")
+    query = "&".join(
+        f"{name}=***" if name.lower() == "password" else pair
+        for pair in parts.query.split("&")
+        if pair
+        for name in [pair.partition("=")[0]]
+    )
+    return urlunsplit(parts._replace(query=query))
 
 
 def describe(settings: Settings) -> list[tuple[str, str, str]]:
@@ -222,9 +285,12 @@ def describe(settings: Settings) -> list[tuple[str, str, str]]:
         value = getattr(settings, field)
         if isinstance(value, SecretStr):
             secret = value.get_secret_value()
-            shown = masked_url(secret) if field == "database_url" else "***"
+            shown = masked_url(secret) if field.endswith("database_url") else "***"
         elif value is None:
-            shown = "(unset: embedded PostgreSQL)" if field == "database_url" else "(unset)"
+            shown = {
+                "database_url": "(unset: embedded PostgreSQL)",
+                "migration_database_url": "(unset: DATABASE_URL)",
+            }.get(field, "(unset)")
         else:
             shown = str(value)
         rows.append((env_name(field), shown, info.description or ""))

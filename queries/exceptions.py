@@ -4,26 +4,30 @@ transaction as the change."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import csv
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, TextIO
 
-from sqlalchemy import Connection, Engine, bindparam, text
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy import BindParameter, Connection, Engine, TextClause, bindparam, text
 
 from q2c.errors import Q2CError
+from q2c.masking import configured
+from q2c.vocabulary import CLOSED_STATUSES, IMPACTS, OPEN_STATUSES, TRANSITIONS
+from queries.audit import record_exception_event
+from queries.search import contains_pattern
 from queries.users import acting_user, allowed_user
 
-OPEN_STATUSES = ("open", "assigned", "in_progress", "replayed")
-CLOSED_STATUSES = ("resolved", "auto_resolved", "ignored")
 _COLUMNS = (
     "id, correlation_id, process, stage, system, kind, fingerprint, error_type, message, "
     "status, impact, owner, first_seen, last_seen, occurrences, due_at, resolved_at, "
     "resolution, customer_id, order_id, invoice_id, amount::float8 AS amount, currency, "
-    "legal_entity, now() - first_seen AS age, (due_at < now() AND status IN "
-    "('open', 'assigned', 'in_progress', 'replayed')) AS overdue"
+    "legal_entity, greatest(now() - first_seen, interval '0') AS age, "
+    "(due_at < now() AND q2c_is_open(status)) "
+    "AS overdue"
 )
+_EXPORT_CHUNK = 2_000  # rows fetched from the database at a time by an export
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,18 @@ class ExceptionFilter:
     older_than: timedelta | None = None
     newer_than: timedelta | None = None
     search: str | None = None
+    fingerprint: str | None = None
+
+
+# How a list may be ordered: name → ORDER BY (each ends in id, so pages never overlap).
+ORDERS = {
+    "most urgent": f"array_position(ARRAY{list(IMPACTS)}, impact), first_seen, id",
+    "oldest first": "first_seen, id",
+    "newest first": "first_seen DESC, id DESC",
+    "last seen": "last_seen DESC, id DESC",
+    "largest amount": "amount DESC NULLS LAST, id",
+    "most occurrences": "occurrences DESC, id",
+}
 
 
 @dataclass
@@ -50,49 +66,135 @@ class ActionResult:
     skipped: dict[int, str] = field(default_factory=dict)
 
 
-def list_exceptions(engine: Engine, filters: ExceptionFilter, limit: int = 500) -> list[dict]:
-    """Exceptions matching `filters`, most urgent first (impact, then oldest)."""
+def list_exceptions(
+    engine: Engine,
+    filters: ExceptionFilter,
+    limit: int = 500,
+    offset: int = 0,
+    order: str = "most urgent",
+) -> list[dict]:
+    """Exceptions matching `filters` in `order` (one of ORDERS; by default most urgent
+    first: impact, then oldest): `limit` of them from `offset` on (count_exceptions says
+    how many match in all)."""
+    query, params = _listing(filters, order)
+    query = text(f"{query.text} LIMIT :limit OFFSET :offset").bindparams(*_expanding(params))
+    with engine.connect() as conn:
+        rows = conn.execute(query, {**params, "limit": limit, "offset": offset})
+        return _masked_messages((dict(row._mapping) for row in rows), "message")
+
+
+def count_exceptions(engine: Engine, filters: ExceptionFilter) -> int:
+    """How many exceptions match `filters`."""
+    clauses, params = _where(filters)
+    query = text(f"SELECT count(*) FROM exceptions WHERE {' AND '.join(clauses)}")
+    with engine.connect() as conn:
+        return int(conn.execute(query.bindparams(*_expanding(params)), params).scalar_one())
+
+
+def matching_ids(engine: Engine, filters: ExceptionFilter) -> list[int]:
+    """The ids of every exception matching `filters` (a group action acts on them all)."""
+    clauses, params = _where(filters)
+    query = text(f"SELECT id FROM exceptions WHERE {' AND '.join(clauses)} ORDER BY id")
+    with engine.connect() as conn:
+        return list(conn.execute(query.bindparams(*_expanding(params)), params).scalars())
+
+
+def still_matching(engine: Engine, filters: ExceptionFilter, ids: Sequence[int]) -> set[int]:
+    """Those of `ids` that match `filters` now (others were closed or changed meanwhile)."""
+    if not ids:
+        return set()
     clauses, params = _where(filters)
     query = text(
-        f"SELECT {_COLUMNS} FROM exceptions WHERE {' AND '.join(clauses)} "
-        "ORDER BY array_position(ARRAY['critical', 'high', 'medium', 'low'], impact), "
-        "first_seen LIMIT :limit"
-    )
-    for name in ("statuses", "impacts"):
-        if name in params:
-            query = query.bindparams(bindparam(name, expanding=True))
+        f"SELECT id FROM exceptions WHERE {' AND '.join(clauses)} AND id = ANY (:ids)"
+    ).bindparams(*_expanding(params))
     with engine.connect() as conn:
-        return [dict(row._mapping) for row in conn.execute(query, {**params, "limit": limit})]
+        return set(conn.execute(query, {**params, "ids": list(ids)}).scalars())
+
+
+def export_exceptions(
+    engine: Engine,
+    filters: ExceptionFilter,
+    columns: Sequence[str],
+    out: TextIO,
+    order: str = "most urgent",
+) -> int:
+    """Write every exception matching `filters` to `out` as CSV (a header of `columns`,
+    then one line each, in list order, messages masked), fetched from the database a chunk
+    at a time so that no number of them is held at once. Returns how many were written."""
+    query, params = _listing(filters, order)
+    masking = configured()
+    writer = csv.writer(out)
+    writer.writerow(columns)
+    written = 0
+    with engine.connect() as conn:
+        result = conn.execution_options(stream_results=True, yield_per=_EXPORT_CHUNK).execute(
+            query.bindparams(*_expanding(params)), params
+        )
+        for chunk in result.partitions():
+            for row in chunk:
+                values = {**row._mapping, "message": masking.text(row.message)}
+                writer.writerow([values[column] for column in columns])
+            written += len(chunk)
+    return written
+
+
+def _listing(filters: ExceptionFilter, order: str) -> tuple[TextClause, dict[str, Any]]:
+    """The query of the exceptions matching `filters`, in `order`."""
+    if order not in ORDERS:
+        raise Q2CError(f"exceptions are listed {', '.join(ORDERS)}; not '{order}'")
+    clauses, params = _where(filters)
+    query = text(
+        f"SELECT {_COLUMNS} FROM exceptions WHERE {' AND '.join(clauses)} ORDER BY {ORDERS[order]}"
+    )
+    return query, params
+
+
+def _expanding(params: dict[str, Any]) -> list[BindParameter]:
+    """The list parameters of `_where` as IN-list binds."""
+    return [bindparam(name, expanding=True) for name in ("statuses", "impacts") if name in params]
 
 
 def group_exceptions(engine: Engine, filters: ExceptionFilter) -> list[dict]:
-    """Exceptions matching `filters` grouped by fingerprint: alike failures together."""
+    """Exceptions matching `filters` grouped by fingerprint: alike failures together. Their
+    money is summed per currency (`amounts`: currency → total; "" where none was given),
+    never across currencies."""
     clauses, params = _where(filters)
     query = text(
+        f"WITH matching AS (SELECT * FROM exceptions WHERE {' AND '.join(clauses)}), "
+        "money AS (SELECT fingerprint, jsonb_object_agg(currency, total ORDER BY currency) "
+        "AS amounts FROM (SELECT fingerprint, coalesce(currency, '') AS currency, "
+        "sum(amount)::float8 AS total FROM matching WHERE amount IS NOT NULL "
+        "GROUP BY 1, 2) per_currency GROUP BY fingerprint) "
+        "SELECT g.*, coalesce(m.amounts, '{}') AS amounts FROM ("
         "SELECT fingerprint, min(process) AS process, min(stage) AS stage, "
         "min(system) AS system, min(kind) AS kind, min(error_type) AS error_type, "
         "(array_agg(message ORDER BY first_seen))[1] AS sample_message, count(*) AS exceptions,"
         " sum(occurrences) AS occurrences, min(first_seen) AS first_seen, "
-        "max(last_seen) AS last_seen, sum(amount)::float8 AS amount "
-        f"FROM exceptions WHERE {' AND '.join(clauses)} GROUP BY fingerprint "
-        "ORDER BY count(*) DESC, max(last_seen) DESC"
+        "max(last_seen) AS last_seen FROM matching GROUP BY fingerprint) g "
+        "LEFT JOIN money m USING (fingerprint) "
+        "ORDER BY g.exceptions DESC, g.last_seen DESC"
     )
-    for name in ("statuses", "impacts"):
-        if name in params:
-            query = query.bindparams(bindparam(name, expanding=True))
     with engine.connect() as conn:
-        return [dict(row._mapping) for row in conn.execute(query, params)]
+        rows = conn.execute(query.bindparams(*_expanding(params)), params)
+        return _masked_messages((dict(row._mapping) for row in rows), "sample_message")
+
+
+def _masked_messages(rows: Iterable[dict[str, Any]], column: str) -> list[dict[str, Any]]:
+    """`rows` with secrets in `column` masked (systems echo card numbers and tokens in errors)."""
+    masking = configured()
+    return [{**row, column: masking.text(row[column])} for row in rows]
 
 
 def _where(filters: ExceptionFilter) -> tuple[list[str], dict[str, Any]]:
-    clauses, params = ["true"], {}
+    clauses: list[str] = ["true"]
+    params: dict[str, Any] = {}
     if filters.statuses:
         clauses.append("status IN :statuses")
         params["statuses"] = list(filters.statuses)
     if filters.impact:
         clauses.append("impact IN :impacts")
         params["impacts"] = list(filters.impact)
-    for column in ("process", "stage", "system", "kind", "owner"):
+    for column in ("process", "stage", "system", "kind", "owner", "fingerprint"):
         value = getattr(filters, column)
         if value:
             clauses.append(f"{column} = :{column}")
@@ -108,7 +210,7 @@ def _where(filters: ExceptionFilter) -> tuple[list[str], dict[str, Any]]:
             "(message ILIKE :search OR error_type ILIKE :search OR correlation_id ILIKE :search"
             " OR invoice_id ILIKE :search OR customer_id ILIKE :search OR order_id ILIKE :search)"
         )
-        params["search"] = f"%{filters.search}%"
+        params["search"] = contains_pattern(filters.search)
     return clauses, params
 
 
@@ -121,7 +223,8 @@ def exception_detail(engine: Engine, exception_id: int) -> dict[str, Any]:
         ).one_or_none()
         if row is None:
             raise Q2CError(f"no exception {exception_id}")
-        detail = dict(row._mapping)
+        masking = configured()
+        detail = {**row._mapping, "message": masking.text(row.message)}
         key = {"c": detail["correlation_id"], "id": exception_id}
         detail["occurrences"] = _rows(
             conn,
@@ -131,6 +234,8 @@ def exception_detail(engine: Engine, exception_id: int) -> dict[str, Any]:
             "AND exception_id = :id ORDER BY occurred_at, record_key",
             key,
         )
+        for occurrence in detail["occurrences"]:
+            occurrence["message"] = masking.text(occurrence["message"])
         detail["history"] = _rows(
             conn,
             "SELECT at, actor, action, before, after, comment "
@@ -138,6 +243,12 @@ def exception_detail(engine: Engine, exception_id: int) -> dict[str, Any]:
             "AND exception_id = :id ORDER BY at, id",
             key,
         )
+        for event in detail["history"]:
+            event.update(
+                before=masking.value(event["before"]),
+                after=masking.value(event["after"]),
+                comment=masking.text(event["comment"]),
+            )
         detail["timeline"] = _rows(
             conn,
             "SELECT reached_at, stage, system, status, business "
@@ -172,10 +283,6 @@ _LOCK = text(
     "SELECT id, correlation_id, status, owner, resolution FROM exceptions WHERE id IN :ids "
     "ORDER BY correlation_id, id FOR UPDATE"
 ).bindparams(bindparam("ids", expanding=True))
-_AUDIT = text(
-    "INSERT INTO exception_events (correlation_id, exception_id, actor, action, before, after, "
-    "comment) VALUES (:c, :id, :actor, :action, :before, :after, :comment)"
-).bindparams(bindparam("before", type_=JSONB), bindparam("after", type_=JSONB))
 
 
 def assign(
@@ -197,12 +304,88 @@ def assign(
         )
 
 
+def unassign(engine: Engine, actor: str, ids: Sequence[int]) -> ActionResult:
+    """Take exceptions back to the queue: no owner, `open` again."""
+    starts_from, status = TRANSITIONS["unassign"]
+    with engine.begin() as conn:
+        return _act(
+            conn,
+            actor,
+            ids,
+            "unassigned",
+            None,
+            lambda row: {"owner": None, "status": status},
+            allowed=starts_from,
+        )
+
+
+def reopen(engine: Engine, actor: str, ids: Sequence[int], reason: str) -> ActionResult:
+    """Open again exceptions a person resolved or ignored (the failure is not over after
+    all), with the reason. One whose failure has a newer open exception stays closed."""
+    if not reason.strip():
+        raise Q2CError("reopening exceptions needs a reason")
+    starts_from, status = TRANSITIONS["reopen"]
+    with engine.begin() as conn:
+        newer = _open_successors(conn, ids)
+        result = _act(
+            conn,
+            actor,
+            [i for i in ids if i not in newer],
+            "reopened",
+            reason,
+            lambda row: {"status": status, "resolution": None},
+            allowed=starts_from,
+        )
+    for closed, successor in newer.items():
+        result.skipped[closed] = f"exception {successor} is open for the same failure"
+    return result
+
+
+def _open_successors(conn: Connection, ids: Sequence[int]) -> dict[int, int]:
+    """Of closed `ids`, those whose transaction, stage and fingerprint have an open
+    exception now (only one may be open): closed id → the open one's."""
+    rows = conn.execute(
+        text(
+            "SELECT c.id, o.id AS open_id FROM exceptions c JOIN exceptions o "
+            "ON o.correlation_id = c.correlation_id AND o.stage = c.stage "
+            "AND o.fingerprint = c.fingerprint AND q2c_is_open(o.status) "
+            "WHERE c.id = ANY (:ids) AND NOT q2c_is_open(c.status)"
+        ),
+        {"ids": list(ids)},
+    )
+    return {row.id: row.open_id for row in rows}
+
+
+def start_work(engine: Engine, actor: str, ids: Sequence[int]) -> ActionResult:
+    """Say that work on exceptions has begun: they become `in_progress`, owned by the actor
+    unless someone owns them already."""
+    starts_from, status = TRANSITIONS["start_work"]
+    with engine.begin() as conn:
+        return _act(
+            conn,
+            actor,
+            ids,
+            "started_work",
+            None,
+            lambda row: {"status": status, "owner": row.owner or actor},
+            allowed=starts_from,
+        )
+
+
 def comment(engine: Engine, actor: str, exception_id: int, note: str) -> ActionResult:
     """Add a comment to an exception's history (open or closed)."""
     if not note.strip():
         raise Q2CError("a comment needs text")
     with engine.begin() as conn:
-        return _act(conn, actor, [exception_id], "commented", note, lambda row: {}, closed_too=True)
+        return _act(
+            conn,
+            actor,
+            [exception_id],
+            "commented",
+            note,
+            lambda row: {},
+            allowed=TRANSITIONS["comment"][0],
+        )
 
 
 def close_exceptions(
@@ -226,9 +409,10 @@ def _act(
     action: str,
     note: str | None,
     changes,
-    closed_too: bool = False,
+    allowed: Sequence[str] = OPEN_STATUSES,
 ) -> ActionResult:
-    """Apply `changes(row)` to each exception (locked), writing one audit row per change."""
+    """Apply `changes(row)` to each exception (locked) whose status is in `allowed`,
+    writing one audit row per change."""
     user = allowed_user(conn, actor, "exceptions.act")
     result = ActionResult()
     rows = {row.id: row for row in conn.execute(_LOCK, {"ids": list(ids)})}
@@ -237,18 +421,18 @@ def _act(
         if row is None:
             result.skipped[exception_id] = "no such exception"
             continue
-        if row.status in CLOSED_STATUSES and not closed_too:
+        if row.status not in allowed:
             result.skipped[exception_id] = f"already {row.status}"
             continue
         after = changes(row)
         before = {key: getattr(row, key) for key in after}
         if after:
             assignments = ", ".join(f"{key} = :{key}" for key in after)
-            closing = (
-                ", resolved_at = clock_timestamp()"
-                if after.get("status") in CLOSED_STATUSES
-                else ""
-            )
+            closing = ""  # when it was closed: set as it closes, cleared as it reopens
+            if after.get("status") in CLOSED_STATUSES:
+                closing = ", resolved_at = clock_timestamp()"
+            elif row.status in CLOSED_STATUSES and after.get("status") in OPEN_STATUSES:
+                closing = ", resolved_at = NULL"
             conn.execute(
                 text(
                     f"UPDATE exceptions SET {assignments}{closing}, updated_at = now() "
@@ -256,17 +440,15 @@ def _act(
                 ),
                 {**after, "c": row.correlation_id, "id": row.id},
             )
-        conn.execute(
-            _AUDIT,
-            {
-                "c": row.correlation_id,
-                "id": row.id,
-                "actor": user.username,
-                "action": action,
-                "before": before or None,
-                "after": after or None,
-                "comment": note,
-            },
+        record_exception_event(
+            conn,
+            row.correlation_id,
+            row.id,
+            user.username,
+            action,
+            before=before,
+            after=after,
+            comment=note,
         )
         result.changed.append(exception_id)
     return result

@@ -10,30 +10,34 @@ from collections import defaultdict
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
-from typing import Any
 
 from sqlalchemy import Connection, Engine, bindparam, text
 
-from queries.exceptions import CLOSED_STATUSES, OPEN_STATUSES
+from q2c.vocabulary import CLOSED_STATUSES, IMPACTS, OPEN_STATUSES, ExceptionStatus
+from queries.kpi_document import (
+    BadEvents,
+    BurnAlert,
+    ExceptionKpis,
+    Headline,
+    KpiDocument,
+    Latency,
+    MoneyAtRisk,
+    ProcessKpis,
+    Reconciliation,
+    ReplayKpis,
+    Slo,
+)
 from sla import histogram
+from sla.histogram import PERCENTILES
 from sla.policy import Policy
 
-PERCENTILES = (50, 90, 95, 99)
+_IMPACTS = f"ARRAY{list(IMPACTS)}"  # most urgent first, for array_position
 AGING_BUCKETS = ("< 1h", "1-4h", "4-24h", "1-3d", "> 3d")  # as the SQL below names them
 # Multi-window burn-rate alerts (Google SRE workbook): long window, short window, factor.
 BURN_ALERTS = (
     ("1h", timedelta(hours=1), "5m", timedelta(minutes=5), 14.4),
     ("6h", timedelta(hours=6), "30m", timedelta(minutes=30), 6.0),
 )
-# Headline latencies: name → (process, from stage, to stage).
-HEADLINE_LATENCIES = {
-    "order_to_activation": (
-        "order_to_activation",
-        "opportunity_closed_won",
-        "subscription_activated",
-    ),
-    "invoice_propagation": ("invoice_posting", "invoice_posted", "invoice_recorded"),
-}
 
 _DAY = 86_400
 # Whole UTC days inside the window come from daily rows, the edges from 5-minute rows.
@@ -60,10 +64,22 @@ def window_bounds(start: datetime, end: datetime) -> dict[str, datetime]:
     day_lo = epoch + -((epoch - start) // day) * day  # first midnight at or after start
     day_hi = epoch + ((end - epoch) // day) * day  # last midnight at or before end
     if day_lo >= day_hi:  # no whole day: 5-minute rows only
-        return {"start": start, "end": end, "day_lo": start, "day_hi": start,
-                "edge_lo": end, "edge_hi": end}  # fmt: skip
-    return {"start": start, "end": end, "day_lo": day_lo, "day_hi": day_hi,
-            "edge_lo": day_lo, "edge_hi": day_hi}  # fmt: skip
+        return {
+            "start": start,
+            "end": end,
+            "day_lo": start,
+            "day_hi": start,
+            "edge_lo": end,
+            "edge_hi": end,
+        }
+    return {
+        "start": start,
+        "end": end,
+        "day_lo": day_lo,
+        "day_hi": day_hi,
+        "edge_lo": day_lo,
+        "edge_hi": day_hi,
+    }
 
 
 class RollupWindow:
@@ -78,13 +94,19 @@ class RollupWindow:
         for p, f, t, bucket, n in conn.execute(_ROLLUP_HISTOGRAMS, params):
             self.histograms[(p, f, t)][bucket] = n
 
-    def latency(self, process: str, from_stage: str, to_stage: str) -> dict[str, Any]:
+    def latency(self, process: str, from_stage: str, to_stage: str) -> Latency:
         """Count and percentiles (ms) of one stage pair."""
         hist = self.histograms.get((process, from_stage, to_stage), {})
-        result: dict[str, Any] = {"from": from_stage, "to": to_stage, "count": sum(hist.values())}
-        for q in PERCENTILES:
-            result[f"p{q}_ms"] = histogram.percentile(hist, q)
-        return result
+        p50, p90, p95, p99 = (histogram.percentile(hist, q) for q in PERCENTILES)
+        return {
+            "from": from_stage,
+            "to": to_stage,
+            "count": sum(hist.values()),
+            "p50_ms": p50,
+            "p90_ms": p90,
+            "p95_ms": p95,
+            "p99_ms": p99,
+        }
 
     def reached(self, process: str, stage: str) -> int:
         """Transactions that reached `stage` in the window."""
@@ -102,31 +124,33 @@ class RollupWindow:
         return histogram.count_within(hist, limit_ms), sum(hist.values())
 
 
+def rollup_window(engine: Engine, start: datetime, end: datetime) -> RollupWindow:
+    """The rollups of [start, end), read on a connection of its own."""
+    with engine.connect() as conn:
+        return RollupWindow(conn, start, end)
+
+
 def collect_kpis(
     engine: Engine,
     policy: Policy,
     window: timedelta,
     now: datetime | None = None,
     with_slos: bool = True,
-) -> dict[str, Any]:
+) -> KpiDocument:
     """Every KPI over [now - window, now), with SLOs over each objective's own period
     (left out when `with_slos` is False: a comparison with a past period needs none)."""
     end = now or datetime.now(UTC)
     start = end - window
     with engine.connect() as conn:
         current = RollupWindow(conn, start, end)
-        result: dict[str, Any] = {
-            "window": {
-                "start": start.isoformat(),
-                "end": end.isoformat(),
-                "seconds": int(window.total_seconds()),
-            },
-            "latency": {
-                name: current.latency(*pair)
-                for name, pair in HEADLINE_LATENCIES.items()
-                if pair[0] in policy.processes
-            },
-            "processes": {},
+        latency: dict[str, Headline] = {
+            h.name: {
+                "title": h.title,
+                "process": h.process,
+                "percentiles": h.percentiles,
+                **current.latency(h.process, h.from_stage, h.to_stage),
+            }
+            for h in policy.headlines
         }
         windows: dict[timedelta, RollupWindow] = {window: current}
 
@@ -141,10 +165,11 @@ def collect_kpis(
             if with_slos
             else {}
         )
+        processes: dict[str, ProcessKpis] = {}
         for name, spec in policy.processes.items():
             stages = spec.stage_names()
             hours = window.total_seconds() / 3600
-            result["processes"][name] = {
+            processes[name] = {
                 "started": current.reached(name, stages[0]),
                 "completed": current.reached(name, stages[-1]),
                 "throughput_per_hour": round(current.reached(name, stages[0]) / hours, 3),
@@ -153,24 +178,35 @@ def collect_kpis(
                 "reconciliation": _reconciliation(counters, name),
             }
             if with_slos:
-                result["processes"][name]["sla"] = _slo(policy, name, end, stalled, rollup)
-        result["exceptions"] = _exceptions(conn, end, counters)
-        result["replays"] = _replays(conn, start, end)
-        result["money_at_risk"] = _money_at_risk(conn, policy, end)
-    return result
+                processes[name]["sla"] = _slo(policy, name, end, window, stalled, rollup)
+        return {
+            "window": {
+                "start": start.isoformat(),
+                "end": end.isoformat(),
+                "seconds": int(window.total_seconds()),
+            },
+            "latency": latency,
+            "processes": processes,
+            "exceptions": _exceptions(conn, end, counters),
+            "replays": _replays(conn, start, end),
+            "money_at_risk": _money_at_risk(conn, policy, end),
+        }
 
 
 def _slo(
     policy: Policy,
     process: str,
     end: datetime,
+    window: timedelta,
     stalled: dict[tuple[str, str, datetime], int],
     rollup: Callable[[timedelta], RollupWindow],
-) -> dict[str, Any]:
-    """Compliance, error budget and burn rates of the process's latency objective.
+) -> Slo:
+    """Compliance, error budget and burn rates of the process's latency objective, over its
+    own period, and its compliance in the KPI `window` too.
 
-    Events are the objective's completed stage pairs (good when within the latency) plus
-    transactions that stalled before reaching its last stage (bad)."""
+    Events are the objective's completed stage pairs (good when within the latency, bad
+    "slow" when over it) plus transactions that stalled before reaching its last stage
+    (bad "stalled")."""
     objective = policy.processes[process].objective
     stages = policy.processes[process].stage_names()
     covered = set(
@@ -179,24 +215,34 @@ def _slo(
     limit_ms = objective.latency.total_seconds() * 1000
     budget = 1 - objective.target
 
-    def bad_ratio(span: timedelta) -> tuple[float | None, int, int]:
-        good, total = rollup(span).good_and_total(
+    def events(span: timedelta) -> tuple[int, BadEvents]:
+        """Good events and bad ones by cause, over the `span` before `end`."""
+        good, completed = rollup(span).good_and_total(
             process, objective.from_stage, objective.to_stage, limit_ms
         )
-        total += sum(
+        stalls = sum(
             n
             for (p, stage, at), n in stalled.items()
             if p == process and stage in covered and at >= end - span
         )
-        return ((total - good) / total if total else None), good, total
+        return good, {"slow": completed - good, "stalled": stalls}
 
-    ratio, good, total = bad_ratio(objective.period)
+    def bad_ratio(span: timedelta) -> float | None:
+        good, bad = events(span)
+        total = good + bad["slow"] + bad["stalled"]
+        return (total - good) / total if total else None
+
+    good, bad = events(objective.period)
+    total = good + bad["slow"] + bad["stalled"]
+    ratio = bad_ratio(objective.period)
+    window_good, window_bad = events(window)
+    window_total = window_good + window_bad["slow"] + window_bad["stalled"]
     burn: dict[str, float | None] = {}
-    alerts = []
+    alerts: list[BurnAlert] = []
     for long_name, long_span, short_name, short_span, factor in BURN_ALERTS:
         for name, span in ((long_name, long_span), (short_name, short_span)):
             if name not in burn:
-                window_ratio = bad_ratio(span)[0]
+                window_ratio = bad_ratio(span)
                 burn[name] = None if window_ratio is None else round(window_ratio / budget, 3)
         firing = all((burn[n] or 0) > factor for n in (long_name, short_name))
         alerts.append({"long": long_name, "short": short_name, "factor": factor, "firing": firing})
@@ -211,6 +257,14 @@ def _slo(
         "good": good,
         "total": total,
         "compliance": None if ratio is None else round(1 - ratio, 5),
+        "bad": bad,
+        "window": {
+            "seconds": int(window.total_seconds()),
+            "good": window_good,
+            "total": window_total,
+            "compliance": round(window_good / window_total, 5) if window_total else None,
+            "bad": window_bad,
+        },
         "error_budget_remaining": None if ratio is None else round(1 - ratio / budget, 5),
         "burn_rates": burn,
         "alerts": alerts,
@@ -234,14 +288,16 @@ def _stalled_counts(conn: Connection, since: datetime) -> dict[tuple[str, str, d
 def _counters(conn: Connection, start: datetime, end: datetime) -> dict[tuple[str, str], int]:
     """kpi_counts summed over the window: (counter name, process) → value."""
     rows = conn.execute(
-        text(f"SELECT name, process, sum(value)::bigint FROM kpi_counts WHERE {_WINDOW} "
-             "GROUP BY 1, 2"),
+        text(
+            f"SELECT name, process, sum(value)::bigint FROM kpi_counts WHERE {_WINDOW} "
+            "GROUP BY 1, 2"
+        ),
         window_bounds(start, end),
-    )  # fmt: skip
+    )
     return {(name, process): value for name, process, value in rows}
 
 
-def _reconciliation(counters: dict[tuple[str, str], int], process: str) -> dict[str, Any]:
+def _reconciliation(counters: dict[tuple[str, str], int], process: str) -> Reconciliation:
     checked = counters.get(("reconciliation_checked", process), 0)
     matched = checked - counters.get(("reconciliation_mismatched", process), 0)
     accuracy = round(matched / checked, 5) if checked else None
@@ -250,7 +306,7 @@ def _reconciliation(counters: dict[tuple[str, str], int], process: str) -> dict[
 
 def _exceptions(
     conn: Connection, end: datetime, counters: dict[tuple[str, str], int]
-) -> dict[str, Any]:
+) -> ExceptionKpis:
     """Open exceptions as they stand now; closed ones as counted in the window."""
     open_rows = conn.execute(
         text(
@@ -263,8 +319,8 @@ def _exceptions(
         ).bindparams(bindparam("open", OPEN_STATUSES, expanding=True)),
         {"end": end},
     ).all()
-    by_status: dict[str, int] = dict.fromkeys(OPEN_STATUSES + CLOSED_STATUSES, 0)
-    by_impact = dict.fromkeys(("critical", "high", "medium", "low"), 0)
+    by_status: dict[ExceptionStatus, int] = dict.fromkeys(OPEN_STATUSES + CLOSED_STATUSES, 0)
+    by_impact = dict.fromkeys(IMPACTS, 0)
     by_aging = dict.fromkeys(AGING_BUCKETS, 0)
     overdue = 0
     for status, impact, aging, is_overdue, n in open_rows:
@@ -273,9 +329,9 @@ def _exceptions(
         by_aging[aging] += n
         overdue += n if is_overdue else 0
     for (name, _process), value in counters.items():
-        status = name.removeprefix("exceptions_")
-        if name.startswith("exceptions_") and status in CLOSED_STATUSES:
-            by_status[status] += value
+        for status in CLOSED_STATUSES:
+            if name == f"exceptions_{status}":
+                by_status[status] += value
     resolved = by_status["resolved"] + by_status["auto_resolved"]
     return {
         "open": sum(by_impact.values()),
@@ -289,7 +345,7 @@ def _exceptions(
     }
 
 
-def _replays(conn: Connection, start: datetime, end: datetime) -> dict[str, Any]:
+def _replays(conn: Connection, start: datetime, end: datetime) -> ReplayKpis:
     row = conn.execute(
         text(
             "SELECT count(*), count(*) FILTER (WHERE status = 'succeeded'), "
@@ -308,7 +364,7 @@ def _replays(conn: Connection, start: datetime, end: datetime) -> dict[str, Any]
     }
 
 
-def _money_at_risk(conn: Connection, policy: Policy, end: datetime) -> dict[str, Any]:
+def _money_at_risk(conn: Connection, policy: Policy, end: datetime) -> MoneyAtRisk:
     """Amounts on open exceptions, each transaction counted once (at its highest impact)."""
     erp_bound = [
         f"{process}/{stage.name}"
@@ -319,13 +375,13 @@ def _money_at_risk(conn: Connection, policy: Policy, end: datetime) -> dict[str,
     month_start = end.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     rows = conn.execute(
         text(
-            """
+            f"""
             SELECT process, impact, currency, sum(amount),
                    sum(amount) FILTER (WHERE erp_bound AND first_seen >= :month_start)
             FROM (
                 SELECT correlation_id, min(process) AS process,
-                       (ARRAY['critical', 'high', 'medium', 'low'])[min(array_position(
-                           ARRAY['critical', 'high', 'medium', 'low'], impact))] AS impact,
+                       ({_IMPACTS})[min(array_position(
+                           {_IMPACTS}, impact))] AS impact,
                        min(currency) AS currency, max(amount) AS amount,
                        min(first_seen) AS first_seen,
                        bool_or(process || '/' || stage = ANY(:erp_bound)) AS erp_bound

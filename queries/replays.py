@@ -9,31 +9,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
-from sqlalchemy import Engine, bindparam, text
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy import Connection, Engine, bindparam, text
 
 from q2c.errors import Q2CError
+from q2c.masking import configured
+from queries.audit import record, record_exception_event
+from queries.exceptions import ActionResult
 from queries.roles import require
+from queries.search import contains_pattern
 from queries.users import allowed_user
-
-
-class ReplayRefused(Q2CError):
-    """The replay cannot be requested (target not allowed, nothing to replay, …)."""
-
-
-def target_allowed(url: str | None, allowed_hosts: frozenset[str]) -> bool:
-    """Whether `url` is http(s) to a host (or host:port) on the allow-list."""
-    if not url:
-        return False
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        return False
-    host = parts.hostname.lower()
-    return host in allowed_hosts or (
-        parts.port is not None and f"{host}:{parts.port}" in allowed_hosts
-    )
+from replay.targets import refusal
 
 
 def list_dead_letters(
@@ -43,36 +29,51 @@ def list_dead_letters(
     search: str | None = None,
     limit: int = 500,
 ) -> list[dict]:
-    """Dead letters, newest first, with their latest replay's status; on-call only."""
+    """Dead letters, newest first, with their latest replay's status, attempts so far and
+    age; on-call only."""
     with engine.connect() as conn:
         allowed_user(conn, actor, "dead_letters.view")
-        clauses, params = ["true"], {"limit": limit}
-        if status:
-            clauses.append("d.status = :status")
-            params["status"] = status
-        if search:
-            clauses.append(
-                "(d.correlation_id ILIKE :q OR d.target_url ILIKE :q OR d.error_message ILIKE :q)"
-            )
-            params["q"] = f"%{search}%"
+        where, params = letter_conditions(status, search)
         rows = conn.execute(
             text(
                 "SELECT d.id, d.correlation_id, d.process, d.stage, d.system, d.occurred_at, "
+                "greatest(now() - d.occurred_at, interval '0') AS age, "
                 "d.target_url, d.method, d.status, d.error_type, d.error_message, "
                 "d.exception_id, r.id AS replay_id, r.status AS replay_status, "
-                "r.attempts AS replay_attempts, r.response_code "
+                "r.attempts AS replay_attempts, r.response_code, "
+                "(SELECT coalesce(sum(a.attempts), 0) FROM replays a "
+                " WHERE a.correlation_id = d.correlation_id AND a.dead_letter_id = d.id) "
+                "AS attempts "
                 "FROM dead_letters d LEFT JOIN LATERAL (SELECT * FROM replays r "
                 "WHERE r.correlation_id = d.correlation_id AND r.dead_letter_id = d.id "
                 "ORDER BY r.requested_at DESC LIMIT 1) r ON true "
-                f"WHERE {' AND '.join(clauses)} ORDER BY d.occurred_at DESC LIMIT :limit"
+                f"WHERE {where} ORDER BY d.occurred_at DESC LIMIT :limit"
             ),
-            params,
+            {**params, "limit": limit},
         )
-        return [dict(row._mapping) for row in rows]
+        masking = configured()
+        return [{**row._mapping, "error_message": masking.text(row.error_message)} for row in rows]
+
+
+def letter_conditions(status: str | None, search: str | None) -> tuple[str, dict[str, Any]]:
+    """The WHERE clause (on `dead_letters d`) of a dead-letter filter, and its parameters."""
+    clauses: list[str] = ["true"]
+    params: dict[str, Any] = {}
+    if status:
+        clauses.append("d.status = :status")
+        params["status"] = status
+    if search:
+        clauses.append(
+            # Not the target's query string: it may carry a token, which masking hides.
+            "(d.correlation_id ILIKE :q OR split_part(d.target_url, '?', 1) ILIKE :q "
+            "OR d.error_message ILIKE :q)"
+        )
+        params["q"] = contains_pattern(search)
+    return " AND ".join(clauses), params
 
 
 def dead_letter_detail(engine: Engine, actor: str, dead_letter_id: int) -> dict[str, Any]:
-    """One dead letter with its payload, headers and replays; on-call only."""
+    """One dead letter with its payload, headers and replays, secrets masked; on-call only."""
     with engine.connect() as conn:
         allowed_user(conn, actor, "dead_letters.view")
         row = conn.execute(
@@ -80,9 +81,15 @@ def dead_letter_detail(engine: Engine, actor: str, dead_letter_id: int) -> dict[
         ).one_or_none()
         if row is None:
             raise Q2CError(f"no dead letter {dead_letter_id}")
-        detail = dict(row._mapping)
+        masking = configured()
+        detail = {
+            **row._mapping,
+            "payload": masking.text(row.payload),
+            "headers": masking.headers(row.headers),
+            "error_message": masking.text(row.error_message),
+        }
         detail["replays"] = [
-            dict(r._mapping)
+            _masked_outcome(r._mapping)
             for r in conn.execute(
                 text(
                     "SELECT id, requested_by, requested_at, status, attempts, response_code, "
@@ -110,7 +117,18 @@ def replay_status(engine: Engine, actor: str, limit: int = 100) -> list[dict]:
             ),
             {"limit": limit},
         )
-        return [dict(row._mapping) for row in rows]
+        return [_masked_outcome(row._mapping) for row in rows]
+
+
+def _masked_outcome(replay: Any) -> dict[str, Any]:
+    """A replay's row with the target's answer and the error masked (a target may echo
+    the credentials it was sent)."""
+    masking = configured()
+    return {
+        **replay,
+        "response_excerpt": masking.text(replay["response_excerpt"]),
+        "error": masking.text(replay["error"]),
+    }
 
 
 @dataclass
@@ -122,12 +140,6 @@ class ReplayRequest:
     refused: dict[int, str] = field(default_factory=dict)
 
 
-_AUDIT = text(
-    "INSERT INTO exception_events (correlation_id, exception_id, actor, action, before, after, "
-    "comment) VALUES (:c, :e, :actor, :action, :before, :after, :comment)"
-).bindparams(bindparam("before", type_=JSONB), bindparam("after", type_=JSONB))
-
-
 def request_replays(
     engine: Engine,
     actor: str,
@@ -137,80 +149,137 @@ def request_replays(
     force: bool = False,
 ) -> ReplayRequest:
     """Queue one replay per dead letter; `payload` replaces the stored one (the original
-    stays in the dead letter and the audit trail). A dead letter already replayed
-    successfully is refused unless `force`."""
-    outcome = ReplayRequest()
+    stays in the dead letter). `payload` is an edit of the masked payload that
+    `dead_letter_detail` shows: every ••• left as shown is sent as its original value. The
+    audit trail keeps both payloads masked. A dead letter already replayed successfully is
+    refused unless `force`."""
+    if payload is not None and len(set(dead_letter_ids)) != 1:
+        raise Q2CError("an edited payload stands for one dead letter's: name exactly one")
     with engine.begin() as conn:
         user = allowed_user(conn, actor, "replays.request")
         if payload is not None:
             require(user.username, user.role, "replays.edit_payload")
-        letters = {
-            row.id: row
-            for row in conn.execute(
+        return queue_replays(conn, user.username, dead_letter_ids, allowed_hosts, payload, force)
+
+
+def queue_replays(
+    conn: Connection,
+    username: str,
+    dead_letter_ids: Sequence[int],
+    allowed_hosts: frozenset[str],
+    payload: str | None = None,
+    force: bool = False,
+    redrive: tuple[int, float] | None = None,
+) -> ReplayRequest:
+    """`request_replays` in the caller's transaction, for a user already checked. With
+    `redrive` (its id and rate per second), the replays join it, scheduled 1/rate apart."""
+    outcome = ReplayRequest()
+    letters = {
+        row.id: row
+        for row in conn.execute(
+            text(
+                "SELECT id, correlation_id, target_url, target_error, idempotency_key, "
+                "exception_id, status, payload FROM dead_letters WHERE id IN :ids "
+                "ORDER BY correlation_id, id FOR UPDATE"
+            ).bindparams(bindparam("ids", expanding=True)),
+            {"ids": list(dead_letter_ids)},
+        )
+    }
+    masking = configured()
+    redrive_id, rate = redrive if redrive is not None else (None, None)
+    for letter_id in dead_letter_ids:
+        letter = letters.get(letter_id)
+        reason = _refusal(letter, allowed_hosts, force)
+        if reason or letter is None:
+            outcome.refused[letter_id] = reason or "no such dead letter"
+            continue
+        sent = None if payload is None else masking.restore(payload, letter.payload)
+        key = {"c": letter.correlation_id, "d": letter.id}
+        delay = len(outcome.created) / rate if rate else 0.0
+        created = conn.execute(
+            text(
+                "INSERT INTO replays (correlation_id, dead_letter_id, requested_by, "
+                "idempotency_key, payload_override, redrive_id, next_attempt_at) "
+                "VALUES (:c, :d, :u, :k, :p, :redrive, now() + make_interval(secs => :delay)) "
+                "ON CONFLICT (correlation_id, dead_letter_id) "
+                "WHERE status IN ('pending', 'delivering') DO NOTHING RETURNING id"
+            ),
+            {
+                **key,
+                "u": username,
+                "k": letter.idempotency_key,
+                "p": sent,
+                "redrive": redrive_id,
+                "delay": delay,
+            },
+        ).scalar_one_or_none()
+        if created is None:
+            outcome.existing[letter_id] = conn.execute(
                 text(
-                    "SELECT id, correlation_id, target_url, idempotency_key, exception_id, "
-                    "status, payload FROM dead_letters WHERE id IN :ids "
-                    "ORDER BY correlation_id, id FOR UPDATE"
-                ).bindparams(bindparam("ids", expanding=True)),
-                {"ids": list(dead_letter_ids)},
-            )
-        }
-        for letter_id in dead_letter_ids:
-            letter = letters.get(letter_id)
-            reason = _refusal(letter, allowed_hosts, force)
-            if reason:
-                outcome.refused[letter_id] = reason
-                continue
-            key = {"c": letter.correlation_id, "d": letter.id}
-            created = conn.execute(
-                text(
-                    "INSERT INTO replays (correlation_id, dead_letter_id, requested_by, "
-                    "idempotency_key, payload_override) VALUES (:c, :d, :u, :k, :p) "
-                    "ON CONFLICT (correlation_id, dead_letter_id) "
-                    "WHERE status IN ('pending', 'delivering') DO NOTHING RETURNING id"
-                ),
-                {**key, "u": user.username, "k": letter.idempotency_key, "p": payload},
-            ).scalar_one_or_none()
-            if created is None:
-                outcome.existing[letter_id] = conn.execute(
-                    text(
-                        "SELECT id FROM replays WHERE correlation_id = :c AND dead_letter_id = :d"
-                        " AND status IN ('pending', 'delivering')"
-                    ),
-                    key,
-                ).scalar_one()
-                continue
-            outcome.created[letter_id] = created
-            conn.execute(
-                text(
-                    "UPDATE dead_letters SET status = 'replay_pending' "
-                    "WHERE correlation_id = :c AND id = :d"
+                    "SELECT id FROM replays WHERE correlation_id = :c AND dead_letter_id = :d"
+                    " AND status IN ('pending', 'delivering')"
                 ),
                 key,
-            )
-            if letter.exception_id is not None:
-                edited = (
-                    {"payload_edited": True, "original_payload": letter.payload}
-                    if payload is not None
-                    else {}
-                )
-                conn.execute(
-                    _AUDIT,
-                    {
-                        "c": letter.correlation_id,
-                        "e": letter.exception_id,
-                        "actor": user.username,
-                        "action": "replay_requested",
-                        "before": edited or None,
-                        "after": {
-                            "replay_id": created,
-                            "dead_letter_id": letter.id,
-                            **({"payload": payload} if payload is not None else {}),
-                        },
-                        "comment": None,
-                    },
-                )
+            ).scalar_one()
+            continue
+        outcome.created[letter_id] = created
+        conn.execute(
+            text(
+                "UPDATE dead_letters SET status = 'replay_pending' "
+                "WHERE correlation_id = :c AND id = :d"
+            ),
+            key,
+        )
+        edited = (
+            {"payload_edited": True, "original_payload": masking.text(letter.payload)}
+            if sent is not None
+            else {}
+        )
+        after = {
+            "replay_id": created,
+            "dead_letter_id": letter.id,
+            **({"payload": masking.text(sent)} if sent is not None else {}),
+            **({"redrive_id": redrive_id} if redrive_id is not None else {}),
+        }
+        record_letter_event(
+            conn, letter, username, "replay_requested", before=edited or None, after=after
+        )
     return outcome
+
+
+def record_letter_event(
+    conn: Connection,
+    letter: Any,
+    actor: str,
+    action: str,
+    *,
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+    comment: str | None = None,
+) -> None:
+    """An action on a dead letter into an audit trail: its exception's history when it
+    has an exception, else the audit log (as `dead_letter.<action>`)."""
+    if letter.exception_id is not None:
+        record_exception_event(
+            conn,
+            letter.correlation_id,
+            letter.exception_id,
+            actor,
+            action,
+            before=before,
+            after=after,
+            comment=comment,
+        )
+    else:
+        detail = {"before": before, "after": after, "comment": comment}
+        record(
+            conn,
+            actor,
+            f"dead_letter.{action.removeprefix('dead_letter_')}",
+            object_type="dead_letter",
+            object_id=letter.id,
+            detail={key: value for key, value in detail.items() if value},
+        )
 
 
 def _refusal(letter, allowed_hosts: frozenset[str], force: bool) -> str | None:
@@ -220,9 +289,52 @@ def _refusal(letter, allowed_hosts: frozenset[str], force: bool) -> str | None:
         return "the dead letter was discarded"
     if letter.status == "replayed" and not force:
         return "already replayed successfully (request again with force to send it anew)"
-    if not target_allowed(letter.target_url, allowed_hosts):
-        return (
-            f"target {letter.target_url or '(none)'} is not in Q2C_REPLAY_ALLOWED_HOSTS; "
-            "a payload is only sent to an allowed host"
-        )
-    return None
+    return letter.target_error or refusal(letter.target_url, allowed_hosts)
+
+
+def discard_dead_letters(
+    engine: Engine, actor: str, dead_letter_ids: Sequence[int], reason: str
+) -> ActionResult:
+    """Give up on dead letters (they will not be replayed), with the reason; audited. Only
+    `dead` ones: a letter with a replay under way is cancelled first, a replayed one needs
+    nothing."""
+    if not reason.strip():
+        raise Q2CError("discarding dead letters needs a reason")
+    outcome = ActionResult()
+    with engine.begin() as conn:
+        user = allowed_user(conn, actor, "dead_letters.discard")
+        letters = {
+            row.id: row
+            for row in conn.execute(
+                text(
+                    "SELECT id, correlation_id, exception_id, status FROM dead_letters "
+                    "WHERE id IN :ids ORDER BY correlation_id, id FOR UPDATE"
+                ).bindparams(bindparam("ids", expanding=True)),
+                {"ids": list(dead_letter_ids)},
+            )
+        }
+        for letter_id in dead_letter_ids:
+            letter = letters.get(letter_id)
+            if letter is None or letter.status != "dead":
+                outcome.skipped[letter_id] = (
+                    "no such dead letter" if letter is None else f"it is {letter.status}"
+                )
+                continue
+            conn.execute(
+                text(
+                    "UPDATE dead_letters SET status = 'discarded' "
+                    "WHERE correlation_id = :c AND id = :d"
+                ),
+                {"c": letter.correlation_id, "d": letter.id},
+            )
+            record_letter_event(
+                conn,
+                letter,
+                user.username,
+                "dead_letter_discarded",
+                before={"status": "dead"},
+                after={"status": "discarded", "dead_letter_id": letter.id},
+                comment=reason,
+            )
+            outcome.changed.append(letter_id)
+    return outcome

@@ -6,8 +6,7 @@ Roles are cumulative: each has everything the one before it has.
 from __future__ import annotations
 
 from q2c.errors import Q2CError
-
-ROLES = ("viewer", "finance_ops", "oncall", "admin")
+from q2c.vocabulary import ROLES
 
 # permission → the least role that holds it, and how a refusal describes the action
 PERMISSIONS: dict[str, tuple[str, str]] = {
@@ -17,8 +16,10 @@ PERMISSIONS: dict[str, tuple[str, str]] = {
     "dead_letters.view": ("oncall", "viewing dead letters and their payloads"),
     "replays.request": ("oncall", "requesting replays"),
     "replays.edit_payload": ("oncall", "editing a payload before replay"),
+    "dead_letters.discard": ("oncall", "discarding dead letters"),
     "users.manage": ("admin", "managing users"),
     "policies.view": ("admin", "viewing SLA policies"),
+    "audit.view": ("admin", "reading the audit log"),
 }
 
 

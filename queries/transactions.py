@@ -3,11 +3,15 @@ correlation ID or a business key, its journey across systems, and stalled transa
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from sqlalchemy import Engine, text
 
+from q2c.masking import configured
+
 _KEY_COLUMNS = ("order_id", "invoice_id", "customer_id", "payment_id")
+_TRACE_ID = re.compile(r"[0-9a-fA-F]{32}")
 _TRANSACTION_COLUMNS = (
     "correlation_id, process, current_stage, status, started_at, completed_at, last_event_at, "
     "customer_id, order_id, invoice_id, payment_id, amount::float8 AS amount, currency, "
@@ -21,30 +25,38 @@ def _qualified(alias: str) -> str:
 
 def find_transactions(engine: Engine, key: str, limit: int = 50) -> list[dict]:
     """Transactions whose correlation ID or a business key (order, invoice, customer,
-    payment) equals `key`; each lookup is an index probe."""
+    payment) is `key` as typed, in upper case or in lower case, or that a trace with the
+    trace ID `key` (32 hex digits) belongs to, newest first; each lookup is an index probe."""
     key = key.strip()
     if not key:
         return []
-    probes = " UNION ".join(
-        ["SELECT correlation_id FROM transactions WHERE correlation_id = :key"]
-        + [
-            f"SELECT correlation_id FROM transactions WHERE {column} = :key"
-            for column in _KEY_COLUMNS
-        ]
-    )
+    keys = list(dict.fromkeys((key, key.upper(), key.lower())))
+    trace_id = bytes.fromhex(key) if _TRACE_ID.fullmatch(key) else None
+    probes = ["SELECT correlation_id FROM transactions WHERE correlation_id = ANY (:keys)"] + [
+        f"SELECT correlation_id FROM transactions WHERE {column} = ANY (:keys)"
+        for column in _KEY_COLUMNS
+    ]
+    if trace_id is not None:
+        probes.append("SELECT correlation_id FROM spans WHERE trace_id = :trace_id")
     query = text(
-        f"SELECT {_TRANSACTION_COLUMNS} FROM transactions WHERE correlation_id IN ({probes}) "
+        f"SELECT {_TRANSACTION_COLUMNS} FROM transactions "
+        f"WHERE correlation_id IN ({' UNION '.join(probes)}) "
         "ORDER BY started_at DESC NULLS LAST LIMIT :limit"
     )
+    params = {"keys": keys, "trace_id": trace_id, "limit": limit}
     with engine.connect() as conn:
-        rows = [dict(r._mapping) for r in conn.execute(query, {"key": key, "limit": limit})]
+        rows = [dict(r._mapping) for r in conn.execute(query, params)]
         if rows:
             return rows
         # Not a derived transaction (no stage seen): it may still be a trace's correlation ID.
         found = conn.execute(
-            text("SELECT 1 FROM spans WHERE correlation_id = :key LIMIT 1"), {"key": key}
+            text(
+                "SELECT correlation_id FROM spans WHERE correlation_id = ANY (:keys) "
+                "OR trace_id = :trace_id LIMIT 1"
+            ),
+            params,
         ).first()
-    return [{"correlation_id": key, "process": None, "status": "untracked"}] if found else []
+    return [{"correlation_id": found[0], "process": None, "status": "untracked"}] if found else []
 
 
 def journey(engine: Engine, correlation_id: str) -> dict[str, Any]:
@@ -78,6 +90,13 @@ def journey(engine: Engine, correlation_id: str) -> dict[str, Any]:
             params,
         ).one_or_none()
     result["transaction"] = dict(row._mapping) if row else {"correlation_id": correlation_id}
+    masking = configured()  # a dead letter's log record carries its payload
+    for log_row in result["logs"]:
+        log_row["body"] = masking.value(log_row["body"])
+    for span in result["spans"]:
+        span["status_message"] = masking.text(span["status_message"])
+    for exception in result["exceptions"]:
+        exception["message"] = masking.text(exception["message"])
     return result
 
 
@@ -89,7 +108,7 @@ def stalled_transactions(engine: Engine, limit: int = 200) -> list[dict]:
                 f"SELECT {_qualified('t')}, e.stage AS waiting_for, e.message, e.first_seen "
                 "AS stalled_since FROM transactions t JOIN exceptions e "
                 "ON e.correlation_id = t.correlation_id AND e.kind = 'stalled' "
-                "AND e.status IN ('open', 'assigned', 'in_progress') "
+                "AND q2c_is_open(e.status) "
                 "WHERE t.status = 'stalled' ORDER BY t.last_event_at LIMIT :limit"
             ),
             {"limit": limit},

@@ -1,19 +1,21 @@
-"""Console users: commands to add them and change roles (admins only), password checks,
-and the lookup every other command starts with."""
+"""Console users: the record every command starts with (lookup, role check), and making
+one (the demo's seed, the first admin). Admins' commands are in queries.user_admin,
+signing in in queries.sign_in."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import IntegrityError
 
 from q2c.errors import Q2CError
-from queries.roles import ROLES, UnknownUser, require
+from q2c.vocabulary import ROLES
+from queries.audit import record
+from queries.roles import UnknownUser, require
 
-_HASHER = PasswordHasher()
+PASSWORDS = PasswordHasher()  # argon2id with the library's parameters
 MIN_PASSWORD_LENGTH = 10
 
 
@@ -25,6 +27,7 @@ class User:
     role: str
     display_name: str = ""
     disabled: bool = False
+    email: str = ""
 
 
 def acting_user(conn: Connection, username: str) -> User:
@@ -46,21 +49,36 @@ def allowed_user(conn: Connection, username: str, permission: str) -> User:
     return user
 
 
+def lookup_user(engine: Engine, username: str) -> User:
+    """The enabled user `username` as the database holds it now; else UnknownUser."""
+    with engine.connect() as conn:
+        return acting_user(conn, username)
+
+
+def assignable_users(engine: Engine, actor: str) -> list[str]:
+    """Who exceptions may be assigned to (every enabled user who may act on them), for a
+    user who may assign."""
+    with engine.connect() as conn:
+        allowed_user(conn, actor, "exceptions.act")
+        rows = conn.execute(
+            text(
+                "SELECT username FROM users WHERE role <> 'viewer' AND NOT disabled "
+                "ORDER BY username"
+            )
+        )
+        return [username for (username,) in rows]
+
+
 def authorize(engine: Engine, username: str, permission: str) -> User:
     """`allowed_user` on a connection of its own."""
     with engine.connect() as conn:
         return allowed_user(conn, username, permission)
 
 
-def any_admin(engine: Engine) -> bool:
-    """Whether an enabled admin exists (before that, `q2c users add` bootstraps one)."""
-    with engine.connect() as conn:
-        return bool(conn.execute(
-            text("SELECT EXISTS (SELECT 1 FROM users WHERE role = 'admin' AND NOT disabled)")
-        ).scalar())  # fmt: skip
+_ANY_ADMIN = text("SELECT EXISTS (SELECT 1 FROM users WHERE role = 'admin' AND NOT disabled)")
 
 
-def _check_role(role: str) -> None:
+def check_role(role: str) -> None:
     if role not in ROLES:
         raise Q2CError(f"unknown role '{role}' (choose one of {', '.join(ROLES)})")
 
@@ -68,13 +86,25 @@ def _check_role(role: str) -> None:
 def create_user(
     engine: Engine, username: str, role: str, password: str, display_name: str = ""
 ) -> User:
-    """Create a user without checking who asks: for `q2c users add` run by the operator of
-    the installation (who owns the database) and for seeding the demo."""
-    _check_role(role)
+    """Create a user without checking who asks: for seeding the demo and for commands that
+    checked already (`add_user`)."""
+    check_role(role)
+    check_password(password)
+    with engine.begin() as conn:
+        insert_user(conn, username, role, password, display_name)
+    return User(username, role, display_name or username)
+
+
+def check_password(password: str) -> None:
     if len(password) < MIN_PASSWORD_LENGTH:
         raise Q2CError(f"password must have at least {MIN_PASSWORD_LENGTH} characters")
+
+
+def insert_user(
+    conn: Connection, username: str, role: str, password: str, display_name: str
+) -> None:
     try:
-        with engine.begin() as conn:
+        with conn.begin_nested():
             conn.execute(
                 text(
                     "INSERT INTO users (username, display_name, role, password_hash) "
@@ -84,7 +114,7 @@ def create_user(
                     "u": username,
                     "d": display_name or username,
                     "r": role,
-                    "h": _HASHER.hash(password),
+                    "h": PASSWORDS.hash(password),
                 },
             )
     except IntegrityError as exc:
@@ -93,61 +123,30 @@ def create_user(
         raise Q2CError(
             f"'{username}' is not a valid user name (letters, digits, . _ @ -)"
         ) from None
-    return User(username, role, display_name or username)
 
 
-def add_user(engine: Engine, actor: str, username: str, role: str, password: str,
-             display_name: str = "") -> User:  # fmt: skip
-    """Create a user on behalf of `actor`; admins only."""
-    authorize(engine, actor, "users.manage")
-    return create_user(engine, username, role, password, display_name)
-
-
-def set_role(engine: Engine, actor: str, username: str, role: str) -> User:
-    """Change a user's role; admins only."""
-    _check_role(role)
+def bootstrap_admin(
+    engine: Engine, username: str, role: str, password: str, display_name: str = ""
+) -> User:
+    """Create the first admin, only while no enabled admin exists (two at once: one wins).
+    `engine` must connect as the schema's owner: whoever can, owns the installation."""
+    if role != "admin":
+        raise Q2CError("no admin exists yet: create the first user with --role admin")
+    check_password(password)
     with engine.begin() as conn:
-        allowed_user(conn, actor, "users.manage")
-        row = conn.execute(
-            text(
-                "UPDATE users SET role = :r, updated_at = now() WHERE username = :u "
-                "RETURNING username, role, display_name, disabled"
-            ),
-            {"u": username, "r": role},
-        ).one_or_none()
-    if row is None:
-        raise Q2CError(f"no user '{username}'")
-    return User(*row)
-
-
-def list_users(engine: Engine, actor: str) -> list[User]:
-    """Every user; admins only."""
-    with engine.connect() as conn:
-        allowed_user(conn, actor, "users.manage")
-        rows = conn.execute(
-            text("SELECT username, role, display_name, disabled FROM users ORDER BY username")
+        conn.execute(text("LOCK TABLE users IN SHARE ROW EXCLUSIVE MODE"))
+        if conn.execute(_ANY_ADMIN).scalar():
+            raise Q2CError(
+                "an admin exists already: adding users needs an admin's personal access token "
+                "(--token or Q2C_TOKEN)"
+            )
+        insert_user(conn, username, role, password, display_name)
+        record(
+            conn,
+            "bootstrap",
+            "user.created",
+            object_type="user",
+            object_id=username,
+            detail={"role": role, "first_admin": True},
         )
-        return [User(*row) for row in rows]
-
-
-def authenticate(engine: Engine, username: str, password: str) -> User | None:
-    """The user if the password matches, else None (unknown users cost the same time)."""
-    with engine.connect() as conn:
-        row = conn.execute(
-            text(
-                "SELECT username, role, display_name, disabled, password_hash FROM users "
-                "WHERE username = :u"
-            ),
-            {"u": username},
-        ).one_or_none()
-    stored = row.password_hash if row is not None and row.password_hash else _DUMMY_HASH
-    try:
-        _HASHER.verify(stored, password)
-    except (VerificationError, InvalidHashError):
-        return None
-    if row is None or row.disabled:
-        return None
-    return User(row.username, row.role, row.display_name, row.disabled)
-
-
-_DUMMY_HASH = _HASHER.hash("not a real password; equalises timing")
+    return User(username, role, display_name or username)

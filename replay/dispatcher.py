@@ -15,13 +15,14 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from urllib.parse import urlsplit
+from typing import Any
 
 import psycopg
 from psycopg.rows import namedtuple_row
 
 from q2c.settings import Settings
-from queries.replays import target_allowed
+from q2c.vocabulary import REPLAYABLE_STATUSES, sql_list
+from replay.targets import host_key, method_problem, refusal
 from replay.transport import Delivery, HttpTransport, ReplayTransport, TransportError
 
 log = logging.getLogger(__name__)
@@ -45,21 +46,31 @@ FROM due, dead_letters d
 WHERE r.correlation_id = due.correlation_id AND r.id = due.id
   AND d.correlation_id = r.correlation_id AND d.id = r.dead_letter_id
 RETURNING r.correlation_id, r.id, r.dead_letter_id, r.attempts, r.idempotency_key,
+          r.requested_at,
           coalesce(r.payload_override, d.payload) AS payload, d.target_url, d.method,
           d.headers, d.content_type, d.exception_id
 """
 
+# Parameters are typed: a NULL (no response code when no answer came) has no type of its own.
 # Written only if this claim still owns the replay (same attempt, still delivering).
 _RECORD = """
 UPDATE replays
-SET status = %(status)s, response_code = %(code)s, response_excerpt = %(excerpt)s,
-    error = %(error)s, lease_until = NULL,
-    next_attempt_at = coalesce(%(next_at)s, next_attempt_at),
-    finished_at = CASE WHEN %(status)s IN ('succeeded', 'failed') THEN now() END
+SET status = %(status)s::text, response_code = %(code)s::integer,
+    response_excerpt = %(excerpt)s::text, error = %(error)s::text, lease_until = NULL,
+    next_attempt_at = coalesce(%(next_at)s::timestamptz, next_attempt_at),
+    finished_at = CASE WHEN %(status)s::text IN ('succeeded', 'failed') THEN now() END
 WHERE correlation_id = %(c)s AND id = %(id)s AND status = 'delivering' AND attempts = %(attempt)s
 """
 
-_MARK_REPLAYED = """
+# Right before sending: the claim's lease may have run out while earlier replays of the batch
+# were delivered, and another dispatcher may have taken this one over (its attempt then
+# counts higher); the lease is renewed only if this claim still owns the replay.
+_RENEW = """
+UPDATE replays SET lease_until = now() + make_interval(secs => %(lease)s)
+WHERE correlation_id = %(c)s AND id = %(id)s AND status = 'delivering' AND attempts = %(attempt)s
+"""
+
+_MARK_REPLAYED = f"""
 WITH letter AS (
     UPDATE dead_letters SET status = 'replayed'
     WHERE correlation_id = %(c)s AND id = %(dead_letter)s
@@ -68,16 +79,16 @@ WITH letter AS (
     FROM exceptions prev
     WHERE e.correlation_id = %(c)s AND e.id = %(exception)s
       AND prev.correlation_id = e.correlation_id AND prev.id = e.id
-      AND e.status IN ('open', 'assigned', 'in_progress')
+      AND e.status IN {sql_list(REPLAYABLE_STATUSES)}
     RETURNING prev.status AS before_status
 )
 INSERT INTO exception_events (correlation_id, exception_id, actor, action, before, after, comment)
 SELECT %(c)s, %(exception)s, 'system:replay', 'replayed',
        (SELECT jsonb_build_object('status', before_status) FROM changed),
        jsonb_build_object('status', coalesce((SELECT 'replayed' FROM changed), 'unchanged'),
-                          'replay_id', %(id)s, 'response_code', %(code)s),
+                          'replay_id', %(id)s::bigint, 'response_code', %(code)s::integer),
        'replay delivered'
-WHERE %(exception)s IS NOT NULL
+WHERE %(exception)s::bigint IS NOT NULL
 """
 
 _MARK_FAILED = """
@@ -86,19 +97,21 @@ WITH letter AS (
 )
 INSERT INTO exception_events (correlation_id, exception_id, actor, action, before, after, comment)
 SELECT %(c)s, %(exception)s, 'system:replay', 'replay_failed', NULL,
-       jsonb_build_object('replay_id', %(id)s, 'response_code', %(code)s), %(error)s
-WHERE %(exception)s IS NOT NULL
+       jsonb_build_object('replay_id', %(id)s::bigint, 'response_code', %(code)s::integer),
+       %(error)s::text
+WHERE %(exception)s::bigint IS NOT NULL
 """
 
 
 @dataclass
 class DispatchReport:
-    """What one pass did."""
+    """What one pass did; `reasons` says why each failed replay failed."""
 
     claimed: int = 0
     succeeded: list[int] = field(default_factory=list)
     retrying: list[int] = field(default_factory=list)
     failed: list[int] = field(default_factory=list)
+    reasons: dict[int, str] = field(default_factory=dict)
 
 
 class HostRateLimiter:
@@ -119,7 +132,11 @@ class HostRateLimiter:
 
 
 class Dispatcher:
-    """Delivers due replays from the database at `url` through `transport`."""
+    """Delivers due replays from the database at `url` through `transport`.
+
+    One replay's failure, whatever it is, ends that replay (failed, with the reason) and
+    never the pass: the others claimed with it are delivered as usual.
+    """
 
     def __init__(
         self,
@@ -143,41 +160,68 @@ class Dispatcher:
             claimed = conn.execute(_CLAIM, {"limit": limit, "lease": lease}).fetchall()
             report.claimed = len(claimed)
             for replay in claimed:
-                status, params = self._deliver(replay)
-                with conn.transaction():
-                    recorded = conn.execute(_RECORD, params).rowcount
-                    if recorded and status == "succeeded":
-                        conn.execute(_MARK_REPLAYED, params)
-                    elif recorded and status == "failed":
-                        conn.execute(_MARK_FAILED, params)
-                if recorded:
-                    {
-                        "succeeded": report.succeeded,
-                        "pending": report.retrying,
-                        "failed": report.failed,
-                    }[status].append(replay.id)
+                self._handle(conn, replay, lease, report)
         return report
+
+    def _handle(
+        self, conn: psycopg.Connection, replay: Any, lease: float, report: DispatchReport
+    ) -> None:
+        """Deliver one claimed replay and record its outcome, whatever goes wrong."""
+        key = {"c": replay.correlation_id, "id": replay.id, "attempt": replay.attempts}
+        if not conn.execute(_RENEW, {**key, "lease": lease}).rowcount:
+            return  # taken over by another dispatcher: it delivers this one
+        try:
+            status, params = self._deliver(replay)
+        except Exception as exc:  # a defect must fail this replay, not the pass
+            log.exception("delivering replay %s failed", replay.id)
+            status, params = _finish(
+                "failed", _params(replay, error=f"internal error: {type(exc).__name__}")
+            )
+        try:
+            recorded = self._record(conn, status, params)
+        except psycopg.DataError:  # what the target answered cannot be stored as it is
+            log.exception("recording the outcome of replay %s failed", replay.id)
+            params = {
+                **params,
+                "excerpt": None,
+                "error": "the outcome is recorded without the target's answer, which "
+                "could not be stored",
+            }
+            recorded = self._record(conn, status, params)
+        if recorded:
+            outcome = {"succeeded": report.succeeded, "pending": report.retrying}
+            outcome.get(status, report.failed).append(replay.id)
+            if status == "failed":
+                report.reasons[replay.id] = params["error"]
 
     def close(self) -> None:
         """Release the transport."""
         self.transport.close()
 
-    def _deliver(self, replay) -> tuple[str, dict]:
-        params = {
-            "c": replay.correlation_id,
-            "id": replay.id,
-            "attempt": replay.attempts,
-            "dead_letter": replay.dead_letter_id,
-            "exception": replay.exception_id,
-            "code": None,
-            "excerpt": None,
-            "error": None,
-            "next_at": None,
-        }
-        if not target_allowed(replay.target_url, self.settings.allowed_replay_hosts):
-            params["error"] = f"target {replay.target_url} is not in Q2C_REPLAY_ALLOWED_HOSTS"
-            return self._finish("failed", params)
-        self.limiter.wait(urlsplit(replay.target_url).netloc.lower())
+    @staticmethod
+    def _record(conn: psycopg.Connection, status: str, params: dict[str, Any]) -> bool:
+        """Write the outcome if this claim still owns the replay; whether it did."""
+        params = {**params, "excerpt": _text(params["excerpt"]), "error": _text(params["error"])}
+        with conn.transaction():
+            recorded = conn.execute(_RECORD, params).rowcount > 0
+            if recorded and status == "succeeded":
+                conn.execute(_MARK_REPLAYED, params)
+            elif recorded and status == "failed":
+                conn.execute(_MARK_FAILED, params)
+        return recorded
+
+    def _deliver(self, replay: Any) -> tuple[str, dict[str, Any]]:
+        params = _params(replay)
+        refused = refusal(replay.target_url, self.settings.allowed_replay_hosts) or method_problem(
+            replay.method
+        )
+        if refused is not None:
+            return _finish("failed", {**params, "error": refused})
+        limit = self.settings.replay_deadline_seconds
+        if datetime.now(UTC).timestamp() > replay.requested_at.timestamp() + limit:
+            error = f"not delivered within the replay deadline ({limit:g} s after the request)"
+            return _finish("failed", {**params, "error": error})
+        self.limiter.wait(host_key(replay.target_url))
         try:
             answer = self.transport.send(
                 replay.method,
@@ -187,17 +231,19 @@ class Dispatcher:
                 self.settings.replay_timeout_seconds,
             )
         except TransportError as exc:
-            params["error"] = str(exc)[:500]
+            params["error"] = exc.reason
+            if not exc.retryable:
+                return _finish("failed", params)
             return self._retry_or_fail(replay, params, None)
         params["code"], params["excerpt"] = answer.status, answer.body_excerpt
         if 200 <= answer.status < 300:
-            return self._finish("succeeded", params)
+            return _finish("succeeded", params)
         params["error"] = f"HTTP {answer.status}"
         if answer.status in _RETRYABLE:
             return self._retry_or_fail(replay, params, answer)
-        return self._finish("failed", params)
+        return _finish("failed", {**params, "error": f"HTTP {answer.status}: not retried"})
 
-    def _headers(self, replay) -> dict[str, str]:
+    def _headers(self, replay: Any) -> dict[str, str]:
         headers = {
             k: str(v)
             for k, v in (replay.headers or {}).items()
@@ -208,21 +254,65 @@ class Dispatcher:
         headers["Idempotency-Key"] = replay.idempotency_key
         return headers
 
-    def _retry_or_fail(self, replay, params: dict, answer: Delivery | None) -> tuple[str, dict]:
-        if replay.attempts >= self.settings.replay_max_attempts:
-            params["error"] = f"{params['error']} (gave up after {replay.attempts} attempts)"
-            return self._finish("failed", params)
-        delay = _retry_after(answer.retry_after) if answer and answer.retry_after else None
-        if delay is None:
-            base = self.settings.replay_backoff_seconds * 2 ** (replay.attempts - 1)
+    def _retry_or_fail(
+        self, replay: Any, params: dict[str, Any], answer: Delivery | None
+    ) -> tuple[str, dict[str, Any]]:
+        """Schedule the next attempt, or fail when attempts or the deadline run out."""
+        error, attempts = params["error"], replay.attempts
+        if attempts >= self.settings.replay_max_attempts:
+            plural = "attempt" if attempts == 1 else "attempts"
+            return _finish(
+                "failed", {**params, "error": f"{error}; gave up after {attempts} {plural}"}
+            )
+        asked = _retry_after(answer.retry_after) if answer and answer.retry_after else None
+        if asked is None:
+            base = self.settings.replay_backoff_seconds * 2 ** (attempts - 1)
             delay = min(MAX_BACKOFF_SECONDS, base) * self.rng.uniform(0.5, 1.5)  # jitter
-        params["next_at"] = datetime.now(UTC).timestamp() + min(delay, MAX_BACKOFF_SECONDS)
-        params["next_at"] = datetime.fromtimestamp(params["next_at"], UTC)
-        return "pending", {**params, "status": "pending"}
+        else:
+            delay = asked
+        now = datetime.now(UTC)
+        deadline = replay.requested_at.timestamp() + self.settings.replay_deadline_seconds
+        if now.timestamp() + delay > deadline:
+            wait = (
+                f"the target asked to retry in {asked:g} s"
+                if asked is not None
+                else (f"the next attempt would be in {delay:.0f} s")
+            )
+            limit = self.settings.replay_deadline_seconds
+            return _finish(
+                "failed",
+                {
+                    **params,
+                    "error": f"{error}; {wait}, past the replay deadline ({limit:g} s "
+                    "after the request)",
+                },
+            )
+        next_at = datetime.fromtimestamp(now.timestamp() + delay, UTC)
+        return _finish("pending", {**params, "next_at": next_at})
 
-    @staticmethod
-    def _finish(status: str, params: dict) -> tuple[str, dict]:
-        return status, {**params, "status": status}
+
+def _params(replay: Any, error: str | None = None) -> dict[str, Any]:
+    """The statement parameters of a replay's outcome, before delivery filled them in."""
+    return {
+        "c": replay.correlation_id,
+        "id": replay.id,
+        "attempt": replay.attempts,
+        "dead_letter": replay.dead_letter_id,
+        "exception": replay.exception_id,
+        "code": None,
+        "excerpt": None,
+        "error": error,
+        "next_at": None,
+    }
+
+
+def _text(value: str | None) -> str | None:
+    """Text as a column can hold it: no NUL characters, at most 500 characters."""
+    return None if value is None else value.replace("\x00", "")[:500]
+
+
+def _finish(status: str, params: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    return status, {**params, "status": status}
 
 
 def _retry_after(value: str) -> float | None:

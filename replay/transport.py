@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import socket
+import ssl
+import time
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -18,7 +21,14 @@ class Delivery:
 
 
 class TransportError(Exception):
-    """The request did not get an answer (timeout, refused connection, reset)."""
+    """The request got no answer. `reason` says why in words an engineer acts on
+    ("connection refused"); `retryable` is False when sending again cannot help (TLS that
+    the target is not configured for or a certificate it will keep presenting, a URL the
+    client cannot use)."""
+
+    def __init__(self, reason: str, retryable: bool = True) -> None:
+        super().__init__(reason)
+        self.reason, self.retryable = reason, retryable
 
 
 class ReplayTransport(Protocol):
@@ -32,27 +42,61 @@ class ReplayTransport(Protocol):
     def close(self) -> None: ...
 
 
-EXCERPT_CHARS = 500
+EXCERPT_BYTES = 2000  # of the answer read, at most, and kept (its first 500 characters)
 
 
 class HttpTransport:
-    """ReplayTransport over httpx, without redirects (a redirect could leave the allow-list)."""
+    """ReplayTransport over httpx, without redirects (a redirect could leave the allow-list)
+    and without proxies or .netrc from the environment (a replay goes where it says)."""
 
     def __init__(self) -> None:
-        self._client = httpx.Client(follow_redirects=False)
+        self._client = httpx.Client(follow_redirects=False, trust_env=False)
 
     def send(
         self, method: str, url: str, headers: dict[str, str], body: bytes, timeout: float
     ) -> Delivery:
+        deadline = time.monotonic() + timeout
         try:
-            response = self._client.request(
+            with self._client.stream(
                 method, url, headers=headers, content=body, timeout=timeout
-            )
-        except httpx.HTTPError as exc:
-            raise TransportError(f"{type(exc).__name__}: {exc}") from None
-        return Delivery(
-            response.status_code, response.headers.get("retry-after"), response.text[:EXCERPT_CHARS]
-        )
+            ) as response:
+                excerpt = bytearray()
+                # Only the start of the answer is kept, and a target that trickles it out
+                # does not hold the delivery past its timeout.
+                for chunk in response.iter_bytes():
+                    excerpt += chunk
+                    if len(excerpt) >= EXCERPT_BYTES or time.monotonic() > deadline:
+                        break
+        except httpx.TimeoutException:
+            raise TransportError(f"no answer within {timeout:g} s") from None
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
+            raise failure_of(exc) from None
+        text = bytes(excerpt[:EXCERPT_BYTES]).decode(response.encoding or "utf-8", "replace")
+        return Delivery(response.status_code, response.headers.get("retry-after"), text[:500])
 
     def close(self) -> None:
         self._client.close()
+
+
+def failure_of(exc: BaseException) -> TransportError:
+    """The TransportError for an HTTP client's exception, from the OS or TLS error under it."""
+    if isinstance(exc, httpx.InvalidURL | httpx.UnsupportedProtocol):
+        return TransportError(f"the target URL is unusable: {exc}", retryable=False)
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return TransportError(
+                f"TLS certificate not trusted: {cause.verify_message}", retryable=False
+            )
+        if isinstance(cause, ssl.SSLError):
+            return TransportError(f"TLS handshake failed: {cause.reason or cause}", retryable=False)
+        if isinstance(cause, socket.gaierror):
+            return TransportError(f"DNS lookup failed: {cause.strerror}")
+        if isinstance(cause, ConnectionRefusedError):
+            return TransportError("connection refused")
+        if isinstance(cause, ConnectionResetError):
+            return TransportError("connection reset by the target")
+        cause = cause.__cause__ or cause.__context__
+    if isinstance(exc, httpx.RemoteProtocolError):
+        return TransportError(f"the target broke the HTTP exchange: {exc}")
+    return TransportError(f"{type(exc).__name__}: {exc}")

@@ -5,6 +5,13 @@ in the window) or the policy tables loaded for this transaction, and writes exac
 rollup pairs are remembered in rollup_progress, exceptions obey the one-open rule.
 """
 
+from q2c.catalog import CATALOG_TABLE
+from q2c.vocabulary import CLOSED_STATUSES, sql_list
+
+# The predicate of exceptions_one_open_idx (migration 0001), which an ON CONFLICT clause
+# must repeat to name that index as its arbiter.
+ONE_OPEN_INDEX_PREDICATE = f"status NOT IN {sql_list(CLOSED_STATUSES)}"
+
 # Rows stamped before the oldest running writer's start are all committed (ingest times
 # are clock_timestamp()); the window ends there, so nothing committed late is skipped.
 HORIZON = """
@@ -14,11 +21,8 @@ SELECT least(clock_timestamp(),
                          AND datname = current_database()), clock_timestamp()))
 """
 
-POLICY_TABLES = """
-CREATE TEMP TABLE _catalog (process text, stage text, stage_index integer, is_last boolean,
-                            stalled_after interval, stalled_label text,
-                            PRIMARY KEY (process, stage))
-    ON COMMIT DROP;
+POLICY_TABLES = f"""
+{CATALOG_TABLE} ON COMMIT DROP;
 CREATE TEMP TABLE _reconcile (process text, field text) ON COMMIT DROP;
 CREATE TEMP TABLE _affected (correlation_id text PRIMARY KEY) ON COMMIT DROP;
 CREATE TEMP TABLE _fresh (correlation_id text, process text, from_stage text, to_stage text,
@@ -105,7 +109,7 @@ ON CONFLICT (process, from_stage, to_stage, bucket_seconds, bucket_start) DO UPD
 """
 
 # Compare what different systems reported for the same transaction.
-RECONCILE = """
+RECONCILE = f"""
 WITH reported AS (
     SELECT se.correlation_id, se.process, f.field, se.system, se.stage, se.reached_at,
            se.business->>f.field AS value
@@ -129,7 +133,8 @@ WITH reported AS (
     SELECT correlation_id, process, max(observed_at) AS observed_at,
            NOT bool_or(mismatch) AS matched,
            jsonb_object_agg(field, by_system) AS compared,
-           coalesce(jsonb_object_agg(field, by_system) FILTER (WHERE mismatch), '{}') AS mismatches,
+           coalesce(jsonb_object_agg(field, by_system) FILTER (WHERE mismatch), '{{}}')
+               AS mismatches,
            (array_agg(latest_stage ORDER BY observed_at DESC) FILTER (WHERE mismatch))[1]
                AS stage
     FROM per_field
@@ -185,7 +190,7 @@ WITH reported AS (
     WHERE NOT c.matched
     ORDER BY c.correlation_id
     ON CONFLICT (correlation_id, stage, fingerprint)
-        WHERE status NOT IN ('resolved', 'auto_resolved', 'ignored')
+        WHERE {ONE_OPEN_INDEX_PREDICATE}
     DO NOTHING
     RETURNING id
 )
@@ -205,7 +210,7 @@ WITH resolved AS (
       AND e.correlation_id IN (SELECT correlation_id FROM _affected)
       AND prev.correlation_id = e.correlation_id AND prev.id = e.id
       AND e.kind = 'reconciliation'
-      AND e.status IN ('open', 'assigned', 'in_progress', 'replayed')
+      AND q2c_is_open(e.status)
     RETURNING e.correlation_id, e.id, prev.status AS before_status
 )
 INSERT INTO exception_events (correlation_id, exception_id, actor, action, before, after, comment)
@@ -215,8 +220,11 @@ FROM resolved ORDER BY correlation_id, id
 """
 
 # A transaction waiting longer than its next stage allows gets a `stalled` exception on
-# that (missing) stage; its status becomes 'stalled' until the stage arrives.
-DETECT_STALLED = """
+# that (missing) stage; its status becomes 'stalled' until the stage arrives. The stall is
+# seen from the moment it became due (the previous stage reached, plus the wait allowed),
+# not from when an evaluation noticed it, so that after a backfill or a scheduler outage
+# its age, its due time and the stall counts of SLOs say when it really happened.
+DETECT_STALLED = f"""
 WITH waiting AS (
     SELECT t.correlation_id, t.process, t.current_stage, nxt.stage AS next_stage,
            nxt.stalled_after, nxt.stalled_label, t.customer_id, t.order_id, t.invoice_id,
@@ -242,12 +250,12 @@ WITH waiting AS (
            format('no %%s within %%s after %%s at %%s', next_stage, stalled_label,
                   current_stage, to_char(reached_at AT TIME ZONE 'UTC',
                                          'YYYY-MM-DD"T"HH24:MI:SS"Z"')),
-           %(now)s, %(now)s, 1, customer_id, order_id, invoice_id, amount, currency,
-           legal_entity
+           reached_at + stalled_after, reached_at + stalled_after, 1, customer_id, order_id,
+           invoice_id, amount, currency, legal_entity
     FROM stalled
     ORDER BY correlation_id
     ON CONFLICT (correlation_id, stage, fingerprint)
-        WHERE status NOT IN ('resolved', 'auto_resolved', 'ignored')
+        WHERE {ONE_OPEN_INDEX_PREDICATE}
     DO NOTHING
     RETURNING correlation_id
 ), marked AS (
@@ -258,6 +266,26 @@ WITH waiting AS (
 SELECT (SELECT count(*) FROM opened), (SELECT count(*) FROM marked)
 """
 
+# Open stalls recorded before stalls were dated from when they became due: dated so once
+# (the wait allowed comes from the policy, so a migration cannot), their impact and due
+# time worked out again by the classification that follows.
+REDATE_OPEN_STALLS = """
+WITH due AS (
+    SELECT x.correlation_id, x.id,
+           (SELECT min(s.reached_at) FROM stage_events s
+            WHERE s.correlation_id = x.correlation_id AND s.stage = prev.stage
+              AND s.status = 'ok') + waited.stalled_after AS became_due
+    FROM exceptions x
+    JOIN _catalog waited ON waited.process = x.process AND waited.stage = x.stage
+    JOIN _catalog prev ON prev.process = x.process AND prev.stage_index = waited.stage_index - 1
+    WHERE x.kind = 'stalled' AND q2c_is_open(x.status)
+)
+UPDATE exceptions e
+SET first_seen = d.became_due, last_seen = d.became_due, due_at = NULL, updated_at = now()
+FROM due d
+WHERE e.correlation_id = d.correlation_id AND e.id = d.id AND d.became_due < e.first_seen
+"""
+
 # Stalls whose stage has arrived meanwhile (a race with the collector) resolve here.
 RESOLVE_ARRIVED_STALLS = """
 WITH resolved AS (
@@ -265,7 +293,7 @@ WITH resolved AS (
     SET status = 'auto_resolved', resolved_at = clock_timestamp(), updated_at = now(),
         resolution = 'stage ' || e.stage || ' arrived'
     FROM exceptions prev
-    WHERE e.kind = 'stalled' AND e.status IN ('open', 'assigned', 'in_progress', 'replayed')
+    WHERE e.kind = 'stalled' AND q2c_is_open(e.status)
       AND prev.correlation_id = e.correlation_id AND prev.id = e.id
       AND EXISTS (SELECT 1 FROM stage_events s
                   WHERE s.correlation_id = e.correlation_id AND s.stage = e.stage
@@ -302,7 +330,7 @@ SELECT 'exceptions_' || e.status, coalesce(e.process, ''), res.s,
        {_BUCKET.format(ts="e.resolved_at")}, count(*)
 FROM exceptions e CROSS JOIN (VALUES (300), (86400)) AS res(s)
 WHERE e.resolved_at >= %(lower)s AND e.resolved_at < %(upper)s
-  AND e.status IN ('resolved', 'auto_resolved', 'ignored')
+  AND NOT q2c_is_open(e.status)
 GROUP BY 1, 2, 3, 4
 ORDER BY 1, 2, 3, 4
 ON CONFLICT (name, process, bucket_seconds, bucket_start)

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import psycopg
 from psycopg.types.json import Jsonb
 
+from q2c.catalog import INSERT_CATALOG, stage_rows
 from sla import _sql
 from sla.policy import Policy
 
@@ -23,6 +24,7 @@ log = logging.getLogger(__name__)
 JOB = "evaluate"
 LOCK_KEY = 0x51_32_43_45  # "Q2CE"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_STALLS_REDATED = "stalls dated from when they became due"  # a watermark set once
 
 
 @dataclass
@@ -66,19 +68,19 @@ def evaluate(
     now = now or datetime.now(UTC)
     with conn.transaction():
         cur = conn.cursor()
-        if not cur.execute("SELECT pg_try_advisory_xact_lock(%s)", (LOCK_KEY,)).fetchone()[0]:
+        if not _one(cur.execute("SELECT pg_try_advisory_xact_lock(%s)", (LOCK_KEY,)))[0]:
             return EvaluationReport(skipped=True)
-        limits = _stalled_limits(policy)
-        _load_policy(cur, policy, limits)
+        _load_policy(cur, policy)
         lower = _watermark(cur)
-        (upper,) = cur.execute(_sql.HORIZON).fetchone()
+        (upper,) = _one(cur.execute(_sql.HORIZON))
         report = EvaluationReport(window_start=lower, window_end=max(upper, lower))
         if upper > lower:  # nothing committed since the last window: no window to do
             _evaluate_window(cur, policy, report, {"lower": lower, "upper": upper})
-        shortest = min(limits.values())
-        report.stalled = cur.execute(
-            _sql.DETECT_STALLED, {"now": now, "shortest": shortest}
-        ).fetchone()[0]
+        _redate_open_stalls_once(cur)
+        shortest = min(wait for process in policy.catalog() for wait in process.stalled_after)
+        report.stalled = _one(cur.execute(_sql.DETECT_STALLED, {"now": now, "shortest": shortest}))[
+            0
+        ]
         cur.execute(_sql.RESOLVE_ARRIVED_STALLS)
         report.classified = _classify(cur, policy)
         if upper > lower:
@@ -96,17 +98,18 @@ def evaluate(
     return report
 
 
-def _evaluate_window(cur: psycopg.Cursor, policy: Policy, report: EvaluationReport,
-                     window: dict[str, datetime]) -> None:  # fmt: skip
+def _evaluate_window(
+    cur: psycopg.Cursor, policy: Policy, report: EvaluationReport, window: dict[str, datetime]
+) -> None:
     """Rollups, error counts, closed counts and reconciliation of the changes in `window`."""
     report.transactions = cur.execute(_sql.AFFECTED, window).rowcount
     report.pairs_counted = cur.execute(_sql.FRESH_PAIRS).rowcount
     cur.execute(_sql.ADD_TO_ROLLUPS)
     report.errors_counted = cur.execute(_sql.ADD_ERRORS, window).rowcount
     cur.execute(_sql.COUNT_CLOSED, window)
-    checked, mismatched, opened = cur.execute(
-        _sql.RECONCILE, {"tolerance": policy.amount_tolerance}
-    ).fetchone()
+    checked, mismatched, opened = _one(
+        cur.execute(_sql.RECONCILE, {"tolerance": policy.amount_tolerance})
+    )
     report.reconciled, report.mismatched = checked, mismatched
     report.reconciliation_exceptions = opened
     cur.execute(_sql.RESOLVE_RECONCILED)
@@ -121,43 +124,24 @@ def _watermark(cur: psycopg.Cursor) -> datetime:
     return row[0] if row else _EPOCH
 
 
-def _stalled_limits(policy: Policy) -> dict[tuple[str, str], timedelta]:
-    return {
-        (process, stage): policy.stalled_after(process, stage)
-        for process, spec in policy.processes.items()
-        for stage in spec.stage_names()
-    }
-
-
-def _load_policy(
-    cur: psycopg.Cursor, policy: Policy, limits: dict[tuple[str, str], timedelta]
-) -> None:
+def _load_policy(cur: psycopg.Cursor, policy: Policy) -> None:
     cur.execute(_sql.POLICY_TABLES)
-    rows = [
-        (
-            process,
-            stage,
-            index,
-            index == len(spec.stages) - 1,
-            limits[(process, stage)],
-            _label(limits[(process, stage)]),
-        )
-        for process, spec in policy.processes.items()
-        for index, stage in enumerate(spec.stage_names())
-    ]
-    cur.executemany("INSERT INTO _catalog VALUES (%s, %s, %s, %s, %s, %s)", rows)
+    cur.executemany(INSERT_CATALOG, stage_rows(policy.catalog()))
     fields = [(p, f) for p, spec in policy.processes.items() for f in spec.reconcile]
     if fields:
         cur.executemany("INSERT INTO _reconcile VALUES (%s, %s)", fields)
 
 
-def _label(span: timedelta) -> str:
-    """A duration as people write it: 30m, 4h, 3d."""
-    seconds = int(span.total_seconds())
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds % size == 0:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
+def _redate_open_stalls_once(cur: psycopg.Cursor) -> None:
+    """Date the open stalls of earlier versions from when they became due, once per
+    database (a watermark records it)."""
+    marker = cur.execute(
+        "INSERT INTO watermarks (name, value) VALUES (%s, now()) ON CONFLICT (name) DO NOTHING",
+        (_STALLS_REDATED,),
+    )
+    if marker.rowcount:
+        redated = cur.execute(_sql.REDATE_OPEN_STALLS).rowcount
+        log.info("dated %d open stall(s) from when they became due", redated)
 
 
 def _classify(cur: psycopg.Cursor, policy: Policy) -> int:
@@ -177,3 +161,10 @@ def _classify(cur: psycopg.Cursor, policy: Policy) -> int:
         {"ids": ids, "correlation_ids": correlation_ids, "impacts": impacts, "due": due},
     )
     return len(rows)
+
+
+def _one(cur: psycopg.Cursor) -> tuple:
+    """The one row a statement that always answers one row answered."""
+    row = cur.fetchone()
+    assert row is not None, "the statement answered no row"
+    return tuple(row)

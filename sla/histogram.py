@@ -12,13 +12,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 
 GAMMA = 1.02
-
-
-def bucket_of(latency_ms: float) -> int:
-    """The bucket index a latency falls in (the same rule as SQL's q2c_latency_bucket)."""
-    if latency_ms < 1:
-        return 0
-    return math.floor(math.log(latency_ms) / math.log(GAMMA)) + 1
+PERCENTILES = (50, 90, 95, 99)  # reported of every latency
 
 
 def representative_ms(bucket: int) -> float:

@@ -16,10 +16,10 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from q2c.catalog import Process
 from q2c.errors import Q2CError
+from q2c.vocabulary import IMPACTS, ExceptionKind, Impact
+from sla.histogram import PERCENTILES
 
 DEFAULT_POLICY_FILE = Path(__file__).with_name("sla.yaml")
-IMPACTS = ("critical", "high", "medium", "low")
-Impact = Literal["critical", "high", "medium", "low"]
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)\s*$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -79,10 +79,17 @@ class ProcessPolicy(_Strict):
     objective: Objective
     reconcile: list[
         Literal[
-            "customer_id", "order_id", "invoice_id", "payment_id", "amount", "tax_amount",
-            "currency", "legal_entity", "contract_version",
+            "customer_id",
+            "order_id",
+            "invoice_id",
+            "payment_id",
+            "amount",
+            "tax_amount",
+            "currency",
+            "legal_entity",
+            "contract_version",
         ]
-    ] = []  # fmt: skip
+    ] = []
 
     def stage_names(self) -> tuple[str, ...]:
         """The stage names, in order."""
@@ -106,7 +113,7 @@ class RuleCondition(_Strict):
 
     process: str | None = None
     stage: str | None = None
-    kind: Literal["error", "stalled", "reconciliation", "dead_letter"] | None = None
+    kind: ExceptionKind | None = None
     min_amount: float | None = None
 
 
@@ -115,6 +122,17 @@ class ImpactRule(_Strict):
 
     when: RuleCondition
     impact: Impact
+
+
+class Headline(_Strict):
+    """A latency the overview and `q2c kpis` lead with: a stage pair of one process."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    title: str
+    process: str
+    from_stage: str = Field(alias="from")
+    to_stage: str = Field(alias="to")
+    percentiles: list[int] = Field(default=[95], min_length=1)
 
 
 class Policy(_Strict):
@@ -126,6 +144,7 @@ class Policy(_Strict):
     default_stalled_after: Duration = timedelta(hours=2)
     processes: dict[str, ProcessPolicy] = Field(min_length=1)
     amount_tolerance: float = Field(default=0.005, ge=0)
+    headlines: list[Headline] = []
 
     @model_validator(mode="after")
     def _complete(self) -> Policy:
@@ -140,11 +159,35 @@ class Policy(_Strict):
                 rule.when.stage in p.stage_names() for p in self.processes.values()
             ):
                 raise ValueError(f"{where}.stage: unknown stage '{rule.when.stage}'")
+        for index, headline in enumerate(self.headlines):
+            where = f"headlines.{index}"
+            process = self.processes.get(headline.process)
+            if process is None:
+                raise ValueError(f"{where}.process: unknown process '{headline.process}'")
+            names = list(process.stage_names())
+            for key, stage in (("from", headline.from_stage), ("to", headline.to_stage)):
+                if stage not in names:
+                    raise ValueError(
+                        f"{where}.{key}: '{stage}' is not a stage of {headline.process}"
+                    )
+            if names.index(headline.from_stage) >= names.index(headline.to_stage):
+                raise ValueError(f"{where}: 'from' must come before 'to'")
+            if not set(headline.percentiles) <= set(PERCENTILES):
+                raise ValueError(f"{where}.percentiles: choose among {list(PERCENTILES)}")
+        if len({h.name for h in self.headlines}) != len(self.headlines):
+            raise ValueError("headlines: a name is used twice")
         return self
 
     def catalog(self) -> tuple[Process, ...]:
         """The processes and their stages, as the collectors use them."""
-        return tuple(Process(name, p.stage_names()) for name, p in self.processes.items())
+        return tuple(
+            Process(
+                name,
+                p.stage_names(),
+                tuple(self.stalled_after(name, stage) for stage in p.stage_names()),
+            )
+            for name, p in self.processes.items()
+        )
 
     def stalled_after(self, process: str, stage: str) -> timedelta:
         """How long a transaction may wait for `stage` of `process`."""
@@ -153,7 +196,7 @@ class Policy(_Strict):
                 return candidate.stalled_after
         return self.default_stalled_after
 
-    def impact_of(self, process: str | None, stage: str, kind: str, amount: float | None) -> str:
+    def impact_of(self, process: str | None, stage: str, kind: str, amount: float | None) -> Impact:
         """The first matching rule's impact, else the default."""
         for rule in self.impact_rules:
             when = rule.when

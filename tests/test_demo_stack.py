@@ -15,8 +15,11 @@ from pathlib import Path
 import psycopg
 from click.testing import CliRunner
 
-from q2c.cli import main
-from tests.support.services import free_port
+from cli.main import main
+from q2c.database import create_db_engine
+from q2c.settings import Settings
+from queries.tokens import create_token
+from tests.support.peers import free_port
 
 DEADLINE = 120  # in seconds, for each condition polled below
 
@@ -38,18 +41,28 @@ def _ready(url: str) -> bool:
 
 
 def test_a_dead_letter_is_replayed_and_then_auto_resolved(
-    db_url: str, db: psycopg.Connection, tmp_path: Path, monkeypatch
+    db_url: str, owner_db_url: str, app_role, db: psycopg.Connection, tmp_path: Path, monkeypatch
 ) -> None:
     ports = {name: free_port() for name in ("console", "collector", "sandbox")}
     env = {k: v for k, v in os.environ.items() if not k.startswith("Q2C_")}
     env |= {
-        "DATABASE_URL": db_url, "Q2C_DATA_DIR": str(tmp_path), "Q2C_LOG_LEVEL": "WARNING",
-        "Q2C_CONSOLE_PORT": str(ports["console"]), "Q2C_COLLECTOR_PORT": str(ports["collector"]),
-        "Q2C_DEMO_SANDBOX_PORT": str(ports["sandbox"]), "Q2C_DEMO_RATE": "2",
-    }  # fmt: skip
-    demo = subprocess.Popen([sys.executable, "-m", "q2c.cli", "demo"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)  # fmt: skip
+        "DATABASE_URL": db_url,
+        "Q2C_MIGRATION_DATABASE_URL": owner_db_url,
+        "Q2C_APP_ROLE": app_role[0],
+        "Q2C_DATA_DIR": str(tmp_path),
+        "Q2C_LOG_LEVEL": "WARNING",
+        "Q2C_CONSOLE_PORT": str(ports["console"]),
+        "Q2C_COLLECTOR_PORT": str(ports["collector"]),
+        "Q2C_DEMO_SANDBOX_PORT": str(ports["sandbox"]),
+        "Q2C_DEMO_RATE": "2",
+    }
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "demo"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         _wait_for(lambda: _ready(f"http://127.0.0.1:{ports['console']}/_stcore/health"), "demo")
         letter, exception_id = _wait_for(
@@ -63,7 +76,10 @@ def test_a_dead_letter_is_replayed_and_then_auto_resolved(
         )
         monkeypatch.setenv("DATABASE_URL", db_url)
         monkeypatch.setenv("Q2C_REPLAY_ALLOWED_HOSTS", f"127.0.0.1:{ports['sandbox']}")
-        requested = CliRunner().invoke(main, ["replay", "request", str(letter), "--as", "oncall"])
+        engine = create_db_engine(db_url, Settings(database_url=None))
+        token, _ = create_token(engine, "oncall", "oncall")
+        engine.dispose()
+        requested = CliRunner().invoke(main, ["replay", "request", str(letter), "--token", token])
         assert requested.exit_code == 0 and "queued" in requested.output, requested.output
 
         status = lambda: db.execute(  # noqa: E731
@@ -81,5 +97,6 @@ def test_a_dead_letter_is_replayed_and_then_auto_resolved(
     assert actions == ["replay_requested", "replayed", "auto_resolved"]
     assert db.execute(
         "SELECT r.status, r.attempts, d.status FROM replays r JOIN dead_letters d "
-        "ON d.id = r.dead_letter_id WHERE d.id = %s", (letter,)
-    ).fetchone() == ("succeeded", 1, "replayed")  # fmt: skip
+        "ON d.id = r.dead_letter_id WHERE d.id = %s",
+        (letter,),
+    ).fetchone() == ("succeeded", 1, "replayed")

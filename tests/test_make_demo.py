@@ -10,7 +10,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from tests.support.services import free_port
+from tests.support.peers import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 STARTUP_DEADLINE = 180  # in seconds; a first run initialises the embedded cluster
@@ -35,9 +35,13 @@ def test_make_demo_serves_everything_and_stops_cleanly(tmp_path: Path) -> None:
     }
     demo = subprocess.Popen(
         ["make", "--no-print-directory", "demo"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        start_new_session=True, text=True,
-    )  # fmt: skip
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        text=True,
+    )
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(demo.stdout), daemon=True)
     reader.start()

@@ -1,4 +1,5 @@
-"""Users & policies, for admins: users and roles, and the SLA policy in force."""
+"""Users & policies, for admins: users (add, role, disable and enable, password, name and
+e-mail) and the SLA policy in force."""
 
 from dataclasses import asdict
 
@@ -7,15 +8,33 @@ import streamlit as st
 
 from console._auth import page_user
 from console._resources import act, engine, load, settings, show_flash
-from queries.roles import ROLES
-from queries.users import add_user, list_users, set_role
+from q2c.vocabulary import ROLES
+from queries.user_admin import (
+    add_user,
+    list_users,
+    reset_password,
+    set_disabled,
+    set_profile,
+    set_role,
+)
 from sla.policy import DEFAULT_POLICY_FILE
 
 user = page_user("users.manage")
+
+
+def _done(message: str) -> None:
+    st.session_state["flash"] = ("ok", message)
+
+
 st.title("Users & policies")
 show_flash()
 users = load(list_users, engine(), user.username)
-st.dataframe(pd.DataFrame([asdict(u) for u in users]), hide_index=True)
+table = pd.DataFrame([asdict(u) for u in users])
+st.dataframe(
+    table[["username", "display_name", "email", "role", "disabled"]],
+    hide_index=True,
+    column_config={"disabled": st.column_config.CheckboxColumn("disabled")},
+)
 
 left, right = st.columns(2)
 with left.form("add_user", clear_on_submit=True):
@@ -25,16 +44,64 @@ with left.form("add_user", clear_on_submit=True):
     password = st.text_input("Initial password", type="password")
     if st.form_submit_button("Add"):
         if act(add_user, engine(), user.username, username.strip(), role, password) is not None:
-            st.session_state["flash"] = ("ok", f"added {username} ({role})")
+            _done(f"added {username} ({role})")
         st.rerun()
-with right.form("set_role"):
-    st.markdown("**Change a role**")
-    target = st.selectbox("User", [u.username for u in users])
-    new_role = st.selectbox("New role", ROLES, key="new_role")
-    if st.form_submit_button("Change"):
-        if act(set_role, engine(), user.username, target, new_role) is not None:
-            st.session_state["flash"] = ("ok", f"{target} is now {new_role}")
-        st.rerun()
+
+with right:
+    st.markdown("**Manage a user**")
+    by_name = {u.username: u for u in users}
+    target = by_name[
+        st.selectbox(
+            "User",
+            list(by_name),
+            key="manage_user",
+            format_func=lambda name: (
+                f"{name} · {by_name[name].display_name}"
+                + (" (disabled)" if by_name[name].disabled else "")
+            ),
+        )
+    ]
+    role_tab, access_tab, password_tab, profile_tab = st.tabs(
+        ["Role", "Enable / disable", "Password", "Name & e-mail"]
+    )
+    with role_tab.form("set_role"):
+        new_role = st.selectbox(
+            "New role", ROLES, index=ROLES.index(target.role), key=f"new_role:{target.username}"
+        )
+        st.caption("Their console sessions end: they sign in again with the new role.")
+        if st.form_submit_button("Change role"):
+            if act(set_role, engine(), user.username, target.username, new_role) is not None:
+                _done(f"{target.username} is now {new_role}")
+            st.rerun()
+    with access_tab:
+        if target.disabled:
+            st.caption(f"{target.username} is disabled: no sign-in, no token works.")
+            if st.button("Enable", key="enable_user"):
+                if act(set_disabled, engine(), user.username, target.username, False):
+                    _done(f"{target.username} is enabled")
+                st.rerun()
+        else:
+            st.caption("Disabling signs them out at once; their tokens stop working.")
+            if st.button("Disable", key="disable_user", type="primary"):
+                if act(set_disabled, engine(), user.username, target.username, True):
+                    _done(f"{target.username} is disabled")
+                st.rerun()
+    with password_tab.form("reset_password", clear_on_submit=True):
+        new_password = st.text_input("New password", type="password", key="new_password")
+        st.caption("Their console sessions end; tell them the new password another way.")
+        if st.form_submit_button("Reset password"):
+            if act(reset_password, engine(), user.username, target.username, new_password):
+                _done(f"{target.username} has a new password")
+            st.rerun()
+    with profile_tab.form("set_profile"):
+        display_name = st.text_input(
+            "Display name", target.display_name, key=f"name:{target.username}"
+        )
+        email = st.text_input("E-mail", target.email, key=f"email:{target.username}")
+        if st.form_submit_button("Save"):
+            if act(set_profile, engine(), user.username, target.username, display_name, email):
+                _done(f"saved {target.username}'s name and e-mail")
+            st.rerun()
 
 st.subheader("SLA policy in force")
 path = settings().sla_config or DEFAULT_POLICY_FILE

@@ -1,18 +1,34 @@
-"""Dead letters and replays, for on-call: filter, inspect payloads (secrets masked),
-replay one or many behind a confirmation, and watch the replays live."""
+"""Dead letters and replays, for on-call: filter, inspect payloads (pretty-printed, secrets
+masked), replay or discard one or many behind a confirmation, redrive everything a filter
+matches at a set rate (dry run, progress, cancel), and watch the replays live."""
 
+import difflib
 import json
 
 import pandas as pd
 import streamlit as st
 
 from console._auth import page_user
+from console._links import linked_id
 from console._resources import act, engine, load, settings, show_flash
-from console._widgets import selectable_table
-from queries.masking import mask_headers, mask_secrets
-from queries.replays import dead_letter_detail, list_dead_letters, replay_status, request_replays
+from console._widgets import age_text, selectable_table, untick
+from queries.redrives import (
+    RedrivePreview,
+    cancel_redrive,
+    list_redrives,
+    preview_redrive,
+    start_redrive,
+)
+from queries.replays import (
+    dead_letter_detail,
+    discard_dead_letters,
+    list_dead_letters,
+    replay_status,
+    request_replays,
+)
 
 user = page_user("dead_letters.view")
+EDITOR = "dead_letters_editor"
 COLUMNS = [
     "id",
     "occurred_at",
@@ -21,6 +37,8 @@ COLUMNS = [
     "stage",
     "system",
     "status",
+    "age",
+    "attempts",
     "target_url",
     "error_type",
     "error_message",
@@ -31,11 +49,88 @@ COLUMNS = [
 
 @st.cache_data(ttl=3, show_spinner=False)
 def _letters(username: str, status: str | None, search: str | None) -> pd.DataFrame:
-    return pd.DataFrame(list_dead_letters(engine(), username, status, search))
+    frame = pd.DataFrame(list_dead_letters(engine(), username, status, search))
+    if not frame.empty:
+        frame["age"] = frame["age"].map(age_text)
+    return frame
 
 
-def _replay(ids: list[int], payload: str | None) -> None:
-    """on_click of the confirmation: request the replays, report what happened."""
+def pretty(payload: str | None) -> str:
+    """A JSON payload indented for reading (masked values are JSON strings too); any other
+    payload as it is."""
+    try:
+        return json.dumps(json.loads(payload or ""), indent=2, ensure_ascii=False)
+    except ValueError:
+        return payload or ""
+
+
+def _discard(ids: list[int], reason: str) -> None:
+    """on_click of the discard confirmation."""
+    untick(EDITOR, ids)
+    result = act(discard_dead_letters, engine(), user.username, ids, reason)
+    if result is not None:
+        left = "; ".join(f"{i}: {why}" for i, why in result.skipped.items())
+        st.session_state["flash"] = (
+            "ok" if result.changed else "error",
+            f"Discarded {len(result.changed)}" + (f" (left alone {left})" if left else ""),
+        )
+    st.cache_data.clear()
+
+
+@st.dialog("Confirm discard")
+def confirm_discard(ids: list[int], reason: str) -> None:
+    st.write(
+        f"**Discard {len(ids)} dead letter(s)?** {', '.join(map(str, ids))}: they will not be "
+        "replayed."
+    )
+    st.caption(f"reason: {reason}")
+    if st.button(
+        "Discard", type="primary", key="confirm_discard", on_click=_discard, args=(ids, reason)
+    ):
+        st.rerun()
+
+
+def _start_redrive(search: str | None, rate: float) -> None:
+    """on_click of the redrive confirmation."""
+    started = act(
+        start_redrive, engine(), user.username, search, settings().allowed_replay_hosts, rate
+    )
+    if started is not None:
+        redrive, outcome = started
+        st.session_state["flash"] = (
+            "ok",
+            f"Redrive {redrive.id}: {redrive.total} replay(s) queued at {rate:g} a second"
+            + (f"; {len(outcome.refused)} refused" if outcome.refused else ""),
+        )
+    st.cache_data.clear()
+
+
+@st.dialog("Confirm redrive")
+def confirm_redrive(search: str | None, rate: float, preview: RedrivePreview) -> None:
+    """Ask before a redrive, with its dry run (worked out once, as the dialog opens: its
+    button must stay the same widget while it is open)."""
+    count = len(preview.replayable)
+    st.write(
+        f"**Replay {count} dead letter(s)** matching “{search or 'anything'}”, at most "
+        f"{rate:g} a second (about {count / rate:,.0f} s)?"
+    )
+    for why, refused in preview.refused.items():
+        st.caption(f"{refused} left alone: {why}")
+    if st.button(
+        "Start redrive",
+        type="primary",
+        key="confirm_redrive",
+        disabled=not count,
+        on_click=_start_redrive,
+        args=(search, rate),
+    ):
+        st.rerun()
+
+
+def _replay(ids: list[int], payload: str | None, gone: list[int]) -> None:
+    """on_click of the confirmation: request the replays, report what happened; the
+    letters replayed, and those named as gone, are unticked."""
+    untick(EDITOR, [*ids, *gone])
     outcome = act(
         request_replays, engine(), user.username, ids, settings().allowed_replay_hosts, payload
     )
@@ -51,17 +146,41 @@ def _replay(ids: list[int], payload: str | None) -> None:
     st.cache_data.clear()
 
 
-@st.dialog("Confirm replay")
-def confirm(ids: list[int], payload: str | None = None) -> None:
+@st.dialog("Confirm replay", width="large")
+def confirm(
+    ticked: list[int],
+    payload: str | None = None,
+    gone: list[int] | None = None,
+    original: str = "",
+) -> None:
+    """Ask before replaying; name the ticked dead letters that left the list meanwhile
+    (replayed or discarded by someone else), which are left alone."""
+    ids = [i for i in ticked if i not in (gone or [])]
     st.write(
         f"Send **{len(ids)}** dead letter(s) to their targets again: {', '.join(map(str, ids))}"
     )
+    if gone:
+        st.warning(
+            f"Left alone: {', '.join(map(str, gone))} are no longer in this list (replayed or "
+            "discarded by someone else since you ticked them)."
+        )
     if payload is not None:
-        st.caption("with the edited payload below (the original stays in the audit trail)")
-        st.code(payload)
+        st.caption(
+            "with the edited payload: the changes against the original below; each ••• left "
+            "as it is is sent as its original value (the original stays in the dead letter)"
+        )
+        changes = difflib.unified_diff(
+            original.splitlines(), payload.splitlines(), "original", "edited", lineterm=""
+        )
+        st.code("\n".join(changes) or "(no change)", language="diff")
     # The callback acts; the rerun closes the dialog (a dialog reruns alone otherwise).
     if st.button(
-        "Replay", type="primary", key="confirm_replay", on_click=_replay, args=(ids, payload)
+        "Replay",
+        type="primary",
+        key="confirm_replay",
+        disabled=not ids,
+        on_click=_replay,
+        args=(ids, payload, gone or []),
     ):
         st.rerun()
 
@@ -78,42 +197,116 @@ frame = load(_letters, user.username, None if status == "(any)" else status, sea
 if frame.empty:
     st.info("No dead letters match.")
 else:
-    selected = selectable_table(frame, COLUMNS, "dead_letters_editor")
-    if st.button(
+    selected = selectable_table(frame, COLUMNS, EDITOR)
+    listed = set(frame["id"])
+    a, b, c = st.columns([2, 3, 2], vertical_alignment="bottom")
+    if a.button(
         f"Replay {len(selected)} selected",
         disabled=not selected,
         type="primary",
         key="replay_selected",
     ):
-        confirm(selected)
+        confirm(selected, None, [i for i in selected if i not in listed])
+    why = b.text_input("Reason (to discard)", key="discard_reason")
+    # Not disabled for want of a reason: a browser commits the typed reason with the click.
+    if c.button(f"Discard {len(selected)} selected", disabled=not selected, key="discard"):
+        if why.strip():
+            confirm_discard(selected, why)
+        else:
+            st.warning("Give a reason to discard (it goes into the audit trail).")
 
     st.subheader("Payload")
-    chosen = st.selectbox("Dead letter", frame["id"].tolist(), key="payload_id")
+    letters = frame["id"].tolist()
+    linked = linked_id()  # /dead_letters?id=N
+    chosen = st.selectbox(
+        "Dead letter",
+        letters,
+        index=letters.index(linked) if linked in letters else 0,
+        key="payload_id",
+    )
+    st.query_params["id"] = str(chosen)  # the address of what is shown
     detail = load(dead_letter_detail, engine(), user.username, int(chosen))
+    shown = pretty(detail["payload"])  # masked by the query layer
     left, right = st.columns(2)
     left.markdown(f"**{detail['method']}** `{detail['target_url']}`")
-    left.code(mask_secrets(detail["payload"]), language="json")
+    left.code(shown, language="json")
     right.markdown("**Headers** (secrets masked)")
-    right.json(mask_headers(detail["headers"] or {}))
+    right.json(detail["headers"] or {})
     right.markdown("**Replays of this message**")
     right.dataframe(pd.DataFrame(detail["replays"]), hide_index=True)
     edited_payload = st.text_area(
-        "Edit the payload before replaying", detail["payload"] or "", key=f"edit_payload_{chosen}"
+        "Edit the payload before replaying", shown, height=200, key=f"edit_payload_{chosen}"
     )
-    if st.button(
-        "Replay with this payload",
-        key="replay_edited",
-        disabled=edited_payload == (detail["payload"] or ""),
-    ):
-        try:
-            json.loads(edited_payload)
-        except ValueError:
-            st.warning("The edited payload is not JSON; it will be sent as written.")
-        confirm([int(chosen)], edited_payload)
+    # Never disabled: a browser commits the edit when the button is clicked, so one click
+    # replays what is in the box (unchanged, it is the original message).
+    if st.button("Replay with this payload", key="replay_edited"):
+        if edited_payload == shown:
+            confirm([int(chosen)])
+        else:
+            try:
+                json.loads(edited_payload)
+            except ValueError:
+                st.warning("The edited payload is not JSON; it will be sent as written.")
+            confirm([int(chosen)], edited_payload, original=shown)
+
+with st.expander("Redrive every dead letter matching the search", expanded=False):
+    st.caption(
+        "Replays every dead (not yet replayed) letter the search above matches, however many, "
+        "at most the rate below: the targets are not flooded. A dry run counts first."
+    )
+    a, b, c = st.columns([2, 1, 1], vertical_alignment="bottom")
+    rate = a.number_input("Replays a second", 0.1, 1000.0, 5.0, step=1.0, key="redrive_rate")
+    if b.button("Dry run", key="redrive_dry_run"):
+        preview = load(
+            preview_redrive,
+            engine(),
+            user.username,
+            search or None,
+            settings().allowed_replay_hosts,
+        )
+        st.info(
+            f"{preview.matching} dead letter(s) match; {len(preview.replayable)} would be "
+            f"replayed in about {len(preview.replayable) / rate:,.0f} s."
+            + "".join(f"\n\n{n} left alone: {why}" for why, n in preview.refused.items())
+        )
+    if c.button("Redrive…", type="primary", key="redrive"):
+        preview = load(
+            preview_redrive,
+            engine(),
+            user.username,
+            search or None,
+            settings().allowed_replay_hosts,
+        )
+        confirm_redrive(search or None, float(rate), preview)
+
+
+def _cancel(redrive_id: int) -> None:
+    """on_click of a redrive's Cancel."""
+    cancelled = act(cancel_redrive, engine(), user.username, redrive_id)
+    if cancelled is not None:
+        st.session_state["flash"] = ("ok", f"Redrive {redrive_id}: {cancelled} cancelled")
 
 
 @st.fragment(run_every=2)
 def live_status() -> None:
+    redrives = load(list_redrives, engine(), user.username, 5)
+    if redrives:
+        st.subheader("Redrives (live)")
+    for redrive in redrives:
+        counts = ", ".join(f"{n} {status}" for status, n in sorted(redrive.statuses.items()))
+        a, b = st.columns([5, 1], vertical_alignment="center")
+        a.progress(
+            redrive.done / redrive.total if redrive.total else 1.0,
+            text=f"Redrive {redrive.id} by {redrive.requested_by} "
+            f"(“{redrive.filter.get('search') or 'anything'}”, {redrive.rate_per_second:g}/s): "
+            f"{redrive.done} of {redrive.total} done · {counts or 'nothing queued'}",
+        )
+        if redrive.pending and redrive.cancelled_at is None:
+            b.button(
+                "Cancel", key=f"cancel_redrive_{redrive.id}", on_click=_cancel, args=(redrive.id,)
+            )
+        elif redrive.cancelled_at is not None:
+            b.caption("cancelled")
     st.subheader("Replays (live)")
     rows = load(replay_status, engine(), user.username, 50)
     if rows:

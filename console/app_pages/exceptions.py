@@ -1,24 +1,46 @@
 """Exceptions, for finance operations: filter, group, select many and act, detail, export."""
 
+import tempfile
+from collections.abc import Callable
+from dataclasses import replace
 from datetime import timedelta
+from typing import IO
 
 import pandas as pd
 import streamlit as st
 
 from console._auth import page_user
+from console._links import Linked, linked_id, seed_from_link, write_link
 from console._resources import act, engine, load, policy, show_flash
-from console._widgets import selectable_table
+from console._widgets import (
+    age_text,
+    amount_text,
+    history_event,
+    moment_text,
+    money_text,
+    selectable_table,
+    untick,
+)
+from q2c.vocabulary import CLOSED_STATUSES, EXCEPTION_KINDS, IMPACTS, OPEN_STATUSES
 from queries.exceptions import (
-    CLOSED_STATUSES,
-    OPEN_STATUSES,
+    ORDERS,
+    ActionResult,
     ExceptionFilter,
     assign,
     close_exceptions,
     comment,
+    count_exceptions,
     exception_detail,
+    export_exceptions,
     group_exceptions,
     list_exceptions,
+    matching_ids,
+    reopen,
+    start_work,
+    still_matching,
+    unassign,
 )
+from queries.users import assignable_users
 
 user = page_user("exceptions.view")
 AGES = {
@@ -47,44 +69,101 @@ COLUMNS = [
     "occurrences",
     "message",
 ]
+# The export: the columns as stored (times in UTC), for a spreadsheet.
+EXPORT_COLUMNS = [
+    "id",
+    "impact",
+    "status",
+    "owner",
+    "process",
+    "stage",
+    "system",
+    "kind",
+    "correlation_id",
+    "customer_id",
+    "order_id",
+    "invoice_id",
+    "amount",
+    "currency",
+    "legal_entity",
+    "first_seen",
+    "last_seen",
+    "due_at",
+    "overdue",
+    "occurrences",
+    "error_type",
+    "message",
+]
+EDITOR = "exceptions_editor"
+PAGE_ROWS = 500  # exceptions shown at a time; the count and the export cover them all
 
 
 @st.cache_data(ttl=5, show_spinner=False)
-def _list(filters: ExceptionFilter) -> pd.DataFrame:
-    frame = pd.DataFrame(list_exceptions(engine(), filters))
+def _list(filters: ExceptionFilter, page: int, order: str) -> pd.DataFrame:
+    offset = (page - 1) * PAGE_ROWS
+    frame = pd.DataFrame(list_exceptions(engine(), filters, PAGE_ROWS, offset, order))
     if not frame.empty:
         frame["age_hours"] = frame["age"].dt.total_seconds() / 3600
     return frame
 
 
 @st.cache_data(ttl=5, show_spinner=False)
+def _count(filters: ExceptionFilter) -> int:
+    return count_exceptions(engine(), filters)
+
+
+def _export(filters: ExceptionFilter, order: str) -> Callable[[], IO[str]]:
+    """The CSV of every matching exception, made when the button is clicked (on its own
+    thread) and spooled to a temporary file rather than held in memory."""
+
+    def make() -> IO[str]:
+        # Left open: Streamlit reads the file it is handed, then drops it.
+        out = tempfile.TemporaryFile("w+", newline="")  # noqa: SIM115
+        export_exceptions(engine(), filters, EXPORT_COLUMNS, out, order)
+        out.seek(0)
+        return out
+
+    return make
+
+
+@st.cache_data(ttl=5, show_spinner=False)
 def _groups(filters: ExceptionFilter) -> pd.DataFrame:
-    return pd.DataFrame(group_exceptions(engine(), filters))
+    frame = pd.DataFrame(group_exceptions(engine(), filters))
+    if not frame.empty:  # money per currency, never one sum across currencies
+        frame["amounts"] = frame["amounts"].map(money_text)
+    return frame
 
 
 @st.cache_data(ttl=30, show_spinner=False)
-def _owners() -> list[str]:
-    from sqlalchemy import text
-
-    with engine().connect() as conn:
-        return [
-            r[0]
-            for r in conn.execute(
-                text(
-                    "SELECT username FROM users WHERE role <> 'viewer' AND NOT disabled ORDER BY 1"
-                )
-            )
-        ]
+def _owners(username: str) -> list[str]:
+    return assignable_users(engine(), username)
 
 
-def _run(action: str, ids: list[int], value: str) -> None:
-    """on_click of the confirmation dialog: the command, then a message for the next run."""
-    if action == "assign":
-        result = act(assign, engine(), user.username, ids, value)
-    else:
-        result = act(close_exceptions, engine(), user.username, ids, action, value)
+# What each action does, and how its confirmation proposes it (nothing has happened yet).
+COMMANDS: dict[str, tuple[str, Callable[[list[int], str], ActionResult]]] = {
+    "assign": ("Assign", lambda ids, owner: assign(engine(), user.username, ids, owner)),
+    "unassign": ("Unassign", lambda ids, _: unassign(engine(), user.username, ids)),
+    "start work": ("Start work on", lambda ids, _: start_work(engine(), user.username, ids)),
+    "resolved": (
+        "Resolve",
+        lambda ids, why: close_exceptions(engine(), user.username, ids, "resolved", why),
+    ),
+    "ignored": (
+        "Ignore",
+        lambda ids, why: close_exceptions(engine(), user.username, ids, "ignored", why),
+    ),
+    "reopen": ("Reopen", lambda ids, why: reopen(engine(), user.username, ids, why)),
+}
+SHOWN_IDS = 30  # a confirmation names this many exceptions, then says how many more
+
+
+def _run(action: str, ids: list[int], value: str, gone: list[int]) -> None:
+    """on_click of the confirmation dialog: the command, then a message for the next run;
+    the rows acted on, and those named as gone, are unticked."""
+    untick(EDITOR, [*ids, *gone])
+    result = act(COMMANDS[action][1], ids, value)
     if result is not None:
-        skipped = "; ".join(f"{i}: {why}" for i, why in result.skipped.items())
+        skipped = "; ".join(f"{i}: {why}" for i, why in list(result.skipped.items())[:SHOWN_IDS])
         st.session_state["flash"] = (
             "ok",
             f"{action}: {len(result.changed)} exception(s)"
@@ -93,96 +172,230 @@ def _run(action: str, ids: list[int], value: str) -> None:
     st.cache_data.clear()
 
 
+def _add_comment(exception_id: int) -> None:
+    """on_click of "Add comment": post the box's text, then empty the box."""
+    note = st.session_state.get("comment_text", "")
+    if not note.strip():
+        st.session_state["flash"] = ("error", "Write the comment first, then add it.")
+        return
+    if act(comment, engine(), user.username, exception_id, note) is not None:
+        st.session_state["flash"] = ("ok", "comment added")
+        st.session_state["comment_text"] = ""
+    st.cache_data.clear()
+
+
+def ask(action: str, ticked: list[int], value: str, within: ExceptionFilter | None = None) -> None:
+    """Open the confirmation for the ticked exceptions: those that still match the list
+    (or `within`) are acted on, the others are named and left alone. (Worked out once, as
+    the dialog opens: its Confirm button must stay the same widget while it is open.)"""
+    current = load(still_matching, engine(), within or filters, ticked)
+    confirm(
+        action,
+        [i for i in ticked if i in current],
+        value,
+        [i for i in ticked if i not in current],
+    )
+
+
 @st.dialog("Confirm")
-def confirm(action: str, ids: list[int], value: str) -> None:
-    st.write(f"**{action.capitalize()}** {len(ids)} exception(s): {', '.join(map(str, ids))}")
-    st.caption(f"owner: {value}" if action == "assign" else f"reason: {value}")
+def confirm(action: str, ids: list[int], value: str, gone: list[int]) -> None:
+    count = f"{len(ids)} exception" + ("" if len(ids) == 1 else "s")
+    named = ", ".join(map(str, ids[:SHOWN_IDS]))
+    more = f" and {len(ids) - SHOWN_IDS:,} more" if len(ids) > SHOWN_IDS else ""
+    st.write(f"**{COMMANDS[action][0]} {count}?** {named}{more}")
+    if value:
+        st.caption(f"owner: {value}" if action == "assign" else f"reason: {value}")
+    if gone:
+        st.warning(
+            f"Left alone: {', '.join(map(str, gone))} no longer match this list (closed or "
+            "changed by someone else since you ticked them)."
+        )
     # The callback acts; the rerun closes the dialog (a dialog reruns alone otherwise).
-    if st.button("Confirm", type="primary", key="confirm_action", on_click=_run,
-                 args=(action, ids, value)):  # fmt: skip
+    if st.button(
+        "Confirm",
+        type="primary",
+        key="confirm_action",
+        disabled=not ids,
+        on_click=_run,
+        args=(action, ids, value, gone),
+    ):
         st.rerun()
+
+
+def group_actions(filters: ExceptionFilter, groups: pd.DataFrame) -> None:
+    """The groups of alike failures, and actions on every open exception of one of them."""
+    st.dataframe(groups, hide_index=True)
+    if groups.empty:
+        return
+    samples = dict(zip(groups["fingerprint"], groups["sample_message"], strict=True))
+    counts = dict(zip(groups["fingerprint"], groups["exceptions"], strict=True))
+    a, b, c, d, e = st.columns([4, 3, 2, 2, 2], vertical_alignment="bottom")
+    fingerprint = a.selectbox(
+        "Group",
+        list(samples),
+        key="group_pick",
+        format_func=lambda f: f"{samples[f]} · {counts[f]:,} exception(s)",
+    )
+    why = b.text_input("Reason (to resolve or ignore the group)", key="group_reason")
+    open_ones = replace(filters, fingerprint=fingerprint, statuses=OPEN_STATUSES)
+    if c.button("Assign all to me", key="group_assign"):
+        ask("assign", load(matching_ids, engine(), open_ones), user.username, open_ones)
+    for column, label, action in ((d, "Resolve all", "resolved"), (e, "Ignore all", "ignored")):
+        if column.button(label, key=f"group_{action}"):
+            if why.strip():
+                ask(action, load(matching_ids, engine(), open_ones), why, open_ones)
+            else:
+                st.warning(f"Give a reason to {label.lower()} (it goes into the audit trail).")
 
 
 st.title("Exceptions")
 show_flash()
 processes = list(policy().processes)
+ANY = "(any)"
+owners = load(_owners, user.username)
+LINKED = [
+    Linked("f_status", "status", tuple(OPEN_STATUSES), OPEN_STATUSES + CLOSED_STATUSES),
+    Linked("f_process", "process", ANY, [ANY, *processes]),
+    Linked("f_impact", "impact", (), IMPACTS),
+    Linked("f_kind", "kind", ANY, [ANY, *EXCEPTION_KINDS]),
+    Linked("f_system", "system"),
+    Linked("f_owner", "owner", ANY, [ANY, *owners]),
+    Linked("f_age", "age", "any age", list(AGES)),
+    Linked("f_search", "q"),
+    Linked("f_order", "order", "most urgent", list(ORDERS)),
+    Linked("grouped", "grouped", "", ["", "yes"]),
+]
+seed_from_link(LINKED)
+# The stage's choices follow the process: seeded once its process is known.
+process_choice = st.session_state["f_process"]
+stage_choices = policy().processes[process_choice].stage_names() if process_choice != ANY else ()
+STAGE = Linked("f_stage", "stage", ANY, [ANY, *stage_choices])
+seed_from_link([STAGE])
+if st.session_state["f_stage"] not in STAGE.choices:  # the process changed under it
+    st.session_state["f_stage"] = ANY
 with st.expander("Filters", expanded=True):
     a, b, c, d = st.columns(4)
-    statuses = a.multiselect(
-        "Status", OPEN_STATUSES + CLOSED_STATUSES, default=list(OPEN_STATUSES), key="f_status"
-    )
-    process = b.selectbox("Process", ["(any)", *processes], key="f_process")
-    stage_choices = policy().processes[process].stage_names() if process != "(any)" else ()
-    stage = c.selectbox("Stage", ["(any)", *stage_choices], key="f_stage")
-    impact = d.multiselect("Impact", ["critical", "high", "medium", "low"], key="f_impact")
-    a, b, c, d = st.columns(4)
-    system = a.text_input("System", key="f_system")
-    owner = b.selectbox("Owner", ["(any)", *load(_owners)], key="f_owner")
-    age = c.selectbox("Age", list(AGES), key="f_age")
-    search = d.text_input("Text (message, IDs)", key="f_search")
+    statuses = a.multiselect("Status", OPEN_STATUSES + CLOSED_STATUSES, key="f_status")
+    process = b.selectbox("Process", [ANY, *processes], key="f_process")
+    stage = c.selectbox("Stage", STAGE.choices, key="f_stage")
+    impact = d.multiselect("Impact", IMPACTS, key="f_impact")
+    a, b, c, d, e = st.columns(5)
+    kind = a.selectbox("Kind", [ANY, *EXCEPTION_KINDS], key="f_kind")
+    system = b.text_input("System", key="f_system")
+    owner = c.selectbox("Owner", [ANY, *owners], key="f_owner")
+    age = d.selectbox("Age", list(AGES), key="f_age")
+    search = e.text_input("Text (message, IDs)", key="f_search")
+order = st.selectbox("Order", list(ORDERS), key="f_order")
+grouped = st.toggle(
+    "Group alike failures (by fingerprint)",
+    key="grouped_toggle",
+    value=st.session_state["grouped"] == "yes",
+)
+st.session_state["grouped"] = "yes" if grouped else ""
+write_link([*LINKED, STAGE])
 filters = ExceptionFilter(
     statuses=tuple(statuses),
-    process=None if process == "(any)" else process,
-    stage=None if stage == "(any)" else stage,
-    system=system or None,
+    process=None if process == ANY else process,
+    stage=None if stage == ANY else stage,
+    system=system.strip() or None,
     impact=tuple(impact),
-    owner=None if owner == "(any)" else owner,
+    kind=None if kind == ANY else kind,
+    owner=None if owner == ANY else owner,
     older_than=AGES[age],
-    search=search or None,
+    search=search.strip() or None,
 )
 
-if st.toggle("Group alike failures (by fingerprint)", key="grouped"):
-    st.dataframe(load(_groups, filters), hide_index=True)
+if grouped:
+    group_actions(filters, load(_groups, filters))
 
-frame = load(_list, filters)
-if frame.empty:
+matching = load(_count, filters)
+if not matching:
     st.info("No exceptions match these filters.")
     st.stop()
+pages = -(-matching // PAGE_ROWS)
+page = 1
+if pages > 1:
+    page = int(st.number_input(f"Page (of {pages:,})", 1, pages, 1, key="page"))
+frame = load(_list, filters, page, order)
+first = (page - 1) * PAGE_ROWS + 1
+last = first + len(frame) - 1
+st.caption(f"Showing {first:,} to {last:,} of {matching:,} matching exceptions")
 selected = selectable_table(
     frame,
     COLUMNS,
-    "exceptions_editor",
+    EDITOR,
     {"age_hours": st.column_config.NumberColumn("age (h)", format="%.1f")},
 )
-st.download_button("Export CSV", frame[COLUMNS].to_csv(index=False), "exceptions.csv", "text/csv")
+st.download_button(
+    f"Export CSV (all {matching:,})",
+    _export(filters, order),
+    "exceptions.csv",
+    "text/csv",
+    key="export",
+)
 
 st.subheader(f"Act on {len(selected)} selected")
-a, b, c = st.columns([2, 3, 3])
-new_owner = a.selectbox("Assign to", load(_owners), key="assign_to")
-if a.button("Assign", disabled=not selected, key="assign"):
-    confirm("assign", selected, new_owner)
-reason = b.text_input("Reason (to resolve or ignore)", key="reason")
-r1, r2 = c.columns(2)
-if r1.button("Resolve", disabled=not (selected and reason.strip()), key="resolve"):
-    confirm("resolved", selected, reason)
-if r2.button("Ignore", disabled=not (selected and reason.strip()), key="ignore"):
-    confirm("ignored", selected, reason)
+a, b, c, d, e = st.columns([3, 2, 2, 2, 2], vertical_alignment="bottom")
+new_owner = a.selectbox(  # yourself first: "assign to me" is the usual move
+    "Assign to",
+    owners,
+    index=owners.index(user.username) if user.username in owners else None,
+    placeholder="Choose who",
+    key="assign_to",
+)
+if b.button("Assign", disabled=not (selected and new_owner), key="assign"):
+    ask("assign", selected, new_owner)
+if c.button("Assign to me", disabled=not selected, key="assign_to_me"):
+    ask("assign", selected, user.username)
+if d.button("Unassign", disabled=not selected, key="unassign"):
+    ask("unassign", selected, "")
+if e.button("Start work", disabled=not selected, key="start_work"):
+    ask("start work", selected, "")
+a, b, c, d = st.columns([3, 2, 2, 2], vertical_alignment="bottom")
+reason = a.text_input("Reason (to resolve, ignore or reopen)", key="reason")
+# Not disabled for want of a reason: a browser commits the typed reason with the click.
+for column, label, action in (
+    (b, "Resolve", "resolved"),
+    (c, "Ignore", "ignored"),
+    (d, "Reopen", "reopen"),
+):
+    if column.button(label, disabled=not selected, key=label.lower()):
+        if reason.strip():
+            ask(action, selected, reason)
+        else:
+            st.warning(f"Give a reason to {label.lower()} (it goes into the audit trail).")
 
 st.subheader("Detail")
+messages = dict(zip(frame["id"].tolist(), frame["message"], strict=True))
+options = list(messages)
+linked = linked_id()  # /exceptions?id=N: this exception, in this list or not
+if linked is not None and linked not in messages:
+    options.insert(0, linked)
 chosen = st.selectbox(
     "Exception",
-    frame["id"].tolist(),
+    options,
+    index=options.index(linked) if linked in options else 0,
     key="detail_id",
-    format_func=lambda i: f"{i} · {frame.loc[frame['id'] == i, 'message'].iloc[0]}",
+    format_func=lambda i: f"{i} · {messages.get(i, '(not in this list)')}",
 )
+st.query_params["id"] = str(chosen)  # the address of what is shown, to paste in a ticket
 detail = load(exception_detail, engine(), int(chosen))
-m = st.columns(5)
-m[0].metric("Customer", detail["customer_id"] or "—")
-m[1].metric("Invoice", detail["invoice_id"] or "—")
-m[2].metric(
-    "Amount",
-    "—" if detail["amount"] is None else f"{detail['amount']:,.2f} {detail['currency'] or ''}",
-)
-m[3].metric("Legal entity", detail["legal_entity"] or "—")
-m[4].metric(
-    "Age",
-    f"{detail['age'].total_seconds() / 3600:.1f} h",
+top, bottom = st.columns(3), st.columns(3)
+top[0].metric("Customer", detail["customer_id"] or "—")
+top[1].metric("Invoice", detail["invoice_id"] or "—")
+top[2].metric("Amount", amount_text(detail["amount"], detail["currency"]))
+bottom[0].metric("Legal entity", detail["legal_entity"] or "—")
+bottom[1].metric("Age", age_text(detail["age"]))
+bottom[2].metric(
+    "Due",
+    moment_text(detail["due_at"]),
     "overdue" if detail["overdue"] else None,
-    delta_color="inverse",
+    delta_color="inverse",  # red, without an arrow: overdue is a state, not a trend
+    delta_arrow="off",
 )
 st.caption(
     f"{detail['kind']} at {detail['stage']} ({detail['system'] or 'any system'}) · "
-    f"{detail['error_type']}: {detail['message']} · due {detail['due_at']}"
+    f"{detail['error_type']}: {detail['message']}"
 )
 st.markdown("**Failures** (each occurrence, with the trace that reported it)")
 st.dataframe(pd.DataFrame(detail["occurrences"]), hide_index=True)
@@ -190,10 +403,12 @@ left, right = st.columns(2)
 left.markdown("**Transaction timeline**")
 left.dataframe(pd.DataFrame(detail["timeline"]), hide_index=True)
 right.markdown("**History**")
-right.dataframe(pd.DataFrame(detail["history"]), hide_index=True)
-note = st.text_area("Comment", key="comment_text")
-if st.button("Add comment", disabled=not note.strip(), key="add_comment"):
-    if act(comment, engine(), user.username, int(chosen), note) is not None:
-        st.session_state["flash"] = ("ok", "comment added")
-    st.cache_data.clear()
-    st.rerun()
+with right.container(height=320):
+    for event in reversed(detail["history"]):  # newest first
+        history_event(event)
+    if not detail["history"]:
+        st.caption("No one has acted on this exception yet.")
+st.text_area("Comment", key="comment_text")
+# Never disabled: a browser commits the text when the button is clicked, so one click
+# posts what was typed; the callback then clears the box.
+st.button("Add comment", key="add_comment", on_click=_add_comment, args=(int(chosen),))

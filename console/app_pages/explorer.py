@@ -1,6 +1,8 @@
 """Trace explorer: a transaction by correlation ID or business key, its journey across
 systems as a waterfall, with its logs, exceptions and replays."""
 
+from datetime import UTC
+
 import pandas as pd
 import plotly.express as px
 import streamlit as st
@@ -22,12 +24,31 @@ def _journey(correlation_id: str) -> dict:
     return journey(engine(), correlation_id)
 
 
+def _label(found: dict) -> str:
+    """A transaction among several with one key: what it is, when it began, where it is."""
+    started = found.get("started_at")
+    return " · ".join(
+        (
+            found.get("process") or "no process yet",
+            f"started {started.astimezone(UTC):%Y-%m-%d %H:%M} UTC" if started else "not started",
+            found.get("status") or "—",
+            found["correlation_id"],
+        )
+    )
+
+
 st.title("Trace explorer")
+if "explorer_key" not in st.session_state:  # /explorer?q=KEY: that key, looked up
+    st.session_state["explorer_key"] = st.query_params.get("q", "")
 key = st.text_input(
-    "Correlation ID or business key (order, invoice, customer, payment)",
+    "Correlation ID, business key (order, invoice, customer, payment) or trace ID",
     key="explorer_key",
     placeholder="INV-2026-000123",
 )
+if key:
+    st.query_params["q"] = key  # the address of this lookup, to paste in a ticket
+else:
+    st.query_params.pop("q", None)
 if not key:
     st.caption("Enter a key to see the transaction's path across CRM, billing and ERP.")
     st.stop()
@@ -37,8 +58,12 @@ if not found:
     st.stop()
 correlation_id = found[0]["correlation_id"]
 if len(found) > 1:
+    labels = {f["correlation_id"]: _label(f) for f in found}
     correlation_id = st.selectbox(
-        "Transactions with this key", [f["correlation_id"] for f in found], key="explorer_pick"
+        f"{len(found)} transactions have this key (newest first)",
+        list(labels),
+        format_func=labels.__getitem__,
+        key="explorer_pick",
     )
 trip = load(_journey, correlation_id)
 txn = trip["transaction"]

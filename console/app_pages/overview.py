@@ -8,6 +8,7 @@ import streamlit as st
 
 from console._auth import page_user
 from console._resources import engine, load, policy
+from console._widgets import amount_text, delta_text, duration_delta, duration_text
 from queries.kpis import collect_kpis
 from queries.overview import telemetry_presence
 from queries.trends import daily_trends
@@ -38,14 +39,8 @@ def _trends(days: int) -> list[dict]:
     return daily_trends(engine(), policy(), days)
 
 
-def _minutes(ms: float | None) -> str:
-    return "—" if ms is None else (f"{ms / 60000:.1f} min" if ms >= 60000 else f"{ms / 1000:.1f} s")
-
-
-def _delta(now: float | None, before: float | None, unit: str = "") -> str | None:
-    if now is None or before is None:
-        return None
-    return f"{now - before:+.1f}{unit}"
+# How each alert state reads in the SLO table: paging red, ticket amber, ok green.
+ALERT_STYLE = {"page": "color: #b42318; font-weight: 600", "ticket": "color: #b54708"}
 
 
 st.title("Quote-to-cash overview")
@@ -64,8 +59,11 @@ if presence.empty:
     )
     st.stop()
 
-choice = st.segmented_control("Window", list(WINDOWS), default="Last 24 hours", key="window")
-window = WINDOWS[choice or "Last 24 hours"]
+choice = (
+    st.segmented_control("Window", list(WINDOWS), default="Last 24 hours", key="window")
+    or "Last 24 hours"  # a second click on the chosen window clears the choice
+)
+window = WINDOWS[choice]
 
 
 @st.fragment(run_every=30)
@@ -73,43 +71,29 @@ def tiles() -> None:
     end = datetime.now(UTC).replace(second=0, microsecond=0)
     current = load(_kpis, int(window.total_seconds()), end)
     previous = load(_kpis, int(window.total_seconds()), end - window, False)
-    o2a, o2a_before = (
-        current["latency"]["order_to_activation"],
-        previous["latency"]["order_to_activation"],
-    )
-    inv, inv_before = (
-        current["latency"]["invoice_propagation"],
-        previous["latency"]["invoice_propagation"],
-    )
     exc, exc_before = current["exceptions"], previous["exceptions"]
     rep, rep_before = current["replays"], previous["replays"]
 
-    def minutes_delta(a, b):
-        return _delta(a and a / 60000, b and b / 60000, " min")
-
-    row = st.columns(4)
-    row[0].metric(
-        "Order → activation p50",
-        _minutes(o2a["p50_ms"]),
-        minutes_delta(o2a["p50_ms"], o2a_before["p50_ms"]),
-        delta_color="inverse",
-    )
-    row[1].metric(
-        "Order → activation p95",
-        _minutes(o2a["p95_ms"]),
-        minutes_delta(o2a["p95_ms"], o2a_before["p95_ms"]),
-        delta_color="inverse",
-    )
-    row[2].metric(
-        "Invoice propagation p95",
-        _minutes(inv["p95_ms"]),
-        minutes_delta(inv["p95_ms"], inv_before["p95_ms"]),
-        delta_color="inverse",
-    )
-    row[3].metric(
+    # The headline latencies of sla.yaml, each percentile a tile, then the auto-resolved share.
+    tiles = [
+        (name, headline, q)
+        for name, headline in current["latency"].items()
+        for q in headline["percentiles"]
+    ]
+    cells = [cell for _ in range(len(tiles) // 4 + 1) for cell in st.columns(4)]
+    for cell, (name, headline, q) in zip(cells, tiles, strict=False):
+        now_ms = headline.get(f"p{q}_ms")
+        before_ms = previous["latency"].get(name, {}).get(f"p{q}_ms")
+        cell.metric(
+            f"{headline['title']} p{q}",
+            duration_text(now_ms),
+            duration_delta(now_ms, before_ms),
+            delta_color="inverse",
+        )
+    cells[len(tiles)].metric(
         "Auto-resolved",
         "—" if exc["auto_resolved_pct"] is None else f"{exc['auto_resolved_pct']:.0f}%",
-        _delta(exc["auto_resolved_pct"], exc_before["auto_resolved_pct"], " pts"),
+        delta_text(exc["auto_resolved_pct"], exc_before["auto_resolved_pct"], " pts"),
     )
     row = st.columns(4)
     checked = sum(p["reconciliation"]["checked"] for p in current["processes"].values())
@@ -125,11 +109,11 @@ def tiles() -> None:
     lags = [
         hop["p95_ms"] for p in current["processes"].values() for hop in p["hops"] if hop["p95_ms"]
     ]
-    row[2].metric("Worst event lag (p95)", _minutes(max(lags) if lags else None))
+    row[2].metric("Worst event lag (p95)", duration_text(max(lags) if lags else None))
     row[3].metric(
         "Replay success",
         "—" if rep["success_rate"] is None else f"{100 * rep['success_rate']:.0f}%",
-        _delta(
+        delta_text(
             rep["success_rate"] and 100 * rep["success_rate"],
             rep_before["success_rate"] and 100 * rep_before["success_rate"],
             " pts",
@@ -137,17 +121,26 @@ def tiles() -> None:
     )
 
     st.subheader("SLOs")
+    st.caption(
+        "Events of an objective: its completed transactions (good within the latency, "
+        "slow over it) and those that stalled before its last stage (bad). Compliance is "
+        f"shown for the window ({choice.lower()}) and for the objective's own period, "
+        "over which the error budget and burn rates are counted too."
+    )
     slo = pd.DataFrame(
         [
             {
                 "process": name,
+                "alert": s["alert_state"],
                 "objective": f"{s['objective']['from']} → {s['objective']['to']} ≤ "
                 f"{s['objective']['latency_ms'] / 60000:g} min",
-                "compliance": s["compliance"],
+                f"compliance, {choice.lower()}": s["window"]["compliance"],
+                "compliance, period": s["compliance"],
+                "period": f"{s['objective']['period_days']:g} d",
+                "bad in period": f"{s['bad']['slow']} slow · {s['bad']['stalled']} stalled",
                 "error budget left": s["error_budget_remaining"],
                 "burn 1h": s["burn_rates"].get("1h"),
                 "burn 6h": s["burn_rates"].get("6h"),
-                "alert": s["alert_state"],
                 "started": p["started"],
                 "errors": p["errors"],
             }
@@ -155,19 +148,21 @@ def tiles() -> None:
             for s in [p["sla"]]
         ]
     )
+    percent = st.column_config.NumberColumn(format="percent")
     st.dataframe(
-        slo,
+        slo.style.map(lambda state: ALERT_STYLE.get(state, "color: #067647"), subset=["alert"]),
         hide_index=True,
         column_config={
-            "compliance": st.column_config.NumberColumn(format="percent"),
-            "error budget left": st.column_config.NumberColumn(format="percent"),
+            f"compliance, {choice.lower()}": percent,
+            "compliance, period": percent,
+            "error budget left": percent,
         },
     )
     money = current["money_at_risk"]["erp_bound_this_month"]
     if money:
         st.warning(
             "Blocking month-end close (open exceptions on ERP-bound stages this month): "
-            + ", ".join(f"{m['amount']:,.2f} {m['currency']}" for m in money)
+            + ", ".join(amount_text(m["amount"], m["currency"]) for m in money)
         )
 
 

@@ -9,7 +9,7 @@ import streamlit as st
 
 from console._auth import page_user
 from console._resources import engine, load, policy
-from queries.kpis import RollupWindow
+from queries.kpis import rollup_window
 from queries.transactions import stalled_transactions
 from sla import histogram
 
@@ -19,8 +19,7 @@ page_user("dashboards.view")
 @st.cache_data(ttl=15, show_spinner=False)
 def _window(hours: int) -> tuple[dict, dict]:
     end = datetime.now(UTC)
-    with engine().connect() as conn:
-        rollup = RollupWindow(conn, end - timedelta(hours=hours), end)
+    rollup = rollup_window(engine(), end - timedelta(hours=hours), end)
     return rollup.counts, dict(rollup.histograms)
 
 

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
+from urllib.parse import urlsplit
 
 import httpx
 import psycopg
-from sqlalchemy.engine import make_url
 
 from q2c.settings import Settings
-from tests.collectors.scenario import FIRST, PROTOBUF
-from tests.support.proxy import TcpProxy
-from tests.support.services import free_port, running_collector
+from tests.support.peers import free_port
+from tests.support.proxy import proxy_to
+from tests.support.scenario import FIRST, PROTOBUF
+from tests.support.services import running_collector
 
 DEADLINE = 30  # in seconds, for conditions polled below
 
@@ -21,8 +23,9 @@ def _post(client: httpx.Client) -> httpx.Response:
     return client.post("/v1/traces", content=FIRST.SerializeToString(), headers=PROTOBUF)
 
 
-def test_unreachable_database_gets_503_with_retry_after(settings: Settings) -> None:
-    closed = f"postgresql://postgres@127.0.0.1:{free_port()}/q2c?connect_timeout=2"
+def test_unreachable_database_gets_503_with_retry_after(settings: Settings, caplog) -> None:
+    port = free_port()
+    closed = f"postgresql://postgres@127.0.0.1:{port}/q2c?connect_timeout=2"
     with running_collector(settings, closed) as url, httpx.Client(base_url=url) as client:
         response = _post(client)
         ready = client.get("/readyz")
@@ -30,7 +33,9 @@ def test_unreachable_database_gets_503_with_retry_after(settings: Settings) -> N
 
     assert response.status_code == 503
     assert response.headers["retry-after"] == "1"
-    assert ready.status_code == 503 and "database unreachable" in ready.json()["reason"]
+    assert ready.status_code == 503 and ready.json()["reason"] == "database unreachable"
+    assert str(port) not in response.text + ready.text  # unauthenticated: no address
+    assert any(str(port) in r.getMessage() for r in caplog.records if r.levelname == "WARNING")
     assert alive.status_code == 200
 
 
@@ -45,15 +50,7 @@ def test_readiness_requires_current_migrations(settings: Settings, empty_db: str
 def test_collector_recovers_when_the_database_comes_back(
     settings: Settings, db_url: str, db: psycopg.Connection
 ) -> None:
-    target = make_url(db_url)
-    socket_dir = target.query.get("host")  # the embedded server listens on a Unix socket
-    port = target.port or 5432
-    proxy = TcpProxy(f"{socket_dir}/.s.PGSQL.{port}" if socket_dir else (target.host, port))
-    proxy.start()
-    via_proxy = (
-        target.difference_update_query(["host"]).set(host="127.0.0.1", port=proxy.port)
-        .render_as_string(hide_password=False)
-    )  # fmt: skip
+    proxy, via_proxy = proxy_to(db_url)
     with running_collector(settings, via_proxy) as url, httpx.Client(base_url=url) as client:
         assert client.get("/readyz").status_code == 200
         proxy.stop()
@@ -99,4 +96,38 @@ def test_more_requests_than_allowed_in_flight_get_429(db_url: str, db: psycopg.C
     assert refused.status_code == 429
     assert refused.headers["retry-after"] == "2"
     assert [r.status_code for r in results] == [200]
+    assert db.execute("SELECT count(*) FROM spans").fetchone() == (3,)
+
+
+def _stalled_upload(port: int, declared: int) -> socket.socket:
+    """A client that sends its headers and part of the body, then nothing more."""
+    sock = socket.create_connection(("127.0.0.1", port))
+    sock.sendall(
+        b"POST /v1/traces HTTP/1.1\r\nHost: collector\r\n"
+        b"Content-Type: application/x-protobuf\r\n"
+        b"Content-Length: " + str(declared).encode() + b"\r\n\r\n" + b"\x0a"
+    )
+    return sock
+
+
+def _status_line(sock: socket.socket) -> bytes:
+    sock.settimeout(DEADLINE)
+    return sock.recv(65536).split(b"\r\n", 1)[0]
+
+
+def test_stalled_uploads_hold_no_slot_and_end_in_408(db_url: str, db: psycopg.Connection) -> None:
+    settings = Settings(database_url=None, max_inflight=2, body_read_timeout_seconds=2)
+    with running_collector(settings, db_url) as url:
+        port = urlsplit(url).port
+        stalled = [_stalled_upload(port, 10_000) for _ in range(20)]  # ten times max_inflight
+        try:
+            with httpx.Client(base_url=url) as prompt:
+                served = _post(prompt)
+            answers = [_status_line(sock) for sock in stalled]
+        finally:
+            for sock in stalled:
+                sock.close()
+
+    assert served.status_code == 200
+    assert answers == [b"HTTP/1.1 408 Request Timeout"] * 20
     assert db.execute("SELECT count(*) FROM spans").fetchone() == (3,)

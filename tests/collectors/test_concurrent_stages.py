@@ -116,11 +116,17 @@ def _shuffled_histories(seed: int) -> list[Batch]:
             seq = len(spans) + 1
             business = {"invoice_id": f"I{number}-{rng.randrange(2)}"} if rng.random() < 0.5 else {}
             spans.append(
-                stage_span(f"INV-{number}", "invoice_posting", rng.choice(_STAGES),
-                           rng.choice(("erp", "crm")), at_s=at_s, seq=seq,
-                           error=f"tax code {seq} invalid" if rng.random() < 0.3 else None,
-                           **business)
-            )  # fmt: skip
+                stage_span(
+                    f"INV-{number}",
+                    "invoice_posting",
+                    rng.choice(_STAGES),
+                    rng.choice(("erp", "crm")),
+                    at_s=at_s,
+                    seq=seq,
+                    error=f"tax code {seq} invalid" if rng.random() < 0.3 else None,
+                    **business,
+                )
+            )
     rng.shuffle(spans)
     return [_request(*spans[i : i + 3], service=f"svc-{i}") for i in range(0, len(spans), 3)]
 

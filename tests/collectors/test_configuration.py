@@ -29,9 +29,13 @@ def test_custom_attribute_keys_feed_the_canonical_fields(
     span = stage_span("ignored", "invoice_posting", "x", "billing", at_s=1, seq=500)
     del span.attributes[:]
     span.attributes.extend(
-        [kv("acme.txn", "ACME-77"), kv("q2c.process", "invoice_posting"),
-         kv("acme.step", "invoice_posted"), kv("billing.invoice.number", "B-9")]
-    )  # fmt: skip
+        [
+            kv("acme.txn", "ACME-77"),
+            kv("q2c.process", "invoice_posting"),
+            kv("acme.step", "invoice_posted"),
+            kv("billing.invoice.number", "B-9"),
+        ]
+    )
     settings = Settings(database_url=None, attribute_map=mapping)
     with running_collector(settings, db_url) as url:
         response = httpx.post(

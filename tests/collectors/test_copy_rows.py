@@ -1,14 +1,15 @@
-"""Rows reach PostgreSQL intact through binary COPY, with the compiled encoder and without."""
+"""Rows reach PostgreSQL intact through binary COPY, with the compiled encoder and with
+psycopg's (Q2C_DECODER=python)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from types import ModuleType
 
 import psycopg
 import pytest
 
 from collectors import _pgtypes
-from collectors._compiled import wire
 
 _PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 _TYPES = ["text", "bytea", "int2", "int8", "bool", "timestamptz", "jsonb"]
@@ -31,41 +32,37 @@ def _expected(row: tuple) -> tuple:
     return (*head, when, document)
 
 
-@pytest.fixture(params=["compiled", "psycopg"])
-def encoder(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    if request.param == "compiled" and wire is None:
-        pytest.skip("collectors._wire was not compiled")
-    if request.param == "psycopg":
-        monkeypatch.setattr(_pgtypes, "wire", None)
-    return request.param
-
-
-def test_rows_round_trip(db: psycopg.Connection, encoder: str) -> None:
+@pytest.mark.parametrize("decoder", ["compiled", "python"], indirect=True)
+def test_rows_round_trip(owner_db: psycopg.Connection, decoder: str) -> None:
+    db = owner_db  # it creates a table of its own
     columns = ", ".join(f"c{i} {type_}" for i, type_ in enumerate(_TYPES))
     db.execute(f"CREATE TABLE copied (n serial, {columns})")
     _pgtypes.use_c_dumpers(db)
     names = ", ".join(f"c{i}" for i in range(len(_TYPES)))
     with db.cursor() as cur, cur.copy(f"COPY copied ({names}) FROM STDIN (FORMAT BINARY)") as cp:
-        _pgtypes.CopyRows([_encoded(row) for row in _ROWS], _TYPES).send(cp)
+        _pgtypes.CopyRows(_TYPES, [_encoded(row) for row in _ROWS]).send(cp)
 
     stored = db.execute(f"SELECT {names} FROM copied ORDER BY n").fetchall()
     assert stored == [_expected(row) for row in _ROWS]
 
 
-@pytest.mark.skipif(wire is None, reason="collectors._wire was not compiled")
 @pytest.mark.parametrize(
-    ("rows", "kinds", "error"),
+    ("rows", "kinds", "columns", "error"),
     [
-        ([("x",)], "q", TypeError),  # text where an int8 belongs
-        ([(True,)], "q", TypeError),  # bool is not an integer column's value
-        ([(40_000,)], "h", OverflowError),
-        ([(2**64,)], "q", OverflowError),
-        ([("a", "b")], "t", ValueError),  # a row longer than its kinds
-        ([["a"]], "t", ValueError),  # not a tuple
-        ([("a",)], "z", ValueError),  # unknown kind
+        ([("x",)], "q", 1, TypeError),  # text where an int8 belongs
+        ([(True,)], "q", 1, TypeError),  # bool is not an integer column's value
+        ([(40_000,)], "h", 1, OverflowError),
+        ([(2**64,)], "q", 1, OverflowError),
+        ([("a", "b")], "t", 1, ValueError),  # a row longer than its kinds
+        ([["a"]], "t", 1, ValueError),  # not a tuple
+        ([("a",)], "z", 1, ValueError),  # unknown kind
+        ([("a",)], "t", 2, ValueError),  # fewer kinds than columns, and no encoded tail
+        ([("a", b"")], "t*", 0, ValueError),  # more values than columns
+        ([("a", "b")], "t*", 2, TypeError),  # an encoded tail is bytes
     ],
 )
-def test_bad_rows_raise_instead_of_writing_garbage(rows: list, kinds: str, error: type) -> None:
-    assert wire is not None
+def test_bad_rows_raise_instead_of_writing_garbage(
+    rows: list, kinds: str, columns: int, error: type, compiled_wire: ModuleType
+) -> None:
     with pytest.raises(error):
-        wire.copy_rows(rows, kinds)
+        compiled_wire.copy_rows(rows, kinds, columns)

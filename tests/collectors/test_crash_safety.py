@@ -13,9 +13,9 @@ import time
 import httpx
 import psycopg
 
-from tests.collectors.conftest import counts
-from tests.collectors.scenario import FIRST, PROTOBUF
-from tests.support.services import free_port
+from tests.support.peers import free_port
+from tests.support.scenario import FIRST, PROTOBUF
+from tests.support.storing import counts
 
 DEADLINE = 60  # in seconds
 
@@ -23,7 +23,7 @@ DEADLINE = 60  # in seconds
 def _start_collector(db_url: str, port: int) -> subprocess.Popen:
     env = {**os.environ, "DATABASE_URL": db_url, "Q2C_LOG_LEVEL": "ERROR"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "q2c.cli", "collector", "--port", str(port)],
+        [sys.executable, "-m", "cli", "collector", "--port", str(port)],
         env=env,
         stderr=subprocess.DEVNULL,
     )
@@ -56,8 +56,14 @@ def test_killed_mid_request_stores_nothing_and_the_retry_stores_once(
 
     def send() -> None:
         try:
-            outcome.append(httpx.post(f"http://127.0.0.1:{port}/v1/traces", content=body,
-                                      headers=PROTOBUF, timeout=DEADLINE))  # fmt: skip
+            outcome.append(
+                httpx.post(
+                    f"http://127.0.0.1:{port}/v1/traces",
+                    content=body,
+                    headers=PROTOBUF,
+                    timeout=DEADLINE,
+                )
+            )
         except httpx.TransportError as exc:
             outcome.append(exc)
 

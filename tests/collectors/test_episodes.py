@@ -36,15 +36,24 @@ _CLOSED = "period 2026-10 is closed"  # same fingerprint as the dead letter's me
 
 def _span(at_s: int, seq: int, system: str = "erp", error: str | None = None) -> Batch:
     kind = "PostingRejected" if error == _CLOSED else "ValidationError"
-    span = stage_span("INV-40", "invoice_posting", "invoice_recorded", system, at_s=at_s,
-                      seq=seq, error=error, error_type=kind)  # fmt: skip
+    span = stage_span(
+        "INV-40",
+        "invoice_posting",
+        "invoice_recorded",
+        system,
+        at_s=at_s,
+        seq=seq,
+        error=error,
+        error_type=kind,
+    )
     body = traces_request(span).SerializeToString()
     return decode_traces(body, PROTOBUF, _OBSERVER, _WINDOW)
 
 
 def _dead_letter(at_s: int) -> Batch:
-    record = dead_letter_record("INV-40", at_s=at_s, target="http://127.0.0.1:9/erp",
-                                payload='{"invoice": "INV-40"}')  # fmt: skip
+    record = dead_letter_record(
+        "INV-40", at_s=at_s, target="http://127.0.0.1:9/erp", payload='{"invoice": "INV-40"}'
+    )
     return decode_logs(logs_request(record), _OBSERVER, _WINDOW)
 
 
@@ -178,11 +187,14 @@ def _random_history(seed: int) -> list[Batch]:
         seq = 1000 * (seed + 1) + 10 * index
         kind = rng.choice(["closed", "closed", "tax", "ok", "ok-backup", "dead"])
         events.append(
-            _dead_letter(at_s) if kind == "dead"
-            else _span(at_s, seq) if kind == "ok"
-            else _span(at_s, seq, system="erp-backup") if kind == "ok-backup"
+            _dead_letter(at_s)
+            if kind == "dead"
+            else _span(at_s, seq)
+            if kind == "ok"
+            else _span(at_s, seq, system="erp-backup")
+            if kind == "ok-backup"
             else _span(at_s, seq, error=_CLOSED if kind == "closed" else f"tax code {seq} invalid")
-        )  # fmt: skip
+        )
     return events
 
 

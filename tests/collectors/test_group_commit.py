@@ -30,15 +30,16 @@ FOR EACH ROW EXECUTE FUNCTION refuse_poison();
 
 
 def _request(correlation_id: str, seq: int):
-    span = stage_span(correlation_id, "invoice_posting", "invoice_posted", "billing", at_s=1,
-                      seq=seq)  # fmt: skip
+    span = stage_span(
+        correlation_id, "invoice_posting", "invoice_posted", "billing", at_s=1, seq=seq
+    )
     return traces_request(span)
 
 
 @pytest.fixture
-def poisoned(db: psycopg.Connection) -> psycopg.Connection:
-    db.execute(_POISON)
-    return db
+def poisoned(owner_db: psycopg.Connection) -> psycopg.Connection:
+    owner_db.execute(_POISON)  # only the owner may add a trigger
+    return owner_db
 
 
 def test_a_failed_batch_fails_alone_in_its_group(poisoned, db_url: str) -> None:

@@ -8,10 +8,10 @@ from collections.abc import Callable
 import httpx
 import psycopg
 
-from tests.collectors.conftest import counts, snapshot
-from tests.collectors.scenario import IN_ORDER, PROTOBUF
 from tests.support.otlp import stage_span, traces_request
+from tests.support.scenario import IN_ORDER, PROTOBUF
 from tests.support.services import running_collector
+from tests.support.storing import counts, snapshot
 
 
 def _deliver(client: httpx.Client, deliveries) -> None:
@@ -31,9 +31,15 @@ def test_the_scenario_derives_the_expected_rows(http: httpx.Client, db: psycopg.
     _deliver(http, IN_ORDER)
 
     assert counts(db) == {
-        "spans": 7, "log_records": 1, "transactions": 2, "stage_events": 5, "exceptions": 3,
-        "exception_events": 1, "dead_letters": 1, "resources": 1,
-    }  # fmt: skip
+        "spans": 7,
+        "log_records": 1,
+        "transactions": 2,
+        "stage_events": 5,
+        "exceptions": 3,
+        "exception_events": 1,
+        "dead_letters": 1,
+        "resources": 1,
+    }
     exceptions = db.execute(
         "SELECT correlation_id, kind, status, occurrences, message FROM exceptions ORDER BY 1, 2"
     ).fetchall()
@@ -85,8 +91,9 @@ def test_one_request_with_its_own_duplicates_counts_once(
 
 
 def _attempt(at_s: int, seq: int, error: str | None = None) -> tuple[str, object]:
-    span = stage_span("INV-30", "invoice_posting", "invoice_recorded", "erp", at_s=at_s,
-                      seq=seq, error=error)  # fmt: skip
+    span = stage_span(
+        "INV-30", "invoice_posting", "invoice_recorded", "erp", at_s=at_s, seq=seq, error=error
+    )
     return ("/v1/traces", traces_request(span))
 
 
@@ -122,8 +129,15 @@ def _shifted(span, seconds: int):
 def test_a_span_sent_again_with_other_times_is_one_failure(
     http: httpx.Client, db: psycopg.Connection
 ) -> None:
-    span = stage_span("INV-50", "invoice_posting", "invoice_recorded", "erp", at_s=10,
-                      seq=5000, error="posting 1 failed: period closed")  # fmt: skip
+    span = stage_span(
+        "INV-50",
+        "invoice_posting",
+        "invoice_recorded",
+        "erp",
+        at_s=10,
+        seq=5000,
+        error="posting 1 failed: period closed",
+    )
 
     _deliver(http, [("/v1/traces", traces_request(span))])
     _deliver(http, [("/v1/traces", traces_request(_shifted(span, 1), _shifted(span, 2)))])
@@ -157,9 +171,18 @@ def test_exceptions_carry_their_transactions_business_context(
     ]
     # Existing ones follow when a later stage reports more of the transaction.
     later = traces_request(
-        stage_span("INV-11", "invoice_posting", "invoice_posted", "crm", at_s=1, seq=3000,
-                   customer_id="CUST-7", order_id="SO-7", legal_entity="DE01"),
-    )  # fmt: skip
+        stage_span(
+            "INV-11",
+            "invoice_posting",
+            "invoice_posted",
+            "crm",
+            at_s=1,
+            seq=3000,
+            customer_id="CUST-7",
+            order_id="SO-7",
+            legal_entity="DE01",
+        ),
+    )
     _deliver(http, [("/v1/traces", later)])
     assert db.execute(_CONTEXT_MISMATCHES).fetchall() == []
     assert db.execute(

@@ -12,7 +12,7 @@ import psycopg
 import pytest
 from click.testing import CliRunner
 
-from q2c.cli import main
+from cli.main import main
 
 NOW = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
 
@@ -22,19 +22,39 @@ def _line(**fields: object) -> bytes:
 
 
 LINES = [
-    _line(timestamp=NOW.isoformat(), correlation_id="PAY-1", process="payment_application",
-          stage="payment_applied", system="erp", payment_id="PAY-1", amount="310.20",
-          currency="EUR"),
+    _line(
+        timestamp=NOW.isoformat(),
+        correlation_id="PAY-1",
+        process="payment_application",
+        stage="payment_applied",
+        system="erp",
+        payment_id="PAY-1",
+        amount="310.20",
+        currency="EUR",
+    ),
     b"{not json",
-    _line(timestamp=(NOW + timedelta(seconds=5)).isoformat(), correlation_id="PAY-1",
-          process="payment_application", stage="billing_settled", system="billing",
-          status="error", error_type="RateLimited", error_message="429 from billing API",
-          payload={"payment": "PAY-1"}, replay_target="http://127.0.0.1:9/billing/settle",
-          replay_headers={"Content-Type": "application/json", "X-Tenant": "acme"}),
+    _line(
+        timestamp=(NOW + timedelta(seconds=5)).isoformat(),
+        correlation_id="PAY-1",
+        process="payment_application",
+        stage="billing_settled",
+        system="billing",
+        status="error",
+        error_type="RateLimited",
+        error_message="429 from billing API",
+        payload={"payment": "PAY-1"},
+        replay_target="http://127.0.0.1:9/billing/settle",
+        replay_headers={"Content-Type": "application/json", "X-Tenant": "acme"},
+    ),
     _line(correlation_id="PAY-2", process="payment_application", stage="payment_applied"),
-    _line(timestamp=int((NOW + timedelta(seconds=9)).timestamp() * 1000), correlation_id="PAY-3",
-          process="payment_application", stage="payment_applied", status="maybe"),
-]  # fmt: skip
+    _line(
+        timestamp=int((NOW + timedelta(seconds=9)).timestamp() * 1000),
+        correlation_id="PAY-3",
+        process="payment_application",
+        stage="payment_applied",
+        status="maybe",
+    ),
+]
 
 
 def test_http_endpoint_stores_records_and_names_rejected_lines(

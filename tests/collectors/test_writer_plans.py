@@ -14,6 +14,7 @@ _DERIVED = {
     "UPSERT_TRANSACTIONS": _sql.UPSERT_TRANSACTIONS,
     "SYNC_EXCEPTION_CONTEXT": _sql.SYNC_EXCEPTION_CONTEXT,
     "DERIVE_EXCEPTIONS": _sql.DERIVE_EXCEPTIONS,
+    "ENRICH_OCCURRENCES": _sql.ENRICH_OCCURRENCES,
     "UPSERT_STAGE_EVENTS": _sql.UPSERT_STAGE_EVENTS,
     "INSERT_DEAD_LETTERS": _sql.INSERT_DEAD_LETTERS,
 }
@@ -85,11 +86,13 @@ def test_one_more_failure_does_not_read_the_earlier_ones(db: psycopg.Connection)
     assert stored == [(5001,)]
 
 
-def test_writer_statements_are_never_jit_compiled(db_url: str, db: psycopg.Connection) -> None:
+def test_writer_statements_are_never_jit_compiled(
+    db_url: str, owner_db: psycopg.Connection
+) -> None:
     """Compiling the derived-row statements costs hundreds of milliseconds a group whenever
     the planner's estimates cross jit_above_cost; a server that JIT-compiles everything must
     not make the writer do so."""
-    db.execute(f'ALTER DATABASE "{db.info.dbname}" SET jit_above_cost = 0')
+    owner_db.execute(f'ALTER DATABASE "{owner_db.info.dbname}" SET jit_above_cost = 0')
     writer = PostgresWriter(db_url, load_policy().catalog())
     try:
         conn = writer._connection()

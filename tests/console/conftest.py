@@ -12,7 +12,6 @@ import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import httpx
 import psycopg
@@ -20,17 +19,16 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from demo.seed import DEMO_USERS, seed_users
+from demo.seed import seed_users
 from q2c.database import create_db_engine
 from q2c.settings import Settings
 from queries.users import User
 from sla.evaluate import evaluate
 from sla.policy import load_policy
-from tests.collectors.scenario import IN_ORDER, PROTOBUF
-from tests.support.services import free_port, running_collector
-
-APP = Path(__file__).resolve().parents[2] / "console" / "streamlit_app.py"
-LOGINS = {role: (user, password) for user, role, password in DEMO_USERS}
+from tests.support.console import APP, LOGINS
+from tests.support.peers import free_port
+from tests.support.scenario import IN_ORDER, PROTOBUF
+from tests.support.services import running_collector
 
 
 @pytest.fixture
@@ -60,9 +58,15 @@ def console_db(db_url: str) -> str:
 
 @pytest.fixture
 def console_app(monkeypatch: pytest.MonkeyPatch) -> Callable[..., AppTest]:
-    """Run the console against `database_url`, signed in as the login of `role` (or not)."""
+    """Run the console against `database_url`, signed in as the login of `role` (or not),
+    on `page`, opened by an address holding `query` (a pasted link's parameters)."""
 
-    def run(database_url: str, role: str | None = None, page: str | None = None) -> AppTest:
+    def run(
+        database_url: str,
+        role: str | None = None,
+        page: str | None = None,
+        query: dict[str, str | list[str]] | None = None,
+    ) -> AppTest:
         monkeypatch.setenv("DATABASE_URL", database_url)
         monkeypatch.setenv("Q2C_REPLAY_ALLOWED_HOSTS", "127.0.0.1")
         st.cache_resource.clear()
@@ -73,15 +77,34 @@ def console_app(monkeypatch: pytest.MonkeyPatch) -> Callable[..., AppTest]:
             app.session_state["user"] = User(username, role, username.title())
         app.run()
         if page is not None:
-            app.switch_page(f"app_pages/{page}.py").run()
+            try:
+                app.switch_page(f"app_pages/{page}.py")
+            except ValueError:
+                # A page the role may not open is a refusal at its address, a page without
+                # a file, which AppTest.switch_page cannot name: chosen by its address.
+                [address] = [
+                    page_hash
+                    for page_hash, info in app._registered_pages.items()
+                    if info.get("url_pathname") == page
+                ]
+                app._page_hash = address
+            app.query_params.update(query or {})
+            app.run()
         return app
 
     return run
 
 
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 STARTUP_DEADLINE = 90  # in seconds
 
 
@@ -90,10 +113,18 @@ def console_url(console_db: str, tmp_path) -> Iterator[str]:
     """The real console (`q2c console`) on a free port, reading the console test database."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("Q2C_")}
-    env |= {"DATABASE_URL": console_db, "Q2C_CONSOLE_PORT": str(port),
-            "Q2C_REPLAY_ALLOWED_HOSTS": "127.0.0.1", "Q2C_DATA_DIR": str(tmp_path)}  # fmt: skip
-    proc = subprocess.Popen([sys.executable, "-m", "q2c.cli", "console"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    env |= {
+        "DATABASE_URL": console_db,
+        "Q2C_CONSOLE_PORT": str(port),
+        "Q2C_REPLAY_ALLOWED_HOSTS": "127.0.0.1",
+        "Q2C_DATA_DIR": str(tmp_path),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cli", "console"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + STARTUP_DEADLINE
     while True:

@@ -6,6 +6,8 @@ from collections.abc import Callable
 
 from streamlit.testing.v1 import AppTest
 
+from console._widgets import delta_text, duration_delta
+
 
 def test_empty_database_shows_how_to_send_data(
     logins_only_db: str, console_app: Callable[..., AppTest]
@@ -27,8 +29,16 @@ def test_kpi_tiles_and_slos_show_once_data_arrived(
     assert tiles["Open exceptions"] == "3"
     assert tiles["Invoice propagation p95"].endswith(" s")
     slo = app.dataframe[0].value
-    assert set(slo["process"]) == {"order_to_activation", "invoice_posting", "payment_application",
-                                   "subscription_amendment", "customer_merge"}  # fmt: skip
+    assert {"compliance, last 24 hours", "compliance, period", "bad in period"} <= set(slo.columns)
+    assert all(" slow · " in bad and bad.endswith(" stalled") for bad in slo["bad in period"])
+    assert any("for the window (last 24 hours)" in caption.value for caption in app.caption)
+    assert set(slo["process"]) == {
+        "order_to_activation",
+        "invoice_posting",
+        "payment_application",
+        "subscription_amendment",
+        "customer_merge",
+    }
 
 
 def test_unreachable_database_is_explained_not_thrown(
@@ -38,3 +48,12 @@ def test_unreachable_database_is_explained_not_thrown(
 
     assert not app.exception
     assert "database is not reachable" in app.error[0].value
+
+
+def test_a_tile_s_change_is_in_the_unit_of_its_value_and_never_minus_zero() -> None:
+    assert duration_delta(150_000, 120_000) == "+0.5 min"  # the tile says "2.5 min"
+    assert duration_delta(2_500, 4_000) == "-1.5 s"  # the tile says "2.5 s"
+    assert duration_delta(150_000, 149_990) is None  # -0.0 min: no change worth showing
+    assert delta_text(None, 3.0) is None
+    assert delta_text(97.0, 96.96, " pts") is None
+    assert delta_text(97.0, 95.0, " pts") == "+2.0 pts"

@@ -2,25 +2,39 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
+import psycopg
 import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
+from q2c.database import create_db_engine
+from q2c.settings import Settings
+from queries.roles import UnknownUser
+from queries.sign_in import MAX_FAILURES_PER_USER
+from queries.tokens import authenticate_token
 from queries.users import User
-from tests.console.conftest import APP, LOGINS
+from tests.support.console import APP, LOGINS
 
 PAGES = {  # page → least role
-    "overview": "viewer", "stages": "viewer", "exceptions": "finance_ops",
-    "explorer": "finance_ops", "dead_letters": "oncall", "admin": "admin",
-}  # fmt: skip
+    "overview": "viewer",
+    "stages": "viewer",
+    "exceptions": "finance_ops",
+    "explorer": "finance_ops",
+    "dead_letters": "oncall",
+    "admin": "admin",
+    "audit": "admin",
+    "tokens": "viewer",
+}
 ROLES = ("viewer", "finance_ops", "oncall", "admin")
 REFUSALS = {
     "exceptions": "viewing exceptions needs the finance_ops role",
     "explorer": "viewing exceptions needs the finance_ops role",
     "dead_letters": "viewing dead letters and their payloads needs the oncall role",
     "admin": "managing users needs the admin role",
+    "audit": "reading the audit log needs the admin role",
 }
 
 
@@ -34,9 +48,13 @@ def test_each_role_opens_its_pages_and_does_not_see_the_rest(
             assert not app.exception, (role, page, app.exception)
             assert app.title, (role, page)
             assert not app.error, (role, page, [e.value for e in app.error])
-        else:
-            with pytest.raises(ValueError, match="Could not find a navigation page"):
-                console_app(console_db, role, page)
+        else:  # at its address, hidden from the menu: it says which role it needs
+            app = console_app(console_db, role, page)
+            assert not app.exception, (role, page, app.exception)
+            assert [e.value for e in app.error] == [
+                f"You cannot open this page: {REFUSALS[page]} or higher; "
+                f"{LOGINS[role][0]} is {role}."
+            ], (role, page)
 
 
 @pytest.mark.parametrize("page", list(REFUSALS))
@@ -74,6 +92,56 @@ def test_sign_in_refuses_a_wrong_password_and_accepts_the_right_one(
     assert app.title[0].value == "Quote-to-cash overview"
 
 
+def test_sign_in_is_refused_for_a_while_after_repeated_failures_and_audited(
+    console_db: str, console_app: Callable[..., AppTest]
+) -> None:
+    app = console_app(console_db)
+    user, password = LOGINS["oncall"]
+
+    def attempt(secret: str) -> list[str]:
+        app.text_input[0].input(user)
+        app.text_input[1].input(secret)
+        app.button[0].click().run()
+        return [e.value for e in app.error]
+
+    failures = [attempt(f"guess {n}") for n in range(MAX_FAILURES_PER_USER)]
+    locked = attempt(password)  # the right password, but too late
+
+    assert failures == [["Unknown user or wrong password."]] * MAX_FAILURES_PER_USER
+    assert len(locked) == 1 and locked[0].startswith("Too many failed sign-ins. Try again in 15")
+    assert "user" not in app.session_state
+    with psycopg.connect(console_db) as conn:
+        actions = conn.execute(
+            "SELECT action FROM audit_log WHERE actor = %s ORDER BY id", (user,)
+        ).fetchall()
+    assert actions == [("sign_in.failed",)] * MAX_FAILURES_PER_USER + [("sign_in.refused",)]
+
+
+def test_a_user_creates_a_token_sees_it_once_and_revokes_it(
+    console_db: str, console_app: Callable[..., AppTest]
+) -> None:
+    app = console_app(console_db, "viewer", "tokens")
+    app.text_input[0].input("laptop")
+    app.button[0].click().run()
+    shown = [block.value for block in app.code]
+    engine = create_db_engine(console_db, Settings(database_url=None))
+    try:
+        who = authenticate_token(engine, shown[0], "test").user.username
+        app.button(key="dismiss_token").click().run()
+        app.button(key="revoke_token").click().run()
+        with pytest.raises(UnknownUser):
+            authenticate_token(engine, shown[0], "test")
+    finally:
+        engine.dispose()
+
+    assert not app.exception
+    assert len(shown) == 1 and shown[0].startswith("q2c_pat_")
+    assert who == LOGINS["viewer"][0]
+    assert not app.code  # shown once
+    table = app.dataframe[0].value
+    assert table["token"][0] == shown[0][:12] + "…" and table["state"][0] == "revoked"
+
+
 def test_exception_detail_shows_business_context_and_history(
     console_db: str, console_app: Callable[..., AppTest]
 ) -> None:
@@ -87,6 +155,49 @@ def test_exception_detail_shows_business_context_and_history(
     assert len(failures) >= 1
     assert {"occurred_at", "message", "failures"} <= set(failures.columns)
     assert all(len(trace) == 32 for trace in failures["trace_id"])
+
+
+def test_the_exceptions_list_says_how_many_match_and_exports_them_all(
+    console_db: str, console_app: Callable[..., AppTest], db: psycopg.Connection
+) -> None:
+    (matching,) = db.execute("SELECT count(*) FROM exceptions WHERE q2c_is_open(status)").fetchone()
+
+    app = console_app(console_db, "finance_ops", "exceptions")
+
+    assert not app.exception
+    assert f"Showing 1 to {matching:,} of {matching:,} matching exceptions" in [
+        caption.value for caption in app.caption
+    ]
+    [export] = [b for b in app.get("download_button") if "Export CSV" in b.proto.label]
+    assert export.proto.label == f"Export CSV (all {matching:,})"
+
+
+def test_navigation_follows_a_role_change_at_once_and_a_disabled_user_is_signed_out(
+    console_db: str, console_app: Callable[..., AppTest], db: psycopg.Connection
+) -> None:
+    admin = LOGINS["admin"][0]
+    db.execute("UPDATE users SET role = 'viewer' WHERE username = %s", (admin,))
+    refused = console_app(console_db, "admin", "admin")  # the session still says admin
+    assert "managing users needs the admin role" in refused.error[0].value
+
+    db.execute("UPDATE users SET disabled = true WHERE username = %s", (admin,))
+    app = console_app(console_db, "admin")
+
+    assert "user" not in app.session_state
+    assert any("can no longer sign in" in warning.value for warning in app.warning)
+    assert app.button(key="FormSubmitter:sign_in-Sign in")
+
+
+def test_exception_detail_tiles_lead_with_the_currency_and_give_times_to_the_minute(
+    console_db: str, console_app: Callable[..., AppTest]
+) -> None:
+    app = console_app(console_db, "finance_ops", "exceptions")
+
+    tiles = {metric.label: metric.value for metric in app.metric}
+    assert re.fullmatch(r"[A-Z]{3} [\d,]+\.\d\d|—", tiles["Amount"]), tiles["Amount"]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d UTC|—", tiles["Due"]), tiles["Due"]
+    assert not tiles["Age"].startswith("-")
+    assert app.selectbox(key="assign_to").value == LOGINS["finance_ops"][0]  # yourself
 
 
 def test_trace_explorer_finds_a_transaction_by_business_key(
@@ -109,3 +220,32 @@ def test_dead_letter_payloads_are_shown_to_on_call(
 
     assert not app.exception
     assert any('"invoice": "INV-11"' in code.value for code in app.code)
+
+
+def test_an_admin_disables_a_user_from_the_console_and_the_audit_log_shows_it(
+    console_db: str, console_app: Callable[..., AppTest], db: psycopg.Connection
+) -> None:
+    finance = LOGINS["finance_ops"][0]
+    app = console_app(console_db, "admin", "admin")
+    app.selectbox(key="manage_user").set_value(finance).run()
+    app.button(key="disable_user").click().run()
+
+    assert [s.value for s in app.success] == [f"{finance} is disabled"]
+    assert db.execute("SELECT disabled FROM users WHERE username = %s", (finance,)).fetchone()[0]
+    audit = console_app(console_db, "admin", "audit")
+    audit.selectbox(key="a_action").set_value("user.disabled").run()
+    table = audit.dataframe[0].value
+    assert list(table["action"]) == ["user.disabled"]
+    assert list(table["object_id"]) == [finance]
+    assert list(table["actor"]) == [LOGINS["admin"][0]]
+    assert "1 to 1 of 1 matching actions" in audit.caption[0].value
+
+
+def test_an_admin_cannot_disable_themselves(
+    console_db: str, console_app: Callable[..., AppTest]
+) -> None:
+    app = console_app(console_db, "admin", "admin")
+    app.selectbox(key="manage_user").set_value(LOGINS["admin"][0]).run()
+    app.button(key="disable_user").click().run()
+
+    assert [e.value for e in app.error] == ["you cannot disable yourself (ask another admin)"]

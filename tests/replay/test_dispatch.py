@@ -4,7 +4,6 @@ never outside the allow-list."""
 from __future__ import annotations
 
 import threading
-import time
 from datetime import timedelta
 
 import psycopg
@@ -14,23 +13,10 @@ from sqlalchemy import Engine
 from queries.replays import request_replays
 from queries.roles import PermissionDenied
 from replay.dispatcher import Dispatcher
+from tests.support.replays import drain
 
 DEADLINE = 30  # in seconds
 ALLOWED = frozenset({"127.0.0.1"})
-
-
-def _drain(dispatcher: Dispatcher, db: psycopg.Connection) -> None:
-    """Run the dispatcher until no replay is pending or delivering."""
-    deadline = time.monotonic() + DEADLINE
-    while True:
-        dispatcher.run_once()
-        active = db.execute(
-            "SELECT count(*) FROM replays WHERE status IN ('pending', 'delivering')"
-        ).fetchone()[0]
-        if not active:
-            return
-        assert time.monotonic() < deadline, "replays never finished"
-        time.sleep(0.02)
 
 
 def test_a_replay_retries_on_503_and_then_succeeds_once(
@@ -41,7 +27,7 @@ def test_a_replay_retries_on_503_and_then_succeeds_once(
     state.inject("erp", "unavailable", 2)
 
     outcome = request_replays(engine, "ops", [letter], ALLOWED)
-    _drain(dispatcher, db)
+    drain(dispatcher, db)
 
     replay_id = outcome.created[letter]
     assert db.execute(
@@ -87,7 +73,7 @@ def test_a_permanent_rejection_fails_without_retrying(
     state.inject("erp", "reject", 1)
 
     request_replays(engine, "ops", [letter], ALLOWED)
-    _drain(dispatcher, db)
+    drain(dispatcher, db)
 
     assert db.execute("SELECT status, attempts, response_code FROM replays").fetchone() == (
         "failed",
@@ -109,7 +95,7 @@ def test_a_target_that_never_recovers_fails_after_the_last_attempt(
     state.inject("erp", "unavailable", 100)
 
     request_replays(engine, "ops", [letter], ALLOWED)
-    _drain(dispatcher, db)
+    drain(dispatcher, db)
 
     status, attempts, error = db.execute("SELECT status, attempts, error FROM replays").fetchone()
     assert (status, attempts) == ("failed", 4)
@@ -136,7 +122,7 @@ def test_a_double_click_gives_one_delivery(
 
     first = request_replays(engine, "ops", [letter], ALLOWED)
     second = request_replays(engine, "ops", [letter], ALLOWED)
-    _drain(dispatcher, db)
+    drain(dispatcher, db)
     third = request_replays(engine, "ops", [letter], ALLOWED)
 
     assert second.existing == first.created
@@ -161,7 +147,7 @@ def test_two_engineers_at_once_give_one_delivery(
         thread.start()
     for thread in threads:
         thread.join()
-    _drain(dispatcher, db)
+    drain(dispatcher, db)
 
     assert db.execute("SELECT count(*) FROM replays").fetchone() == (5,)
     assert sum(len(o.created) for o in outcomes) == 5
@@ -189,7 +175,7 @@ def test_two_dispatchers_at_once_deliver_each_replay_once(
         thread.start()
     for thread in threads:
         thread.join()
-    _drain(dispatchers[0], db)
+    drain(dispatchers[0], db)
     for dispatcher in dispatchers:
         dispatcher.close()
 
@@ -207,7 +193,7 @@ def test_an_edited_payload_is_sent_and_the_original_kept(
     with pytest.raises(PermissionDenied, match="requesting replays needs the oncall role"):
         request_replays(engine, "fin", [letter], ALLOWED, payload='{"invoice": "X"}')
     request_replays(engine, "ops", [letter], ALLOWED, payload='{"invoice": "INV-R0", "tax": "T1"}')
-    _drain(dispatcher, db)
+    drain(dispatcher, db)
 
     assert state.applied[0].body == b'{"invoice": "INV-R0", "tax": "T1"}'
     assert db.execute("SELECT payload FROM dead_letters").fetchone() == ('{"invoice": "INV-R0"}',)

@@ -46,15 +46,23 @@ def _send_with_sdk(collector: str, latencies: list[float], base_ns: int) -> None
     for i, latency in enumerate(latencies):
         posted = base_ns + i * 10 * NS
         recorded = posted + int(latency * 1_000_000)
-        common = {"q2c.correlation_id": f"INV-{i:05d}", "q2c.process": "invoice_posting",
-                  "q2c.invoice_id": f"INV-{i:05d}", "q2c.amount": 100.0 + i}  # fmt: skip
-        span = tracer.start_span("post", start_time=posted - NS,
-                                 attributes={**common, "q2c.stage": "invoice_posted",
-                                             "q2c.system": "billing"})  # fmt: skip
+        common = {
+            "q2c.correlation_id": f"INV-{i:05d}",
+            "q2c.process": "invoice_posting",
+            "q2c.invoice_id": f"INV-{i:05d}",
+            "q2c.amount": 100.0 + i,
+        }
+        span = tracer.start_span(
+            "post",
+            start_time=posted - NS,
+            attributes={**common, "q2c.stage": "invoice_posted", "q2c.system": "billing"},
+        )
         span.end(end_time=posted)
-        span = tracer.start_span("record", start_time=recorded - NS,
-                                 attributes={**common, "q2c.stage": "invoice_recorded",
-                                             "q2c.system": "erp"})  # fmt: skip
+        span = tracer.start_span(
+            "record",
+            start_time=recorded - NS,
+            attributes={**common, "q2c.stage": "invoice_recorded", "q2c.system": "erp"},
+        )
         span.end(end_time=recorded)
     assert provider.force_flush(60_000)
     provider.shutdown()
@@ -94,15 +102,27 @@ def test_late_and_duplicated_data_is_counted_once(
 ) -> None:
     base_s = -5 * 3600  # five hours ago, relative to tests.support.otlp.BASE_NS (1 h ago)
     first = [
-        stage_span(f"LATE-{i}", "invoice_posting", "invoice_posted", "billing", at_s=base_s + i,
-                   seq=10_000 + 10 * i)
+        stage_span(
+            f"LATE-{i}",
+            "invoice_posting",
+            "invoice_posted",
+            "billing",
+            at_s=base_s + i,
+            seq=10_000 + 10 * i,
+        )
         for i in range(6)
-    ]  # fmt: skip
+    ]
     late = [
-        stage_span(f"LATE-{i}", "invoice_posting", "invoice_recorded", "erp",
-                   at_s=base_s + i + 60 * (i + 1), seq=20_000 + 10 * i)
+        stage_span(
+            f"LATE-{i}",
+            "invoice_posting",
+            "invoice_recorded",
+            "erp",
+            at_s=base_s + i + 60 * (i + 1),
+            seq=20_000 + 10 * i,
+        )
         for i in range(6)
-    ]  # fmt: skip
+    ]
     send(traces_request(*first))
     run_evaluation()
     before = kpis()["latency"]["invoice_propagation"]["count"]
@@ -131,10 +151,26 @@ def test_two_evaluators_at_once_count_every_pair_once(
 ) -> None:
     spans = []
     for i in range(40):
-        spans.append(stage_span(f"PAR-{i}", "invoice_posting", "invoice_posted", "billing",
-                                at_s=-7200 + i, seq=30_000 + 10 * i))  # fmt: skip
-        spans.append(stage_span(f"PAR-{i}", "invoice_posting", "invoice_recorded", "erp",
-                                at_s=-7000 + i, seq=40_000 + 10 * i))  # fmt: skip
+        spans.append(
+            stage_span(
+                f"PAR-{i}",
+                "invoice_posting",
+                "invoice_posted",
+                "billing",
+                at_s=-7200 + i,
+                seq=30_000 + 10 * i,
+            )
+        )
+        spans.append(
+            stage_span(
+                f"PAR-{i}",
+                "invoice_posting",
+                "invoice_recorded",
+                "erp",
+                at_s=-7000 + i,
+                seq=40_000 + 10 * i,
+            )
+        )
     reports = []
     start = threading.Barrier(2)
 

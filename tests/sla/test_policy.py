@@ -10,7 +10,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from q2c.cli import main
+from cli.main import main
 from q2c.errors import Q2CError
 from sla.policy import DEFAULT_POLICY_FILE, load_policy
 
@@ -19,9 +19,12 @@ def test_the_shipped_policy_holds_the_seed_catalog_and_due_times() -> None:
     policy = load_policy()
 
     assert [p.name for p in policy.catalog()] == [
-        "order_to_activation", "invoice_posting", "payment_application",
-        "subscription_amendment", "customer_merge",
-    ]  # fmt: skip
+        "order_to_activation",
+        "invoice_posting",
+        "payment_application",
+        "subscription_amendment",
+        "customer_merge",
+    ]
     assert policy.impact_due["critical"] == timedelta(hours=4)
     assert policy.impact_due["low"] == timedelta(days=7)
     assert policy.processes["order_to_activation"].objective.latency == timedelta(minutes=15)
@@ -41,21 +44,41 @@ def _mutated(tmp_path: Path, change) -> Path:
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (lambda d: d["processes"]["invoice_posting"].update(objectiv={}),
-         "processes.invoice_posting.objectiv: Extra inputs are not permitted"),
-        (lambda d: d["impact_due"].update(high="a day"),
-         "impact_due.high: invalid duration 'a day'"),
-        (lambda d: d["processes"]["invoice_posting"]["objective"].update(to="invoice_paid"),
-         "processes.invoice_posting: objective.to: 'invoice_paid' is not one of the stages"),
+        (
+            lambda d: d["processes"]["invoice_posting"].update(objectiv={}),
+            "processes.invoice_posting.objectiv: Extra inputs are not permitted",
+        ),
+        (
+            lambda d: d["impact_due"].update(high="a day"),
+            "impact_due.high: invalid duration 'a day'",
+        ),
+        (
+            lambda d: d["processes"]["invoice_posting"]["objective"].update(to="invoice_paid"),
+            "processes.invoice_posting: objective.to: 'invoice_paid' is not one of the stages",
+        ),
         (lambda d: d["impact_due"].pop("low"), "impact_due: missing low"),
-        (lambda d: d["impact_rules"][0]["when"].update(process="billing"),
-         "impact_rules.0.when.process: unknown process 'billing'"),
-        (lambda d: d["processes"]["customer_merge"]["objective"].update(target="101%"),
-         "processes.customer_merge.objective.target: must be between 0% and 100%"),
-        (lambda d: d["processes"]["customer_merge"]["stages"][1].update(stalled_after="-5m"),
-         "processes.customer_merge.stages.1.stalled_after: invalid duration '-5m'"),
+        (
+            lambda d: d["headlines"][1].update(to="invoice_paid"),
+            "headlines.1.to: 'invoice_paid' is not a stage of invoice_posting",
+        ),
+        (
+            lambda d: d["headlines"][0].update(percentiles=[75]),
+            "headlines.0.percentiles: choose among [50, 90, 95, 99]",
+        ),
+        (
+            lambda d: d["impact_rules"][0]["when"].update(process="billing"),
+            "impact_rules.0.when.process: unknown process 'billing'",
+        ),
+        (
+            lambda d: d["processes"]["customer_merge"]["objective"].update(target="101%"),
+            "processes.customer_merge.objective.target: must be between 0% and 100%",
+        ),
+        (
+            lambda d: d["processes"]["customer_merge"]["stages"][1].update(stalled_after="-5m"),
+            "processes.customer_merge.stages.1.stalled_after: invalid duration '-5m'",
+        ),
     ],
-)  # fmt: skip
+)
 def test_a_bad_policy_names_the_key(tmp_path: Path, change, message: str) -> None:
     path = _mutated(tmp_path, change)
 

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import base64
 import time
 from typing import Any
 
+import orjson
+from google.protobuf import json_format
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
-from bench.workload import kv
+from demo.workload import kv
 
 NS = 1_000_000_000
 BASE_NS = (time.time_ns() // NS - 3600) * NS  # an hour ago, whole seconds
@@ -74,9 +77,17 @@ def logs_request(*records: LogRecord, service: str = "middleware") -> ExportLogs
 
 
 def dead_letter_record(
-    correlation_id: str, *, at_s: float, target: str, payload: str, stage: str = "invoice_recorded"
+    correlation_id: str,
+    *,
+    at_s: float,
+    target: str,
+    payload: str,
+    stage: str = "invoice_recorded",
+    headers: dict[str, str] | None = None,
+    message: str = "period 2026-11 is closed",
 ) -> LogRecord:
-    """An ERROR log record for a message that went to the dead-letter queue."""
+    """An ERROR log record for a message that went to the dead-letter queue (with the
+    stored request headers `headers` besides its Content-Type)."""
     return LogRecord(
         time_unix_nano=BASE_NS + int(at_s * NS),
         severity_number=17,
@@ -91,7 +102,27 @@ def dead_letter_record(
             kv("q2c.replay.target", target),
             kv("q2c.replay.method", "POST"),
             kv("q2c.replay.header.Content-Type", "application/json"),
+            *(kv(f"q2c.replay.header.{name}", value) for name, value in (headers or {}).items()),
             kv("error.type", "PostingRejected"),
-            kv("exception.message", "period 2026-11 is closed"),
+            kv("exception.message", message),
         ],
     )
+
+
+def otlp_json(request: Any) -> bytes:
+    """An export request as OTLP JSON: protobuf JSON with hex trace and span IDs."""
+    document = json_format.MessageToDict(request)
+
+    def hex_ids(node: Any) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key in ("traceId", "spanId", "parentSpanId") and isinstance(value, str):
+                    node[key] = base64.b64decode(value).hex()
+                else:
+                    hex_ids(value)
+        elif isinstance(node, list):
+            for item in node:
+                hex_ids(item)
+
+    hex_ids(document)
+    return orjson.dumps(document)

@@ -6,6 +6,8 @@ import contextlib
 import socket
 import threading
 
+from sqlalchemy.engine import make_url
+
 
 class TcpProxy:
     """Forwards 127.0.0.1:port to a TCP (host, port) or Unix-socket path target;
@@ -75,3 +77,15 @@ def _pump(src: socket.socket, dst: socket.socket) -> None:
     finally:
         with contextlib.suppress(OSError):
             dst.shutdown(socket.SHUT_WR)
+
+
+def proxy_to(database_url: str) -> tuple[TcpProxy, str]:
+    """A started proxy in front of `database_url`'s server, and the URL that goes through it
+    (the embedded server listens on a Unix socket, which the proxy reaches too)."""
+    target = make_url(database_url)
+    socket_dir = target.query.get("host")
+    port = target.port or 5432
+    proxy = TcpProxy(f"{socket_dir}/.s.PGSQL.{port}" if socket_dir else (target.host, port))
+    proxy.start()
+    via_proxy = target.difference_update_query(["host"]).set(host="127.0.0.1", port=proxy.port)
+    return proxy, via_proxy.render_as_string(hide_password=False)

@@ -10,9 +10,9 @@ from typing import Any
 
 import uvicorn
 
-from bench._harness import free_port
 from collectors.app import create_app
 from q2c.settings import Settings
+from tests.support.peers import free_port
 
 STARTUP_DEADLINE = 30  # in seconds
 

@@ -1,0 +1,5 @@
+"""`python -m cli`: the `q2c` command line, as child processes start it."""
+
+from cli.main import main
+
+main()

@@ -1,0 +1,113 @@
+"""`q2c scheduler`: runs the SLA evaluation, the replay dispatcher and partition maintenance
+on APScheduler, in its own process.
+
+Replicas may run side by side: every job takes a transaction-scoped advisory lock inside
+its work, so a window is never done twice, and a job that finds the lock taken skips.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import psycopg
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from q2c.schema import maintain_configured_partitions
+from q2c.settings import Settings
+from q2c.stop_request import StopRequest
+from replay.dispatcher import Dispatcher
+from sla.evaluate import evaluate
+from sla.policy import Policy
+
+log = logging.getLogger(__name__)
+
+# Deliberate APScheduler job options: a late run is merged into one (coalesce), a job never
+# overlaps itself (max_instances), and a run missed by more than the grace is dropped.
+REPLAY_INTERVAL_SECONDS = 2
+REPLAY_PASSES = 10  # at most this many batches of due replays per run
+JOB_OPTIONS = {"coalesce": True, "max_instances": 1, "misfire_grace_time": 60}  # grace in s
+
+
+def build_scheduler(settings: Settings, database_url: str, policy: Policy) -> BackgroundScheduler:
+    """The scheduler with every Q2C job registered (not started); each runs once at start."""
+    scheduler = BackgroundScheduler(timezone="UTC")
+    scheduler.add_job(
+        _logged("evaluate", lambda: _evaluate(database_url, policy, settings)),
+        "interval",
+        seconds=settings.evaluate_interval_seconds,
+        next_run_time=datetime.now(UTC),
+        id="evaluate",
+        **JOB_OPTIONS,
+    )
+    dispatcher = Dispatcher(database_url, settings)
+    scheduler.add_job(
+        _logged("replays", lambda: _dispatch(dispatcher)),
+        "interval",
+        seconds=REPLAY_INTERVAL_SECONDS,
+        next_run_time=datetime.now(UTC),
+        id="replays",
+        **JOB_OPTIONS,
+    )
+    scheduler.add_job(
+        _logged("partitions", lambda: maintain_configured_partitions(database_url)),
+        "cron",
+        hour=0,
+        minute=5,
+        next_run_time=datetime.now(UTC),
+        id="partitions",
+        **JOB_OPTIONS,
+    )
+    return scheduler
+
+
+def run_scheduler(settings: Settings, database_url: str, policy: Policy) -> None:
+    """Run every Q2C job until SIGINT/SIGTERM, then let a running job finish."""
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)  # one line per run is noise
+    run_until_stopped(build_scheduler(settings, database_url, policy))
+
+
+def run_until_stopped(scheduler: BackgroundScheduler) -> None:
+    """Start `scheduler` in its own thread; on SIGINT/SIGTERM shut it down, waiting for jobs.
+
+    The main thread only waits, and the signal handler only records the request (see
+    q2c.stop_request): a shutdown called from a handler that interrupted the scheduler while
+    it submitted a job would wait for the pool lock the main thread already held.
+    """
+    stop = StopRequest().listen()
+    scheduler.start()
+    log.info("scheduler running: %s", ", ".join(job.id for job in scheduler.get_jobs()))
+    stop.wait()
+    log.info("stopping: waiting for running jobs to finish")
+    scheduler.shutdown(wait=True)
+
+
+def _dispatch(dispatcher: Dispatcher) -> None:
+    """Deliver what is due, a bounded number of passes per run."""
+    for _ in range(REPLAY_PASSES):
+        if not dispatcher.run_once().claimed:
+            return
+
+
+def _evaluate(database_url: str, policy: Policy, settings: Settings) -> None:
+    with psycopg.connect(
+        database_url, autocommit=True, connect_timeout=settings.db_connect_timeout
+    ) as conn:
+        report = evaluate(conn, policy)
+    if report.skipped:
+        log.info("evaluate: another scheduler holds the lock; skipped")
+
+
+def _logged(name: str, job: Callable[[], object]) -> Callable[[], None]:
+    """Run `job`, logging (not raising) failures so the scheduler keeps going."""
+
+    def run() -> None:
+        try:
+            job()
+        except psycopg.OperationalError as exc:
+            log.warning("%s: database unavailable (%s); will retry on schedule", name, exc)
+        except Exception:
+            log.exception("%s failed", name)
+
+    return run

@@ -1,0 +1,185 @@
+"""`q2c exceptions`: triage from a terminal, as in the console."""
+
+from __future__ import annotations
+
+import click
+
+from cli._common import AS_JSON, acting, acting_session, cell, emit, report
+
+
+@click.group()
+def exceptions() -> None:
+    """Triage exceptions: list, show, assign, start, comment, resolve, ignore."""
+
+
+@exceptions.command("list")
+@acting
+@AS_JSON
+@click.option("--status", multiple=True, help="Status (repeatable) [default: open ones].")
+@click.option("--process")
+@click.option("--stage")
+@click.option("--system")
+@click.option("--impact", multiple=True, help="critical, high, medium, low (repeatable).")
+@click.option("--owner")
+@click.option("--search", help="Text in message, error type, correlation ID or business keys.")
+@click.option("--limit", type=int, default=100, show_default=True)
+@click.pass_context
+def exceptions_list(
+    ctx: click.Context,
+    token: str | None,
+    claimed: str | None,
+    as_json: bool,
+    status: tuple[str, ...],
+    process: str | None,
+    stage: str | None,
+    system: str | None,
+    impact: tuple[str, ...],
+    owner: str | None,
+    search: str | None,
+    limit: int,
+) -> None:
+    """List exceptions, most urgent first."""
+    from q2c.vocabulary import OPEN_STATUSES
+    from queries.exceptions import ExceptionFilter, count_exceptions, list_exceptions
+    from queries.users import authorize
+
+    filters = ExceptionFilter(
+        statuses=status or OPEN_STATUSES,
+        process=process,
+        stage=stage,
+        system=system,
+        impact=impact,
+        owner=owner,
+        search=search,
+    )
+    with acting_session(ctx, token, claimed) as (engine, actor):
+        authorize(engine, actor, "exceptions.view")
+        rows = list_exceptions(engine, filters, limit)
+        matching = count_exceptions(engine, filters) if len(rows) == limit else len(rows)
+    if matching > len(rows):  # said on stderr, so that piped output stays rows only
+        click.echo(f"{len(rows):,} of {matching:,} matching exceptions shown (--limit)", err=True)
+    emit(
+        rows,
+        (
+            "id",
+            "impact",
+            "status",
+            "owner",
+            "process",
+            "stage",
+            "kind",
+            "correlation_id",
+            "amount",
+            "age",
+            "message",
+        ),
+        as_json,
+    )
+
+
+@exceptions.command("show")
+@acting
+@AS_JSON
+@click.argument("exception_id", type=int)
+@click.pass_context
+def exceptions_show(
+    ctx: click.Context, token: str | None, claimed: str | None, as_json: bool, exception_id: int
+) -> None:
+    """Show one exception with its failures, history, timeline, dead letters and replays."""
+    from queries.exceptions import exception_detail
+    from queries.users import authorize
+
+    with acting_session(ctx, token, claimed) as (engine, actor):
+        authorize(engine, actor, "exceptions.view")
+        detail = exception_detail(engine, exception_id)
+    if as_json:
+        emit(detail, (), True)
+        return
+    for key, value in detail.items():
+        if not isinstance(value, list):
+            click.echo(f"{key:>15}: {cell(value)}")
+    for section in ("occurrences", "timeline", "history", "dead_letters", "replays"):
+        click.echo(f"\n{section}:")
+        rows = detail[section]
+        emit(rows, tuple(rows[0]) if rows else ("-",), False)
+
+
+@exceptions.command("assign")
+@acting
+@click.argument("exception_ids", type=int, nargs=-1, required=True)
+@click.option("--to", "owner", required=True, help="The new owner (a console user).")
+@click.option("--comment")
+@click.pass_context
+def exceptions_assign(
+    ctx: click.Context,
+    token: str | None,
+    claimed: str | None,
+    exception_ids: tuple[int, ...],
+    owner: str,
+    comment: str | None,
+) -> None:
+    """Assign exceptions to a user."""
+    from queries.exceptions import assign
+
+    with acting_session(ctx, token, claimed) as (engine, actor):
+        result = assign(engine, actor, exception_ids, owner, comment)
+    report(result.changed, result.skipped, f"assigned to {owner}:")
+
+
+@exceptions.command("start")
+@acting
+@click.argument("exception_ids", type=int, nargs=-1, required=True)
+@click.pass_context
+def exceptions_start(
+    ctx: click.Context, token: str | None, claimed: str | None, exception_ids: tuple[int, ...]
+) -> None:
+    """Start work on exceptions: they become in_progress, yours unless someone owns them."""
+    from queries.exceptions import start_work
+
+    with acting_session(ctx, token, claimed) as (engine, actor):
+        result = start_work(engine, actor, exception_ids)
+    report(result.changed, result.skipped, "started work on")
+
+
+@exceptions.command("comment")
+@acting
+@click.argument("exception_id", type=int)
+@click.argument("text")
+@click.pass_context
+def exceptions_comment(
+    ctx: click.Context, token: str | None, claimed: str | None, exception_id: int, text: str
+) -> None:
+    """Add a comment to an exception."""
+    from queries.exceptions import comment
+
+    with acting_session(ctx, token, claimed) as (engine, actor):
+        result = comment(engine, actor, exception_id, text)
+    report(result.changed, result.skipped, "commented on")
+
+
+def _closing_command(status: str, verb: str) -> click.Command:
+    """`q2c exceptions resolve|ignore`: close exceptions with a reason."""
+
+    @click.argument("exception_ids", type=int, nargs=-1, required=True)
+    @click.option("--reason", required=True)
+    @acting
+    @click.pass_context
+    def close(
+        ctx: click.Context,
+        token: str | None,
+        claimed: str | None,
+        exception_ids: tuple[int, ...],
+        reason: str,
+    ) -> None:
+        from queries.exceptions import close_exceptions
+
+        with acting_session(ctx, token, claimed) as (engine, actor):
+            result = close_exceptions(engine, actor, exception_ids, status, reason)
+        report(result.changed, result.skipped, status)
+
+    close.__doc__ = f"{verb.capitalize()} exceptions, with the reason."
+    return exceptions.command(verb)(close)
+
+
+_closing_command("resolved", "resolve")
+_closing_command("ignored", "ignore")

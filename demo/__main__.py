@@ -1,0 +1,88 @@
+"""`python -m demo` (what `make demo` runs): the whole demo on the embedded database (or
+DATABASE_URL) until Ctrl-C. It migrates the database, seeds one login per role, starts the
+collector, the scheduler, the sandbox and the console, and prints where to open it.
+
+The demo sits beside the top of the house: it adds this command to the `q2c` command line
+and runs the command line's stack with its own companions beside the console."""
+
+from __future__ import annotations
+
+import sys
+from datetime import timedelta
+
+import click
+
+from cli.main import main as command_line
+from cli.stack import Companions, run_stack
+from cli.supervisor import collector_child, sandbox_child, scheduler_child
+from demo import sandbox
+from demo.seed import DEMO_USERS, has_history, seed_users
+from q2c.database import create_db_engine
+from q2c.settings import Settings
+from queries.tokens import create_token
+
+HISTORY_DAYS = 3  # backfilled on the first run
+
+
+def companions(settings: Settings, url: str) -> Companions:
+    """Seed the logins, then the demo's processes beside the console: they share an
+    environment in which the sandbox is an allowed replay target."""
+    engine = create_db_engine(url, settings)
+    try:
+        seed_users(engine)
+        history = 0 if has_history(engine) else HISTORY_DAYS
+        token, _ = create_token(engine, "oncall", "oncall", timedelta(days=1), "make demo")
+    finally:
+        engine.dispose()
+    host, port = settings.collector_host, settings.collector_port
+    allowed = ",".join(
+        filter(None, [settings.replay_allowed_hosts, f"127.0.0.1:{settings.demo_sandbox_port}"])
+    )
+    return Companions(
+        children=[
+            collector_child(url, host, port),
+            scheduler_child(url),
+            sandbox_child(
+                sandbox,
+                f"http://{host}:{port}",
+                settings.demo_sandbox_port,
+                settings.demo_rate,
+                history,
+            ),
+        ],
+        env={"Q2C_REPLAY_ALLOWED_HOSTS": allowed},
+        banner=lambda console: _banner(settings, console, token),
+    )
+
+
+def _banner(settings: Settings, console: str, token: str) -> str:
+    collector = f"http://{settings.collector_host}:{settings.collector_port}"
+    logins = [f"    {user:<8} {password:<18} ({role})" for user, role, password in DEMO_USERS]
+    return "\n".join(
+        [
+            "",
+            "  Q2C Console demo is running.",
+            f"  Open the console:   {console}",
+            f"  OTLP/HTTP endpoint: {collector}  (OTEL_EXPORTER_OTLP_ENDPOINT)",
+            f"  Sandbox targets:    http://127.0.0.1:{settings.demo_sandbox_port}",
+            "  Demo logins (user, password, role):",
+            *logins,
+            "  CLI as oncall, for a day:",
+            f"    export Q2C_TOKEN={token}",
+            "  Press Ctrl-C to stop everything.",
+            "",
+        ]
+    )
+
+
+@command_line.command("demo")
+@click.option("--port", type=int, help="Console port [default: Q2C_CONSOLE_PORT].")
+@click.pass_context
+def demo(ctx: click.Context, port: int | None) -> None:
+    """Start the whole demo on the embedded database (or DATABASE_URL) until Ctrl-C."""
+    settings = ctx.obj
+    run_stack(settings, port, lambda url: companions(settings, url))
+
+
+if __name__ == "__main__":
+    command_line(["demo", *sys.argv[1:]], prog_name="python -m demo")

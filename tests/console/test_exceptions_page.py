@@ -1,0 +1,125 @@
+"""The exceptions page as a queue: its filters and order live in the address (a link pasted
+into a ticket opens the same list), a bad link value falls back to the default, and the
+queue's actions (assign to me, unassign, reopen) act on the ticked rows."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import psycopg
+from streamlit.testing.v1 import AppTest
+
+from tests.support.console import LOGINS
+
+
+def _count_caption(app: AppTest) -> str:
+    return next(c.value for c in app.caption if "matching exceptions" in c.value)
+
+
+def test_a_link_sets_the_filters_and_the_order(
+    console_db: str, console_app: Callable[..., AppTest], db: psycopg.Connection
+) -> None:
+    (closed,) = db.execute(
+        "SELECT count(*) FROM exceptions WHERE status = 'auto_resolved'"
+    ).fetchone()
+    query = {"status": ["auto_resolved"], "order": "newest first", "q": "period 11"}
+
+    app = console_app(console_db, "finance_ops", "exceptions", query)
+
+    assert not app.exception
+    assert app.multiselect(key="f_status").value == ["auto_resolved"]
+    assert app.selectbox(key="f_order").value == "newest first"
+    assert app.text_input(key="f_search").value == "period 11"
+    assert closed >= 1
+    assert f"of {closed:,} matching exceptions" in _count_caption(app)
+
+
+def test_values_a_link_may_not_hold_are_ignored(
+    console_db: str, console_app: Callable[..., AppTest]
+) -> None:
+    query = {"process": "no_such_process", "order": "sideways", "status": ["gone", "open"]}
+
+    app = console_app(console_db, "finance_ops", "exceptions", query)
+
+    assert not app.exception
+    assert app.selectbox(key="f_process").value == "(any)"
+    assert app.selectbox(key="f_order").value == "most urgent"
+    assert app.multiselect(key="f_status").value == ["open"]
+
+
+def test_changing_a_filter_writes_it_into_the_address(
+    console_db: str, console_app: Callable[..., AppTest]
+) -> None:
+    app = console_app(console_db, "finance_ops", "exceptions")
+    assert "status" not in app.query_params  # the defaults say nothing
+
+    app.multiselect(key="f_impact").set_value(["high", "critical"]).run()
+    app.selectbox(key="f_order").set_value("largest amount").run()
+
+    assert app.query_params["impact"] == ["high", "critical"]
+    assert app.query_params["order"] == "largest amount"
+    again = console_app(console_db, "finance_ops", "exceptions", dict(app.query_params))
+    assert again.multiselect(key="f_impact").value == ["high", "critical"]
+
+
+def test_the_order_is_the_databases(
+    console_db: str, console_app: Callable[..., AppTest], db: psycopg.Connection
+) -> None:
+    newest = [
+        row[0]
+        for row in db.execute(
+            "SELECT id FROM exceptions WHERE q2c_is_open(status) ORDER BY first_seen DESC, id DESC"
+        )
+    ]
+
+    app = console_app(console_db, "finance_ops", "exceptions", {"order": "newest first"})
+
+    editor = next(frame.value for frame in app.dataframe if "select" in frame.value)
+    assert list(editor["id"]) == newest
+
+
+def _tick(app: AppTest, ids: list[int]) -> None:
+    """Tick rows as the data editor would keep them, and rerun as a tick does."""
+    app.session_state["exceptions_editor:ticked"] = ids
+    app.run()
+
+
+def test_assign_to_me_then_unassign_then_reopen_from_the_queue(
+    console_db: str, console_app: Callable[..., AppTest], db: psycopg.Connection
+) -> None:
+    me = LOGINS["finance_ops"][0]
+    [target] = db.execute(
+        "SELECT id FROM exceptions WHERE q2c_is_open(status) ORDER BY id LIMIT 1"
+    ).fetchone()
+    app = console_app(console_db, "finance_ops", "exceptions")
+
+    _tick(app, [target])
+    app.button(key="assign_to_me").click().run()
+    app.button(key="confirm_action").click().run()
+    owned = db.execute("SELECT status, owner FROM exceptions WHERE id = %s", (target,)).fetchone()
+    _tick(app, [target])
+    app.button(key="unassign").click().run()
+    app.button(key="confirm_action").click().run()
+    queued = db.execute("SELECT status, owner FROM exceptions WHERE id = %s", (target,)).fetchone()
+    db.execute(
+        "UPDATE exceptions SET status = 'ignored', resolved_at = now(), resolution = 'test' "
+        "WHERE id = %s",
+        (target,),
+    )
+    reopened = console_app(console_db, "finance_ops", "exceptions", {"status": ["ignored"]})
+    _tick(reopened, [target])
+    reopened.text_input(key="reason").set_value("not a test invoice after all").run()
+    reopened.button(key="reopen").click().run()
+    reopened.button(key="confirm_action").click().run()
+
+    assert owned == ("assigned", me)
+    assert queued == ("open", None)
+    assert db.execute(
+        "SELECT status, resolution, resolved_at FROM exceptions WHERE id = %s", (target,)
+    ).fetchone() == ("open", None, None)
+    assert [
+        row[0]
+        for row in db.execute(
+            "SELECT action FROM exception_events WHERE exception_id = %s ORDER BY id", (target,)
+        )
+    ][-3:] == ["assigned", "unassigned", "reopened"]

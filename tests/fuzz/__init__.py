@@ -1,0 +1,1 @@
+"""Coverage-guided fuzz targets, run by `make fuzz` (not collected by pytest)."""

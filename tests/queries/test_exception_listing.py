@@ -1,0 +1,65 @@
+"""The exceptions list pages through every match and says how many there are; the export
+writes every matching exception, not the page on screen."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+from sqlalchemy import Engine
+
+from queries.exceptions import (
+    ExceptionFilter,
+    count_exceptions,
+    export_exceptions,
+    list_exceptions,
+)
+from tests.support.otlp import stage_span, traces_request
+
+FAILURES = 1_234
+
+
+def _send_failures(send) -> None:
+    spans = [
+        stage_span(
+            f"INV-L{n:05}",
+            "invoice_posting",
+            "invoice_recorded",
+            "erp",
+            at_s=n / 10,
+            seq=100_000 + 10 * n,
+            error=f"card 4111111111111111 declined for invoice {n}",
+            invoice_id=f"INV-L{n:05}",
+        )
+        for n in range(FAILURES)
+    ]
+    for start in range(0, FAILURES, 400):
+        send(traces_request(*spans[start : start + 400]))
+
+
+def test_pages_cover_every_match_once_and_the_count_says_how_many(send, engine: Engine) -> None:
+    _send_failures(send)
+    everything = ExceptionFilter()
+
+    pages = [list_exceptions(engine, everything, 500, offset) for offset in (0, 500, 1000, 1500)]
+
+    assert count_exceptions(engine, everything) == FAILURES
+    assert [len(page) for page in pages] == [500, 500, 234, 0]
+    ids = [row["id"] for page in pages for row in page]
+    assert len(set(ids)) == FAILURES
+    assert count_exceptions(engine, ExceptionFilter(search="inv-l0001")) == 10  # 10…19
+
+
+def test_the_export_writes_every_matching_exception_masked(send, engine: Engine) -> None:
+    _send_failures(send)
+    out = io.StringIO()
+
+    written = export_exceptions(engine, ExceptionFilter(), ["id", "invoice_id", "message"], out)
+
+    rows = list(csv.DictReader(io.StringIO(out.getvalue())))
+    assert written == len(rows) == FAILURES
+    assert {row["invoice_id"] for row in rows} == {f"INV-L{n:05}" for n in range(FAILURES)}
+    assert not any("4111111111111111" in row["message"] for row in rows)
+    assert [row["id"] for row in rows[:500]] == [
+        str(row["id"]) for row in list_exceptions(engine, ExceptionFilter())
+    ]
