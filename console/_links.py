@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from urllib.parse import urlencode
 
 import streamlit as st
 
@@ -57,3 +58,16 @@ def write_link(fields: Sequence[Linked]) -> None:
             st.query_params[field.param] = list(value) or [""]
         else:
             st.query_params[field.param] = str(value)
+
+
+def address(page: str, exclude: Sequence[str] = ("id",), **extra: object) -> str:
+    """The address of `page` with what the current one says (but `exclude`), and `extra`:
+    `address("exceptions", id=7)` is the link of exception 7 within the filters in force."""
+    pairs = [
+        (name, value)
+        for name in st.query_params
+        if name not in exclude and name not in extra
+        for value in st.query_params.get_all(name)
+    ]
+    pairs += [(name, str(value)) for name, value in extra.items()]
+    return f"/{page}?{urlencode(pairs)}" if pairs else f"/{page}"

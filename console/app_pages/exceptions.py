@@ -10,7 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from console._auth import page_user
-from console._links import Linked, linked_id, seed_from_link, write_link
+from console._links import Linked, address, linked_id, seed_from_link, write_link
 from console._resources import act, engine, load, policy, show_flash
 from console._widgets import (
     age_text,
@@ -52,6 +52,7 @@ AGES = {
 }
 COLUMNS = [
     "id",
+    "link",
     "impact",
     "status",
     "owner",
@@ -320,11 +321,16 @@ frame = load(_list, filters, page, order)
 first = (page - 1) * PAGE_ROWS + 1
 last = first + len(frame) - 1
 st.caption(f"Showing {first:,} to {last:,} of {matching:,} matching exceptions")
+# Each row's own address, within the filters in force: opening it shows that detail.
+frame["link"] = [address("exceptions", id=int(i)) for i in frame["id"]]
 selected = selectable_table(
     frame,
     COLUMNS,
     EDITOR,
-    {"age_hours": st.column_config.NumberColumn("age (h)", format="%.1f")},
+    {
+        "link": st.column_config.LinkColumn("detail", display_text="open"),
+        "age_hours": st.column_config.NumberColumn("age (h)", format="%.1f"),
+    },
 )
 st.download_button(
     f"Export CSV (all {matching:,})",

@@ -123,3 +123,22 @@ def test_assign_to_me_then_unassign_then_reopen_from_the_queue(
             "SELECT action FROM exception_events WHERE exception_id = %s ORDER BY id", (target,)
         )
     ][-3:] == ["assigned", "unassigned", "reopened"]
+
+
+def test_each_row_links_to_its_detail_within_the_filters(
+    console_db: str, console_app: Callable[..., AppTest]
+) -> None:
+    app = console_app(console_db, "finance_ops", "exceptions", {"order": "oldest first"})
+
+    editor = next(frame.value for frame in app.dataframe if "select" in frame.value)
+    links = dict(zip(editor["id"], editor["link"], strict=True))
+    assert links and all(
+        link == f"/exceptions?order=oldest+first&id={i}" for i, link in links.items()
+    )
+    target = list(links)[-1]
+    opened = console_app(
+        console_db, "finance_ops", "exceptions", {"order": "oldest first", "id": str(target)}
+    )
+    assert opened.selectbox(key="detail_id").value == target
+    assert opened.selectbox(key="f_order").value == "oldest first"
+    assert opened.query_params["id"] == str(target)
