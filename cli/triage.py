@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import click
 
 from cli._common import AS_JSON, acting, acting_session, cell, emit, report
@@ -22,6 +24,7 @@ def exceptions() -> None:
 @click.option("--impact", multiple=True, help="critical, high, medium, low (repeatable).")
 @click.option("--owner")
 @click.option("--search", help="Text in message, error type, correlation ID or business keys.")
+@click.option("--regressed", is_flag=True, help="Only those failing again after a resolve.")
 @click.option("--limit", type=int, default=100, show_default=True)
 @click.pass_context
 def exceptions_list(
@@ -36,6 +39,7 @@ def exceptions_list(
     impact: tuple[str, ...],
     owner: str | None,
     search: str | None,
+    regressed: bool,
     limit: int,
 ) -> None:
     """List exceptions, most urgent first."""
@@ -51,6 +55,7 @@ def exceptions_list(
         impact=impact,
         owner=owner,
         search=search,
+        regressed=regressed,
     )
     with acting_session(ctx, token, claimed) as (engine, actor):
         authorize(engine, actor, "exceptions.view")
@@ -64,6 +69,7 @@ def exceptions_list(
             "id",
             "impact",
             "status",
+            "regressed_from",
             "owner",
             "process",
             "stage",
@@ -157,29 +163,58 @@ def exceptions_comment(
     report(result.changed, result.skipped, "commented on")
 
 
-def _closing_command(status: str, verb: str) -> click.Command:
-    """`q2c exceptions resolve|ignore`: close exceptions with a reason."""
+@exceptions.command("resolve")
+@click.argument("exception_ids", type=int, nargs=-1, required=True)
+@click.option("--reason", required=True)
+@acting
+@click.pass_context
+def exceptions_resolve(
+    ctx: click.Context,
+    token: str | None,
+    claimed: str | None,
+    exception_ids: tuple[int, ...],
+    reason: str,
+) -> None:
+    """Resolve exceptions, with the reason."""
+    from queries.exceptions import close_exceptions
 
-    @click.argument("exception_ids", type=int, nargs=-1, required=True)
-    @click.option("--reason", required=True)
-    @acting
-    @click.pass_context
-    def close(
-        ctx: click.Context,
-        token: str | None,
-        claimed: str | None,
-        exception_ids: tuple[int, ...],
-        reason: str,
-    ) -> None:
-        from queries.exceptions import close_exceptions
-
-        with acting_session(ctx, token, claimed) as (engine, actor):
-            result = close_exceptions(engine, actor, exception_ids, status, reason)
-        report(result.changed, result.skipped, status)
-
-    close.__doc__ = f"{verb.capitalize()} exceptions, with the reason."
-    return exceptions.command(verb)(close)
+    with acting_session(ctx, token, claimed) as (engine, actor):
+        result = close_exceptions(engine, actor, exception_ids, "resolved", reason)
+    report(result.changed, result.skipped, "resolved")
 
 
-_closing_command("resolved", "resolve")
-_closing_command("ignored", "ignore")
+@exceptions.command("ignore")
+@click.argument("exception_ids", type=int, nargs=-1, required=True)
+@click.option("--reason", required=True)
+@click.option(
+    "--until",
+    type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M"]),
+    help="Reopen them at this moment (UTC) [default: ignored for good].",
+)
+@click.option("--until-recurs", is_flag=True, help="Reopen one when its failure happens again.")
+@acting
+@click.pass_context
+def exceptions_ignore(
+    ctx: click.Context,
+    token: str | None,
+    claimed: str | None,
+    exception_ids: tuple[int, ...],
+    reason: str,
+    until: datetime | None,
+    until_recurs: bool,
+) -> None:
+    """Ignore exceptions, with the reason: for good, until a moment, or until they recur."""
+    from queries.exceptions import close_exceptions
+
+    moment = None if until is None else until.replace(tzinfo=UTC)
+    with acting_session(ctx, token, claimed) as (engine, actor):
+        result = close_exceptions(
+            engine,
+            actor,
+            exception_ids,
+            "ignored",
+            reason,
+            until=moment,
+            until_recurs=until_recurs,
+        )
+    report(result.changed, result.skipped, "ignored")

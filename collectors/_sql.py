@@ -233,6 +233,11 @@ ORDER BY correlation_id, id"""
 # `transactions`, locked by UPSERT_TRANSACTIONS until commit, keep two writers from
 # recomputing one transaction's episodes at the same time.
 #
+# An exception a person ignored until its failure recurs is not left as it is: it takes its
+# episode's new failures like an open one, and the first that is later than any it had
+# reopens it (the audit trail says so). Once its stage has succeeded, its episode is over
+# and a later failure is a new exception, as after any close.
+#
 # The same statement ends stalls: a transaction's stall before a stage is auto-resolved by
 # any success of that stage. Every auto-resolution goes to the audit trail with the status
 # it replaced.
@@ -266,7 +271,7 @@ WITH pair_exception AS (  -- the exceptions of the batch's (transaction, stage) 
     SELECT x.*
     FROM (SELECT DISTINCT correlation_id, stage FROM _new_obs) p
     CROSS JOIN {_PAIR_EXCEPTIONS}
-    WHERE x.status NOT IN {_SEALED}
+    WHERE x.status NOT IN {_SEALED} OR x.ignored_until_recurs
 ), stall_ended AS (  -- a success of the stage a transaction stalled before ends the stall
     UPDATE exceptions e
     SET status = 'auto_resolved', resolved_at = clock_timestamp(), updated_at = now(),
@@ -357,7 +362,12 @@ WITH pair_exception AS (  -- the exceptions of the batch's (transaction, stage) 
                FROM claim GROUP BY correlation_id, stage, fingerprint, ends_at) c
            USING (correlation_id, stage, fingerprint, ends_at)
 ), known AS (  -- the named episodes' existing exceptions as they were
-    SELECT n.*, x.status AS before_status
+    SELECT n.*, x.status AS before_status,
+           x.ignored_until_recurs AND NOT isfinite(n.ends_at) AND n.last_seen > x.last_seen
+           AND NOT EXISTS (SELECT 1 FROM pair_exception o  -- only one may be open
+                           WHERE o.correlation_id = x.correlation_id AND o.stage = x.stage
+                             AND o.fingerprint = x.fingerprint AND q2c_is_open(o.status))
+               AS recurs
     FROM named n
     JOIN stored x ON x.correlation_id = n.correlation_id AND x.id = n.id
 ), updated AS (
@@ -366,11 +376,14 @@ WITH pair_exception AS (  -- the exceptions of the batch's (transaction, stage) 
         kind = n.kind, error_type = n.error_type, message = n.message, process = n.process,
         system = n.system,
         status = CASE WHEN isfinite(n.ends_at) AND q2c_is_open(e.status)
-                      THEN 'auto_resolved' ELSE e.status END,
+                      THEN 'auto_resolved' WHEN n.recurs THEN 'open' ELSE e.status END,
         resolved_at = CASE WHEN isfinite(n.ends_at) AND q2c_is_open(e.status)
-                           THEN clock_timestamp() ELSE e.resolved_at END,
+                           THEN clock_timestamp() WHEN n.recurs THEN NULL
+                           ELSE e.resolved_at END,
         resolution = CASE WHEN isfinite(n.ends_at) AND e.status NOT IN {_SEALED}
-                          THEN {_resolution("e.stage", "n.ends_at")} ELSE e.resolution END,
+                          THEN {_resolution("e.stage", "n.ends_at")}
+                          WHEN n.recurs THEN NULL ELSE e.resolution END,
+        ignored_until_recurs = e.ignored_until_recurs AND NOT n.recurs,
         updated_at = now()
     FROM known n
     WHERE e.correlation_id = n.correlation_id AND e.id = n.id
@@ -383,7 +396,17 @@ WITH pair_exception AS (  -- the exceptions of the batch's (transaction, stage) 
                              n.message, n.process, n.system)
            OR (isfinite(n.ends_at) AND e.status NOT IN {_SEALED}
                AND e.resolution IS DISTINCT FROM {_resolution("e.stage", "n.ends_at")}))
-    RETURNING e.correlation_id, e.id, n.before_status, e.status, e.resolution
+    RETURNING e.correlation_id, e.id, n.before_status, e.status, e.resolution, n.recurs,
+              e.last_seen
+), recurred AS (  -- ignored until the failure recurs: it has
+    INSERT INTO exception_events (correlation_id, exception_id, actor, action, before, after,
+                                  comment)
+    SELECT correlation_id, id, 'system', 'reopened',
+           jsonb_build_object('status', before_status, 'ignored_until_recurs', true),
+           jsonb_build_object('status', status, 'ignored_until_recurs', false),
+           format('failed again at %s: it was ignored until its failure recurs',
+                  to_char(last_seen AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'))
+    FROM updated WHERE recurs ORDER BY correlation_id, id
 ), created AS (  -- with the business context of the transaction as just upserted, so that
                  -- SYNC_EXCEPTION_CONTEXT need not rewrite every new exception's row
     INSERT INTO exceptions (id, correlation_id, process, stage, system, kind, fingerprint,

@@ -1,13 +1,13 @@
 """Exceptions: readers for triage (filtered lists, groups, detail) and the commands people
-run on them (assign, comment, resolve, ignore), each role-checked and audited in the same
-transaction as the change."""
+run on them (assign, comment, resolve, ignore for good or until a date or a recurrence),
+each role-checked and audited in the same transaction as the change."""
 
 from __future__ import annotations
 
 import csv
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, TextIO
 
 from sqlalchemy import BindParameter, Connection, Engine, TextClause, bindparam, text
@@ -23,7 +23,9 @@ _COLUMNS = (
     "id, correlation_id, process, stage, system, kind, fingerprint, error_type, message, "
     "status, impact, owner, first_seen, last_seen, occurrences, due_at, resolved_at, "
     "resolution, customer_id, order_id, invoice_id, amount::float8 AS amount, currency, "
-    "legal_entity, greatest(now() - first_seen, interval '0') AS age, "
+    "legal_entity, ignored_until, ignored_until_recurs, regressed_from, "
+    "regressed_from IS NOT NULL AS regressed, "
+    "greatest(now() - first_seen, interval '0') AS age, "
     "(due_at < now() AND q2c_is_open(status)) "
     "AS overdue"
 )
@@ -45,6 +47,7 @@ class ExceptionFilter:
     newer_than: timedelta | None = None
     search: str | None = None
     fingerprint: str | None = None
+    regressed: bool = False  # only those whose failure a person had resolved before
 
 
 # How a list may be ordered: name → ORDER BY (each ends in id, so pages never overlap).
@@ -199,6 +202,8 @@ def _where(filters: ExceptionFilter) -> tuple[list[str], dict[str, Any]]:
         if value:
             clauses.append(f"{column} = :{column}")
             params[column] = value
+    if filters.regressed:
+        clauses.append("regressed_from IS NOT NULL")
     if filters.older_than is not None:
         clauses.append("first_seen <= now() - :older_than")
         params["older_than"] = filters.older_than
@@ -280,7 +285,8 @@ def _rows(conn: Connection, sql: str, params: dict) -> list[dict]:
 # --- commands ---------------------------------------------------------------------------
 
 _LOCK = text(
-    "SELECT id, correlation_id, status, owner, resolution FROM exceptions WHERE id IN :ids "
+    "SELECT id, correlation_id, status, owner, resolution, ignored_until, ignored_until_recurs "
+    "FROM exceptions WHERE id IN :ids "
     "ORDER BY correlation_id, id FOR UPDATE"
 ).bindparams(bindparam("ids", expanding=True))
 
@@ -333,12 +339,22 @@ def reopen(engine: Engine, actor: str, ids: Sequence[int], reason: str) -> Actio
             [i for i in ids if i not in newer],
             "reopened",
             reason,
-            lambda row: {"status": status, "resolution": None},
+            lambda row: {"status": status, "resolution": None, **_ignore_ended(row)},
             allowed=starts_from,
         )
     for closed, successor in newer.items():
         result.skipped[closed] = f"exception {successor} is open for the same failure"
     return result
+
+
+def _ignore_ended(row: Any) -> dict[str, Any]:
+    """The changes that end an ignore's condition (a date or a recurrence), if it had one."""
+    ended: dict[str, Any] = {}
+    if row.ignored_until is not None:
+        ended["ignored_until"] = None
+    if row.ignored_until_recurs:
+        ended["ignored_until_recurs"] = False
+    return ended
 
 
 def _open_successors(conn: Connection, ids: Sequence[int]) -> dict[int, int]:
@@ -389,16 +405,40 @@ def comment(engine: Engine, actor: str, exception_id: int, note: str) -> ActionR
 
 
 def close_exceptions(
-    engine: Engine, actor: str, ids: Sequence[int], status: str, reason: str
+    engine: Engine,
+    actor: str,
+    ids: Sequence[int],
+    status: str,
+    reason: str,
+    *,
+    until: datetime | None = None,
+    until_recurs: bool = False,
 ) -> ActionResult:
-    """Close exceptions as `resolved` or `ignored` (not worth acting on), with the reason."""
+    """Close exceptions as `resolved` or `ignored` (not worth acting on), with the reason.
+    An ignore may last `until` a moment (the evaluator reopens them once it has passed)
+    or `until_recurs` (the collector reopens one when its failure happens again); without
+    either it is for good."""
     if status not in ("resolved", "ignored"):
         raise Q2CError(f"exceptions are closed as resolved or ignored, not {status}")
     if not reason.strip():
         raise Q2CError(f"marking exceptions {status} needs a reason")
+    condition: dict[str, Any] = {}
+    if until is not None or until_recurs:
+        if status != "ignored":
+            raise Q2CError("only an ignore lasts until a date or until the failure recurs")
+        if until is not None and until_recurs:
+            raise Q2CError("an ignore lasts until a date or until the failure recurs, not both")
+        if until is not None and (until.tzinfo is None or until <= datetime.now(UTC)):
+            raise Q2CError(f"ignoring until {until} needs a moment to come, with its time zone")
+        condition = {"ignored_until": until} if until else {"ignored_until_recurs": True}
     with engine.begin() as conn:
         return _act(
-            conn, actor, ids, status, reason, lambda row: {"status": status, "resolution": reason}
+            conn,
+            actor,
+            ids,
+            status,
+            reason,
+            lambda row: {"status": status, "resolution": reason, **condition},
         )
 
 
@@ -446,9 +486,14 @@ def _act(
             row.id,
             user.username,
             action,
-            before=before,
-            after=after,
+            before=_as_json(before),
+            after=_as_json(after),
             comment=note,
         )
         result.changed.append(exception_id)
     return result
+
+
+def _as_json(values: dict[str, Any]) -> dict[str, Any]:
+    """`values` as the audit trail keeps them: moments in ISO 8601."""
+    return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in values.items()}

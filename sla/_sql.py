@@ -336,3 +336,82 @@ ORDER BY 1, 2, 3, 4
 ON CONFLICT (name, process, bucket_seconds, bucket_start)
 DO UPDATE SET value = k.value + excluded.value
 """
+
+_UTC_TEXT = "to_char({ts} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
+_UNTIL = _UTC_TEXT.format(ts="ignored_until")
+_O_IS_OPEN = ONE_OPEN_INDEX_PREDICATE.replace("status", "o.status")  # o: another exception
+
+# Ignores whose date has passed end: each exception opens again, unless another one is open
+# for its failure by now (only one may be), which carries on; then its ignore just ends.
+# Either way its history says why, as the system.
+END_EXPIRED_IGNORES = f"""
+WITH due AS (
+    SELECT x.correlation_id, x.id, x.ignored_until,
+           (SELECT o.id FROM exceptions o
+            WHERE o.correlation_id = x.correlation_id AND o.stage = x.stage
+              AND o.fingerprint = x.fingerprint AND {_O_IS_OPEN}
+            LIMIT 1) AS open_id,
+           row_number() OVER (PARTITION BY x.correlation_id, x.stage, x.fingerprint
+                              ORDER BY x.id DESC) AS nth
+    FROM exceptions x
+    WHERE x.ignored_until <= %(now)s AND x.status = 'ignored'
+), ended AS (
+    UPDATE exceptions e
+    SET status = CASE WHEN d.open_id IS NULL AND d.nth = 1 THEN 'open' ELSE e.status END,
+        resolved_at = CASE WHEN d.open_id IS NULL AND d.nth = 1 THEN NULL ELSE e.resolved_at END,
+        resolution = CASE WHEN d.open_id IS NULL AND d.nth = 1 THEN NULL ELSE e.resolution END,
+        ignored_until = NULL, updated_at = now()
+    FROM due d
+    WHERE e.correlation_id = d.correlation_id AND e.id = d.id
+    RETURNING e.correlation_id, e.id, e.status, d.ignored_until, d.open_id
+)
+INSERT INTO exception_events (correlation_id, exception_id, actor, action, before, after, comment)
+SELECT correlation_id, id, 'system',
+       CASE WHEN status = 'ignored' THEN 'ignore_ended' ELSE 'reopened' END,
+       jsonb_build_object('status', 'ignored', 'ignored_until', {_UNTIL}),
+       jsonb_build_object('status', status, 'ignored_until', NULL),
+       format('ignored until %%s, which has passed', {_UNTIL})
+       || CASE WHEN status = 'ignored' AND open_id IS NOT NULL
+               THEN format('; exception %%s is open for the same failure', open_id) ELSE '' END
+FROM ended ORDER BY correlation_id, id
+"""
+
+# New exceptions (created in the window) whose failure a person had resolved before it
+# happened are regressions: of the same transaction's stage, or else of the fingerprint
+# group, when every exception of the group first seen before that resolve is closed. Each
+# names the resolved exception (the latest resolve; the same transaction's first) and its
+# history says so. The resolved one stays closed: the new failure is its own exception, as
+# the collector keeps it (one episode, one exception).
+MARK_REGRESSIONS = f"""
+WITH fresh AS (
+    SELECT e.correlation_id, e.id, e.stage, e.fingerprint, e.first_seen
+    FROM exceptions e
+    WHERE e.created_at >= %(lower)s AND e.created_at < %(upper)s AND e.regressed_from IS NULL
+), found AS (
+    SELECT f.correlation_id, f.id, p.id AS from_id, p.resolved_at
+    FROM fresh f
+    CROSS JOIN LATERAL (
+        SELECT p.id, p.resolved_at FROM exceptions p
+        WHERE p.fingerprint = f.fingerprint AND p.status = 'resolved'
+          AND p.resolved_at < f.first_seen
+          AND ((p.correlation_id = f.correlation_id AND p.stage = f.stage)
+               OR NOT EXISTS (SELECT 1 FROM exceptions o
+                              WHERE o.fingerprint = f.fingerprint AND {_O_IS_OPEN}
+                                AND o.first_seen <= p.resolved_at
+                                AND NOT (o.correlation_id = f.correlation_id AND o.id = f.id)))
+        ORDER BY (p.correlation_id = f.correlation_id AND p.stage = f.stage) DESC,
+                 p.resolved_at DESC
+        LIMIT 1) p
+), marked AS (
+    UPDATE exceptions e SET regressed_from = f.from_id, updated_at = now()
+    FROM found f
+    WHERE e.correlation_id = f.correlation_id AND e.id = f.id
+    RETURNING e.correlation_id, e.id, f.from_id, f.resolved_at
+)
+INSERT INTO exception_events (correlation_id, exception_id, actor, action, before, after, comment)
+SELECT correlation_id, id, 'system', 'regressed', jsonb_build_object('regressed_from', NULL),
+       jsonb_build_object('regressed_from', from_id),
+       format('exception %%s was resolved at %%s; this failure came after', from_id,
+              {_UTC_TEXT.format(ts="resolved_at")})
+FROM marked ORDER BY correlation_id, id
+"""

@@ -1,5 +1,6 @@
 """One SLA evaluation: the window of stage events committed since the last one, turned into
-rollups, reconciliation results, stalled-transaction exceptions and classified exceptions.
+rollups, reconciliation results, stalled-transaction exceptions, regressions and classified
+exceptions; and ignores whose date has passed, ended.
 
 Exactly once across replicas: the evaluation holds a transaction-scoped advisory lock (a
 second evaluator skips), reads and advances its watermark in the same transaction, and
@@ -41,6 +42,8 @@ class EvaluationReport:
     mismatched: int = 0
     reconciliation_exceptions: int = 0
     stalled: int = 0
+    regressed: int = 0
+    ignores_ended: int = 0
     classified: int = 0
 
     def summary(self) -> str:
@@ -56,6 +59,8 @@ class EvaluationReport:
                 f"reconciliation: {self.reconciled} checked, {self.mismatched} mismatched, "
                 f"{self.reconciliation_exceptions} new exception(s)",
                 f"stalled: {self.stalled} new exception(s)",
+                f"regressed: {self.regressed} new exception(s) of failures resolved before",
+                f"ignores ended: {self.ignores_ended} (their date passed)",
                 f"classified: {self.classified} exception(s) given impact and due time",
             ]
         )
@@ -82,6 +87,10 @@ def evaluate(
             0
         ]
         cur.execute(_sql.RESOLVE_ARRIVED_STALLS)
+        if upper > lower:  # after the stalls, which are new exceptions of this window too
+            window = {"lower": lower, "upper": upper}
+            report.regressed = cur.execute(_sql.MARK_REGRESSIONS, window).rowcount
+        report.ignores_ended = cur.execute(_sql.END_EXPIRED_IGNORES, {"now": now}).rowcount
         report.classified = _classify(cur, policy)
         if upper > lower:
             cur.execute(

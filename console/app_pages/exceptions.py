@@ -3,7 +3,7 @@
 import tempfile
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import IO
 
 import pandas as pd
@@ -55,6 +55,7 @@ COLUMNS = [
     "link",
     "impact",
     "status",
+    "regressed",
     "owner",
     "process",
     "stage",
@@ -94,6 +95,9 @@ EXPORT_COLUMNS = [
     "occurrences",
     "error_type",
     "message",
+    "regressed_from",
+    "ignored_until",
+    "ignored_until_recurs",
 ]
 EDITOR = "exceptions_editor"
 PAGE_ROWS = 500  # exceptions shown at a time; the count and the export cover them all
@@ -140,6 +144,26 @@ def _owners(username: str) -> list[str]:
     return assignable_users(engine(), username)
 
 
+# How long an ignore lasts: the choices of "Ignore", and the command's terms for each.
+IGNORE_FOR = ("for good", "until a date", "until it recurs")
+
+
+def _ignore_terms() -> tuple[dict, str]:
+    """The ignore chosen on the page: the command's keyword arguments, and in words."""
+    chosen = st.session_state.get("ignore_for", IGNORE_FOR[0])
+    if chosen == "until a date":
+        day = st.session_state.get("ignore_until") or date.today() + timedelta(days=7)
+        return {"until": datetime.combine(day, time.min, tzinfo=UTC)}, f"until {day} 00:00 UTC"
+    if chosen == "until it recurs":
+        return {"until_recurs": True}, "until its failure recurs"
+    return {}, "for good"
+
+
+def _ignore(ids: list[int], why: str) -> ActionResult:
+    terms, _ = _ignore_terms()
+    return close_exceptions(engine(), user.username, ids, "ignored", why, **terms)
+
+
 # What each action does, and how its confirmation proposes it (nothing has happened yet).
 COMMANDS: dict[str, tuple[str, Callable[[list[int], str], ActionResult]]] = {
     "assign": ("Assign", lambda ids, owner: assign(engine(), user.username, ids, owner)),
@@ -149,10 +173,7 @@ COMMANDS: dict[str, tuple[str, Callable[[list[int], str], ActionResult]]] = {
         "Resolve",
         lambda ids, why: close_exceptions(engine(), user.username, ids, "resolved", why),
     ),
-    "ignored": (
-        "Ignore",
-        lambda ids, why: close_exceptions(engine(), user.username, ids, "ignored", why),
-    ),
+    "ignored": ("Ignore", _ignore),
     "reopen": ("Reopen", lambda ids, why: reopen(engine(), user.username, ids, why)),
 }
 SHOWN_IDS = 30  # a confirmation names this many exceptions, then says how many more
@@ -206,6 +227,8 @@ def confirm(action: str, ids: list[int], value: str, gone: list[int]) -> None:
     st.write(f"**{COMMANDS[action][0]} {count}?** {named}{more}")
     if value:
         st.caption(f"owner: {value}" if action == "assign" else f"reason: {value}")
+    if action == "ignored":
+        st.caption(f"ignored {_ignore_terms()[1]}")
     if gone:
         st.warning(
             f"Left alone: {', '.join(map(str, gone))} no longer match this list (closed or "
@@ -265,6 +288,7 @@ LINKED = [
     Linked("f_search", "q"),
     Linked("f_order", "order", "most urgent", list(ORDERS)),
     Linked("grouped", "grouped", "", ["", "yes"]),
+    Linked("f_regressed", "regressed", "", ["", "yes"]),
 ]
 seed_from_link(LINKED)
 # The stage's choices follow the process: seeded once its process is known.
@@ -293,6 +317,12 @@ grouped = st.toggle(
     value=st.session_state["grouped"] == "yes",
 )
 st.session_state["grouped"] = "yes" if grouped else ""
+regressed = st.toggle(
+    "Regressed only (failing again after a person resolved them)",
+    key="regressed_toggle",
+    value=st.session_state["f_regressed"] == "yes",
+)
+st.session_state["f_regressed"] = "yes" if regressed else ""
 write_link([*LINKED, STAGE])
 filters = ExceptionFilter(
     statuses=tuple(statuses),
@@ -304,6 +334,7 @@ filters = ExceptionFilter(
     owner=None if owner == ANY else owner,
     older_than=AGES[age],
     search=search.strip() or None,
+    regressed=regressed,
 )
 
 if grouped:
@@ -357,6 +388,13 @@ if d.button("Unassign", disabled=not selected, key="unassign"):
     ask("unassign", selected, "")
 if e.button("Start work", disabled=not selected, key="start_work"):
     ask("start work", selected, "")
+a, b = st.columns([3, 4], vertical_alignment="bottom")
+ignore_for = a.radio("Ignore", IGNORE_FOR, key="ignore_for", horizontal=True)
+if ignore_for == "until a date":
+    tomorrow = datetime.now(UTC).date() + timedelta(days=1)
+    b.date_input(
+        "Until (00:00 UTC that day)", tomorrow + timedelta(days=6), tomorrow, key="ignore_until"
+    )
 a, b, c, d = st.columns([3, 2, 2, 2], vertical_alignment="bottom")
 reason = a.text_input("Reason (to resolve, ignore or reopen)", key="reason")
 # Not disabled for want of a reason: a browser commits the typed reason with the click.
@@ -399,6 +437,17 @@ bottom[2].metric(
     delta_color="inverse",  # red, without an arrow: overdue is a state, not a trend
     delta_arrow="off",
 )
+if detail["regressed_from"] is not None:
+    earlier = detail["regressed_from"]
+    st.warning(
+        f"**Regressed**: this failure came after a person resolved exception {earlier} "
+        f"([open it]({address('exceptions', id=earlier)}))."
+    )
+if detail["status"] == "ignored":
+    if detail["ignored_until"] is not None:
+        st.info(f"Ignored until {moment_text(detail['ignored_until'])}: it reopens then.")
+    elif detail["ignored_until_recurs"]:
+        st.info("Ignored until its failure recurs: the next failure reopens it.")
 st.caption(
     f"{detail['kind']} at {detail['stage']} ({detail['system'] or 'any system'}) · "
     f"{detail['error_type']}: {detail['message']}"

@@ -5,6 +5,7 @@ owner's credentials only."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
 import psycopg
 import pytest
@@ -266,3 +267,34 @@ def test_on_call_redrives_with_a_dry_run_cancels_and_discards(
     assert db.execute(
         "SELECT status, count(*) FROM dead_letters GROUP BY 1 ORDER BY 1"
     ).fetchall() == [("dead", 2), ("discarded", 1)]
+
+
+def test_ignore_until_a_moment_or_a_recurrence_and_list_regressions(
+    cli, users, dead_letters, db: psycopg.Connection
+) -> None:
+    dead_letters(3)
+    ids = [str(i) for (i,) in db.execute("SELECT id FROM exceptions ORDER BY id").fetchall()]
+    db.execute("UPDATE exceptions SET regressed_from = %s WHERE id = %s", (ids[0], ids[2]))
+
+    dated = cli(
+        "exceptions", "ignore", ids[0], "--reason", "freeze", "--until", "2099-01-31", "--as", "fin"
+    )
+    recurs = cli(
+        "exceptions", "ignore", ids[1], "--reason", "flaky", "--until-recurs", "--as", "fin"
+    )
+    both = cli(
+        "exceptions", "ignore", ids[2], "--reason", "x", "--until", "2099-01-31", "--until-recurs",
+        "--as", "fin",
+    )  # fmt: skip
+    regressed = cli("exceptions", "list", "--regressed", "--as", "fin", "--json")
+
+    assert dated.exit_code == 0 and recurs.exit_code == 0
+    assert both.exit_code == 1 and "not both" in both.output
+    assert db.execute(
+        "SELECT ignored_until, ignored_until_recurs FROM exceptions WHERE id = ANY (%s) "
+        "ORDER BY id",
+        ([int(i) for i in ids[:2]],),
+    ).fetchall() == [(datetime(2099, 1, 31, tzinfo=UTC), False), (None, True)]
+    assert [(row["id"], row["regressed_from"]) for row in json.loads(regressed.output)] == [
+        (int(ids[2]), int(ids[0]))
+    ]

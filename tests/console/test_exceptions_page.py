@@ -5,6 +5,7 @@ queue's actions (assign to me, unassign, reopen) act on the ticked rows."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime, time, timedelta
 
 import psycopg
 from streamlit.testing.v1 import AppTest
@@ -142,3 +143,59 @@ def test_each_row_links_to_its_detail_within_the_filters(
     assert opened.selectbox(key="detail_id").value == target
     assert opened.selectbox(key="f_order").value == "oldest first"
     assert opened.query_params["id"] == str(target)
+
+
+def test_ignore_until_a_date_or_until_it_recurs_from_the_queue(
+    console_db: str, console_app: Callable[..., AppTest], db: psycopg.Connection
+) -> None:
+    first, second = (
+        row[0]
+        for row in db.execute(
+            "SELECT id FROM exceptions WHERE q2c_is_open(status) ORDER BY id LIMIT 2"
+        )
+    )
+    app = console_app(console_db, "finance_ops", "exceptions")
+    day = datetime.now(UTC).date() + timedelta(days=30)
+
+    app.text_input(key="reason").set_value("supplier fixes it next week").run()
+    app.radio(key="ignore_for").set_value("until a date").run()
+    app.date_input(key="ignore_until").set_value(day).run()
+    _tick(app, [first])
+    app.button(key="ignore").click().run()
+    assert any(f"until {day} 00:00 UTC" in c.value for c in app.caption)
+    app.button(key="confirm_action").click().run()
+    app.radio(key="ignore_for").set_value("until it recurs").run()
+    _tick(app, [second])
+    app.button(key="ignore").click().run()
+    app.button(key="confirm_action").click().run()
+
+    assert db.execute(
+        "SELECT id, status, ignored_until, ignored_until_recurs FROM exceptions "
+        "WHERE id = ANY (%s) ORDER BY id",
+        ([first, second],),
+    ).fetchall() == [
+        (first, "ignored", datetime.combine(day, time.min, tzinfo=UTC), False),
+        (second, "ignored", None, True),
+    ]
+    shown = console_app(console_db, "finance_ops", "exceptions", {"id": str(second)})
+    assert any("until its failure recurs" in i.value for i in shown.info)
+
+
+def test_regressed_exceptions_are_flagged_and_filtered(
+    console_db: str, console_app: Callable[..., AppTest], db: psycopg.Connection
+) -> None:
+    earlier, later = (
+        row[0]
+        for row in db.execute(
+            "SELECT id FROM exceptions WHERE q2c_is_open(status) ORDER BY id LIMIT 2"
+        )
+    )
+    db.execute("UPDATE exceptions SET regressed_from = %s WHERE id = %s", (earlier, later))
+
+    app = console_app(console_db, "finance_ops", "exceptions", {"regressed": "yes"})
+
+    editor = next(frame.value for frame in app.dataframe if "select" in frame.value)
+    assert list(zip(editor["id"], editor["regressed"], strict=True)) == [(later, True)]
+    assert app.toggle(key="regressed_toggle").value
+    [flag] = [w.value for w in app.warning if "Regressed" in w.value]
+    assert f"resolved exception {earlier}" in flag and f"id={earlier}" in flag
