@@ -19,6 +19,15 @@ _TRANSACTION_COLUMNS = (
 )
 
 
+_SPAN_COLUMNS = (
+    "encode(trace_id, 'hex') AS trace_id, encode(span_id, 'hex') AS span_id, "
+    "encode(parent_span_id, 'hex') AS parent_span_id, name, service_name, "
+    "coalesce(attributes->>'q2c.system', service_name) AS system, "
+    "attributes->>'q2c.stage' AS stage, start_time, end_time, kind, status_code, "
+    "status_message, attributes, coalesce(events, '[]') AS events"
+)
+
+
 def _qualified(alias: str) -> str:
     return ", ".join(f"{alias}.{column.strip()}" for column in _TRANSACTION_COLUMNS.split(","))
 
@@ -64,21 +73,29 @@ def journey(engine: Engine, correlation_id: str) -> dict[str, Any]:
     exceptions and replays, each in time order."""
     params = {"c": correlation_id}
     queries = {
-        "spans": "SELECT encode(trace_id, 'hex') AS trace_id, encode(span_id, 'hex') AS span_id, "
-        "encode(parent_span_id, 'hex') AS parent_span_id, name, service_name, "
-        "coalesce(attributes->>'q2c.system', service_name) AS system, "
-        "attributes->>'q2c.stage' AS stage, start_time, end_time, status_code, status_message "
-        "FROM spans WHERE correlation_id = :c ORDER BY start_time LIMIT 2000",
+        # The transaction's spans and, in the same traces, the spans that carry no
+        # correlation attribute (an HTTP client's, a database driver's: stored under
+        # their trace ID, see docs/instrumenting.md), so that the waterfall nests them.
+        "spans": "WITH tagged AS (SELECT * FROM spans WHERE correlation_id = :c "
+        "ORDER BY start_time LIMIT 2000), "
+        "untagged AS (SELECT * FROM spans WHERE correlation_id IN "
+        "(SELECT DISTINCT encode(trace_id, 'hex') FROM tagged) AND correlation_id <> :c "
+        "LIMIT 2000) "
+        f"SELECT {_SPAN_COLUMNS} FROM tagged UNION ALL SELECT {_SPAN_COLUMNS} FROM untagged "
+        "ORDER BY start_time",
         "logs": "SELECT time, severity_text, body, service_name, source, "
-        "attributes->>'q2c.stage' AS stage FROM log_records WHERE correlation_id = :c "
+        "attributes->>'q2c.stage' AS stage, encode(trace_id, 'hex') AS trace_id, "
+        "encode(span_id, 'hex') AS span_id FROM log_records WHERE correlation_id = :c "
         "ORDER BY time LIMIT 2000",
         "stages": "SELECT reached_at, stage, system, status, business FROM stage_events "
         "WHERE correlation_id = :c ORDER BY reached_at, stage, system",
         "exceptions": "SELECT id, kind, stage, status, impact, owner, message, first_seen, "
         "occurrences FROM exceptions WHERE correlation_id = :c ORDER BY first_seen",
+        "dead_letters": "SELECT id, stage, system, occurred_at, status, error_type, "
+        "error_message FROM dead_letters WHERE correlation_id = :c ORDER BY occurred_at",
         "replays": "SELECT r.id, r.dead_letter_id, r.status, r.attempts, r.requested_by, "
-        "r.requested_at, r.response_code FROM replays r WHERE r.correlation_id = :c "
-        "ORDER BY r.requested_at",
+        "r.requested_at, r.finished_at, r.response_code FROM replays r "
+        "WHERE r.correlation_id = :c ORDER BY r.requested_at",
     }
     with engine.connect() as conn:
         result: dict[str, Any] = {
@@ -95,9 +112,33 @@ def journey(engine: Engine, correlation_id: str) -> dict[str, Any]:
         log_row["body"] = masking.value(log_row["body"])
     for span in result["spans"]:
         span["status_message"] = masking.text(span["status_message"])
+        span["attributes"] = masking.value(span["attributes"])
+        span["events"] = masking.value(span["events"])
     for exception in result["exceptions"]:
         exception["message"] = masking.text(exception["message"])
+    for letter in result["dead_letters"]:
+        letter["error_message"] = masking.text(letter["error_message"])
     return result
+
+
+def recent_transactions(engine: Engine, failing: bool = False, limit: int = 15) -> list[dict]:
+    """The transactions that moved most recently (or, `failing`, those with an open
+    exception), newest first."""
+    failing_only = (
+        "WHERE EXISTS (SELECT 1 FROM exceptions e WHERE e.correlation_id = t.correlation_id "
+        "AND q2c_is_open(e.status)) "
+        if failing
+        else ""
+    )
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                f"SELECT {_qualified('t')} FROM transactions t {failing_only}"
+                "ORDER BY t.last_event_at DESC NULLS LAST LIMIT :limit"
+            ),
+            {"limit": limit},
+        )
+        return [dict(r._mapping) for r in rows]
 
 
 def stalled_transactions(engine: Engine, limit: int = 200) -> list[dict]:

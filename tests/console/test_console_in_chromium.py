@@ -10,12 +10,25 @@ from collections.abc import Callable, Iterator
 
 import httpx
 import psycopg
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.trace import Status, StatusCode
 from playwright.sync_api import Page, expect
 
 from q2c.settings import Settings
+from q2c.vocabulary import OPEN_STATUSES
 from queries.exceptions import close_exceptions
 from tests.support.console import LOGINS
-from tests.support.otlp import dead_letter_record, logs_request, stage_span, traces_request
+from tests.support.otlp import (
+    BASE_NS,
+    NS,
+    dead_letter_record,
+    logs_request,
+    stage_span,
+    traces_request,
+)
 from tests.support.scenario import PROTOBUF
 from tests.support.services import running_collector
 
@@ -370,6 +383,9 @@ def test_a_ticked_exception_someone_else_closed_is_named_and_left_alone(
     page.get_by_role("button", name="Ignore").click()
     first, second = _asked_ids(page, "Ignore 2 exceptions?")
     page.keyboard.press("Escape")  # not now: meanwhile someone else resolves the first
+    expect(page.get_by_role("dialog")).to_have_count(0)
+    # The list still shows open exceptions only (else the resolved one still matches it).
+    expect(page.locator(".st-key-f_status [data-baseweb='tag']")).to_have_count(len(OPEN_STATUSES))
     close_exceptions(engine, LOGINS["admin"][0], [first], "resolved", "fixed at the source")
 
     page.get_by_role("button", name="Ignore").click()
@@ -469,3 +485,72 @@ def test_a_sign_in_survives_reloads_and_new_tabs_until_sign_out_or_a_role_change
     page.reload()  # a role change ends the sessions opened with the old role
     expect(page.get_by_role("button", name="Sign in")).to_be_visible()
     assert stored == [(32, True), (32, False)]  # only hashes are kept
+
+
+def _send_nested_trace(collector_url: str) -> None:
+    """Through the real OpenTelemetry SDK: billing posts invoice INV-WF-1 (an HTTP call with
+    a database insert inside it, neither tagged with the transaction), and three hours later
+    the ERP's batch fails to record it."""
+    provider = TracerProvider(resource=Resource.create({"service.name": "billing-sync"}))
+    provider.add_span_processor(
+        SimpleSpanProcessor(OTLPSpanExporter(endpoint=f"{collector_url}/v1/traces"))
+    )
+    tracer = provider.get_tracer("q2c.tests")
+    start = BASE_NS - 3 * 3600 * NS  # so that the batch's hop, later, is still past
+    invoice = {"q2c.correlation_id": "INV-WF-1", "q2c.process": "invoice_posting"}
+    posted = {**invoice, "q2c.stage": "invoice_posted", "q2c.system": "billing"}
+    with tracer.start_as_current_span("post invoice", attributes=posted, start_time=start) as root:
+        with tracer.start_as_current_span(
+            "POST /erp/invoices", start_time=start + NS // 10
+        ) as call:
+            insert = tracer.start_span("INSERT invoices", start_time=start + NS // 5)
+            insert.end(end_time=start + NS // 5 + NS // 20)  # 50 ms
+            call.end(end_time=start + NS)  # 900 ms
+        root.end(end_time=start + 2 * NS)  # 2.0 s
+    later = start + 3 * 3600 * NS
+    recorded = {**invoice, "q2c.stage": "invoice_recorded", "q2c.system": "erp"}
+    failing = tracer.start_span("record invoice", attributes=recorded, start_time=later)
+    failing.set_status(Status(StatusCode.ERROR, "tax code T7 invalid for entity 42"))
+    failing.end(end_time=later + 3 * NS // 10)  # 300 ms
+    assert provider.force_flush(30_000)
+    provider.shutdown()
+
+
+def test_the_waterfall_shows_nested_spans_with_durations(
+    page: Page, console_url: str, console_db: str
+) -> None:
+    with running_collector(Settings(database_url=None), console_db) as collector_url:
+        _send_nested_trace(collector_url)
+    with _live_failures(console_db):
+        _sign_in_at(page, f"{console_url}/explorer?q=inv-wf-1", "finance_ops")
+        expect(page.get_by_role("heading", name="Trace explorer")).to_be_visible()
+        chart = page.locator(".js-plotly-plot")
+        expect(chart).to_be_visible(timeout=30_000)  # the charting code loads on first use
+        rows = chart.locator(".ytick text")
+        expect(rows).to_have_count(4)
+        # Row "N. label", the label indented four spaces a level (drawn as non-breaking).
+        texts = [text.replace("\xa0", " ").strip() for text in rows.all_text_contents()]
+        labels = [label for _, label in sorted(t.split(". ", 1) for t in texts)]
+        assert labels == [
+            "billing · post invoice",
+            "    └ billing-sync · POST /erp/invoices",
+            "        └ billing-sync · INSERT invoices",
+            "erp · record invoice",
+        ], labels
+        assert chart.locator("text.bartext").all_text_contents() == [
+            "2.0 s",
+            "900 ms",
+            "50 ms",
+            "300 ms",
+        ]
+        gaps = [t.replace("\xa0", " ") for t in chart.locator(".annotation").all_text_contents()]
+        assert gaps == ["⋯ 2 h 59 min idle"]  # 3 h after the start, 2 s after the post
+        # It opens on the failed span; a click on another bar shows that one.
+        expect(page.get_by_text("error: tax code T7 invalid for entity 42")).to_be_visible()
+        box = chart.locator("g.point path").nth(1).bounding_box()  # the bars, in data order
+        assert box is not None
+        page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+        expect(page.get_by_role("combobox", name="Span")).to_have_value(
+            re.compile(r"POST /erp/invoices")
+        )
+        expect(page.get_by_text(re.compile(r"POST /erp/invoices · billing-sync"))).to_be_visible()

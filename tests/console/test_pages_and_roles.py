@@ -210,7 +210,39 @@ def test_trace_explorer_finds_a_transaction_by_business_key(
     summary = next(m.value for m in app.markdown if "now at" in m.value)
     assert "**invoice_posting**" in summary and "status **completed**" in summary
     assert "invoice INV-10" in summary
-    assert app.metric[0].value == "500.00 EUR"
+    assert app.metric[0].value == "EUR 500.00"
+    waterfall = app.get("plotly_chart")[0]
+    assert waterfall is not None
+    happened = next(f.value for f in app.dataframe if "what" in f.value.columns)
+    assert list(happened["time"]) == sorted(happened["time"])
+    assert "stage reached · ok" in set(happened["what"])
+
+
+def test_trace_explorer_opens_on_the_failed_span_with_links_to_the_exception(
+    console_db: str, console_app: Callable[..., AppTest]
+) -> None:
+    app = console_app(console_db, "finance_ops", "explorer", {"q": "INV-11"})
+
+    assert not app.exception
+    shown = next(m.value for m in app.markdown if ":red[error:" in m.value)
+    assert "period 11 closed" in shown
+    happened = next(f.value for f in app.dataframe if "what" in f.value.columns)
+    links = set(happened["link"].dropna())
+    assert any(link.startswith("/exceptions?id=") for link in links), links
+    assert any(link.startswith("/dead_letters?id=") for link in links), links
+    assert app.query_params["span"]  # the span shown has its own address
+
+
+def test_an_empty_trace_explorer_lists_recent_and_failing_transactions(
+    console_db: str, console_app: Callable[..., AppTest]
+) -> None:
+    app = console_app(console_db, "finance_ops", "explorer")
+
+    assert not app.exception
+    recent, failing = (frame.value for frame in app.dataframe)
+    assert len(recent) > len(failing) > 0
+    assert all(link.startswith("/explorer?q=") for link in recent["open"])
+    assert "/explorer?q=INV-11" in set(failing["open"])
 
 
 def test_dead_letter_payloads_are_shown_to_on_call(

@@ -154,3 +154,26 @@ def test_an_edited_payload_stands_for_exactly_one_dead_letter(engine: Engine, de
 
     with pytest.raises(Q2CError, match="name exactly one"):
         request_replays(engine, "ops", letters, ALLOWED, payload='{"invoice": "INV-R0"}')
+
+
+def test_span_attributes_and_events_reach_the_trace_explorer_masked(
+    engine: Engine, db: psycopg.Connection
+) -> None:
+    attributes = {
+        "q2c.correlation_id": "INV-S1",
+        "http.request.header.authorization": HEADERS["Authorization"],
+    }
+    events = [{"name": "retry", "attributes": {"password": "hunter2", "card": "4111111111111111"}}]
+    db.execute("SELECT q2c_ensure_partition('spans', current_date)")
+    db.execute(
+        "INSERT INTO spans (correlation_id, trace_id, span_id, start_time, end_time, name, "
+        "attributes, events) VALUES ('INV-S1', %s, %s, now(), now(), 'call', %s, %s)",
+        (b"\x01" * 16, b"\x02" * 8, json.dumps(attributes), json.dumps(events)),
+    )
+    db.commit()
+
+    [span] = journey(engine, "INV-S1")["spans"]
+
+    assert _clean(json.dumps(span, default=str))
+    assert span["attributes"]["q2c.correlation_id"] == "INV-S1"
+    assert span["events"][0]["name"] == "retry"
