@@ -10,7 +10,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -86,10 +86,16 @@ def scheduler_child(database_url: str) -> Child:
 
 
 def sandbox_child(
-    module: ModuleType, collector_url: str, port: int, rate: float, history_days: int
+    module: ModuleType,
+    collector_url: str,
+    port: int,
+    rate: float,
+    history_days: int,
+    options: Sequence[str] = (),
 ) -> Child:
     """The demo's fake target systems and traffic generator, run as `module` (demo.sandbox,
-    which the caller imports: the supervisor itself does not need it)."""
+    which the caller imports: the supervisor itself does not need it), with the module's
+    own `options` last."""
     argv = [
         sys.executable,
         "-m",
@@ -102,6 +108,7 @@ def sandbox_child(
         str(rate),
         "--history-days",
         str(history_days),
+        *options,
     ]
     return Child(name="sandbox", argv=argv, health_url=f"http://127.0.0.1:{port}/healthz")
 

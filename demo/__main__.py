@@ -24,9 +24,10 @@ from queries.tokens import create_token
 HISTORY_DAYS = 3  # backfilled on the first run
 
 
-def companions(settings: Settings, url: str) -> Companions:
+def companions(settings: Settings, url: str, chaos: bool = False) -> Companions:
     """Seed the logins, then the demo's processes beside the console: they share an
-    environment in which the sandbox is an allowed replay target."""
+    environment in which the sandbox is an allowed replay target. `chaos`: the sandbox
+    sends the heavy fault mix instead of the realistic one."""
     engine = create_db_engine(url, settings)
     try:
         seed_users(engine)
@@ -48,6 +49,7 @@ def companions(settings: Settings, url: str) -> Companions:
                 settings.demo_sandbox_port,
                 settings.demo_rate,
                 history,
+                ["--chaos"] if chaos else [],
             ),
         ],
         env={"Q2C_REPLAY_ALLOWED_HOSTS": allowed},
@@ -77,11 +79,16 @@ def _banner(settings: Settings, console: str, token: str) -> str:
 
 @command_line.command("demo")
 @click.option("--port", type=int, help="Console port [default: Q2C_CONSOLE_PORT].")
+@click.option(
+    "--chaos",
+    is_flag=True,
+    help="Send the heavy fault mix: every SLO soon pages, exceptions by the hundred.",
+)
 @click.pass_context
-def demo(ctx: click.Context, port: int | None) -> None:
+def demo(ctx: click.Context, port: int | None, chaos: bool) -> None:
     """Start the whole demo on the embedded database (or DATABASE_URL) until Ctrl-C."""
     settings = ctx.obj
-    run_stack(settings, port, lambda url: companions(settings, url))
+    run_stack(settings, port, lambda url: companions(settings, url, chaos))
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import argparse
 import logging
 import threading
 import time
+from datetime import timedelta
 
 import uvicorn
 from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
@@ -23,15 +24,19 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 from demo.targets import Applied, TargetState, create_targets
-from demo.traffic import NS, TrafficGenerator
+from demo.traffic import CHAOS, NS, REALISTIC, TrafficGenerator
 from q2c.stop_request import StopRequest
 from sla.policy import Policy, load_policy
 
 log = logging.getLogger(__name__)
 HISTORY_FLUSH_EVERY = 200  # transactions between flushes, so the SDK's queue never overflows
+# Enough history that each process's share (about 900 transactions) shows its fault mix's
+# rates in its SLO from the first evaluation, before live traffic outweighs it.
+HISTORY_PER_DAY = 1500
 
 
-def _providers(collector: str, service: str) -> tuple[TracerProvider, LoggerProvider]:
+def telemetry(collector: str, service: str) -> tuple[TracerProvider, LoggerProvider]:
+    """Tracer and logger providers of `service` that export to the collector in batches."""
     resource = Resource.create({"service.name": service, "deployment.environment.name": "demo"})
     tracer = TracerProvider(resource=resource)
     tracer.add_span_processor(
@@ -46,6 +51,14 @@ def _providers(collector: str, service: str) -> tuple[TracerProvider, LoggerProv
         )
     )
     return tracer, logger
+
+
+def deadlines(policy: Policy) -> dict[str, tuple[str, timedelta]]:
+    """process → (the last stage of its objective, the latency it should arrive within)."""
+    return {
+        name: (spec.objective.to_stage, spec.objective.latency)
+        for name, spec in policy.processes.items()
+    }
 
 
 def stage_systems(policy: Policy) -> dict[tuple[str, str], str]:
@@ -93,15 +106,18 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8701)
     parser.add_argument("--rate", type=float, default=1.0, help="live transactions per second")
     parser.add_argument("--history-days", type=int, default=0)
-    parser.add_argument("--history-per-day", type=int, default=300)
+    parser.add_argument("--history-per-day", type=int, default=HISTORY_PER_DAY)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--chaos", action="store_true", help="the heavy fault mix: every SLO soon pages"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s sandbox: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
     policy = load_policy()
-    middleware = _providers(args.collector, "q2c-demo-middleware")
-    target_telemetry = _providers(args.collector, "q2c-demo-targets")
+    middleware = telemetry(args.collector, "q2c-demo-middleware")
+    target_telemetry = telemetry(args.collector, "q2c-demo-targets")
     state = TargetState()
     app = create_targets(state, success_reporter(target_telemetry[0]))
     server = uvicorn.Server(
@@ -115,11 +131,13 @@ def main() -> None:
         policy.catalog(),
         stage_systems(policy),
         f"http://127.0.0.1:{args.port}",
+        mix=CHAOS if args.chaos else REALISTIC,
         seed=args.seed,
+        deadlines=deadlines(policy),
     )
     try:
         if args.history_days:
-            _backfill(
+            backfill(
                 generator,
                 middleware[0],
                 middleware[1],
@@ -137,20 +155,23 @@ def main() -> None:
         server.should_exit = True
 
 
-def _backfill(
+def backfill(
     generator: TrafficGenerator,
     tracer: TracerProvider,
     logger: LoggerProvider,
     days: int,
     per_day: int,
-    stop: StopRequest,
+    stop: StopRequest | None = None,
+    end_ns: int | None = None,
 ) -> None:
+    """Send `days` of backdated transactions, `per_day` each day, evenly spaced up to
+    `end_ns` (default: now), flushing as it goes; returns once all of it is exported."""
     total = days * per_day
-    start = time.time_ns() - days * 86_400 * NS
+    start = (end_ns or time.time_ns()) - days * 86_400 * NS
     step = days * 86_400 * NS // total
     log.info("backfilling %d days of history (%d transactions)", days, total)
     for i in range(total):
-        if stop.requested:
+        if stop is not None and stop.requested:
             return
         generator.transaction(started_ns=start + i * step)
         if i % HISTORY_FLUSH_EVERY == HISTORY_FLUSH_EVERY - 1:
