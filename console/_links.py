@@ -60,14 +60,22 @@ def write_link(fields: Sequence[Linked]) -> None:
             st.query_params[field.param] = str(value)
 
 
+def query_string(exclude: Sequence[str] = ("id",)) -> str:
+    """What the current address says (but `exclude`), as a query string."""
+    return urlencode(
+        [
+            (name, value)
+            for name in st.query_params
+            if name not in exclude
+            for value in st.query_params.get_all(name)
+        ]
+    )
+
+
 def address(page: str, exclude: Sequence[str] = ("id",), **extra: object) -> str:
     """The address of `page` with what the current one says (but `exclude`), and `extra`:
     `address("exceptions", id=7)` is the link of exception 7 within the filters in force."""
-    pairs = [
-        (name, value)
-        for name in st.query_params
-        if name not in exclude and name not in extra
-        for value in st.query_params.get_all(name)
-    ]
-    pairs += [(name, str(value)) for name, value in extra.items()]
-    return f"/{page}?{urlencode(pairs)}" if pairs else f"/{page}"
+    query = "&".join(
+        part for part in (query_string((*exclude, *extra)), urlencode(list(extra.items()))) if part
+    )
+    return f"/{page}?{query}" if query else f"/{page}"

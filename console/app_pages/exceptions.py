@@ -10,7 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from console._auth import page_user
-from console._links import Linked, address, linked_id, seed_from_link, write_link
+from console._links import Linked, address, linked_id, query_string, seed_from_link, write_link
 from console._resources import act, engine, load, policy, show_flash
 from console._widgets import (
     age_text,
@@ -40,6 +40,7 @@ from queries.exceptions import (
     still_matching,
     unassign,
 )
+from queries.saved_views import delete_view, list_views, save_view
 from queries.users import assignable_users
 
 user = page_user("exceptions.view")
@@ -206,6 +207,39 @@ def _add_comment(exception_id: int) -> None:
     st.cache_data.clear()
 
 
+def _save_view() -> None:
+    """on_click of "Save view": the filters in the address, under the name typed."""
+    name = st.session_state.get("view_name", "")
+    if act(save_view, engine(), user.username, name, query_string()) is not None:
+        st.session_state["flash"] = ("ok", f"view '{name.strip()}' saved")
+        st.session_state["view_name"] = ""
+
+
+def _delete_view() -> None:
+    """on_click of "Delete view": the view chosen, the user's own."""
+    name = st.session_state.get("view_pick")
+    if name and act(delete_view, engine(), user.username, name) is not None:
+        st.session_state["flash"] = ("ok", f"view '{name}' deleted")
+
+
+def saved_views() -> None:
+    """The user's saved views: each a link (to open, or to send), saving the filters in
+    force under a name, deleting one."""
+    views = load(list_views, engine(), user.username)
+    with st.expander(f"Saved views ({len(views)})"):
+        for view in views:
+            st.markdown(f"[{view.name}]({view.address})")
+        if not views:
+            st.caption("None yet: set the filters, name them and save.")
+        a, b = st.columns([3, 1], vertical_alignment="bottom")
+        a.text_input("Name", key="view_name", placeholder="e.g. critical, unassigned")
+        b.button("Save these filters", key="save_view", on_click=_save_view)
+        if views:
+            a, b = st.columns([3, 1], vertical_alignment="bottom")
+            a.selectbox("View", [view.name for view in views], key="view_pick")
+            b.button("Delete view", key="delete_view", on_click=_delete_view)
+
+
 def ask(action: str, ticked: list[int], value: str, within: ExceptionFilter | None = None) -> None:
     """Open the confirmation for the ticked exceptions: those that still match the list
     (or `within`) are acted on, the others are named and left alone. (Worked out once, as
@@ -324,6 +358,7 @@ regressed = st.toggle(
 )
 st.session_state["f_regressed"] = "yes" if regressed else ""
 write_link([*LINKED, STAGE])
+saved_views()
 filters = ExceptionFilter(
     statuses=tuple(statuses),
     process=None if process == ANY else process,

@@ -199,3 +199,30 @@ def test_regressed_exceptions_are_flagged_and_filtered(
     assert app.toggle(key="regressed_toggle").value
     [flag] = [w.value for w in app.warning if "Regressed" in w.value]
     assert f"resolved exception {earlier}" in flag and f"id={earlier}" in flag
+
+
+def test_save_the_filters_as_a_view_open_it_by_its_link_and_delete_it(
+    console_db: str, console_app: Callable[..., AppTest], db: psycopg.Connection
+) -> None:
+    app = console_app(console_db, "finance_ops", "exceptions", {"order": "oldest first"})
+    app.multiselect(key="f_impact").set_value(["high"]).run()
+
+    app.text_input(key="view_name").set_value("high, oldest first").run()
+    app.button(key="save_view").click().run()
+    link = "/exceptions?impact=high&order=oldest+first"
+    assert any(f"[high, oldest first]({link})" in m.value for m in app.markdown)
+    assert db.execute("SELECT name, query FROM saved_views").fetchall() == [
+        ("high, oldest first", "impact=high&order=oldest+first")
+    ]
+    opened = console_app(
+        console_db, "finance_ops", "exceptions", {"impact": ["high"], "order": "oldest first"}
+    )
+    assert opened.multiselect(key="f_impact").value == ["high"]
+    other = console_app(console_db, "oncall", "exceptions")  # views are each person's own
+    assert not any(link in m.value for m in other.markdown)
+
+    app.selectbox(key="view_pick").set_value("high, oldest first").run()
+    app.button(key="delete_view").click().run()
+
+    assert db.execute("SELECT count(*) FROM saved_views").fetchone() == (0,)
+    assert any("deleted" in s.value for s in app.success)

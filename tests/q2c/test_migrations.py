@@ -31,6 +31,7 @@ CANONICAL_TABLES = {
     "api_tokens",
     "console_sessions",
     "redrives",
+    "saved_views",
     "audit_log",
     "q2c_settings",
 }
