@@ -55,6 +55,7 @@ class BurnAlert(TypedDict):
     long: str
     short: str
     factor: float
+    severity: str  # page or ticket
     firing: bool
 
 
@@ -85,7 +86,7 @@ class Slo(TypedDict):
     error_budget_remaining: float | None
     burn_rates: dict[str, float | None]
     alerts: list[BurnAlert]
-    alert_state: str  # ok or page
+    alert_state: str  # ok, ticket or page
 
 
 class ProcessKpis(TypedDict):

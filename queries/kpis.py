@@ -34,9 +34,13 @@ from sla.policy import Policy
 _IMPACTS = f"ARRAY{list(IMPACTS)}"  # most urgent first, for array_position
 AGING_BUCKETS = ("< 1h", "1-4h", "4-24h", "1-3d", "> 3d")  # as the SQL below names them
 # Multi-window burn-rate alerts (Google SRE workbook): long window, short window, factor.
+# The Google SRE workbook's multiwindow burn-rate rules: both windows of a pair burning
+# faster than the factor fire the alert; a page wakes someone, a ticket waits for the day.
 BURN_ALERTS = (
-    ("1h", timedelta(hours=1), "5m", timedelta(minutes=5), 14.4),
-    ("6h", timedelta(hours=6), "30m", timedelta(minutes=30), 6.0),
+    ("1h", timedelta(hours=1), "5m", timedelta(minutes=5), 14.4, "page"),
+    ("6h", timedelta(hours=6), "30m", timedelta(minutes=30), 6.0, "page"),
+    ("1d", timedelta(days=1), "2h", timedelta(hours=2), 3.0, "ticket"),
+    ("3d", timedelta(days=3), "6h", timedelta(hours=6), 1.0, "ticket"),
 )
 
 _DAY = 86_400
@@ -239,13 +243,21 @@ def _slo(
     window_total = window_good + window_bad["slow"] + window_bad["stalled"]
     burn: dict[str, float | None] = {}
     alerts: list[BurnAlert] = []
-    for long_name, long_span, short_name, short_span, factor in BURN_ALERTS:
+    for long_name, long_span, short_name, short_span, factor, severity in BURN_ALERTS:
         for name, span in ((long_name, long_span), (short_name, short_span)):
             if name not in burn:
                 window_ratio = bad_ratio(span)
                 burn[name] = None if window_ratio is None else round(window_ratio / budget, 3)
         firing = all((burn[n] or 0) > factor for n in (long_name, short_name))
-        alerts.append({"long": long_name, "short": short_name, "factor": factor, "firing": firing})
+        alerts.append(
+            {
+                "long": long_name,
+                "short": short_name,
+                "factor": factor,
+                "severity": severity,
+                "firing": firing,
+            }
+        )
     return {
         "objective": {
             "from": objective.from_stage,
@@ -268,7 +280,14 @@ def _slo(
         "error_budget_remaining": None if ratio is None else round(1 - ratio / budget, 5),
         "burn_rates": burn,
         "alerts": alerts,
-        "alert_state": "page" if any(a["firing"] for a in alerts) else "ok",
+        "alert_state": next(
+            (
+                level
+                for level in ("page", "ticket")
+                if any(a["firing"] and a["severity"] == level for a in alerts)
+            ),
+            "ok",
+        ),
     }
 
 
@@ -364,15 +383,21 @@ def _replays(conn: Connection, start: datetime, end: datetime) -> ReplayKpis:
     }
 
 
-def _money_at_risk(conn: Connection, policy: Policy, end: datetime) -> MoneyAtRisk:
-    """Amounts on open exceptions, each transaction counted once (at its highest impact)."""
+def close_blocking_scope(policy: Policy, end: datetime) -> tuple[list[str], datetime]:
+    """What blocks the month-end close: open exceptions on these ERP-bound stages
+    ("process/stage") first seen since this moment (the month's start)."""
     erp_bound = [
         f"{process}/{stage.name}"
         for process, spec in policy.processes.items()
         for stage in spec.stages
         if stage.erp_bound
     ]
-    month_start = end.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    return erp_bound, end.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+
+
+def _money_at_risk(conn: Connection, policy: Policy, end: datetime) -> MoneyAtRisk:
+    """Amounts on open exceptions, each transaction counted once (at its highest impact)."""
+    erp_bound, month_start = close_blocking_scope(policy, end)
     rows = conn.execute(
         text(
             f"""

@@ -283,12 +283,23 @@ def test_impact_due_time_aging_and_money_at_risk(
     ]
 
 
-def test_burn_rates_and_error_budget_follow_the_bad_ratio(send, run_evaluation, kpis) -> None:
+@pytest.mark.parametrize(
+    ("slow", "firing", "state"),
+    [
+        # 10 of 20 slow: burning at 50 x the budget, every rule fires.
+        (10, [True, True, True, True], "page"),
+        # 1 of 20: at 5 x, over the ticket rules (3 x a day, 1 x three days), under the pages.
+        (1, [False, False, True, True], "ticket"),
+    ],
+)
+def test_burn_rates_and_error_budget_follow_the_bad_ratio(
+    send, run_evaluation, kpis, slow: int, firing: list[bool], state: str
+) -> None:
     bucket = int(time.time()) // 300 * 300 - 300  # the last whole 5-minute bucket
     completed_at = bucket + 100
     spans = []
     for i in range(20):
-        latency = 60 if i % 2 else 1200  # half within the 10-minute objective, half not
+        latency = 1200 if i < slow else 60  # the slow ones over the 10-minute objective
         posted_at, recorded_at = completed_at - latency - BASE_NS / NS, completed_at - BASE_NS / NS
         spans.append(
             stage_span(
@@ -316,20 +327,16 @@ def test_burn_rates_and_error_budget_follow_the_bad_ratio(send, run_evaluation, 
     # Every window (5 min … 28 days) ending at the bucket's end holds all 20 transactions.
     sla = kpis(now=datetime.fromtimestamp(bucket + 300, UTC))["processes"]["invoice_posting"]["sla"]
 
-    bad_ratio, budget = 10 / 20, 1 - 0.99
-    assert (sla["good"], sla["total"]) == (10, 20)
-    assert sla["compliance"] == 0.5
+    bad_ratio, budget = slow / 20, 1 - 0.99
+    assert (sla["good"], sla["total"]) == (20 - slow, 20)
+    assert sla["compliance"] == pytest.approx(1 - bad_ratio)
     assert sla["error_budget_remaining"] == pytest.approx(1 - bad_ratio / budget)
-    assert sla["burn_rates"] == pytest.approx(
-        {
-            "1h": bad_ratio / budget,
-            "5m": bad_ratio / budget,
-            "6h": bad_ratio / budget,
-            "30m": bad_ratio / budget,
-        }
+    windows = ("1h", "5m", "6h", "30m", "1d", "2h", "3d")
+    assert sla["burn_rates"] == pytest.approx(dict.fromkeys(windows, bad_ratio / budget))
+    assert [(a["severity"], a["firing"]) for a in sla["alerts"]] == list(
+        zip(["page", "page", "ticket", "ticket"], firing, strict=True)
     )
-    assert [a["firing"] for a in sla["alerts"]] == [True, True]
-    assert sla["alert_state"] == "page"
+    assert sla["alert_state"] == state
 
 
 def test_slo_compliance_is_given_for_the_window_and_the_period_with_bad_events_by_cause(
