@@ -376,17 +376,17 @@ SELECT correlation_id, id, 'system',
 FROM ended ORDER BY correlation_id, id
 """
 
-# New exceptions (created in the window) whose failure a person had resolved before it
-# happened are regressions: of the same transaction's stage, or else of the fingerprint
-# group, when every exception of the group first seen before that resolve is closed. Each
-# names the resolved exception (the latest resolve; the same transaction's first) and its
-# history says so. The resolved one stays closed: the new failure is its own exception, as
-# the collector keeps it (one episode, one exception).
+# New exceptions (not classified yet: each is, once, right after this) whose failure a
+# person had resolved before it happened are regressions: of the same transaction's stage,
+# or else of the fingerprint group, when every exception of the group first seen before
+# that resolve is closed. Each names the resolved exception (the latest resolve; the same
+# transaction's first) and its history says so. The resolved one stays closed: the new
+# failure is its own exception, as the collector keeps it (one episode, one exception).
 MARK_REGRESSIONS = f"""
 WITH fresh AS (
     SELECT e.correlation_id, e.id, e.stage, e.fingerprint, e.first_seen
     FROM exceptions e
-    WHERE e.created_at >= %(lower)s AND e.created_at < %(upper)s AND e.regressed_from IS NULL
+    WHERE e.due_at IS NULL AND e.regressed_from IS NULL
 ), found AS (
     SELECT f.correlation_id, f.id, p.id AS from_id, p.resolved_at
     FROM fresh f
@@ -411,7 +411,7 @@ WITH fresh AS (
 INSERT INTO exception_events (correlation_id, exception_id, actor, action, before, after, comment)
 SELECT correlation_id, id, 'system', 'regressed', jsonb_build_object('regressed_from', NULL),
        jsonb_build_object('regressed_from', from_id),
-       format('exception %%s was resolved at %%s; this failure came after', from_id,
+       format('exception %s was resolved at %s; this failure came after', from_id,
               {_UTC_TEXT.format(ts="resolved_at")})
 FROM marked ORDER BY correlation_id, id
 """

@@ -87,9 +87,7 @@ def evaluate(
             0
         ]
         cur.execute(_sql.RESOLVE_ARRIVED_STALLS)
-        if upper > lower:  # after the stalls, which are new exceptions of this window too
-            window = {"lower": lower, "upper": upper}
-            report.regressed = cur.execute(_sql.MARK_REGRESSIONS, window).rowcount
+        report.regressed = cur.execute(_sql.MARK_REGRESSIONS).rowcount  # before _classify
         report.ignores_ended = cur.execute(_sql.END_EXPIRED_IGNORES, {"now": now}).rowcount
         report.classified = _classify(cur, policy)
         if upper > lower:
