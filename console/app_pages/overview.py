@@ -6,7 +6,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from console._auth import page_user
+from console._auth import can, page_user
 from console._resources import engine, load, policy
 from console._widgets import amount_text, delta_text, duration_delta, duration_text
 from queries.kpis import collect_kpis
@@ -21,7 +21,20 @@ WINDOWS = {
     "Last 30 days": timedelta(days=30),
 }
 
-page_user("dashboards.view")
+user = page_user("dashboards.view")
+# Where each tile leads: the page behind it, and who may open that page.
+PAGE_FILES = {
+    "stages": ("app_pages/stages.py", "dashboards.view"),
+    "exceptions": ("app_pages/exceptions.py", "exceptions.view"),
+    "dead_letters": ("app_pages/dead_letters.py", "dead_letters.view"),
+}
+
+
+def link(where, page: str, label: str, **params: str | list[str]) -> None:
+    """A link under a tile to the list behind it, filtered; only if the role opens it."""
+    file, permission = PAGE_FILES[page]
+    if can(user, permission):
+        where.page_link(file, label=label, icon=":material/arrow_forward:", query_params=params)
 
 
 @st.cache_data(ttl=10, show_spinner=False)
@@ -81,6 +94,7 @@ def tiles() -> None:
         for q in headline["percentiles"]
     ]
     cells = [cell for _ in range(len(tiles) // 4 + 1) for cell in st.columns(4)]
+    hours = str(min(int(window.total_seconds() // 3600), 720))
     for cell, (name, headline, q) in zip(cells, tiles, strict=False):
         now_ms = headline.get(f"p{q}_ms")
         before_ms = previous["latency"].get(name, {}).get(f"p{q}_ms")
@@ -89,27 +103,50 @@ def tiles() -> None:
             duration_text(now_ms),
             duration_delta(now_ms, before_ms),
             delta_color="inverse",
+            border=True,
         )
-    cells[len(tiles)].metric(
+        objective_ms = current["processes"][headline["process"]]["sla"]["objective"]["latency_ms"]
+        limit = duration_text(objective_ms)
+        if now_ms is not None:  # coloured by the process's latency objective
+            cell.caption(
+                f":red[over the {limit} objective]"
+                if now_ms > objective_ms
+                else f":green[within the {limit} objective]"
+            )
+        link(cell, "stages", "latency per hop", process=headline["process"], hours=hours)
+    auto = cells[len(tiles)]
+    auto.metric(
         "Auto-resolved",
         "—" if exc["auto_resolved_pct"] is None else f"{exc['auto_resolved_pct']:.0f}%",
         delta_text(exc["auto_resolved_pct"], exc_before["auto_resolved_pct"], " pts"),
+        border=True,
     )
+    link(auto, "exceptions", "resolved exceptions", status="resolved")
     row = st.columns(4)
     checked = sum(p["reconciliation"]["checked"] for p in current["processes"].values())
     matched = sum(p["reconciliation"]["matched"] for p in current["processes"].values())
-    row[0].metric("Reconciliation accuracy", f"{100 * matched / checked:.1f}%" if checked else "—")
-    impact = exc["open_by_impact"]
-    row[1].metric(
-        "Open exceptions",
-        exc["open"],
-        help=f"critical {impact['critical']} · high {impact['high']} · medium "
-        f"{impact['medium']} · low {impact['low']} · overdue {exc['overdue']}",
+    row[0].metric(
+        "Reconciliation accuracy",
+        f"{100 * matched / checked:.1f}%" if checked else "—",
+        border=True,
     )
+    link(row[0], "exceptions", "open breaks", kind="reconciliation")
+    impact = exc["open_by_impact"]
+    row[1].metric("Open exceptions", f"{exc['open']:,}", border=True)
+    row[1].caption(f"overdue {exc['overdue']:,}")
+    for level in ("critical", "high", "medium", "low"):
+        if impact[level]:
+            link(row[1], "exceptions", f"{impact[level]:,} {level}", impact=level)
     lags = [
-        hop["p95_ms"] for p in current["processes"].values() for hop in p["hops"] if hop["p95_ms"]
+        (hop["p95_ms"], name)
+        for name, p in current["processes"].items()
+        for hop in p["hops"]
+        if hop["p95_ms"]
     ]
-    row[2].metric("Worst event lag (p95)", duration_text(max(lags) if lags else None))
+    worst = max(lags, default=None)
+    row[2].metric("Worst event lag (p95)", duration_text(worst and worst[0]), border=True)
+    if worst:
+        link(row[2], "stages", f"in {worst[1]}", process=worst[1], hours=hours)
     row[3].metric(
         "Replay success",
         "—" if rep["success_rate"] is None else f"{100 * rep['success_rate']:.0f}%",
@@ -118,7 +155,9 @@ def tiles() -> None:
             rep_before["success_rate"] and 100 * rep_before["success_rate"],
             " pts",
         ),
+        border=True,
     )
+    link(row[3], "dead_letters", "dead letters and replays")
 
     st.subheader("SLOs")
     st.caption(
@@ -130,7 +169,7 @@ def tiles() -> None:
     slo = pd.DataFrame(
         [
             {
-                "process": name,
+                "process": f"/stages?process={name}",
                 "alert": s["alert_state"],
                 "objective": f"{s['objective']['from']} → {s['objective']['to']} ≤ "
                 f"{s['objective']['latency_ms'] / 60000:g} min",
@@ -153,6 +192,9 @@ def tiles() -> None:
         slo.style.map(lambda state: ALERT_STYLE.get(state, "color: #067647"), subset=["alert"]),
         hide_index=True,
         column_config={
+            "process": st.column_config.LinkColumn(
+                "process", display_text=r"/stages\?process=(.*)", help="its funnel and hops"
+            ),
             f"compliance, {choice.lower()}": percent,
             "compliance, period": percent,
             "error budget left": percent,
@@ -160,10 +202,15 @@ def tiles() -> None:
     )
     money = current["money_at_risk"]["erp_bound_this_month"]
     if money:
-        st.warning(
-            "Blocking month-end close (open exceptions on ERP-bound stages this month): "
-            + ", ".join(amount_text(m["amount"], m["currency"]) for m in money)
-        )
+        with st.container(border=True):
+            st.markdown(
+                "**Blocking the month-end close** (open exceptions on ERP-bound stages, "
+                "first seen this month), per currency:"
+            )
+            for cell, m in zip(st.columns(max(len(money), 4)), money, strict=False):
+                cell.metric(m["currency"] or "no currency", amount_text(m["amount"], None))
+                scope = {"currency": m["currency"]} if m["currency"] else {}
+                link(cell, "exceptions", "the exceptions", close="blocking", **scope)
 
 
 tiles()

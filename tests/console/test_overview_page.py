@@ -33,12 +33,38 @@ def test_kpi_tiles_and_slos_show_once_data_arrived(
     assert all(" slow · " in bad and bad.endswith(" stalled") for bad in slo["bad in period"])
     assert any("for the window (last 24 hours)" in caption.value for caption in app.caption)
     assert set(slo["process"]) == {
-        "order_to_activation",
-        "invoice_posting",
-        "payment_application",
-        "subscription_amendment",
-        "customer_merge",
+        f"/stages?process={name}"
+        for name in (
+            "order_to_activation",
+            "invoice_posting",
+            "payment_application",
+            "subscription_amendment",
+            "customer_merge",
+        )
     }
+
+
+def _links(app: AppTest) -> list[tuple[str, str, str]]:
+    """The page links the page shows: (label, page, query)."""
+    return [
+        (link.proto.label, link.proto.page, link.proto.query_string)
+        for link in app.get("page_link")
+    ]
+
+
+def test_each_tile_links_to_the_list_behind_it_that_the_role_may_open(
+    console_db: str, console_app: Callable[..., AppTest]
+) -> None:
+    viewer = _links(console_app(console_db, "viewer"))
+    finance = _links(console_app(console_db, "finance_ops"))
+
+    assert {page for _, page, _ in viewer} == {"stages"}  # a viewer opens no exceptions
+    assert ("latency per hop", "stages", "process=invoice_posting&hours=24") in viewer
+    impacts = [(label, query) for label, page, query in finance if query.startswith("impact=")]
+    assert impacts and all(label.split()[1] == query[len("impact=") :] for label, query in impacts)
+    assert ("open breaks", "exceptions", "kind=reconciliation") in finance
+    blocking = [query for _, page, query in finance if "close=blocking" in query]
+    assert blocking == ["close=blocking&currency=USD"]
 
 
 def test_unreachable_database_is_explained_not_thrown(

@@ -281,3 +281,22 @@ def test_an_admin_cannot_disable_themselves(
     app.button(key="disable_user").click().run()
 
     assert [e.value for e in app.error] == ["you cannot disable yourself (ask another admin)"]
+
+
+def test_a_stages_link_opens_that_process_and_window_and_follows_the_choice(
+    console_db: str, console_app: Callable[..., AppTest]
+) -> None:
+    app = console_app(
+        console_db, "viewer", "stages", {"process": "invoice_posting", "hours": "168"}
+    )
+
+    assert not app.exception
+    assert app.selectbox(key="process").value == "invoice_posting"
+    assert app.selectbox(key="hours").value == "168"
+    app.selectbox(key="process").set_value("payment_application").run()
+    assert app.query_params["process"] == "payment_application"
+    assert "hours" in app.query_params  # not the default: said in the link
+
+    bad = console_app(console_db, "viewer", "stages", {"process": "no_such", "hours": "5"})
+    assert not bad.exception  # a link's unknown values are ignored
+    assert bad.selectbox(key="hours").value == "24"
