@@ -4,6 +4,7 @@ Times are passed in: the evaluator's `now`, the spans' own moments."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
@@ -15,9 +16,12 @@ from q2c.errors import Q2CError
 from queries.exceptions import ExceptionFilter, close_exceptions, list_exceptions
 from sla.evaluate import EvaluationReport, evaluate
 from sla.policy import Policy
-from tests.support.otlp import stage_span, traces_request
+from tests.support.otlp import BASE_NS, NS, stage_span, traces_request
 
-SOON_S = 3600 + 60  # at_s of a moment a minute from now (tests.support.otlp.BASE_NS: an hour ago)
+
+def _soon(seconds: float = 60) -> float:
+    """`at_s` for stage_span of a moment `seconds` from now (after anything done so far)."""
+    return (time.time_ns() - BASE_NS) / NS + seconds
 
 
 def _failure(invoice: str, at_s: float, seq: int):
@@ -154,7 +158,7 @@ def test_a_resolved_failure_that_fails_again_is_a_regression(
     evaluate_at()
     [(resolved, *_)] = _exceptions(db, "INV-G0")
     close_exceptions(engine, "fin", [resolved], "resolved", "ledger reopened")
-    send(_failure("INV-G0", SOON_S, 410))
+    send(_failure("INV-G0", _soon(), 410))
 
     report = evaluate_at()
     again = evaluate_at()
@@ -181,10 +185,10 @@ def test_a_resolved_group_regresses_in_another_transaction_only_once_all_was_res
     [(first, *_)] = _exceptions(db, "INV-H0")
     [(second, *_)] = _exceptions(db, "INV-H1")
     close_exceptions(engine, "fin", [first], "resolved", "fixed the mapping")
-    send(_failure("INV-H2", SOON_S, 520))  # INV-H1 is still open: the group is not resolved
+    send(_failure("INV-H2", _soon(), 520))  # INV-H1 is still open: the group is not resolved
     evaluate_at()
     close_exceptions(engine, "fin", [second], "resolved", "fixed the mapping")
-    send(_failure("INV-H3", SOON_S + 1, 530))
+    send(_failure("INV-H3", _soon(), 530))
     evaluate_at()
 
     assert _exceptions(db, "INV-H2")[0][3] is None

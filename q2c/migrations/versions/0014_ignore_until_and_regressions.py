@@ -10,7 +10,8 @@ again), never both. A new exception whose failure a person had resolved before i
 happened names that resolved exception in `regressed_from` (set by the evaluator).
 
 The partial indexes keep the evaluator's look-ups small: ignores that expire, and the
-resolved and the open exceptions of one fingerprint.
+resolved and the open exceptions of one fingerprint (new exceptions, the ones checked for a
+regression, are found by exceptions_unclassified_idx of 0002).
 """
 
 from alembic import op
