@@ -78,8 +78,9 @@ def journey(engine: Engine, correlation_id: str) -> dict[str, Any]:
         # their trace ID, see docs/instrumenting.md), so that the waterfall nests them.
         "spans": "WITH tagged AS (SELECT * FROM spans WHERE correlation_id = :c "
         "ORDER BY start_time LIMIT 2000), "
-        "untagged AS (SELECT * FROM spans WHERE correlation_id IN "
-        "(SELECT DISTINCT encode(trace_id, 'hex') FROM tagged) AND correlation_id <> :c "
+        # (= ANY (ARRAY(...)): index probes; an IN (subquery) plans a hash join over a scan.)
+        "untagged AS (SELECT * FROM spans WHERE correlation_id = ANY "
+        "(ARRAY(SELECT DISTINCT encode(trace_id, 'hex') FROM tagged)) AND correlation_id <> :c "
         "LIMIT 2000) "
         f"SELECT {_SPAN_COLUMNS} FROM tagged UNION ALL SELECT {_SPAN_COLUMNS} FROM untagged "
         "ORDER BY start_time",
