@@ -48,6 +48,9 @@ class ExceptionFilter:
     search: str | None = None
     fingerprint: str | None = None
     regressed: bool = False  # only those whose failure a person had resolved before
+    currency: str | None = None
+    stages: Sequence[str] = ()  # "process/stage" of the stages to keep
+    since: datetime | None = None  # first seen at or after
 
 
 # How a list may be ordered: name → ORDER BY (each ends in id, so pages never overlap).
@@ -79,8 +82,16 @@ def list_exceptions(
     """Exceptions matching `filters` in `order` (one of ORDERS; by default most urgent
     first: impact, then oldest): `limit` of them from `offset` on (count_exceptions says
     how many match in all)."""
-    query, params = _listing(filters, order)
-    query = text(f"{query.text} LIMIT :limit OFFSET :offset").bindparams(*_expanding(params))
+    if order not in ORDERS:
+        raise Q2CError(f"exceptions are listed {', '.join(ORDERS)}; not '{order}'")
+    clauses, params = _where(filters)
+    # The page's ids first (a sort of narrow rows, bounded by offset + limit), then their
+    # rows: sorting every matching full row spills to disk once there are 100,000.
+    query = text(
+        f"SELECT {_COLUMNS} FROM exceptions WHERE id = ANY (ARRAY(SELECT id FROM exceptions "
+        f"WHERE {' AND '.join(clauses)} ORDER BY {ORDERS[order]} LIMIT :limit OFFSET :offset)) "
+        f"ORDER BY {ORDERS[order]}"
+    ).bindparams(*_expanding(params))
     with engine.connect() as conn:
         rows = conn.execute(query, {**params, "limit": limit, "offset": offset})
         return _masked_messages((dict(row._mapping) for row in rows), "message")
@@ -154,31 +165,41 @@ def _listing(filters: ExceptionFilter, order: str) -> tuple[TextClause, dict[str
 
 def _expanding(params: dict[str, Any]) -> list[BindParameter]:
     """The list parameters of `_where` as IN-list binds."""
-    return [bindparam(name, expanding=True) for name in ("statuses", "impacts") if name in params]
+    return [
+        bindparam(name, expanding=True)
+        for name in ("statuses", "impacts", "stages")
+        if name in params
+    ]
 
 
-def group_exceptions(engine: Engine, filters: ExceptionFilter) -> list[dict]:
-    """Exceptions matching `filters` grouped by fingerprint: alike failures together. Their
-    money is summed per currency (`amounts`: currency → total; "" where none was given),
-    never across currencies."""
+def group_exceptions(engine: Engine, filters: ExceptionFilter, limit: int = 500) -> list[dict]:
+    """Exceptions matching `filters` grouped by fingerprint: alike failures together, the
+    `limit` largest groups. Their money is summed per currency (`amounts`: currency →
+    total; "" where none was given), never across currencies."""
     clauses, params = _where(filters)
+    where = " AND ".join(clauses)
+    # One pass over the matching rows by (fingerprint, currency), rolled up per fingerprint;
+    # each group's sample message (its first failure's) is then one index probe.
     query = text(
-        f"WITH matching AS (SELECT * FROM exceptions WHERE {' AND '.join(clauses)}), "
-        "money AS (SELECT fingerprint, jsonb_object_agg(currency, total ORDER BY currency) "
-        "AS amounts FROM (SELECT fingerprint, coalesce(currency, '') AS currency, "
-        "sum(amount)::float8 AS total FROM matching WHERE amount IS NOT NULL "
-        "GROUP BY 1, 2) per_currency GROUP BY fingerprint) "
-        "SELECT g.*, coalesce(m.amounts, '{}') AS amounts FROM ("
-        "SELECT fingerprint, min(process) AS process, min(stage) AS stage, "
+        "WITH per_currency AS (SELECT fingerprint, coalesce(currency, '') AS currency, "
+        "count(*) AS exceptions, sum(occurrences) AS occurrences, min(first_seen) AS "
+        "first_seen, max(last_seen) AS last_seen, min(process) AS process, min(stage) AS "
+        "stage, min(system) AS system, min(kind) AS kind, min(error_type) AS error_type, "
+        f"sum(amount)::float8 AS total FROM exceptions WHERE {where} GROUP BY 1, 2), "
+        "groups AS (SELECT fingerprint, min(process) AS process, min(stage) AS stage, "
         "min(system) AS system, min(kind) AS kind, min(error_type) AS error_type, "
-        "(array_agg(message ORDER BY first_seen))[1] AS sample_message, count(*) AS exceptions,"
-        " sum(occurrences) AS occurrences, min(first_seen) AS first_seen, "
-        "max(last_seen) AS last_seen FROM matching GROUP BY fingerprint) g "
-        "LEFT JOIN money m USING (fingerprint) "
-        "ORDER BY g.exceptions DESC, g.last_seen DESC"
+        "sum(exceptions)::bigint AS exceptions, sum(occurrences)::bigint AS occurrences, "
+        "min(first_seen) AS first_seen, max(last_seen) AS last_seen, "
+        "coalesce(jsonb_object_agg(currency, total ORDER BY currency) "
+        "FILTER (WHERE total IS NOT NULL), '{}') AS amounts "
+        "FROM per_currency GROUP BY fingerprint "
+        "ORDER BY exceptions DESC, last_seen DESC, fingerprint LIMIT :limit) "
+        "SELECT g.*, (SELECT message FROM exceptions WHERE fingerprint = g.fingerprint "
+        f"AND {where} ORDER BY first_seen LIMIT 1) AS sample_message FROM groups g "
+        "ORDER BY g.exceptions DESC, g.last_seen DESC, g.fingerprint"
     )
     with engine.connect() as conn:
-        rows = conn.execute(query.bindparams(*_expanding(params)), params)
+        rows = conn.execute(query.bindparams(*_expanding(params)), {**params, "limit": limit})
         return _masked_messages((dict(row._mapping) for row in rows), "sample_message")
 
 
@@ -197,25 +218,28 @@ def _where(filters: ExceptionFilter) -> tuple[list[str], dict[str, Any]]:
     if filters.impact:
         clauses.append("impact IN :impacts")
         params["impacts"] = list(filters.impact)
-    for column in ("process", "stage", "system", "kind", "owner", "fingerprint"):
+    for column in ("process", "stage", "system", "kind", "owner", "fingerprint", "currency"):
         value = getattr(filters, column)
         if value:
             clauses.append(f"{column} = :{column}")
             params[column] = value
     if filters.regressed:
         clauses.append("regressed_from IS NOT NULL")
+    if filters.stages:
+        clauses.append("process || '/' || stage IN :stages")
+        params["stages"] = list(filters.stages)
+    if filters.since is not None:
+        clauses.append("first_seen >= :since")
+        params["since"] = filters.since
     if filters.older_than is not None:
         clauses.append("first_seen <= now() - :older_than")
         params["older_than"] = filters.older_than
     if filters.newer_than is not None:
         clauses.append("first_seen > now() - :newer_than")
         params["newer_than"] = filters.newer_than
-    if filters.search:
-        clauses.append(
-            "(message ILIKE :search OR error_type ILIKE :search OR correlation_id ILIKE :search"
-            " OR invoice_id ILIKE :search OR customer_id ILIKE :search OR order_id ILIKE :search)"
-        )
-        params["search"] = contains_pattern(filters.search)
+    if filters.search:  # message, error type, correlation, invoice, customer and order IDs
+        clauses.append("search_text LIKE :search")
+        params["search"] = contains_pattern(filters.search.lower())
     return clauses, params
 
 

@@ -40,6 +40,7 @@ from queries.exceptions import (
     still_matching,
     unassign,
 )
+from queries.kpis import close_blocking_scope
 from queries.saved_views import delete_view, list_views, save_view
 from queries.users import assignable_users
 
@@ -323,6 +324,8 @@ LINKED = [
     Linked("f_order", "order", "most urgent", list(ORDERS)),
     Linked("grouped", "grouped", "", ["", "yes"]),
     Linked("f_regressed", "regressed", "", ["", "yes"]),
+    Linked("f_currency", "currency"),
+    Linked("f_close", "close", "", ["", "blocking"]),
 ]
 seed_from_link(LINKED)
 # The stage's choices follow the process: seeded once its process is known.
@@ -344,6 +347,14 @@ with st.expander("Filters", expanded=True):
     owner = c.selectbox("Owner", [ANY, *owners], key="f_owner")
     age = d.selectbox("Age", list(AGES), key="f_age")
     search = e.text_input("Text (message, IDs)", key="f_search")
+    a, b = st.columns([1, 4], vertical_alignment="bottom")
+    currency = a.text_input("Currency", key="f_currency", max_chars=3)
+    blocking = b.toggle(
+        "Blocking the month-end close (ERP-bound stages, first seen this month)",
+        key="close_toggle",
+        value=st.session_state["f_close"] == "blocking",
+    )
+st.session_state["f_close"] = "blocking" if blocking else ""
 order = st.selectbox("Order", list(ORDERS), key="f_order")
 grouped = st.toggle(
     "Group alike failures (by fingerprint)",
@@ -370,7 +381,11 @@ filters = ExceptionFilter(
     older_than=AGES[age],
     search=search.strip() or None,
     regressed=regressed,
+    currency=currency.strip().upper() or None,
 )
+if blocking:
+    erp_bound, month_start = close_blocking_scope(policy(), datetime.now(UTC))
+    filters = replace(filters, stages=tuple(erp_bound), since=month_start)
 
 if grouped:
     group_actions(filters, load(_groups, filters))

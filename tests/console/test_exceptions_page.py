@@ -10,6 +10,8 @@ from datetime import UTC, datetime, time, timedelta
 import psycopg
 from streamlit.testing.v1 import AppTest
 
+from queries.kpis import close_blocking_scope
+from sla.policy import load_policy
 from tests.support.console import LOGINS
 
 
@@ -226,3 +228,28 @@ def test_save_the_filters_as_a_view_open_it_by_its_link_and_delete_it(
 
     assert db.execute("SELECT count(*) FROM saved_views").fetchone() == (0,)
     assert any("deleted" in s.value for s in app.success)
+
+
+def test_the_overviews_money_link_lists_the_exceptions_blocking_the_close(
+    console_db: str, console_app: Callable[..., AppTest], db: psycopg.Connection
+) -> None:
+    erp_bound, month_start = close_blocking_scope(load_policy(), datetime.now(UTC))
+    (blocking,) = db.execute(
+        "SELECT count(*) FROM exceptions WHERE q2c_is_open(status) AND currency = 'USD' "
+        "AND process || '/' || stage = ANY (%s) AND first_seen >= %s",
+        (erp_bound, month_start),
+    ).fetchone()
+
+    app = console_app(
+        console_db, "finance_ops", "exceptions", {"close": "blocking", "currency": "USD"}
+    )
+
+    assert not app.exception
+    assert app.toggle(key="close_toggle").value is True
+    assert app.text_input(key="f_currency").value == "USD"
+    assert blocking > 0
+    assert f"of {blocking:,} matching exceptions" in _count_caption(app)
+    other = console_app(
+        console_db, "finance_ops", "exceptions", {"close": "blocking", "currency": "EUR"}
+    )
+    assert "No exceptions match" in other.info[0].value  # the close's money is in USD only
