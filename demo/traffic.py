@@ -17,10 +17,11 @@ from dataclasses import dataclass, field, fields
 from datetime import timedelta
 
 import httpx
+from opentelemetry import trace
 from opentelemetry._logs import SeverityNumber
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.trace import Status, StatusCode
+from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from q2c.catalog import Process
 
@@ -259,9 +260,20 @@ class TrafficGenerator:
         span = self.tracer.start_span(
             f"{stage} ({system})", start_time=at_ns - NS // 5, attributes=attrs
         )
+        # Inside the stage, the middleware's HTTP call to the system, as an HTTP client
+        # instrumentation reports it: no Q2C attributes, nested under the stage's span.
+        call = self.tracer.start_span(
+            f"POST {system}",
+            context=trace.set_span_in_context(span),
+            kind=SpanKind.CLIENT,
+            start_time=at_ns - NS // 6,
+            attributes={"http.request.method": "POST", "url.full": url},
+        )
         if error:
             span.set_attribute("error.type", error[0])
             span.set_status(Status(StatusCode.ERROR, error[1]))
+            call.set_status(Status(StatusCode.ERROR, error[0]))
+        call.end(end_time=at_ns - NS // 50)
         span.end(end_time=at_ns)
         if duplicate:
             self.tracer.start_span(
