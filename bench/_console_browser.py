@@ -4,33 +4,16 @@ its main table or chart being visible."""
 
 from __future__ import annotations
 
-import contextlib
 import math
-import os
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
-import urllib.request
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 from playwright.sync_api import Page, sync_playwright
 
 from bench._harness import free_port
+from demo.browser import CHROMIUM, CHROMIUM_ARGS, console_process
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-STARTUP_DEADLINE = 90  # in seconds
 LOAD_TIMEOUT = 60_000  # in milliseconds: a page slower than this fails the benchmark
 LOAD_TARGET = 2.0  # in seconds
 
@@ -67,36 +50,6 @@ def screens(key: str) -> tuple[Screen, ...]:
     )
 
 
-@contextlib.contextmanager
-def console_process(url: str) -> Iterator[str]:
-    """`q2c console` on a free port reading `url`; yields its address once it is healthy."""
-    port = free_port()
-    with tempfile.TemporaryDirectory(prefix="q2c-bench-console-") as data_dir:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("Q2C_")}
-        env |= {"DATABASE_URL": url, "Q2C_CONSOLE_PORT": str(port), "Q2C_DATA_DIR": data_dir}
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "cli", "console"],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        address = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + STARTUP_DEADLINE
-            while True:
-                try:
-                    with urllib.request.urlopen(f"{address}/_stcore/health", timeout=2):
-                        break
-                except OSError:
-                    if proc.poll() is not None or time.monotonic() > deadline:
-                        raise RuntimeError("the console did not start") from None
-                    time.sleep(0.3)
-            yield address
-        finally:
-            proc.terminate()
-            proc.wait(30)
-
-
 def _sign_in(tab: Page, address: str, username: str, password: str) -> None:
     tab.goto(address)
     tab.get_by_label("User name").fill(username)
@@ -125,7 +78,7 @@ def report(url: str, key: str, login: tuple[str, str], loads: int) -> list[str]:
     """Load every page `loads` times as `login` (user name, password) and print the first
     load, median and p95; returns the names of the pages whose p95 missed the target."""
     missed = []
-    with console_process(url) as address, sync_playwright() as playwright:
+    with console_process(url, free_port()) as address, sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         tab = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
         tab.set_default_timeout(LOAD_TIMEOUT)

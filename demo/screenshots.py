@@ -10,17 +10,9 @@ from pathlib import Path
 
 from playwright.sync_api import sync_playwright
 
+from demo.browser import CHROMIUM, CHROMIUM_ARGS
 from demo.seed import DEMO_USERS
 
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 PAGES = {  # link text → file name
     "Overview": "overview",
     "Quote-to-cash stages": "stages",
@@ -40,9 +32,7 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     user, _, password = next(u for u in DEMO_USERS if u[1] == "admin")
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS
-        )
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_context(viewport={"width": 1440, "height": 1100}).new_page()
         page.goto(args.url)
         page.get_by_label("User name").fill(user)

@@ -5,12 +5,7 @@ downloaded browser)."""
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Callable, Iterator
 
 import httpx
@@ -19,6 +14,7 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
+from demo.browser import CHROMIUM, CHROMIUM_ARGS, console_process
 from demo.seed import seed_users
 from q2c.database import create_db_engine
 from q2c.settings import Settings
@@ -95,50 +91,12 @@ def console_app(monkeypatch: pytest.MonkeyPatch) -> Callable[..., AppTest]:
     return run
 
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-STARTUP_DEADLINE = 90  # in seconds
-
-
 @pytest.fixture
 def console_url(console_db: str, tmp_path) -> Iterator[str]:
     """The real console (`q2c console`) on a free port, reading the console test database."""
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("Q2C_")}
-    env |= {
-        "DATABASE_URL": console_db,
-        "Q2C_CONSOLE_PORT": str(port),
-        "Q2C_REPLAY_ALLOWED_HOSTS": "127.0.0.1",
-        "Q2C_DATA_DIR": str(tmp_path),
-    }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "cli", "console"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + STARTUP_DEADLINE
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2):
-                break
-        except OSError:
-            assert proc.poll() is None and time.monotonic() < deadline, "console did not start"
-            time.sleep(0.3)
-    try:
+    settings = {"Q2C_REPLAY_ALLOWED_HOSTS": "127.0.0.1"}
+    with console_process(console_db, free_port(), tmp_path, settings) as url:
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(30)
 
 
 @pytest.fixture
