@@ -148,7 +148,8 @@ def layout(spans: Sequence[Mapping[str, Any]]) -> Waterfall:
         )
     ticks = [(start - segment_shift, _since(start)) for start, _, segment_shift in shifts]
     last_end = segments[-1][1]
-    ticks.append((last_end - shift, _since(last_end)))
+    if _since(last_end) != ticks[-1][1]:  # the end, unless it reads as the last start
+        ticks.append((last_end - shift, _since(last_end)))
     return Waterfall(bars, gaps, ticks)
 
 
@@ -179,15 +180,22 @@ def figure(waterfall: Waterfall) -> go.Figure:
             hovertemplate="%{y}<br>%{text}<extra></extra>",
         )
     )
-    for gap in waterfall.gaps:
+    for gap in waterfall.gaps:  # shaded across the rows, labelled above them
         chart.add_vrect(
             x0=gap.drawn_start,
             x1=gap.drawn_start + gap.drawn_width,
             fillcolor="#9e9e9e",
             opacity=0.25,
             line_width=0,
-            annotation_text=f"⋯ {length_text(gap.real_s)} idle",
-            annotation_position="top",
+        )
+        chart.add_annotation(
+            x=gap.drawn_start + gap.drawn_width / 2,
+            y=1,
+            yref="paper",
+            yanchor="bottom",
+            showarrow=False,
+            text=f"⋯ {length_text(gap.real_s)} idle",
+            font={"size": 11, "color": "#616161"},
         )
     chart.update_yaxes(
         autorange="reversed", title=None, categoryorder="array", categoryarray=labels
