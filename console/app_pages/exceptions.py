@@ -52,26 +52,27 @@ AGES = {
     "older than 24 h": timedelta(hours=24),
     "older than 3 days": timedelta(days=3),
 }
+# What triage reads first, without scrolling sideways: what failed, how much it weighs, how
+# long it has waited; then who has it and where it sits.
 COLUMNS = [
     "id",
     "link",
     "impact",
+    "message",
+    "money",
+    "age_hours",
     "status",
-    "regressed",
     "owner",
+    "overdue",
+    "regressed",
+    "kind",
     "process",
     "stage",
     "system",
-    "kind",
+    "occurrences",
     "correlation_id",
     "customer_id",
     "invoice_id",
-    "amount",
-    "currency",
-    "age_hours",
-    "overdue",
-    "occurrences",
-    "message",
 ]
 # The export: the columns as stored (times in UTC), for a spreadsheet.
 EXPORT_COLUMNS = [
@@ -404,12 +405,18 @@ last = first + len(frame) - 1
 st.caption(f"Showing {first:,} to {last:,} of {matching:,} matching exceptions")
 # Each row's own address, within the filters in force: opening it shows that detail.
 frame["link"] = [address("exceptions", id=int(i)) for i in frame["id"]]
+frame["money"] = [
+    "" if pd.isna(a) else amount_text(a, c)
+    for a, c in zip(frame["amount"], frame["currency"], strict=True)
+]
 selected = selectable_table(
     frame,
     COLUMNS,
     EDITOR,
     {
         "link": st.column_config.LinkColumn("detail", display_text="open"),
+        "message": st.column_config.TextColumn("message", width="large"),
+        "money": st.column_config.TextColumn("amount"),
         "age_hours": st.column_config.NumberColumn("age (h)", format="%.1f"),
     },
 )
