@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from urllib.parse import urlencode
 
 from playwright.sync_api import sync_playwright
 
@@ -20,6 +21,7 @@ PAGES = {  # link text → file name
     "Dead letters & replays": "dead-letters",
     "Trace explorer": "trace-explorer",
     "Users & policies": "admin",
+    "Audit log": "audit",
 }
 
 
@@ -40,11 +42,11 @@ def main() -> None:
         page.get_by_role("button", name="Sign in").click()
         page.get_by_role("heading", name="Quote-to-cash overview").wait_for()
         for link, name in PAGES.items():
-            page.get_by_role("link", name=link).click()
+            if name == "trace-explorer" and args.lookup:  # the lookup's own address
+                page.goto(f"{args.url}/explorer?{urlencode({'q': args.lookup})}")
+            else:
+                page.get_by_role("link", name=link, exact=True).click()
             page.wait_for_load_state("networkidle")
-            if name == "trace-explorer" and args.lookup:
-                page.get_by_label("Correlation ID or business key").fill(args.lookup)
-                page.keyboard.press("Enter")
             page.wait_for_timeout(2500)  # let charts finish drawing before the picture
             page.screenshot(path=args.out / f"{name}.png", full_page=True)
             print(args.out / f"{name}.png")
