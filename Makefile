@@ -8,7 +8,7 @@ DEV_STAMP     := $(VENV)/.installed-dev
 .PHONY: demo test lint format sanitize fuzz clean
 
 demo: $(RUNTIME_STAMP)
-	$(BIN)/python -m demo
+	$(BIN)/python -m demo $(DEMO_ARGS)
 
 # pytest exits 5 when it collected nothing: a failure here, never a silent pass.
 test: $(DEV_STAMP)
