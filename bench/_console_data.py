@@ -20,7 +20,7 @@ from queries.exceptions import (
     group_exceptions,
     list_exceptions,
 )
-from queries.kpis import collect_kpis, rollup_window
+from queries.kpis import collect_kpis, comparison_kpis, rollup_window
 from queries.overview import telemetry_presence
 from queries.replays import dead_letter_detail, list_dead_letters, replay_status
 from queries.transactions import find_transactions, journey, stalled_transactions
@@ -96,7 +96,7 @@ def other_pages(engine: Engine, policy: Policy, key: str) -> Iterator[Measure]:
         telemetry_presence(engine)
         end = datetime.now(UTC).replace(second=0, microsecond=0)
         collect_kpis(engine, policy, timedelta(hours=24), end)
-        collect_kpis(engine, policy, timedelta(hours=24), end - timedelta(hours=24), False)
+        comparison_kpis(engine, policy, timedelta(hours=24), end - timedelta(hours=24))
         daily_trends(engine, policy, 14)
 
     def stages() -> None:

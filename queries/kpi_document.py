@@ -4,7 +4,7 @@ Plain dictionaries, typed: they serialise to JSON as they are."""
 
 from __future__ import annotations
 
-from typing import NotRequired, TypedDict
+from typing import TypedDict
 
 from q2c.vocabulary import ExceptionStatus, Impact
 
@@ -96,7 +96,7 @@ class ProcessKpis(TypedDict):
     errors: int
     hops: list[Latency]
     reconciliation: Reconciliation
-    sla: NotRequired[Slo]  # left out of a comparison with a past period
+    sla: Slo
 
 
 class ExceptionKpis(TypedDict):
@@ -139,3 +139,11 @@ class KpiDocument(TypedDict):
     exceptions: ExceptionKpis
     replays: ReplayKpis
     money_at_risk: MoneyAtRisk
+
+
+class ComparisonKpis(TypedDict):
+    """The figures of a past window that the overview compares the current one with."""
+
+    latency: dict[str, Headline]
+    auto_resolved_pct: float | None
+    replays: ReplayKpis

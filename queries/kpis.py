@@ -17,6 +17,7 @@ from q2c.vocabulary import CLOSED_STATUSES, IMPACTS, OPEN_STATUSES, ExceptionSta
 from queries.kpi_document import (
     BadEvents,
     BurnAlert,
+    ComparisonKpis,
     ExceptionKpis,
     Headline,
     KpiDocument,
@@ -134,28 +135,42 @@ def rollup_window(engine: Engine, start: datetime, end: datetime) -> RollupWindo
         return RollupWindow(conn, start, end)
 
 
+def _headlines(policy: Policy, current: RollupWindow) -> dict[str, Headline]:
+    return {
+        h.name: {
+            "title": h.title,
+            "process": h.process,
+            "percentiles": h.percentiles,
+            **current.latency(h.process, h.from_stage, h.to_stage),
+        }
+        for h in policy.headlines
+    }
+
+
+def comparison_kpis(
+    engine: Engine, policy: Policy, window: timedelta, now: datetime
+) -> ComparisonKpis:
+    """The figures of [now - window, now) that a later window is compared with: headline
+    latencies, the auto-resolved share and replays. (Not the backlog, SLOs or money at
+    risk: they describe the present, not a window.)"""
+    with engine.connect() as conn:
+        current = RollupWindow(conn, now - window, now)
+        return {
+            "latency": _headlines(policy, current),
+            "auto_resolved_pct": _auto_resolved_pct(_closed(_counters(conn, now - window, now))),
+            "replays": _replays(conn, now - window, now),
+        }
+
+
 def collect_kpis(
-    engine: Engine,
-    policy: Policy,
-    window: timedelta,
-    now: datetime | None = None,
-    with_slos: bool = True,
+    engine: Engine, policy: Policy, window: timedelta, now: datetime | None = None
 ) -> KpiDocument:
-    """Every KPI over [now - window, now), with SLOs over each objective's own period
-    (left out when `with_slos` is False: a comparison with a past period needs none)."""
+    """Every KPI over [now - window, now), with SLOs over each objective's own period."""
     end = now or datetime.now(UTC)
     start = end - window
     with engine.connect() as conn:
         current = RollupWindow(conn, start, end)
-        latency: dict[str, Headline] = {
-            h.name: {
-                "title": h.title,
-                "process": h.process,
-                "percentiles": h.percentiles,
-                **current.latency(h.process, h.from_stage, h.to_stage),
-            }
-            for h in policy.headlines
-        }
+        latency = _headlines(policy, current)
         windows: dict[timedelta, RollupWindow] = {window: current}
 
         def rollup(span: timedelta) -> RollupWindow:
@@ -164,10 +179,8 @@ def collect_kpis(
             return windows[span]
 
         counters = _counters(conn, start, end)
-        stalled = (
-            _stalled_counts(conn, end - max(p.objective.period for p in policy.processes.values()))
-            if with_slos
-            else {}
+        stalled = _stalled_counts(
+            conn, end - max(p.objective.period for p in policy.processes.values())
         )
         processes: dict[str, ProcessKpis] = {}
         for name, spec in policy.processes.items():
@@ -180,9 +193,8 @@ def collect_kpis(
                 "errors": sum(current.errors(name, stage) for stage in stages),
                 "hops": [current.latency(name, a, b) for a, b in pairwise(stages)],
                 "reconciliation": _reconciliation(counters, name),
+                "sla": _slo(policy, name, end, window, stalled, rollup),
             }
-            if with_slos:
-                processes[name]["sla"] = _slo(policy, name, end, window, stalled, rollup)
         return {
             "window": {
                 "start": start.isoformat(),
@@ -347,21 +359,32 @@ def _exceptions(
         by_impact[impact] += n
         by_aging[aging] += n
         overdue += n if is_overdue else 0
-    for (name, _process), value in counters.items():
-        for status in CLOSED_STATUSES:
-            if name == f"exceptions_{status}":
-                by_status[status] += value
-    resolved = by_status["resolved"] + by_status["auto_resolved"]
+    closed = _closed(counters)
+    by_status.update(closed)
     return {
         "open": sum(by_impact.values()),
         "by_status": by_status,
         "open_by_impact": by_impact,
         "open_by_aging": by_aging,
         "overdue": overdue,
-        "auto_resolved_pct": round(100 * by_status["auto_resolved"] / resolved, 2)
-        if resolved
-        else None,
+        "auto_resolved_pct": _auto_resolved_pct(closed),
     }
+
+
+def _closed(counters: dict[tuple[str, str], int]) -> dict[ExceptionStatus, int]:
+    """Exceptions closed in the window, by how they were closed."""
+    closed: dict[ExceptionStatus, int] = dict.fromkeys(CLOSED_STATUSES, 0)
+    for (name, _process), value in counters.items():
+        for status in CLOSED_STATUSES:
+            if name == f"exceptions_{status}":
+                closed[status] += value
+    return closed
+
+
+def _auto_resolved_pct(closed: dict[ExceptionStatus, int]) -> float | None:
+    """The share of the resolved exceptions that resolved themselves, in percent."""
+    resolved = closed["resolved"] + closed["auto_resolved"]
+    return round(100 * closed["auto_resolved"] / resolved, 2) if resolved else None
 
 
 def _replays(conn: Connection, start: datetime, end: datetime) -> ReplayKpis:

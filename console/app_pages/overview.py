@@ -9,7 +9,7 @@ import streamlit as st
 from console._auth import can, page_user
 from console._resources import engine, load, policy
 from console._widgets import amount_text, delta_text, duration_delta, duration_text
-from queries.kpis import collect_kpis
+from queries.kpis import collect_kpis, comparison_kpis
 from queries.overview import telemetry_presence
 from queries.trends import daily_trends
 
@@ -43,8 +43,13 @@ def _presence():
 
 
 @st.cache_data(ttl=15, show_spinner=False)
-def _kpis(window_seconds: int, end: datetime, with_slos: bool = True) -> dict:
-    return collect_kpis(engine(), policy(), timedelta(seconds=window_seconds), end, with_slos)
+def _kpis(window_seconds: int, end: datetime) -> dict:
+    return collect_kpis(engine(), policy(), timedelta(seconds=window_seconds), end)
+
+
+@st.cache_data(ttl=15, show_spinner=False)
+def _before(window_seconds: int, end: datetime) -> dict:
+    return comparison_kpis(engine(), policy(), timedelta(seconds=window_seconds), end)
 
 
 @st.cache_data(ttl=60, show_spinner=False)
@@ -83,9 +88,8 @@ window = WINDOWS[choice]
 def tiles() -> None:
     end = datetime.now(UTC).replace(second=0, microsecond=0)
     current = load(_kpis, int(window.total_seconds()), end)
-    previous = load(_kpis, int(window.total_seconds()), end - window, False)
-    exc, exc_before = current["exceptions"], previous["exceptions"]
-    rep, rep_before = current["replays"], previous["replays"]
+    previous = load(_before, int(window.total_seconds()), end - window)
+    exc, rep, rep_before = current["exceptions"], current["replays"], previous["replays"]
 
     # The headline latencies of sla.yaml, each percentile a tile, then the auto-resolved share.
     tiles = [
@@ -118,7 +122,7 @@ def tiles() -> None:
     auto.metric(
         "Auto-resolved",
         "—" if exc["auto_resolved_pct"] is None else f"{exc['auto_resolved_pct']:.0f}%",
-        delta_text(exc["auto_resolved_pct"], exc_before["auto_resolved_pct"], " pts"),
+        delta_text(exc["auto_resolved_pct"], previous["auto_resolved_pct"], " pts"),
         border=True,
     )
     link(auto, "exceptions", "resolved exceptions", status="resolved")

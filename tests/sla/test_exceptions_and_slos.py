@@ -14,6 +14,7 @@ from click.testing import CliRunner
 
 from cli.main import main
 from queries.exceptions import ExceptionFilter, list_exceptions
+from queries.kpis import comparison_kpis
 from tests.support.otlp import BASE_NS, NS, stage_span, traces_request
 
 NOW_S = BASE_NS / NS + 3600  # tests.support.otlp.BASE_NS is an hour ago
@@ -293,7 +294,7 @@ def test_impact_due_time_aging_and_money_at_risk(
     ],
 )
 def test_burn_rates_and_error_budget_follow_the_bad_ratio(
-    send, run_evaluation, kpis, slow: int, firing: list[bool], state: str
+    send, run_evaluation, kpis, engine, policy, slow: int, firing: list[bool], state: str
 ) -> None:
     bucket = int(time.time()) // 300 * 300 - 300  # the last whole 5-minute bucket
     completed_at = bucket + 100
@@ -325,7 +326,9 @@ def test_burn_rates_and_error_budget_follow_the_bad_ratio(
     run_evaluation()
 
     # Every window (5 min … 28 days) ending at the bucket's end holds all 20 transactions.
-    sla = kpis(now=datetime.fromtimestamp(bucket + 300, UTC))["processes"]["invoice_posting"]["sla"]
+    now = datetime.fromtimestamp(bucket + 300, UTC)
+    document = kpis(now=now)
+    sla = document["processes"]["invoice_posting"]["sla"]
 
     bad_ratio, budget = slow / 20, 1 - 0.99
     assert (sla["good"], sla["total"]) == (20 - slow, 20)
@@ -337,6 +340,12 @@ def test_burn_rates_and_error_budget_follow_the_bad_ratio(
         zip(["page", "page", "ticket", "ticket"], firing, strict=True)
     )
     assert sla["alert_state"] == state
+    # What a later window is compared with: the same figures of this window, nothing more.
+    assert comparison_kpis(engine, policy, timedelta(hours=24), now) == {
+        "latency": document["latency"],
+        "auto_resolved_pct": document["exceptions"]["auto_resolved_pct"],
+        "replays": document["replays"],
+    }
 
 
 def test_slo_compliance_is_given_for_the_window_and_the_period_with_bad_events_by_cause(
