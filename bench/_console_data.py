@@ -78,9 +78,10 @@ def exception_lists(engine: Engine, owner: str) -> Iterator[Measure]:
             for order in ORDERS:
 
                 def load(filters=filters, grouped=grouped, page=page, order=order) -> None:
-                    if grouped:
+                    if grouped:  # counted with the groups, as the page does
                         group_exceptions(engine, filters)
-                    count_exceptions(engine, filters)
+                    else:
+                        count_exceptions(engine, filters)
                     list_exceptions(engine, filters, PAGE_ROWS, (page - 1) * PAGE_ROWS, order)
 
                 name = f"exceptions {view}, page {page:,}/{pages:,}, {order}"

@@ -174,8 +174,9 @@ def _expanding(params: dict[str, Any]) -> list[BindParameter]:
 
 def group_exceptions(engine: Engine, filters: ExceptionFilter, limit: int = 500) -> list[dict]:
     """Exceptions matching `filters` grouped by fingerprint: alike failures together, the
-    `limit` largest groups. Their money is summed per currency (`amounts`: currency →
-    total; "" where none was given), never across currencies."""
+    `limit` largest groups, each row also saying how many exceptions match in all
+    (`matching`, over every group). Their money is summed per currency (`amounts`:
+    currency → total; "" where none was given), never across currencies."""
     clauses, params = _where(filters)
     where = " AND ".join(clauses)
     # One pass over the matching rows by (fingerprint, currency), rolled up per fingerprint;
@@ -190,6 +191,7 @@ def group_exceptions(engine: Engine, filters: ExceptionFilter, limit: int = 500)
         "min(system) AS system, min(kind) AS kind, min(error_type) AS error_type, "
         "sum(exceptions)::bigint AS exceptions, sum(occurrences)::bigint AS occurrences, "
         "min(first_seen) AS first_seen, max(last_seen) AS last_seen, "
+        "sum(sum(exceptions)) OVER ()::bigint AS matching, "
         "coalesce(jsonb_object_agg(currency, total ORDER BY currency) "
         "FILTER (WHERE total IS NOT NULL), '{}') AS amounts "
         "FROM per_currency GROUP BY fingerprint "

@@ -388,10 +388,12 @@ if blocking:
     erp_bound, month_start = close_blocking_scope(policy(), datetime.now(UTC))
     filters = replace(filters, stages=tuple(erp_bound), since=month_start)
 
-if grouped:
-    group_actions(filters, load(_groups, filters))
-
-matching = load(_count, filters)
+if grouped:  # the groups count the matching exceptions too
+    groups = load(_groups, filters)
+    group_actions(filters, groups.drop(columns="matching", errors="ignore"))
+    matching = int(groups["matching"].iloc[0]) if not groups.empty else 0
+else:
+    matching = load(_count, filters)
 if not matching:
     st.info("No exceptions match these filters.")
     st.stop()

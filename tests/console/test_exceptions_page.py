@@ -253,3 +253,19 @@ def test_the_overviews_money_link_lists_the_exceptions_blocking_the_close(
         console_db, "finance_ops", "exceptions", {"close": "blocking", "currency": "EUR"}
     )
     assert "No exceptions match" in other.info[0].value  # the close's money is in USD only
+
+
+def test_grouped_the_list_counts_what_its_groups_hold(
+    console_db: str, console_app: Callable[..., AppTest], db: psycopg.Connection
+) -> None:
+    (open_ones,) = db.execute(
+        "SELECT count(*) FROM exceptions WHERE q2c_is_open(status)"
+    ).fetchone()
+
+    app = console_app(console_db, "finance_ops", "exceptions", {"grouped": "yes"})
+
+    assert not app.exception
+    groups = app.dataframe[0].value
+    assert "matching" not in groups.columns  # the total is the caption's, not a column
+    assert groups["exceptions"].sum() == open_ones
+    assert f"of {open_ones:,} matching exceptions" in _count_caption(app)
