@@ -82,15 +82,14 @@ def list_exceptions(
     """Exceptions matching `filters` in `order` (one of ORDERS; by default most urgent
     first: impact, then oldest): `limit` of them from `offset` on (count_exceptions says
     how many match in all)."""
-    if order not in ORDERS:
-        raise Q2CError(f"exceptions are listed {', '.join(ORDERS)}; not '{order}'")
+    order_by = _order_by(order)
     clauses, params = _where(filters)
     # The page's ids first (a sort of narrow rows, bounded by offset + limit), then their
     # rows: sorting every matching full row spills to disk once there are 100,000.
     query = text(
         f"SELECT {_COLUMNS} FROM exceptions WHERE id = ANY (ARRAY(SELECT id FROM exceptions "
-        f"WHERE {' AND '.join(clauses)} ORDER BY {ORDERS[order]} LIMIT :limit OFFSET :offset)) "
-        f"ORDER BY {ORDERS[order]}"
+        f"WHERE {' AND '.join(clauses)} ORDER BY {order_by} LIMIT :limit OFFSET :offset)) "
+        f"ORDER BY {order_by}"
     ).bindparams(*_expanding(params))
     with engine.connect() as conn:
         rows = conn.execute(query, {**params, "limit": limit, "offset": offset})
@@ -154,13 +153,19 @@ def export_exceptions(
 
 def _listing(filters: ExceptionFilter, order: str) -> tuple[TextClause, dict[str, Any]]:
     """The query of the exceptions matching `filters`, in `order`."""
-    if order not in ORDERS:
-        raise Q2CError(f"exceptions are listed {', '.join(ORDERS)}; not '{order}'")
+    order_by = _order_by(order)
     clauses, params = _where(filters)
     query = text(
-        f"SELECT {_COLUMNS} FROM exceptions WHERE {' AND '.join(clauses)} ORDER BY {ORDERS[order]}"
+        f"SELECT {_COLUMNS} FROM exceptions WHERE {' AND '.join(clauses)} ORDER BY {order_by}"
     )
     return query, params
+
+
+def _order_by(order: str) -> str:
+    """The ORDER BY of one of ORDERS; any other name is refused."""
+    if order not in ORDERS:
+        raise Q2CError(f"exceptions are listed {', '.join(ORDERS)}; not '{order}'")
+    return ORDERS[order]
 
 
 def _expanding(params: dict[str, Any]) -> list[BindParameter]:

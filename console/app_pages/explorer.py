@@ -10,7 +10,7 @@ import streamlit as st
 
 from console._auth import page_user
 from console._resources import engine, load
-from console._waterfall import figure, layout, length_text, row_label
+from console._waterfall import ERROR, figure, layout, length_text, row_label
 from console._widgets import amount_text, moment_text
 from queries.transactions import find_transactions, journey, recent_transactions
 
@@ -87,50 +87,52 @@ def when_empty() -> None:
 def history(trip: dict) -> pd.DataFrame:
     """What happened to the transaction, in time order: stages reached, failures, dead
     letters and replays, each with the address of its page."""
-    rows: list[dict[str, Any]] = [
-        {
-            "time": s["reached_at"],
-            "what": f"stage reached · {s['status'] or '—'}",
-            "detail": f"{s['stage']} ({s['system'] or 'any system'})",
-            "link": None,
-        }
+    # (time, what, detail, link) of each event.
+    rows: list[tuple[Any, str, str, str | None]] = [
+        (
+            s["reached_at"],
+            f"stage reached · {s['status'] or '—'}",
+            f"{s['stage']} ({s['system'] or 'any system'})",
+            None,
+        )
         for s in trip["stages"]
     ]
     rows += [
-        {
-            "time": e["first_seen"],
-            "what": f"exception {e['kind']} · {e['status']}",
-            "detail": f"{e['stage']}: {e['message']}",
-            "link": f"/exceptions?id={e['id']}",
-        }
+        (
+            e["first_seen"],
+            f"exception {e['kind']} · {e['status']}",
+            f"{e['stage']}: {e['message']}",
+            f"/exceptions?id={e['id']}",
+        )
         for e in trip["exceptions"]
     ]
     rows += [
-        {
-            "time": d["occurred_at"],
-            "what": f"dead letter · {d['status']}",
-            "detail": f"{d['stage'] or '—'} ({d['system'] or '—'}): {d['error_message'] or ''}",
-            "link": f"/dead_letters?id={d['id']}",
-        }
+        (
+            d["occurred_at"],
+            f"dead letter · {d['status']}",
+            f"{d['stage'] or '—'} ({d['system'] or '—'}): {d['error_message'] or ''}",
+            f"/dead_letters?id={d['id']}",
+        )
         for d in trip["dead_letters"]
     ]
     for r in trip["replays"]:
+        letter = f"/dead_letters?id={r['dead_letter_id']}"
         rows.append(
-            {
-                "time": r["requested_at"],
-                "what": "replay requested",
-                "detail": f"by {r['requested_by']} · dead letter {r['dead_letter_id']}",
-                "link": f"/dead_letters?id={r['dead_letter_id']}",
-            }
+            (
+                r["requested_at"],
+                "replay requested",
+                f"by {r['requested_by']} · dead letter {r['dead_letter_id']}",
+                letter,
+            )
         )
         if r["finished_at"] is not None:
             rows.append(
-                {
-                    "time": r["finished_at"],
-                    "what": f"replay {r['status']}",
-                    "detail": f"after {r['attempts']} attempt(s), HTTP {r['response_code'] or '—'}",
-                    "link": f"/dead_letters?id={r['dead_letter_id']}",
-                }
+                (
+                    r["finished_at"],
+                    f"replay {r['status']}",
+                    f"after {r['attempts']} attempt(s), HTTP {r['response_code'] or '—'}",
+                    letter,
+                )
             )
     frame = pd.DataFrame(rows, columns=["time", "what", "detail", "link"])
     return frame.sort_values("time", kind="stable") if not frame.empty else frame
@@ -138,7 +140,7 @@ def history(trip: dict) -> pd.DataFrame:
 
 def span_detail(span: dict, logs: list[dict], duration_s: float) -> None:
     """One span: its status, identity, attributes, events and the logs it wrote."""
-    failed = span["status_code"] == 2
+    failed = span["status_code"] == ERROR
     st.markdown(
         f"**{span['name']}** · {span['system']} ({span['service_name']}) · "
         f"{SPAN_KINDS.get(span['kind'], span['kind'])} · {length_text(duration_s)} · "
@@ -245,7 +247,7 @@ else:
         st.session_state[shown] = chosen_click
     if shown not in st.session_state or st.session_state[shown] >= len(labels):
         linked = st.query_params.get("span")
-        failed = [i for i, bar in enumerate(waterfall.bars) if bar.span["status_code"] == 2]
+        failed = [i for i, bar in enumerate(waterfall.bars) if bar.span["status_code"] == ERROR]
         st.session_state[shown] = (
             span_ids.index(linked) if linked in span_ids else (failed or [0])[0]
         )
