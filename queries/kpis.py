@@ -231,8 +231,8 @@ def _slo(
     limit_ms = objective.latency.total_seconds() * 1000
     budget = 1 - objective.target
 
-    def events(span: timedelta) -> tuple[int, BadEvents]:
-        """Good events and bad ones by cause, over the `span` before `end`."""
+    def events(span: timedelta) -> tuple[int, BadEvents, int]:
+        """Good events, bad ones by cause, and all of them, over the `span` before `end`."""
         good, completed = rollup(span).good_and_total(
             process, objective.from_stage, objective.to_stage, limit_ms
         )
@@ -241,18 +241,15 @@ def _slo(
             for (p, stage, at), n in stalled.items()
             if p == process and stage in covered and at >= end - span
         )
-        return good, {"slow": completed - good, "stalled": stalls}
+        return good, {"slow": completed - good, "stalled": stalls}, completed + stalls
 
     def bad_ratio(span: timedelta) -> float | None:
-        good, bad = events(span)
-        total = good + bad["slow"] + bad["stalled"]
+        good, _, total = events(span)
         return (total - good) / total if total else None
 
-    good, bad = events(objective.period)
-    total = good + bad["slow"] + bad["stalled"]
-    ratio = bad_ratio(objective.period)
-    window_good, window_bad = events(window)
-    window_total = window_good + window_bad["slow"] + window_bad["stalled"]
+    good, bad, total = events(objective.period)
+    ratio = (total - good) / total if total else None
+    window_good, window_bad, window_total = events(window)
     burn: dict[str, float | None] = {}
     alerts: list[BurnAlert] = []
     for long_name, long_span, short_name, short_span, factor, severity in BURN_ALERTS:

@@ -190,9 +190,10 @@ def queue_replays(
     for letter_id in dead_letter_ids:
         letter = letters.get(letter_id)
         reason = _refusal(letter, allowed_hosts, force)
-        if reason or letter is None:
-            outcome.refused[letter_id] = reason or "no such dead letter"
+        if reason:
+            outcome.refused[letter_id] = reason
             continue
+        assert letter is not None  # _refusal refuses a missing one
         sent = None if payload is None else masking.restore(payload, letter.payload)
         key = {"c": letter.correlation_id, "d": letter.id}
         delay = len(outcome.created) / rate if rate else 0.0

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 import psycopg
 from psycopg.types.json import Jsonb
 
-from q2c.catalog import INSERT_CATALOG, stage_rows
+from q2c.catalog import INSERT_CATALOG, Process, stage_rows
 from sla import _sql
 from sla.policy import Policy
 
@@ -75,14 +75,15 @@ def evaluate(
         cur = conn.cursor()
         if not _one(cur.execute("SELECT pg_try_advisory_xact_lock(%s)", (LOCK_KEY,)))[0]:
             return EvaluationReport(skipped=True)
-        _load_policy(cur, policy)
+        catalog = policy.catalog()
+        _load_policy(cur, policy, catalog)
         lower = _watermark(cur)
         (upper,) = _one(cur.execute(_sql.HORIZON))
         report = EvaluationReport(window_start=lower, window_end=max(upper, lower))
         if upper > lower:  # nothing committed since the last window: no window to do
             _evaluate_window(cur, policy, report, {"lower": lower, "upper": upper})
         _redate_open_stalls_once(cur)
-        shortest = min(wait for process in policy.catalog() for wait in process.stalled_after)
+        shortest = min(wait for process in catalog for wait in process.stalled_after)
         report.stalled = _one(cur.execute(_sql.DETECT_STALLED, {"now": now, "shortest": shortest}))[
             0
         ]
@@ -131,9 +132,9 @@ def _watermark(cur: psycopg.Cursor) -> datetime:
     return row[0] if row else _EPOCH
 
 
-def _load_policy(cur: psycopg.Cursor, policy: Policy) -> None:
+def _load_policy(cur: psycopg.Cursor, policy: Policy, catalog: tuple[Process, ...]) -> None:
     cur.execute(_sql.POLICY_TABLES)
-    cur.executemany(INSERT_CATALOG, stage_rows(policy.catalog()))
+    cur.executemany(INSERT_CATALOG, stage_rows(catalog))
     fields = [(p, f) for p, spec in policy.processes.items() for f in spec.reconcile]
     if fields:
         cur.executemany("INSERT INTO _reconcile VALUES (%s, %s)", fields)

@@ -9,6 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from console._auth import page_user
+from console._links import Linked, seed_from_link, write_link
 from console._resources import engine, load
 from console._waterfall import ERROR, figure, layout, length_text, row_label
 from console._widgets import amount_text, moment_text
@@ -42,7 +43,7 @@ def _recent(failing: bool) -> list[dict]:
 
 def _started(found: dict) -> str:
     started = found.get("started_at")
-    return f"{started.astimezone(UTC):%Y-%m-%d %H:%M} UTC" if started else "not started"
+    return moment_text(started) if started else "not started"
 
 
 def transactions_table(rows: list[dict]) -> None:
@@ -176,17 +177,15 @@ def span_detail(span: dict, logs: list[dict], duration_s: float) -> None:
 
 
 st.title("Trace explorer")
-if "explorer_key" not in st.session_state:  # /explorer?q=KEY: that key, looked up
-    st.session_state["explorer_key"] = st.query_params.get("q", "")
+LOOKUP = [Linked("explorer_key", "q")]  # /explorer?q=KEY: that key, looked up
+seed_from_link(LOOKUP)
 key = st.text_input(
     "Correlation ID, business key (order, invoice, customer, payment) or trace ID",
     key="explorer_key",
     placeholder="INV-2026-000123",
 )
-if key:
-    st.query_params["q"] = key  # the address of this lookup, to paste in a ticket
-else:
-    st.query_params.pop("q", None)
+write_link(LOOKUP)  # the address of this lookup, to paste in a ticket
+if not key:
     st.query_params.pop("span", None)
     when_empty()
     st.stop()

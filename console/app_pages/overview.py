@@ -9,6 +9,7 @@ import streamlit as st
 from console._auth import can, page_user
 from console._resources import engine, load, policy
 from console._widgets import amount_text, delta_text, duration_delta, duration_text
+from q2c.vocabulary import IMPACTS
 from queries.kpis import collect_kpis, comparison_kpis
 from queries.overview import telemetry_presence
 from queries.trends import daily_trends
@@ -138,7 +139,7 @@ def tiles() -> None:
     impact = exc["open_by_impact"]
     row[1].metric("Open exceptions", f"{exc['open']:,}", border=True)
     row[1].caption(f"overdue {exc['overdue']:,}")
-    for level in ("critical", "high", "medium", "low"):
+    for level in IMPACTS:
         if impact[level]:
             link(row[1], "exceptions", f"{impact[level]:,} {level}", impact=level)
     lags = [
