@@ -125,6 +125,8 @@ class Observer:
         """Record the stage observation if the record names a process and stage. Returns
         why the record is rejected (a name or key over MAX_KEY_CHARS), having added
         nothing, or None."""
+        if first_value(self._stage_keys, attrs) is None:  # most records: no stage, no pass
+            return None
         values = self.mapping.canonical(attrs)
         process, stage = values.get("process"), values.get("stage")
         if process is None or stage is None:
