@@ -3,14 +3,13 @@ warm-up): the readers a page calls, with the arguments the page gives them."""
 
 from __future__ import annotations
 
-import statistics
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine
 
+from bench._harness import median_seconds
 from queries.audit_trail import AuditFilter, audit_actions, count_audit, list_audit
 from queries.exceptions import (
     ORDERS,
@@ -43,17 +42,6 @@ class Measure:
     name: str
     target: float  # in seconds
     work: Callable[[], object]
-
-
-def median_seconds(work: Callable[[], object], runs: int = 5) -> float:
-    """The median of `runs` timings of `work`, after one untimed warm-up."""
-    work()
-    timings = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        work()
-        timings.append(time.perf_counter() - started)
-    return statistics.median(timings)
 
 
 def exception_filters(owner: str) -> dict[str, tuple[ExceptionFilter, bool]]:

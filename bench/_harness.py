@@ -6,11 +6,12 @@ import contextlib
 import itertools
 import os
 import socket
+import statistics
 import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from tempfile import TemporaryDirectory
 
@@ -81,3 +82,14 @@ def collector_process(url: str, port: int, **settings: str) -> Iterator[subproce
     finally:
         proc.terminate()
         proc.wait(60)
+
+
+def median_seconds(work: Callable[[], object], runs: int = 5) -> float:
+    """The median of `runs` timings of `work`, after one untimed warm-up."""
+    work()
+    timings = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        work()
+        timings.append(time.perf_counter() - started)
+    return statistics.median(timings)

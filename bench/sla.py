@@ -26,7 +26,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 from sqlalchemy import Engine
 
-from bench._harness import bench_database
+from bench._harness import bench_database, median_seconds
 from bench.background import fill
 from collectors.batch import Batch
 from collectors.mapping import AttributeMap
@@ -150,13 +150,7 @@ def evaluation_seconds(spans: int, rounds: int = 3) -> float:
 
 def _kpi_seconds(engine: Engine, policy: Policy, runs: int = 5) -> float:
     """Median time of all KPI queries over 30 days, after a warm-up."""
-    collect_kpis(engine, policy, timedelta(days=30))
-    timings = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        collect_kpis(engine, policy, timedelta(days=30))
-        timings.append(time.perf_counter() - started)
-    return statistics.median(timings)
+    return median_seconds(lambda: collect_kpis(engine, policy, timedelta(days=30)), runs)
 
 
 def kpi_rounds(small: int, large: int, rounds: int = 5) -> list[tuple[float, float]]:

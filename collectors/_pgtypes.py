@@ -21,7 +21,7 @@ from collectors._values import to_json
 
 _PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)  # where binary timestamptz counts from
 _PG_EPOCH_US = int(_PG_EPOCH.timestamp()) * 1_000_000
-_JSONB_VERSION = b"\x01"
+JSONB_VERSION = b"\x01"  # the first byte of jsonb in binary COPY
 _WIRE_TYPES = {"timestamptz": "int8", "jsonb": "bytea"}
 _KINDS = {"text": "t", "bytea": "b", "int2": "h", "int8": "q", "bool": "?"}  # of copy_rows
 _SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + bytes(8)  # no flags, no header extension
@@ -40,7 +40,7 @@ def pg_datetime(pg_us: int) -> datetime:
 
 def jsonb(value: Any) -> bytes:
     """`value` as binary jsonb."""
-    return _JSONB_VERSION + to_json(value)
+    return JSONB_VERSION + to_json(value)
 
 
 class CopyRows:

@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from collectors import _compiled, otlp
-from collectors._pgtypes import jsonb, pg_time
+from collectors._pgtypes import JSONB_VERSION, jsonb, pg_time
 from collectors._values import as_text, attributes, clean_text, to_json
 from collectors.batch import SPANS, Batch, ResourceRow, SpanRow
 from collectors.observations import Observer
@@ -28,7 +28,6 @@ _SPAN_KINDS = range(6)  # SpanKind: UNSPECIFIED … CONSUMER
 _STATUS_CODES = range(3)  # Status.StatusCode: UNSET, OK, ERROR
 _NO_TRACE = bytes(16)
 _NO_SPAN = bytes(8)
-_JSONB_VERSION = b"\x01"
 _LATEST_NS = 2**63 - 1  # the latest moment an observation (int8 nanoseconds) can hold
 
 # The span columns the compiled reader encodes, by its letters (collectors/_wire.c, LAYOUT),
@@ -234,7 +233,7 @@ def _add_span(batch: Batch, span: tuple, observer: Observer, resource: _Resource
         selected = orjson.loads(selected)
     events_jsonb = None
     if events.__class__ is bytes:
-        events_jsonb, events = _JSONB_VERSION + events, orjson.loads(events)
+        events_jsonb, events = JSONB_VERSION + events, orjson.loads(events)
     merged = {**resource.readable, **selected} if resource.readable else selected
     correlation_id = observer.correlation_id(merged, trace_id)
     assert correlation_id is not None  # the trace ID is the fallback
