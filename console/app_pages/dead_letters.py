@@ -249,6 +249,12 @@ else:
                 st.warning("The edited payload is not JSON; it will be sent as written.")
             confirm([int(chosen)], edited_payload, original=shown)
 
+
+def _preview(search: str | None) -> RedrivePreview:
+    """What a redrive of the letters `search` matches would do (a dry run)."""
+    return load(preview_redrive, engine(), user.username, search, settings().allowed_replay_hosts)
+
+
 with st.expander("Redrive every dead letter matching the search", expanded=False):
     st.caption(
         "Replays every dead (not yet replayed) letter the search above matches, however many, "
@@ -257,26 +263,14 @@ with st.expander("Redrive every dead letter matching the search", expanded=False
     a, b, c = st.columns([2, 1, 1], vertical_alignment="bottom")
     rate = a.number_input("Replays a second", 0.1, 1000.0, 5.0, step=1.0, key="redrive_rate")
     if b.button("Dry run", key="redrive_dry_run"):
-        preview = load(
-            preview_redrive,
-            engine(),
-            user.username,
-            search or None,
-            settings().allowed_replay_hosts,
-        )
+        preview = _preview(search or None)
         st.info(
             f"{preview.matching} dead letter(s) match; {len(preview.replayable)} would be "
             f"replayed in about {len(preview.replayable) / rate:,.0f} s."
             + "".join(f"\n\n{n} left alone: {why}" for why, n in preview.refused.items())
         )
     if c.button("Redrive…", type="primary", key="redrive"):
-        preview = load(
-            preview_redrive,
-            engine(),
-            user.username,
-            search or None,
-            settings().allowed_replay_hosts,
-        )
+        preview = _preview(search or None)
         confirm_redrive(search or None, float(rate), preview)
 
 
