@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlencode
 
 import streamlit as st
@@ -43,6 +44,19 @@ def seed_from_link(fields: Sequence[Linked]) -> None:
             value = st.query_params.get(field.param)
             valid = value is not None and (field.choices is None or value in field.choices)
             st.session_state[field.key] = value if valid else field.default
+
+
+def held(key: str) -> Any:
+    """What a linked widget holds now, to give it as its default as well: should a rerun
+    race the browser's first drawing of the widget, the browser draws this value, not the
+    widget's built-in default (and then sends that back as the user's choice)."""
+    return st.session_state[key]
+
+
+def held_index(field: Linked) -> int:
+    """`held` for a selectbox over `field.choices`: the position of what it holds."""
+    assert field.choices is not None  # a selectbox's link takes only its choices
+    return list(field.choices).index(held(field.key))
 
 
 def write_link(fields: Sequence[Linked]) -> None:

@@ -10,7 +10,16 @@ import pandas as pd
 import streamlit as st
 
 from console._auth import page_user
-from console._links import Linked, address, linked_id, query_string, seed_from_link, write_link
+from console._links import (
+    Linked,
+    address,
+    held,
+    held_index,
+    linked_id,
+    query_string,
+    seed_from_link,
+    write_link,
+)
 from console._resources import act, engine, load, policy, show_flash
 from console._widgets import (
     age_text,
@@ -313,16 +322,21 @@ show_flash()
 processes = list(policy().processes)
 ANY = "(any)"
 owners = load(_owners, user.username)
+PROCESS = Linked("f_process", "process", ANY, [ANY, *processes])
+KIND = Linked("f_kind", "kind", ANY, [ANY, *EXCEPTION_KINDS])
+OWNER = Linked("f_owner", "owner", ANY, [ANY, *owners])
+AGE = Linked("f_age", "age", "any age", list(AGES))
+ORDER = Linked("f_order", "order", "most urgent", list(ORDERS))
 LINKED = [
     Linked("f_status", "status", tuple(OPEN_STATUSES), OPEN_STATUSES + CLOSED_STATUSES),
-    Linked("f_process", "process", ANY, [ANY, *processes]),
+    PROCESS,
     Linked("f_impact", "impact", (), IMPACTS),
-    Linked("f_kind", "kind", ANY, [ANY, *EXCEPTION_KINDS]),
+    KIND,
     Linked("f_system", "system"),
-    Linked("f_owner", "owner", ANY, [ANY, *owners]),
-    Linked("f_age", "age", "any age", list(AGES)),
+    OWNER,
+    AGE,
     Linked("f_search", "q"),
-    Linked("f_order", "order", "most urgent", list(ORDERS)),
+    ORDER,
     Linked("grouped", "grouped", "", ["", "yes"]),
     Linked("f_regressed", "regressed", "", ["", "yes"]),
     Linked("f_currency", "currency"),
@@ -338,25 +352,27 @@ if st.session_state["f_stage"] not in STAGE.choices:  # the process changed unde
     st.session_state["f_stage"] = ANY
 with st.expander("Filters", expanded=True):
     a, b, c, d = st.columns(4)
-    statuses = a.multiselect("Status", OPEN_STATUSES + CLOSED_STATUSES, key="f_status")
-    process = b.selectbox("Process", [ANY, *processes], key="f_process")
-    stage = c.selectbox("Stage", STAGE.choices, key="f_stage")
-    impact = d.multiselect("Impact", IMPACTS, key="f_impact")
+    statuses = a.multiselect(
+        "Status", OPEN_STATUSES + CLOSED_STATUSES, held("f_status"), key="f_status"
+    )
+    process = b.selectbox("Process", PROCESS.choices, held_index(PROCESS), key=PROCESS.key)
+    stage = c.selectbox("Stage", STAGE.choices, held_index(STAGE), key="f_stage")
+    impact = d.multiselect("Impact", IMPACTS, held("f_impact"), key="f_impact")
     a, b, c, d, e = st.columns(5)
-    kind = a.selectbox("Kind", [ANY, *EXCEPTION_KINDS], key="f_kind")
-    system = b.text_input("System", key="f_system")
-    owner = c.selectbox("Owner", [ANY, *owners], key="f_owner")
-    age = d.selectbox("Age", list(AGES), key="f_age")
-    search = e.text_input("Text (message, IDs)", key="f_search")
+    kind = a.selectbox("Kind", KIND.choices, held_index(KIND), key=KIND.key)
+    system = b.text_input("System", held("f_system"), key="f_system")
+    owner = c.selectbox("Owner", OWNER.choices, held_index(OWNER), key=OWNER.key)
+    age = d.selectbox("Age", AGE.choices, held_index(AGE), key=AGE.key)
+    search = e.text_input("Text (message, IDs)", held("f_search"), key="f_search")
     a, b = st.columns([1, 4], vertical_alignment="bottom")
-    currency = a.text_input("Currency", key="f_currency", max_chars=3)
+    currency = a.text_input("Currency", held("f_currency"), key="f_currency", max_chars=3)
     blocking = b.toggle(
         "Blocking the month-end close (ERP-bound stages, first seen this month)",
         key="close_toggle",
         value=st.session_state["f_close"] == "blocking",
     )
 st.session_state["f_close"] = "blocking" if blocking else ""
-order = st.selectbox("Order", list(ORDERS), key="f_order")
+order = st.selectbox("Order", ORDER.choices, held_index(ORDER), key=ORDER.key)
 grouped = st.toggle(
     "Group alike failures (by fingerprint)",
     key="grouped_toggle",

@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from console._auth import page_user
-from console._links import Linked, seed_from_link, write_link
+from console._links import Linked, held, seed_from_link, write_link
 from console._resources import engine, load
 from console._waterfall import ERROR, figure, layout, length_text, row_label
 from console._widgets import amount_text, moment_text
@@ -181,6 +181,7 @@ LOOKUP = [Linked("explorer_key", "q")]  # /explorer?q=KEY: that key, looked up
 seed_from_link(LOOKUP)
 key = st.text_input(
     "Correlation ID, business key (order, invoice, customer, payment) or trace ID",
+    held("explorer_key"),
     key="explorer_key",
     placeholder="INV-2026-000123",
 )

@@ -8,7 +8,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from console._auth import page_user
-from console._links import Linked, seed_from_link, write_link
+from console._links import Linked, held_index, seed_from_link, write_link
 from console._resources import engine, load, policy
 from queries.kpis import rollup_window
 from queries.transactions import stalled_transactions
@@ -32,18 +32,18 @@ def _stalled() -> list[dict]:
 st.title("Quote-to-cash stages")
 processes = list(policy().processes)
 WINDOW_HOURS = ["1", "24", "168", "720"]
-LINKED = [  # /stages?process=invoice_posting&hours=168: that funnel, that window
-    Linked("process", "process", processes[0], processes),
-    Linked("hours", "hours", "24", WINDOW_HOURS),
-]
+PROCESS = Linked("process", "process", processes[0], processes)
+HOURS = Linked("hours", "hours", "24", WINDOW_HOURS)
+LINKED = [PROCESS, HOURS]  # /stages?process=invoice_posting&hours=168: that funnel, that window
 seed_from_link(LINKED)
 left, right = st.columns([2, 1])
-process = left.selectbox("Process", processes, key="process")
+process = left.selectbox("Process", processes, held_index(PROCESS), key=PROCESS.key)
 hours = int(
     right.selectbox(
         "Window",
         WINDOW_HOURS,
-        key="hours",
+        held_index(HOURS),
+        key=HOURS.key,
         format_func=lambda h: f"last {h} h" if int(h) < 48 else f"last {int(h) // 24} days",
     )
 )
