@@ -32,6 +32,7 @@ CANONICAL_TABLES = {
     "console_sessions",
     "redrives",
     "saved_views",
+    "alert_events",
     "audit_log",
     "q2c_settings",
 }
