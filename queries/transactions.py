@@ -126,7 +126,7 @@ def recent_transactions(engine: Engine, failing: bool = False, limit: int = 15) 
     """The transactions that moved most recently (or, `failing`, those with an open
     exception), newest first."""
     failing_only = (
-        "WHERE EXISTS (SELECT 1 FROM exceptions e WHERE e.correlation_id = t.correlation_id "
+        "AND EXISTS (SELECT 1 FROM exceptions e WHERE e.correlation_id = t.correlation_id "
         "AND q2c_is_open(e.status)) "
         if failing
         else ""
@@ -134,8 +134,9 @@ def recent_transactions(engine: Engine, failing: bool = False, limit: int = 15) 
     with engine.connect() as conn:
         rows = conn.execute(
             text(
-                f"SELECT {_qualified('t')} FROM transactions t {failing_only}"
-                "ORDER BY t.last_event_at DESC NULLS LAST LIMIT :limit"
+                f"SELECT {_qualified('t')} FROM transactions t "
+                f"WHERE t.last_event_at IS NOT NULL {failing_only}"
+                "ORDER BY t.last_event_at DESC LIMIT :limit"
             ),
             {"limit": limit},
         )
