@@ -49,6 +49,7 @@ RUNTIME_GRANTS: dict[str, str] = {
     "kpi_counts": _WRITE,
     "watermarks": _WRITE,
     "alert_events": _WRITE,  # written by triggers as the runtime role, routed by the scheduler
+    "slo_alert_states": _WRITE,
 }
 # Functions the runtime role runs with the owner's rights, within q2c_settings: the writer
 # creates the day partitions rows land in, the scheduler maintains them.

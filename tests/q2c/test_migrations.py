@@ -33,6 +33,7 @@ CANONICAL_TABLES = {
     "redrives",
     "saved_views",
     "alert_events",
+    "slo_alert_states",
     "audit_log",
     "q2c_settings",
 }

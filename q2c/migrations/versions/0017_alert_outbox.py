@@ -4,13 +4,15 @@ Revision ID: 0017
 Revises: 0016
 Create Date: 2026-12-02
 
-`alert_events` holds one row per event (`exception.opened`, `exception.assigned`,
-`exception.regressed`, `exception.resolved`, `exception.auto_resolved`,
-`dead_letter.created`, `replay.failed`), written by triggers in the same transaction as the
-change that caused it, whichever process made the change (collector, scheduler, console,
-CLI): an event exists exactly when its change committed, and a rolled-back or retried write
-leaves none. The alerting router reads the rows it has not routed yet (`routed_at` NULL)
-in id order.
+`alert_events` holds one row per event. Those of a change (`exception.opened`,
+`exception.assigned`, `exception.regressed`, `exception.resolved`,
+`exception.auto_resolved`, `dead_letter.created`, `replay.failed`) are written by triggers
+in the same transaction as the change that caused it, whichever process made the change
+(collector, scheduler, console, CLI): an event exists exactly when its change committed,
+and a rolled-back or retried write leaves none. Those of time passing (`exception.overdue`,
+once per exception; `slo.alert`, when a process's state in `slo_alert_states` changes;
+`digest`) are written by the alerting watch (alerts/watch.py). The alerting router reads
+the rows it has not routed yet (`routed_at` NULL) in id order.
 
 The triggers are statement-level with transition tables: one INSERT … SELECT per statement
 over the rows it changed, so a batch of the collector's costs one statement, not one per row.
@@ -19,9 +21,8 @@ An exception is announced (`exception.opened`) once it is classified, when its i
 due time are known (routes match on impact), and only while it is open; a regression
 (`regressed_from`, which the evaluator sets right before it classifies) is announced then
 too. Each at most once (`alert_events_once_idx`), though a redated stall is classified
-again. Only an
-announced exception's closing is an event: one that opened and closed before anybody could
-be told is nobody's news.
+again. Only an announced exception's closing is an event: one that opened and closed
+before anybody could be told is nobody's news.
 """
 
 from alembic import op
@@ -38,10 +39,10 @@ def upgrade() -> None:
 CREATE TABLE alert_events (
     id             bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     type           text NOT NULL CHECK (type IN (
-                       'exception.opened', 'exception.assigned', 'exception.regressed',
-                       'exception.resolved', 'exception.auto_resolved',
-                       'dead_letter.created', 'replay.failed')),
-    correlation_id text NOT NULL,
+                       'exception.opened', 'exception.assigned', 'exception.overdue',
+                       'exception.regressed', 'exception.resolved', 'exception.auto_resolved',
+                       'slo.alert', 'dead_letter.created', 'replay.failed', 'digest')),
+    correlation_id text,  -- none for an SLO's alert or a digest
     exception_id   bigint,
     dead_letter_id bigint,
     replay_id      bigint,
@@ -53,7 +54,18 @@ CREATE TABLE alert_events (
 );
 CREATE INDEX alert_events_unrouted_idx ON alert_events (id) WHERE routed_at IS NULL;
 CREATE UNIQUE INDEX alert_events_once_idx ON alert_events (exception_id, type)
-    WHERE type IN ('exception.opened', 'exception.regressed');
+    WHERE type IN ('exception.opened', 'exception.regressed', 'exception.overdue');
+-- The alerting watch finds the exceptions that fell due since it last looked.
+CREATE INDEX exceptions_due_open_idx ON exceptions (due_at)
+    WHERE q2c_is_open(status) AND due_at IS NOT NULL;
+
+-- Each process's SLO alert state as last announced: a change is a `slo.alert` event.
+CREATE TABLE slo_alert_states (
+    process    text PRIMARY KEY,
+    state      text NOT NULL CHECK (state IN ('ok', 'ticket', 'page')),
+    changed_at timestamptz NOT NULL,
+    burn_rates jsonb NOT NULL DEFAULT '{}'
+);
 
 CREATE FUNCTION q2c_exception_facts(e exceptions) RETURNS jsonb
 LANGUAGE sql STABLE AS $$
@@ -106,7 +118,8 @@ BEGIN
        OR EXISTS (SELECT 1 FROM alert_events a
                   WHERE a.exception_id = h.id AND a.type = 'exception.opened')
     ORDER BY h.id, h.seq
-    ON CONFLICT (exception_id, type) WHERE type IN ('exception.opened', 'exception.regressed')
+    ON CONFLICT (exception_id, type)
+        WHERE type IN ('exception.opened', 'exception.regressed', 'exception.overdue')
     DO NOTHING;
     RETURN NULL;
 END $$;
@@ -165,6 +178,8 @@ DROP FUNCTION q2c_dead_letters_added();
 DROP FUNCTION q2c_exceptions_changed();
 DROP FUNCTION q2c_exceptions_added();
 DROP FUNCTION q2c_exception_facts(exceptions);
+DROP TABLE slo_alert_states;
+DROP INDEX exceptions_due_open_idx;
 DROP TABLE alert_events;
 """
     )
