@@ -171,12 +171,7 @@ def collect_kpis(
     with engine.connect() as conn:
         current = RollupWindow(conn, start, end)
         latency = _headlines(policy, current)
-        windows: dict[timedelta, RollupWindow] = {window: current}
-
-        def rollup(span: timedelta) -> RollupWindow:
-            if span not in windows:
-                windows[span] = RollupWindow(conn, end - span, end)
-            return windows[span]
+        rollup = _rollups(conn, end, {window: current})
 
         counters = _counters(conn, start, end)
         stalled = _stalled_counts(
@@ -207,6 +202,31 @@ def collect_kpis(
             "replays": _replays(conn, start, end),
             "money_at_risk": _money_at_risk(conn, policy, end),
         }
+
+
+def slos(engine: Engine, policy: Policy, now: datetime) -> dict[str, Slo]:
+    """Each process's SLO at `now`, as collect_kpis gives it (its `window` figures over the
+    last hour), without the other KPIs: what the alerting watch needs every minute."""
+    hour = timedelta(hours=1)
+    with engine.connect() as conn:
+        rollup = _rollups(conn, now, {})
+        stalled = _stalled_counts(
+            conn, now - max(p.objective.period for p in policy.processes.values())
+        )
+        return {name: _slo(policy, name, now, hour, stalled, rollup) for name in policy.processes}
+
+
+def _rollups(
+    conn: Connection, end: datetime, windows: dict[timedelta, RollupWindow]
+) -> Callable[[timedelta], RollupWindow]:
+    """The rollups of the `span` before `end`, each read once (`windows`: those read)."""
+
+    def rollup(span: timedelta) -> RollupWindow:
+        if span not in windows:
+            windows[span] = RollupWindow(conn, end - span, end)
+        return windows[span]
+
+    return rollup
 
 
 def _slo(

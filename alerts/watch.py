@@ -1,0 +1,112 @@
+"""The events of time passing, recorded in the outbox (`alert_events`) beside those of
+changes, which triggers write (migration 0017): an open exception falling due
+(`exception.overdue`, once per exception) and a process's SLO alert state changing between
+ok, ticket and page (`slo.alert`, with its burn rates).
+
+One watch runs at a time across replicas (a transaction-scoped advisory lock; a second one
+skips), and what it records commits with what it read, so a change is announced once."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import psycopg
+from psycopg.types.json import Jsonb
+from sqlalchemy import Engine
+
+from queries.kpis import slos
+from sla.policy import Policy
+
+log = logging.getLogger(__name__)
+
+LOCK_KEY = 0x51324357  # "Q2CW": the alerting watch's advisory lock
+# How far back the first watch (or one after a long outage) looks for exceptions that fell
+# due: older ones are the digests' backlog, not news.
+LOOKBACK = timedelta(days=1)
+_WATERMARK = "alerts.overdue"
+
+RECORD_OVERDUE = """
+INSERT INTO alert_events (type, correlation_id, exception_id, facts)
+SELECT 'exception.overdue', e.correlation_id, e.id, q2c_exception_facts(e)
+FROM exceptions e
+WHERE q2c_is_open(e.status) AND e.due_at IS NOT NULL
+  AND e.due_at > %(since)s AND e.due_at <= %(now)s
+ORDER BY e.id
+ON CONFLICT (exception_id, type)
+    WHERE type IN ('exception.opened', 'exception.regressed', 'exception.overdue')
+DO NOTHING
+"""
+
+# The states as last announced, and the change of one (the event in the same statement).
+ANNOUNCED_STATES = "SELECT process, state FROM slo_alert_states"
+ANNOUNCE_STATE = """
+WITH changed AS (
+    INSERT INTO slo_alert_states AS s (process, state, changed_at, burn_rates)
+    VALUES (%(process)s, %(state)s, %(now)s, %(burn_rates)s)
+    ON CONFLICT (process) DO UPDATE
+    SET state = excluded.state, changed_at = excluded.changed_at,
+        burn_rates = excluded.burn_rates
+    WHERE s.state <> excluded.state
+    RETURNING process
+)
+INSERT INTO alert_events (type, facts)
+SELECT 'slo.alert', jsonb_build_object(
+    'process', %(process)s::text, 'state', %(state)s::text, 'previous', %(previous)s::text,
+    'burn_rates', %(burn_rates)s, 'objective', %(objective)s, 'compliance', %(compliance)s::float8,
+    'error_budget_remaining', %(budget)s::float8)
+FROM changed
+"""
+
+
+@dataclass
+class WatchReport:
+    """What one watch recorded; `skipped` when another replica was watching."""
+
+    skipped: bool = False
+    overdue: int = 0
+    slo_changes: list[str] = field(default_factory=list)  # "process: ok → page"
+
+
+def watch(conn: psycopg.Connection, engine: Engine, policy: Policy, now: datetime) -> WatchReport:
+    """Record the exceptions that fell due since the last watch and the SLO alert states
+    that changed, on `conn` (autocommit), as of `now`. A process's first state is
+    announced only if it is not ok (nobody needs telling that all is well)."""
+    states = slos(engine, policy, now)  # read before the lock: it takes its own connection
+    with conn.transaction():
+        cur = conn.cursor()
+        locked = cur.execute("SELECT pg_try_advisory_xact_lock(%s)", (LOCK_KEY,)).fetchone()
+        if not (locked and locked[0]):
+            return WatchReport(skipped=True)
+        report = WatchReport()
+        row = cur.execute("SELECT value FROM watermarks WHERE name = %s", (_WATERMARK,)).fetchone()
+        since = max(row[0], now - LOOKBACK) if row else now - LOOKBACK
+        report.overdue = cur.execute(RECORD_OVERDUE, {"since": since, "now": now}).rowcount
+        cur.execute(
+            "INSERT INTO watermarks (name, value) VALUES (%s, %s) ON CONFLICT (name) "
+            "DO UPDATE SET value = greatest(watermarks.value, excluded.value), updated_at = now()",
+            (_WATERMARK, now),
+        )
+        announced: dict[str, str] = dict(cur.execute(ANNOUNCED_STATES).fetchall())
+        for process, slo in states.items():
+            state, previous = slo["alert_state"], announced.get(process, "ok")
+            if state == previous:
+                continue
+            cur.execute(
+                ANNOUNCE_STATE,
+                {
+                    "process": process,
+                    "state": state,
+                    "previous": previous,
+                    "now": now,
+                    "burn_rates": Jsonb(slo["burn_rates"]),
+                    "objective": Jsonb(slo["objective"]),
+                    "compliance": slo["compliance"],
+                    "budget": slo["error_budget_remaining"],
+                },
+            )
+            report.slo_changes.append(f"{process}: {previous} → {state}")
+    if report.overdue or report.slo_changes:
+        log.info("alerting watch: %s overdue, SLO changes %s", report.overdue, report.slo_changes)
+    return report
