@@ -1,5 +1,5 @@
-"""`q2c scheduler`: runs the SLA evaluation, the replay dispatcher and partition maintenance
-on APScheduler, in its own process.
+"""`q2c scheduler`: runs the SLA evaluation, the alerting watch, the replay dispatcher and
+partition maintenance on APScheduler, in its own process.
 
 Replicas may run side by side: every job takes a transaction-scoped advisory lock inside
 its work, so a window is never done twice, and a job that finds the lock taken skips.
@@ -13,7 +13,10 @@ from datetime import UTC, datetime
 
 import psycopg
 from apscheduler.schedulers.background import BackgroundScheduler
+from sqlalchemy import Engine
 
+from alerts.watch import watch
+from q2c.database import create_db_engine
 from q2c.schema import maintain_configured_partitions
 from q2c.settings import Settings
 from q2c.stop_request import StopRequest
@@ -39,6 +42,15 @@ def build_scheduler(settings: Settings, database_url: str, policy: Policy) -> Ba
         seconds=settings.evaluate_interval_seconds,
         next_run_time=datetime.now(UTC),
         id="evaluate",
+        **JOB_OPTIONS,
+    )
+    engine = create_db_engine(database_url, settings)
+    scheduler.add_job(  # after the evaluation's classifying, which makes exceptions due
+        _logged("alerts-watch", lambda: _watch(database_url, engine, policy, settings)),
+        "interval",
+        seconds=settings.evaluate_interval_seconds,
+        next_run_time=datetime.now(UTC),
+        id="alerts-watch",
         **JOB_OPTIONS,
     )
     dispatcher = Dispatcher(database_url, settings)
@@ -97,6 +109,15 @@ def _evaluate(database_url: str, policy: Policy, settings: Settings) -> None:
         report = evaluate(conn, policy)
     if report.skipped:
         log.info("evaluate: another scheduler holds the lock; skipped")
+
+
+def _watch(database_url: str, engine: Engine, policy: Policy, settings: Settings) -> None:
+    with psycopg.connect(
+        database_url, autocommit=True, connect_timeout=settings.db_connect_timeout
+    ) as conn:
+        report = watch(conn, engine, policy, datetime.now(UTC))
+    if report.skipped:
+        log.info("alerts-watch: another scheduler holds the lock; skipped")
 
 
 def _logged(name: str, job: Callable[[], object]) -> Callable[[], None]:
