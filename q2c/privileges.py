@@ -50,6 +50,10 @@ RUNTIME_GRANTS: dict[str, str] = {
     "watermarks": _WRITE,
     "alert_events": _WRITE,  # written by triggers as the runtime role, routed by the scheduler
     "slo_alert_states": _WRITE,
+    "alert_groups": _WRITE,  # alert routing: the router files events into groups
+    "alert_group_members": _APPEND,
+    "alert_notifications": _WRITE,  # the notification log, claimed by the deliverers
+    "alert_silences": _WRITE,  # expired early, never deleted
 }
 # Functions the runtime role runs with the owner's rights, within q2c_settings: the writer
 # creates the day partitions rows land in, the scheduler maintains them.

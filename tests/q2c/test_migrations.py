@@ -34,6 +34,10 @@ CANONICAL_TABLES = {
     "saved_views",
     "alert_events",
     "slo_alert_states",
+    "alert_groups",
+    "alert_group_members",
+    "alert_notifications",
+    "alert_silences",
     "audit_log",
     "q2c_settings",
 }
