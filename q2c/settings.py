@@ -184,6 +184,11 @@ class Settings(BaseSettings):
         description="sla.yaml with the process catalog and SLA policies; unset uses the "
         "shipped seed.",
     )
+    alerts_config: Path | None = Field(
+        default=None,
+        description="alerts.yaml with notification channels, routes and ownership rules; "
+        "unset uses the shipped example, whose channels point at loopback addresses.",
+    )
     log_level: str = Field(default="INFO", description="Python logging level of Q2C processes.")
 
     @field_validator("log_level")

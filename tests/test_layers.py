@@ -16,6 +16,7 @@ LAYERS = {
     "sla": 1,
     "collectors": 1,
     "replay": 1,
+    "alerts": 1,
     "console": 2,
     "cli": 3,
     "demo": 4,  # beside the top: the sandbox, and `python -m demo` on the command line's stack
