@@ -117,6 +117,7 @@ class ExceptionMatch(_Strict):
     def describe(self) -> str:
         """`process=invoice_posting system=erp`, `impact=critical|high`, or `everything`."""
         given = [(key, values) for key, values in self if values is not None]
+        given.sort(key=lambda item: item[0] != "event")  # what happened, then to what
         return " ".join(f"{key}={'|'.join(values)}" for key, values in given) or "everything"
 
 
@@ -212,9 +213,10 @@ class EmailChannel(_Channel):
 
     def describe(self) -> str:
         login = f", login ${self.username_env}" if self.username_env else ""
+        security = {"starttls": "STARTTLS", "tls": "TLS", "none": "no TLS"}
         return (
             f"{self.sender} → {', '.join(self.to)} via {self.smtp} "
-            f"({self.effective_security}{login})"
+            f"({security[self.effective_security]}{login})"
         )
 
 

@@ -11,6 +11,7 @@ import click
 import psycopg
 from sqlalchemy.exc import OperationalError
 
+from cli.alerts import alerts
 from cli.replays import dead_letters, replay
 from cli.stack import run_stack
 from cli.triage import exceptions
@@ -275,5 +276,5 @@ def kpis(ctx: click.Context, as_json: bool, window: str) -> None:
     click.echo(json.dumps(document, indent=2) if as_json else render(document))
 
 
-for _command in (exceptions, dead_letters, replay, users):
+for _command in (exceptions, dead_letters, replay, users, alerts):
     main.add_command(_command)

@@ -1,0 +1,148 @@
+"""`q2c alerts`: check an alerts.yaml (and whether this environment holds its channels'
+secrets), and send a test notification through one channel. The alerts package is imported
+by the commands that use it, so that other commands start without it."""
+
+from __future__ import annotations
+
+import os
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from q2c.settings import Settings
+
+if TYPE_CHECKING:
+    from alerts.config import AlertsConfig
+
+
+@click.group()
+def alerts() -> None:
+    """Alerting's configuration (alerts.yaml) and its channels."""
+
+
+def _span(value: timedelta) -> str:
+    seconds = int(value.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def _summary(config: AlertsConfig, now: datetime) -> list[str]:
+    from alerts.schedule import next_run
+
+    counts = (
+        (config.channels, "channel"),
+        (config.owners, "ownership rule"),
+        (config.routes, "route"),
+        (config.escalations, "escalation"),
+        (config.digests, "digest"),
+        (config.maintenance, "maintenance window"),
+    )
+    lines = [
+        "ok: "
+        + ", ".join(f"{len(items)} {word}{'s' * (len(items) != 1)}" for items, word in counts)
+    ]
+    width = max((len(name) for name in config.channels), default=0)
+    lines.append("channels:")
+    for name, channel in config.channels.items():
+        lines.append(f"  {name:<{width}}  {channel.type:<9}  {channel.describe()}")
+    lines.append("owners (the first match assigns a new exception):")
+    for number, rule in enumerate(config.owners, 1):
+        lines.append(f"  {number}. {rule.match.describe()} → {rule.owner}")
+    lines.append("routes (every match notifies, unless one says continue: false):")
+    for number, route in enumerate(config.routes, 1):
+        grouping = ", ".join(route.group_by) or "nothing"
+        stop = "; stops here" if not route.continue_ else ""
+        lines.append(
+            f"  {number}. {route.match.describe()} → {', '.join(route.to)} "
+            f"(grouped by {grouping}; wait {_span(route.group_wait)}, "
+            f"interval {_span(route.group_interval)}, repeat {_span(route.repeat_interval)}"
+            f"{stop})"
+        )
+    lines.append("escalations:")
+    for number, step in enumerate(config.escalations, 1):
+        lines.append(
+            f"  {number}. {step.match.describe()} unacknowledged after "
+            f"{_span(step.unacknowledged_after)} → {', '.join(step.to)}"
+        )
+    zone = config.zone
+    lines.append(f"digests (times in {config.timezone}):")
+    for digest in config.digests:
+        upcoming = next_run(digest.schedule, zone, now).strftime("%a %Y-%m-%d %H:%M")
+        lines.append(
+            f"  {digest.name}: {digest.content} at '{digest.schedule}' → "
+            f"{', '.join(digest.to)}; next {upcoming}"
+        )
+    lines.append("maintenance windows:")
+    for window in config.maintenance:
+        upcoming = next_run(window.schedule, zone, now).strftime("%a %Y-%m-%d %H:%M")
+        lines.append(
+            f"  {window.name}: {window.match.describe()} from '{window.schedule}' for "
+            f"{_span(window.duration)}; next {upcoming}"
+        )
+    return lines
+
+
+@alerts.command("check")
+@click.argument("path", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.pass_context
+def alerts_check(ctx: click.Context, path: Path | None) -> None:
+    """Validate PATH (default: Q2C_ALERTS_CONFIG, else the shipped alerts.yaml) and the
+    environment variables its channels name; print what it configures.
+
+    A variable that is not set is a warning; one set to something unusable is an error.
+    Exits 1 on any error.
+    """
+    from alerts.check import environment_findings
+    from alerts.load import load_alerts_config
+
+    settings: Settings = ctx.find_root().obj
+    config = load_alerts_config(path or settings.alerts_config)
+    for line in _summary(config, datetime.now(UTC)):
+        click.echo(line)
+    findings = environment_findings(config, os.environ)
+    for finding in findings:
+        click.echo(str(finding), err=True)
+    if any(finding.level == "error" for finding in findings):
+        sys.exit(1)
+
+
+@alerts.command("test")
+@click.argument("channel")
+@click.option(
+    "--config",
+    "path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="alerts.yaml [default: Q2C_ALERTS_CONFIG, else the shipped one].",
+)
+@click.pass_context
+def alerts_test(ctx: click.Context, channel: str, path: Path | None) -> None:
+    """Send a test notification through CHANNEL now and print whether it was delivered.
+
+    To PagerDuty the test trigger is followed by its resolve, so no incident stays open.
+    Exits 1 when a delivery failed.
+    """
+    from alerts.channels import open_channel
+    from alerts.links import console_base
+    from alerts.load import load_alerts_config
+    from alerts.probe import test_notifications
+
+    settings: Settings = ctx.find_root().obj
+    config = load_alerts_config(path or settings.alerts_config)
+    base = console_base(config, settings)
+    sender = open_channel(config, channel, base)
+    try:
+        for notification in test_notifications(channel, config.channels[channel], base):
+            result = sender.send(notification)
+            if result.delivered:
+                click.echo(f"{channel}: delivered: {result.reason}")
+                continue
+            later = " (sending again later may succeed)" if result.retryable else ""
+            click.echo(f"{channel}: failed: {result.reason}{later}")
+            sys.exit(1)
+    finally:
+        sender.close()
