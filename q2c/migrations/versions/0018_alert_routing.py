@@ -38,6 +38,11 @@ CREATE TABLE alert_groups (
                         CHECK (state IN ('firing', 'acknowledged', 'resolved')),
     events          bigint NOT NULL DEFAULT 0,  -- routed into it, ever
     unsent_events   bigint NOT NULL DEFAULT 0,  -- routed since its last notification
+    -- Its members, those still open and those of them acknowledged (assigned or in
+    -- progress), as last read.
+    members         integer NOT NULL DEFAULT 0,
+    open_members    integer NOT NULL DEFAULT 0,
+    acknowledged_members integer NOT NULL DEFAULT 0,
     first_event_id  bigint NOT NULL,
     last_event_id   bigint NOT NULL,
     first_event_at  timestamptz NOT NULL,
@@ -87,9 +92,9 @@ CREATE TABLE alert_notifications (
     lease_until      timestamptz,
     last_attempt_at  timestamptz,
     finished_at      timestamptz,
-    response_code    integer,
-    response_excerpt text,
-    error            text,
+    -- What the channel reported of the last attempt (the receiver's answer, or why
+    -- nothing reached it), in words: for a failed or retrying one, why.
+    outcome          text,
     suppressed_by    text,  -- the silence or maintenance window, by name
     created_at       timestamptz NOT NULL,
     UNIQUE (group_id, flush, channel)
@@ -110,7 +115,7 @@ CREATE TABLE alert_silences (
     expired_at timestamptz,
     CHECK ((expired_by IS NULL) = (expired_at IS NULL))
 );
-CREATE INDEX alert_silences_current_idx ON alert_silences (ends_at) WHERE expired_at IS NULL;
+CREATE INDEX alert_silences_ends_idx ON alert_silences (ends_at);
 """
     )
 
