@@ -4,6 +4,7 @@ mistake is reported by the path of its key."""
 from __future__ import annotations
 
 import copy
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,20 @@ from typing import Any
 import pytest
 import yaml
 
-from alerts.config import EmailChannel
+from alerts.config import (
+    AlertsConfig,
+    Digest,
+    EmailChannel,
+    Escalation,
+    EventMatch,
+    Maintenance,
+    OwnerRule,
+    PagerDutyChannel,
+    Route,
+    SlackChannel,
+    WebhookChannel,
+)
+from alerts.events import EVENT_TYPES
 from alerts.load import (
     DEFAULT_CONFIG_FILE,
     InvalidAlertsConfig,
@@ -289,3 +303,28 @@ def test_email_security_defaults_to_tls_on_465_plain_on_loopback_else_starttls()
     assert security("localhost:25") == "none"
     assert security("[::1]:25") == "none"
     assert security("127.0.0.1:2525", security="starttls") == "starttls"
+
+
+def test_the_reference_names_every_key_and_every_event() -> None:
+    reference = (Path(__file__).parents[2] / "docs" / "alerts.md").read_text()
+    prose = re.sub(r"```.*?```", "", reference, flags=re.DOTALL)  # the examples aside
+    quoted = " ".join(re.findall(r"`([^`]+)`", prose))
+    models = (
+        AlertsConfig,
+        EventMatch,
+        OwnerRule,
+        Route,
+        Escalation,
+        Digest,
+        Maintenance,
+        WebhookChannel,
+        PagerDutyChannel,
+        EmailChannel,
+        SlackChannel,
+    )
+    keys = {info.alias or name for model in models for name, info in model.model_fields.items()}
+
+    missing = sorted(key for key in keys if not re.search(rf"\b{key}\b", quoted))
+    unnamed = sorted(event for event in EVENT_TYPES if f"`{event}`" not in reference)
+
+    assert (missing, unnamed) == ([], [])
