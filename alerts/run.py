@@ -1,0 +1,115 @@
+"""One pass of alerting, as the scheduler and `q2c alerts run-once` run it: file the
+outbox's new events into their groups, turn the due groups into notifications, and deliver
+the due notifications.
+
+Routing and flushing run once at a time across replicas (a transaction-scoped advisory
+lock; a replica that finds it taken skips them), delivery on every replica at once (each
+notification is claimed, alerts/delivery.py). Recording the events of time passing (the
+alerting watch, alerts/watch.py) is a job of its own, not part of this pass.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import psycopg
+
+from alerts.channels import open_channel
+from alerts.config import AlertsConfig
+from alerts.delivery import Deliverer, DeliveryReport
+from alerts.flush import flush
+from alerts.router import BATCH, route_batch
+
+LOCK_KEY = 0x51324341  # "Q2CA": the router's advisory lock
+
+
+@dataclass
+class RunReport:
+    """What one pass did. `routing_skipped`: another replica was routing, so this one only
+    delivered. `groups`: the groups events were filed into; `told` those notified, and
+    `closed` those that ended (resolved, or their route is gone)."""
+
+    routing_skipped: bool = False
+    events: int = 0
+    groups: list[int] = field(default_factory=list)
+    notifications: int = 0
+    told: list[int] = field(default_factory=list)
+    closed: list[int] = field(default_factory=list)
+    delivery: DeliveryReport = field(default_factory=DeliveryReport)
+
+
+class Alerting:
+    """The alerting of the database at `url` as `config` sets it, its messages linking
+    into the console at `console_url` (alerts.links.console_base). Channels are opened
+    (their secrets read from `environ`) once; keep one for the life of a process, so that
+    channel rate limits hold across passes, and `close` it at the end."""
+
+    def __init__(
+        self,
+        url: str,
+        config: AlertsConfig,
+        console_url: str,
+        environ: Mapping[str, str] = os.environ,
+        rates: Mapping[str, float] | None = None,
+    ) -> None:
+        self.url, self.config, self.console_url = url, config, console_url
+        channels = {
+            name: open_channel(config, name, console_url, environ) for name in config.channels
+        }
+        self.deliverer = Deliverer(url, config, channels, rates)
+
+    def run_once(self, now: datetime | None = None) -> RunReport:
+        """Route, flush and deliver as of `now` (default: the current time). Never raises
+        for a channel's failure: that is recorded in the notification log and reported."""
+        now = now or datetime.now(UTC)
+        report = RunReport()
+        self._route_and_flush(now, report)
+        report.delivery = self.deliverer.run_once(now)
+        return report
+
+    def _route_and_flush(self, now: datetime, report: RunReport) -> None:
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            while True:
+                with conn.transaction():
+                    if not _locked(conn):
+                        report.routing_skipped = True
+                        return
+                    routed = route_batch(conn, self.config, now)
+                report.events += routed.events
+                report.groups.extend(sorted(set(routed.groups) - set(report.groups)))
+                if routed.events < BATCH:
+                    break
+            with conn.transaction():
+                if not _locked(conn):
+                    report.routing_skipped = True
+                    return
+                flushed = flush(conn, self.config, self.console_url, now)
+        report.notifications = flushed.notifications
+        report.told, report.closed = flushed.told, flushed.closed
+
+    def close(self) -> None:
+        """Release the channels."""
+        self.deliverer.close()
+
+
+def run_once(
+    url: str,
+    config: AlertsConfig,
+    console_url: str,
+    now: datetime | None = None,
+    environ: Mapping[str, str] = os.environ,
+) -> RunReport:
+    """One pass (see Alerting.run_once) with channels opened for it alone."""
+    alerting = Alerting(url, config, console_url, environ)
+    try:
+        return alerting.run_once(now)
+    finally:
+        alerting.close()
+
+
+def _locked(conn: psycopg.Connection) -> bool:
+    row = conn.execute("SELECT pg_try_advisory_xact_lock(%s)", (LOCK_KEY,)).fetchone()
+    return bool(row and row[0])

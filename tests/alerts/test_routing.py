@@ -1,0 +1,177 @@
+"""Routing and grouping with Alertmanager's semantics: events of the outbox filed into the
+groups of the routes they match, each group told once per flush, with an injected `now`
+(no test sleeps)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+from sqlalchemy import Engine
+
+from alerts.run import RunReport
+from queries.exceptions import assign
+from tests.support.alerting import (
+    GROUP_INTERVAL,
+    GROUP_WAIT,
+    REPEAT_INTERVAL,
+    alerting,
+    config,
+    notifications,
+    receiver,
+    storm,
+    successes,
+)
+
+
+def _run(db_url: str, alerts_config, now: datetime) -> RunReport:
+    instance = alerting(db_url, alerts_config)
+    try:
+        return instance.run_once(now)
+    finally:
+        instance.close()
+
+
+def test_a_storm_of_5000_alike_failures_is_one_notification_that_counts_them(
+    send, run_evaluation, db: psycopg.Connection, db_url: str
+) -> None:
+    send(storm(5000, first_seq=1_000_000))
+    run_evaluation()
+    now = datetime.now(UTC)
+    with receiver() as hook:
+        alerts_config = config(hook.url)
+        waiting = _run(db_url, alerts_config, now)
+        told = _run(db_url, alerts_config, now + GROUP_WAIT)
+        again = _run(db_url, alerts_config, now + GROUP_WAIT + timedelta(seconds=1))
+
+    assert waiting.events == 5000 and waiting.notifications == 0
+    assert told.notifications == 1 and again.notifications == 0
+    [event] = hook.bodies()
+    assert event["type"] == "q2c.exception.opened"
+    assert event["data"]["count"] == 5000
+    assert "5,000 exceptions: 5,000 open" in event["data"]["text"]
+    assert event["data"]["link"].startswith("http://console.test:8501/exceptions?grouped=yes")
+    [logged] = notifications(db)
+    assert logged["status"] == "delivered" and logged["message"]["count"] == 5000
+    unrouted = db.execute("SELECT count(*) FROM alert_events WHERE routed_at IS NULL").fetchone()
+    assert unrouted == (0,)
+
+
+def test_a_group_waits_then_batches_changes_per_interval_and_repeats_while_firing(
+    send, run_evaluation, db: psycopg.Connection, db_url: str
+) -> None:
+    send(storm(1, first_seq=2_000_000, prefix="INV-G"))
+    run_evaluation()
+    t0 = datetime.now(UTC)
+    second = t0 + timedelta(minutes=1)  # another alike failure, a minute after the first
+    told_at = t0 + GROUP_WAIT
+    with receiver() as hook:
+        alerts_config = config(hook.url)
+
+        def flushes(now: datetime) -> int:
+            return _run(db_url, alerts_config, now).notifications
+
+        timeline = [flushes(t0), flushes(told_at - timedelta(seconds=1)), flushes(told_at)]
+        send(storm(1, first_seq=2_100_000, prefix="INV-H"))
+        run_evaluation()
+        timeline += [
+            flushes(second),  # changed, but told less than group_interval ago
+            flushes(told_at + GROUP_INTERVAL - timedelta(seconds=1)),
+            flushes(told_at + GROUP_INTERVAL),  # the change, batched
+        ]
+        last = told_at + GROUP_INTERVAL
+        timeline += [
+            flushes(last + REPEAT_INTERVAL - timedelta(seconds=1)),
+            flushes(last + REPEAT_INTERVAL),  # unchanged and still firing: told again
+        ]
+
+    assert timeline == [0, 0, 1, 0, 0, 1, 0, 1]
+    counts = [body["data"]["count"] for body in hook.bodies()]
+    assert counts == [1, 2, 2]
+    assert [row["flush"] for row in notifications(db)] == [1, 2, 3]
+    assert len({row["dedup_key"] for row in notifications(db)}) == 1
+
+
+def test_an_auto_resolved_group_resolves_its_incident_with_the_same_dedup_key(
+    send, run_evaluation, db: psycopg.Connection, db_url: str
+) -> None:
+    send(storm(3, first_seq=3_000_000, prefix="INV-P"))
+    run_evaluation()
+    t0 = datetime.now(UTC)
+    with receiver() as hook, receiver() as pager:
+        alerts_config = config(hook.url, pager.url)
+        _run(db_url, alerts_config, t0)
+        _run(db_url, alerts_config, t0 + GROUP_WAIT)
+        send(successes(["INV-P0", "INV-P1"], first_seq=3_100_000))
+        partly = _run(db_url, alerts_config, t0 + GROUP_WAIT + GROUP_INTERVAL)
+        send(successes(["INV-P2"], first_seq=3_200_000))
+        resolved_at = t0 + GROUP_WAIT + 2 * GROUP_INTERVAL
+        resolved = _run(db_url, alerts_config, resolved_at)
+        after = _run(db_url, alerts_config, resolved_at + REPEAT_INTERVAL)
+
+    actions = [(body["event_action"], body["dedup_key"]) for body in pager.bodies()]
+    assert [action for action, _ in actions] == ["trigger", "resolve"]
+    assert actions[0][1] == actions[1][1]
+    assert partly.notifications == 0  # two of three closed: nothing new to tell
+    assert resolved.closed == resolved.told and after.notifications == 0
+    assert hook.bodies()[-1]["data"]["status"] == "resolved"
+
+
+def test_assigning_one_of_its_exceptions_acknowledges_the_group(
+    send, run_evaluation, engine: Engine, users, db: psycopg.Connection, db_url: str
+) -> None:
+    send(storm(2, first_seq=4_000_000, prefix="INV-K"))
+    run_evaluation()
+    t0 = datetime.now(UTC)
+    with receiver() as hook, receiver() as pager:
+        alerts_config = config(hook.url, pager.url)
+        _run(db_url, alerts_config, t0)
+        _run(db_url, alerts_config, t0 + GROUP_WAIT)
+        (exception_id,) = db.execute(
+            "SELECT id FROM exceptions WHERE correlation_id = 'INV-K0'"
+        ).fetchone()
+        assign(engine, "fin", [exception_id], "ops")
+        acknowledged = _run(db_url, alerts_config, t0 + GROUP_WAIT + GROUP_INTERVAL)
+        quiet = _run(db_url, alerts_config, t0 + GROUP_WAIT + REPEAT_INTERVAL * 2)
+
+    assert [body["event_action"] for body in pager.bodies()] == ["trigger", "acknowledge"]
+    assert acknowledged.notifications == 2 and quiet.notifications == 0  # no repeat once taken
+
+
+def test_every_matching_route_notifies_until_one_says_stop(
+    send, run_evaluation, db: psycopg.Connection, db_url: str
+) -> None:
+    send(storm(1, first_seq=5_000_000, prefix="INV-E", system="erp"))
+    send(storm(1, first_seq=5_100_000, prefix="INV-B", system="billing"))
+    run_evaluation()
+    now = datetime.now(UTC)
+    with receiver() as hook:
+        alerts_config = config(
+            hook.url,
+            routes=[
+                {
+                    "match": {"event": "exception.opened", "system": ["crm", "erp"]},
+                    "to": ["ops-hook"],
+                    "continue": False,
+                },
+                {
+                    "match": {"event": "exception.opened"},
+                    "to": ["ops-hook"],
+                    "group_by": ["system"],
+                },
+                {
+                    "match": {
+                        "event": ["exception.opened", "exception.overdue"],
+                        "system": "billing",
+                    },
+                    "to": ["ops-hook"],
+                },
+            ],
+        )
+        _run(db_url, alerts_config, now)
+        _run(db_url, alerts_config, now + GROUP_WAIT)
+
+    routed = sorted(
+        (row["route"][:9], row["message"]["details"]["system"]) for row in notifications(db)
+    )
+    assert routed == [("routes[0]", "erp"), ("routes[1]", "billing"), ("routes[2]", "billing")]
