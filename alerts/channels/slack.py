@@ -77,7 +77,7 @@ def message(notification: Notification) -> dict[str, Any]:
     if n.correlation_id:
         context += f" · correlation ID `{_mrkdwn(n.correlation_id)}`"
     blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": context}]})
-    return {"text": f"{n.headline()} — {n.link}", "blocks": blocks}
+    return {"text": f"{_mrkdwn(n.headline())} — {n.link}", "blocks": blocks}
 
 
 class SlackChannel:

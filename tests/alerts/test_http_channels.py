@@ -6,12 +6,14 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+from datetime import UTC, datetime
 from typing import Any
 
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from alerts.channel import Channel
 from alerts.channels import open_channel
+from alerts.channels._http import retry_after_seconds
 from alerts.load import parse_alerts_config
 from alerts.signing import parse_secret, signature
 from tests.support.peers import free_port
@@ -47,7 +49,10 @@ def test_slack_gets_block_kit_with_a_text_fallback_and_the_console_link(slack, a
     headers, _ = slack.requests[0]
     assert headers["content-type"].startswith("application/json")
     message = slack.bodies()[0]
-    assert message["text"] == f"{sent.headline()} — {sent.link}"
+    assert message["text"] == (
+        "[critical] ERP rejected invoice INV-2026-0042: tax code &lt;T9&gt; unknown "
+        "(5,000 occurrences) — http://console.example.com/exceptions?id=42"
+    )
     assert "5,000 occurrences" in message["text"]
     kinds = [block["type"] for block in message["blocks"]]
     assert kinds == ["header", "section", "section", "actions", "context"]
@@ -293,3 +298,13 @@ def test_a_webhook_secret_that_is_not_whsec_sends_nothing_and_is_not_shown(consu
     )
     assert "hunter2" not in result.reason
     assert consumer.requests == []
+
+
+def test_retry_after_is_read_as_seconds_or_as_an_http_date() -> None:
+    now = datetime(2026, 12, 2, 9, 14, 5, tzinfo=UTC)
+
+    assert retry_after_seconds("120", now) == 120.0
+    assert retry_after_seconds("Wed, 02 Dec 2026 09:15:05 GMT", now) == 60.0
+    assert retry_after_seconds("Wed, 02 Dec 2026 09:00:00 GMT", now) == 0.0  # already past
+    assert retry_after_seconds("soon", now) is None
+    assert retry_after_seconds(None, now) is None
