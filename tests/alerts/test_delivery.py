@@ -18,6 +18,7 @@ from tests.support.alerting import (
     notifications,
     receiver,
     storm,
+    successes,
 )
 from tests.support.peers import free_port
 
@@ -110,6 +111,30 @@ def test_an_answer_that_will_never_succeed_fails_at_once_with_the_reason(
     assert report.delivery.failed == [failed["id"]]
     assert (failed["status"], failed["attempts"]) == ("failed", 1)
     assert "400" in failed["outcome"] and report.delivery.reasons[failed["id"]]
+
+
+def test_a_resolve_waits_for_its_trigger_still_to_be_retried(
+    send, run_evaluation, db: psycopg.Connection, db_url: str
+) -> None:
+    send(storm(1, first_seq=6_250_000, prefix="INV-O"))
+    run_evaluation()
+    t0 = datetime.now(UTC)
+    answers = iter([(503, {"status": "busy"}, {"retry-after": "3600"})])
+
+    def pagerduty(_: Received) -> tuple[int, object] | tuple[int, object, dict[str, str]]:
+        return next(answers, (202, {"status": "success"}))
+
+    with receiver() as hook, receiver(pagerduty) as pager:
+        alerts_config = config(hook.url, pager.url)
+        _run(db_url, alerts_config, t0)
+        _run(db_url, alerts_config, t0 + GROUP_WAIT)  # the trigger: asked to wait an hour
+        send(successes(["INV-O0"], first_seq=6_260_000))
+        held = _run(db_url, alerts_config, t0 + GROUP_WAIT + timedelta(minutes=5))
+        both = _run(db_url, alerts_config, t0 + GROUP_WAIT + timedelta(hours=1))
+
+    assert held.notifications == 2 and len(held.delivery.delivered) == 1  # the webhook only
+    assert [body["event_action"] for body in pager.bodies()] == ["trigger", "trigger", "resolve"]
+    assert len(both.delivery.delivered) == 2
 
 
 def test_a_channel_that_is_down_or_slow_does_not_delay_the_others(

@@ -39,8 +39,9 @@ class Received:
     body: Any  # the JSON it carried
 
 
-# An answer: (status, JSON body) for a request; the receiver's default says success.
-Answer = Callable[[Received], tuple[int, Any]]
+# An answer: (status, JSON body) for a request, or (status, JSON body, headers); the
+# receiver's default says success.
+Answer = Callable[[Received], tuple[int, Any] | tuple[int, Any, dict[str, str]]]
 
 
 @dataclass
@@ -69,9 +70,11 @@ def receiver(answer: Answer | None = None) -> Iterator[Receiver]:
             )
             with lock:
                 box[0].received.append(request)
-            status, body = box[0].answer(request)
+            status, body, *more = box[0].answer(request)
             data = json.dumps(body).encode()
             self.send_response(status)
+            for name, value in (more[0] if more else {}).items():
+                self.send_header(name, value)
             self.send_header("content-type", "application/json")
             self.send_header("content-length", str(len(data)))
             self.end_headers()
