@@ -113,14 +113,12 @@ class Deliverer:
         config: AlertsConfig,
         channels: Mapping[str, Channel],
         rates: Mapping[str, float] | None = None,
-        rng: random.Random | None = None,
     ) -> None:
         self.url, self.config, self.channels = url, config, channels
         self.limiters = {
             name: HostRateLimiter((rates or {}).get(name) or RATES[config.channels[name].type])
             for name in channels
         }
-        self.rng = rng or random.Random()
 
     def run_once(self, now: datetime) -> DeliveryReport:
         """Deliver what is due at `now` on every channel, each in a thread of its own."""
@@ -178,7 +176,7 @@ class Deliverer:
             result = self._send(name, claimed)
             status, params["outcome"] = self._status(result, claimed.attempts), result.reason
             if status == "pending":
-                params["next_at"] = now + timedelta(seconds=self._delay(result, claimed.attempts))
+                params["next_at"] = now + timedelta(seconds=_delay(result, claimed.attempts))
             elif status == "failed" and result.retryable:
                 params["outcome"] += f"; gave up after {claimed.attempts} attempts"
         params["outcome"] = _text(params["outcome"])
@@ -206,13 +204,6 @@ class Deliverer:
             return "delivered"
         return "pending" if result.retryable and attempts < MAX_ATTEMPTS else "failed"
 
-    def _delay(self, result: DeliveryResult, attempts: int) -> float:
-        """Seconds to the next attempt: what the receiver asked, else a jittered backoff."""
-        if result.retry_after is not None:
-            return result.retry_after
-        base = min(MAX_BACKOFF_SECONDS, BACKOFF_SECONDS * 2 ** (attempts - 1))
-        return base * self.rng.uniform(0.5, 1.5)
-
     def close(self) -> None:
         """Release the channels."""
         for channel in self.channels.values():
@@ -222,3 +213,11 @@ class Deliverer:
 def _text(value: str | None) -> str | None:
     """Text as the log keeps it: no NUL characters, at most 500 characters."""
     return None if value is None else value.replace("\x00", "")[:500]
+
+
+def _delay(result: DeliveryResult, attempts: int) -> float:
+    """Seconds to the next attempt: what the receiver asked, else a jittered backoff."""
+    if result.retry_after is not None:
+        return result.retry_after
+    base = min(MAX_BACKOFF_SECONDS, BACKOFF_SECONDS * 2 ** (attempts - 1))
+    return base * random.uniform(0.5, 1.5)  # jitter: the retries of many spread out

@@ -138,7 +138,7 @@ def decide(group: Any, route: Route | None, now: datetime) -> Decision:
 
 @dataclass
 class FlushReport:
-    """What the flush did: notifications written, groups told, closed, left to wait."""
+    """What the flush did: notifications written, the groups told and those closed."""
 
     notifications: int = 0
     told: list[int] = field(default_factory=list)
@@ -165,26 +165,24 @@ def flush(conn: psycopg.Connection, config: AlertsConfig, base: str, now: dateti
             route = routes.get(group.route)
             decision = decide(group, route, now)
             closed = now if decision.close else None
-            if not decision.notify or route is None:
+            if decision.notify and route is not None:
+                report.notifications += _notify(cur, group, route, base, now)
+                cur.execute(
+                    _TOLD,
+                    {
+                        "group": group.id,
+                        "flush": group.flushes + 1,
+                        "now": now,
+                        "next": decision.next_flush_at,
+                        "closed": closed,
+                    },
+                )
+                report.told.append(group.id)
+            else:
                 cur.execute(
                     _RESCHEDULE,
                     {"group": group.id, "next": decision.next_flush_at, "closed": closed},
                 )
-                if decision.close:
-                    report.closed.append(group.id)
-                continue
-            report.notifications += _notify(cur, group, route, base, now)
-            cur.execute(
-                _TOLD,
-                {
-                    "group": group.id,
-                    "flush": group.flushes + 1,
-                    "now": now,
-                    "next": decision.next_flush_at,
-                    "closed": closed,
-                },
-            )
-            report.told.append(group.id)
             if decision.close:
                 report.closed.append(group.id)
         if len(due) < BATCH:

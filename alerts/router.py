@@ -131,10 +131,9 @@ class _Filing:
 
 @dataclass
 class RoutingReport:
-    """What routing did: events read, (event, route) pairs filed, the groups they went to."""
+    """What routing did: events read, and the groups they were filed into."""
 
     events: int = 0
-    filed: int = 0
     groups: set[int] = field(default_factory=set)
 
 
@@ -174,6 +173,7 @@ def route_batch(
     report = RoutingReport(events=len(events))
     if not events:
         return report
+    keys = [route_key(index, route) for index, route in enumerate(config.routes)]
     filings: dict[tuple[str, str], _Filing] = {}
     changed: set[str] = set()
     for event in events:
@@ -181,11 +181,11 @@ def route_batch(
         member = member_of(event)
         if member is not None and event.type in _STATUS_CHANGES:
             changed.add(member.subject)
-        for index, route in enumerate(config.routes):
+        for route, route_ident in zip(config.routes, keys, strict=True):
             if not matches(route.match, labels):
                 continue
             key = group_key(route, labels)
-            ident = (route_key(index, route), json.dumps(key, sort_keys=True))
+            ident = (route_ident, json.dumps(key, sort_keys=True))
             if ident not in filings:
                 filings[ident] = _Filing(
                     ident[0],
@@ -197,7 +197,6 @@ def route_batch(
                     every=route.group_interval.total_seconds(),
                 )
             filings[ident].add(event, labels, member)
-            report.filed += 1
             if not route.continue_:
                 break
     if changed:
