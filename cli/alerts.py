@@ -4,6 +4,7 @@ by the commands that use it, so that other commands start without it."""
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from datetime import UTC, datetime, timedelta
@@ -11,7 +12,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
+import psycopg
 
+from cli._common import AS_JSON
 from q2c.settings import Settings
 
 if TYPE_CHECKING:
@@ -146,3 +149,68 @@ def alerts_test(ctx: click.Context, channel: str, path: Path | None) -> None:
             sys.exit(1)
     finally:
         sender.close()
+
+
+@alerts.command("run-once")
+@AS_JSON
+@click.option(
+    "--config",
+    "path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="alerts.yaml [default: Q2C_ALERTS_CONFIG, else the shipped one].",
+)
+@click.pass_context
+def alerts_run_once(ctx: click.Context, as_json: bool, path: Path | None) -> None:
+    """Record the events that are due (exceptions falling due, SLO alert states changing),
+    route them, and deliver the notifications that are due, once; print what was done."""
+    from alerts.links import console_base
+    from alerts.load import load_alerts_config
+    from alerts.run import run_once
+    from alerts.watch import watch
+    from q2c.database import create_db_engine, database_url
+    from q2c.privileges import warn_if_privileged
+    from sla.policy import load_policy
+
+    settings: Settings = ctx.find_root().obj
+    config = load_alerts_config(path or settings.alerts_config)
+    now = datetime.now(UTC)
+    with database_url(settings) as url:
+        warn_if_privileged(url)
+        engine = create_db_engine(url, settings)
+        try:
+            with psycopg.connect(url, autocommit=True) as conn:
+                watched = watch(conn, engine, load_policy(settings.sla_config), now)
+        finally:
+            engine.dispose()
+        report = run_once(url, config, console_base(config, settings), now)
+    delivery = report.delivery
+    outcome = {
+        "overdue": watched.overdue,
+        "slo_changes": watched.slo_changes,
+        "routing_skipped": report.routing_skipped,
+        "events_routed": report.events,
+        "groups": report.groups,
+        "notifications": report.notifications,
+        "delivered": delivery.delivered,
+        "retrying": delivery.retrying,
+        "failed": delivery.failed,
+        "suppressed": delivery.suppressed,
+        "reasons": {str(k): v for k, v in delivery.reasons.items()},
+    }
+    if as_json:
+        click.echo(json.dumps(outcome, indent=2))
+        return
+    click.echo(
+        f"recorded {watched.overdue} overdue exception(s) and {len(watched.slo_changes)} SLO "
+        f"change(s); routed {report.events} event(s) into {len(report.groups)} group(s)"
+        + (" (another scheduler was routing)" if report.routing_skipped else "")
+    )
+    for change in watched.slo_changes:
+        click.echo(f"  SLO {change}")
+    click.echo(
+        f"notifications: {report.notifications} new; {len(delivery.delivered)} delivered, "
+        f"{len(delivery.retrying)} will retry, {len(delivery.failed)} failed, "
+        f"{len(delivery.suppressed)} suppressed"
+    )
+    for notification_id, reason in delivery.reasons.items():
+        click.echo(f"  notification {notification_id}: {reason}")

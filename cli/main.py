@@ -13,6 +13,7 @@ from sqlalchemy.exc import OperationalError
 
 from cli.alerts import alerts
 from cli.replays import dead_letters, replay
+from cli.silences import silences
 from cli.stack import run_stack
 from cli.triage import exceptions
 from cli.users import users
@@ -276,5 +277,5 @@ def kpis(ctx: click.Context, as_json: bool, window: str) -> None:
     click.echo(json.dumps(document, indent=2) if as_json else render(document))
 
 
-for _command in (exceptions, dead_letters, replay, users, alerts):
+for _command in (exceptions, dead_letters, replay, users, alerts, silences):
     main.add_command(_command)

@@ -1,5 +1,6 @@
-"""`q2c scheduler`: runs the SLA evaluation, the alerting watch, the replay dispatcher and
-partition maintenance on APScheduler, in its own process.
+"""`q2c scheduler`: runs the SLA evaluation, the alerting watch, alerting's routing and
+delivery (once Q2C_ALERTS_CONFIG names an alerts.yaml), the replay dispatcher and partition
+maintenance on APScheduler, in its own process.
 
 Replicas may run side by side: every job takes a transaction-scoped advisory lock inside
 its work, so a window is never done twice, and a job that finds the lock taken skips.
@@ -15,8 +16,12 @@ import psycopg
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import Engine
 
+from alerts.links import console_base
+from alerts.load import load_alerts_config
+from alerts.run import Alerting
 from alerts.watch import watch
 from q2c.database import create_db_engine
+from q2c.errors import Q2CError
 from q2c.schema import maintain_configured_partitions
 from q2c.settings import Settings
 from q2c.stop_request import StopRequest
@@ -29,6 +34,7 @@ log = logging.getLogger(__name__)
 # Deliberate APScheduler job options: a late run is merged into one (coalesce), a job never
 # overlaps itself (max_instances), and a run missed by more than the grace is dropped.
 REPLAY_INTERVAL_SECONDS = 2
+ALERTS_INTERVAL_SECONDS = 5  # routing and delivery: well under the shortest group_wait
 REPLAY_PASSES = 10  # at most this many batches of due replays per run
 JOB_OPTIONS = {"coalesce": True, "max_instances": 1, "misfire_grace_time": 60}  # grace in s
 
@@ -53,6 +59,16 @@ def build_scheduler(settings: Settings, database_url: str, policy: Policy) -> Ba
         id="alerts-watch",
         **JOB_OPTIONS,
     )
+    alerting = _alerting(settings, database_url)
+    if alerting is not None:
+        scheduler.add_job(
+            _logged("alerts", alerting.run_once),
+            "interval",
+            seconds=ALERTS_INTERVAL_SECONDS,
+            next_run_time=datetime.now(UTC),
+            id="alerts",
+            **JOB_OPTIONS,
+        )
     dispatcher = Dispatcher(database_url, settings)
     scheduler.add_job(
         _logged("replays", lambda: _dispatch(dispatcher)),
@@ -109,6 +125,20 @@ def _evaluate(database_url: str, policy: Policy, settings: Settings) -> None:
         report = evaluate(conn, policy)
     if report.skipped:
         log.info("evaluate: another scheduler holds the lock; skipped")
+
+
+def _alerting(settings: Settings, database_url: str) -> Alerting | None:
+    """Alerting as the configured alerts.yaml sets it; None (and said why) when none is
+    configured or it does not load: events are still recorded, and routed once it is."""
+    if settings.alerts_config is None:
+        log.info("alerting: no Q2C_ALERTS_CONFIG; events are recorded, nobody is notified")
+        return None
+    try:
+        config = load_alerts_config(settings.alerts_config)
+        return Alerting(database_url, config, console_base(config, settings))
+    except Q2CError as exc:  # a malformed file or channel secret: the other jobs run on
+        log.error("alerting off: %s", exc)
+        return None
 
 
 def _watch(database_url: str, engine: Engine, policy: Policy, settings: Settings) -> None:
