@@ -1,6 +1,6 @@
-"""One pass of alerting, as the scheduler and `q2c alerts run-once` run it: file the
-outbox's new events into their groups, turn the due groups into notifications, and deliver
-the due notifications.
+"""One pass of alerting, as the scheduler and `q2c alerts run-once` run it: give new
+exceptions their owners (alerts/ownership.py), file the outbox's new events into their
+groups, turn the due groups into notifications, and deliver the due notifications.
 
 Routing and flushing run once at a time across replicas (a transaction-scoped advisory
 lock; a replica that finds it taken skips them), delivery on every replica at once (each
@@ -16,12 +16,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import psycopg
+from sqlalchemy import create_engine
+from sqlalchemy.pool import NullPool
 
 from alerts.channels import open_channel
 from alerts.config import AlertsConfig
 from alerts.delivery import Deliverer, DeliveryReport
 from alerts.flush import flush
+from alerts.ownership import OwnershipReport, assign_owners
 from alerts.router import BATCH, route_batch
+from q2c.urls import sqlalchemy_url
 
 LOCK_KEY = 0x51324341  # "Q2CA": the router's advisory lock
 
@@ -39,6 +43,7 @@ class RunReport:
     told: list[int] = field(default_factory=list)
     closed: list[int] = field(default_factory=list)
     delivery: DeliveryReport = field(default_factory=DeliveryReport)
+    ownership: OwnershipReport = field(default_factory=OwnershipReport)
 
 
 class Alerting:
@@ -60,12 +65,14 @@ class Alerting:
             name: open_channel(config, name, console_url, environ) for name in config.channels
         }
         self.deliverer = Deliverer(url, config, channels, rates)
+        # The audit trail's writer speaks SQLAlchemy; a pass needs one connection briefly.
+        self.engine = create_engine(sqlalchemy_url(url), poolclass=NullPool)
 
     def run_once(self, now: datetime | None = None) -> RunReport:
         """Route, flush and deliver as of `now` (default: the current time). Never raises
         for a channel's failure: that is recorded in the notification log and reported."""
         now = now or datetime.now(UTC)
-        report = RunReport()
+        report = RunReport(ownership=assign_owners(self.engine, self.config))
         self._route_and_flush(now, report)
         report.delivery = self.deliverer.run_once(now)
         return report
@@ -91,8 +98,9 @@ class Alerting:
         report.told, report.closed = flushed.told, flushed.closed
 
     def close(self) -> None:
-        """Release the channels."""
+        """Release the channels and the engine."""
         self.deliverer.close()
+        self.engine.dispose()
 
 
 def run_once(

@@ -187,6 +187,7 @@ def alerts_run_once(ctx: click.Context, as_json: bool, path: Path | None) -> Non
     outcome = {
         "overdue": watched.overdue,
         "slo_changes": watched.slo_changes,
+        "assigned": {str(k): v for k, v in report.ownership.assigned.items()},
         "routing_skipped": report.routing_skipped,
         "events_routed": report.events,
         "groups": report.groups,
@@ -207,6 +208,8 @@ def alerts_run_once(ctx: click.Context, as_json: bool, path: Path | None) -> Non
     )
     for change in watched.slo_changes:
         click.echo(f"  SLO {change}")
+    for exception_id, owner in report.ownership.assigned.items():
+        click.echo(f"  exception {exception_id} assigned to {owner} (ownership rules)")
     click.echo(
         f"notifications: {report.notifications} new; {len(delivery.delivered)} delivered, "
         f"{len(delivery.retrying)} will retry, {len(delivery.failed)} failed, "
