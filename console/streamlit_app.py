@@ -38,6 +38,7 @@ CATALOG = (
     ("explorer.py", "Trace explorer", ":material/travel_explore:", "exceptions.view"),
     ("admin.py", "Users & policies", ":material/admin_panel_settings:", "users.manage"),
     ("audit.py", "Audit log", ":material/history:", "audit.view"),
+    ("alerts.py", "Alerts", ":material/notifications:", "alerts.view"),
 )
 ACCOUNT = (("tokens.py", "API tokens", ":material/key:", "dashboards.view"),)
 

@@ -20,6 +20,8 @@ PERMISSIONS: dict[str, tuple[str, str]] = {
     "users.manage": ("admin", "managing users"),
     "policies.view": ("admin", "viewing SLA policies"),
     "audit.view": ("admin", "reading the audit log"),
+    "alerts.view": ("finance_ops", "viewing alerting and the notification log"),
+    "alerts.test": ("oncall", "sending test notifications"),
 }
 
 

@@ -1,0 +1,346 @@
+"""Alerts: the channels (each with "send test"), routes and owners as alerts.yaml configures
+them, silences (create, expire early) and the notification log — what was sent to whom,
+when, delivered, failed or suppressed and why. Secrets never show: a channel names the
+environment variable that holds its secret, nothing more."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pandas as pd
+import streamlit as st
+
+from alerts.channels import open_channel
+from alerts.config import AlertsConfig
+from alerts.links import console_base
+from alerts.load import InvalidAlertsConfig, load_alerts_config
+from alerts.probe import test_notifications
+from alerts.silences import (
+    MANAGE_ROLE,
+    Silence,
+    create_silence,
+    expire_silence,
+    list_silences,
+)
+from console._auth import can, page_user
+from console._links import address
+from console._resources import act, engine, load, settings, show_flash
+from q2c.errors import Q2CError
+from q2c.vocabulary import ROLES
+from queries.alerting import (
+    NOTIFICATION_STATUSES,
+    LogFilter,
+    active_groups,
+    count_notifications,
+    list_notifications,
+    logged_channels,
+)
+from queries.roles import require
+from queries.users import lookup_user
+from sla.policy import parse_duration
+
+user = page_user("alerts.view")
+PAGE_ROWS = 100
+ANY = "(any)"
+MANAGES_SILENCES = ROLES.index(user.role) >= ROLES.index(MANAGE_ROLE)
+
+
+@st.cache_data(ttl=30, show_spinner=False)
+def _config() -> AlertsConfig | list[str]:
+    """alerts.yaml as the setting names it (else the shipped example), or what is wrong
+    with it, one line a mistake naming its key."""
+    try:
+        return load_alerts_config(settings().alerts_config)
+    except InvalidAlertsConfig as exc:
+        return [str(settings().alerts_config or "alerts.yaml"), *exc.problems]
+    except Q2CError as exc:
+        return [str(exc)]
+
+
+@st.cache_data(ttl=5, show_spinner=False)
+def _log(actor: str, filters: LogFilter, page: int) -> pd.DataFrame:
+    rows = list_notifications(engine(), actor, filters, PAGE_ROWS, (page - 1) * PAGE_ROWS)
+    frame = pd.DataFrame(rows)
+    if not frame.empty:
+        frame["exception"] = [
+            None if pd.isna(i) else address("exceptions", (), id=int(i))
+            for i in frame["exception_id"]
+        ]
+    return frame
+
+
+@st.cache_data(ttl=5, show_spinner=False)
+def _silences(actor: str, include_ended: bool) -> list[Silence]:
+    return list_silences(engine(), actor, include_ended)
+
+
+def parse_matcher_lines(lines: str) -> dict[str, list[str]]:
+    """`system=erp` a line (`impact=critical,high` for several values) as matchers;
+    Q2CError naming the line that is not key=value."""
+    matchers: dict[str, list[str]] = {}
+    for number, line in enumerate(lines.splitlines(), 1):
+        if not line.strip():
+            continue
+        key, sep, value = line.partition("=")
+        values = [v.strip() for v in value.split(",") if v.strip()]
+        if not sep or not key.strip() or not values:
+            raise Q2CError(f"matchers line {number}: {line.strip()!r} is not key=value")
+        matchers.setdefault(key.strip(), []).extend(values)
+    return matchers
+
+
+def _send_test(config: AlertsConfig, name: str) -> None:
+    """on_click of the test-send confirmation: the role is read again from the database."""
+
+    def send() -> str:
+        fresh = lookup_user(engine(), user.username)
+        require(fresh.username, fresh.role, "alerts.test")
+        base = console_base(config, settings())
+        sender = open_channel(config, name, base)
+        try:
+            said = []
+            for notification in test_notifications(name, config.channels[name], base):
+                result = sender.send(notification)
+                if not result.delivered:
+                    later = " (sending again later may succeed)" if result.retryable else ""
+                    raise Q2CError(f"Test to {name} failed: {result.reason}{later}")
+                said.append(result.reason)
+            return f"Test to {name} delivered: {'; '.join(said)}"
+        finally:
+            sender.close()
+
+    message = act(send)
+    if message is not None:
+        st.session_state["flash"] = ("ok", message)
+
+
+@st.dialog("Send a test notification")
+def confirm_test(config: AlertsConfig, name: str) -> None:
+    st.write(f"Send a test notification through **{name}** now? It says it is a test.")
+    if st.button(
+        "Send test", type="primary", key="confirm_test", on_click=_send_test, args=(config, name)
+    ):
+        st.rerun()
+
+
+def _create(matchers: dict[str, list[str]], ends_at: datetime, reason: str) -> None:
+    """on_click of the silence confirmation (alerts.silences checks the role and audits)."""
+    silence = act(create_silence, engine(), user.username, matchers, ends_at, reason)
+    if silence is not None:
+        st.session_state["flash"] = (
+            "ok",
+            f"Silence {silence.id} created, until {silence.ends_at:%Y-%m-%d %H:%M} UTC",
+        )
+    st.cache_data.clear()
+
+
+@st.dialog("Confirm silence")
+def confirm_create(matchers: dict[str, list[str]], ends_at: datetime, reason: str) -> None:
+    shown = " ".join(f"{k}={'|'.join(v)}" for k, v in matchers.items())
+    st.write(f"**Silence `{shown}` until {ends_at:%Y-%m-%d %H:%M} UTC?**")
+    st.caption(f"reason: {reason}. Exceptions are still opened; only notifications stop.")
+    if st.button(
+        "Create silence",
+        type="primary",
+        key="confirm_silence",
+        on_click=_create,
+        args=(matchers, ends_at, reason),
+    ):
+        st.rerun()
+
+
+def _expire(silence_id: int) -> None:
+    """on_click of the expiry confirmation."""
+    if act(expire_silence, engine(), user.username, silence_id) is not None:
+        st.session_state["flash"] = ("ok", f"Silence {silence_id} expired")
+    st.cache_data.clear()
+
+
+@st.dialog("Confirm expiry")
+def confirm_expire(silence_id: int, shown: str) -> None:
+    st.write(f"**End silence {silence_id} now?** {shown}: its notifications are sent again.")
+    if st.button(
+        "Expire", type="primary", key="confirm_expire", on_click=_expire, args=(silence_id,)
+    ):
+        st.rerun()
+
+
+st.title("Alerts")
+show_flash()
+config = _config()
+
+st.subheader("Channels")
+if isinstance(config, list):
+    st.error("The alerts config does not load:\n\n" + "\n".join(f"- {p}" for p in config))
+else:
+    st.dataframe(
+        pd.DataFrame(
+            [
+                {
+                    "channel": name,
+                    "type": channel.type,
+                    "sends to": channel.describe(),  # env var names only, never values
+                    "secrets from": ", ".join(
+                        f"{what}: ${var}" for what, var in channel.secret_variables().items()
+                    ),
+                }
+                for name, channel in config.channels.items()
+            ],
+            columns=["channel", "type", "sends to", "secrets from"],
+        ),
+        hide_index=True,
+    )
+    if config.channels and can(user, "alerts.test"):
+        a, b = st.columns([3, 1], vertical_alignment="bottom")
+        chosen = a.selectbox("Channel", list(config.channels), key="test_channel")
+        if b.button("Send test…", key="send_test"):
+            confirm_test(config, chosen)
+    elif config.channels:
+        st.caption("Sending a test notification needs the oncall role or higher.")
+
+    st.subheader("Routes")
+    st.dataframe(
+        pd.DataFrame(
+            [
+                {
+                    "#": i,
+                    "match": route.match.describe(),
+                    "to": ", ".join(route.to),
+                    "group by": ", ".join(route.group_by),
+                    "group wait": str(route.group_wait),
+                    "group interval": str(route.group_interval),
+                    "repeat interval": str(route.repeat_interval),
+                    "continue": route.continue_,
+                }
+                for i, route in enumerate(config.routes)
+            ]
+        ),
+        hide_index=True,
+    )
+    st.subheader("Owners")
+    st.caption("The first rule matching a new exception assigns it.")
+    st.dataframe(
+        pd.DataFrame(
+            [{"match": rule.match.describe(), "owner": rule.owner} for rule in config.owners],
+            columns=["match", "owner"],
+        ),
+        hide_index=True,
+    )
+
+st.subheader("Silences")
+include_ended = st.toggle("Show ended silences too", key="silences_ended")
+silences = load(_silences, user.username, include_ended)
+now = datetime.now(UTC)
+if silences:
+    st.dataframe(
+        pd.DataFrame(
+            [
+                {
+                    "id": s.id,
+                    "matchers": " ".join(f"{k}={'|'.join(v)}" for k, v in s.matchers.items()),
+                    "starts": s.starts_at,
+                    "ends": s.ended_at,
+                    "in force": s.active(now),
+                    "reason": s.reason,
+                    "author": s.author,
+                    "expired by": s.expired_by,
+                }
+                for s in silences
+            ]
+        ),
+        hide_index=True,
+    )
+else:
+    st.caption("No silence in force or to come.")
+if MANAGES_SILENCES:
+    with st.expander("Create a silence", expanded=False):
+        lines = st.text_area(
+            "Matchers, one key=value a line (impact=critical,high for several values)",
+            key="silence_matchers",
+            placeholder="system=erp",
+        )
+        a, b = st.columns(2)
+        length = a.text_input("For (30m, 2h, 1d)", "2h", key="silence_for")
+        reason = b.text_input("Reason (goes into the audit trail)", key="silence_reason")
+        if st.button("Create silence…", key="create_silence"):
+            try:
+                matchers = parse_matcher_lines(lines)
+                if not matchers:
+                    raise Q2CError("give at least one matcher (system=erp, say)")
+                try:
+                    ends_at = datetime.now(UTC) + parse_duration(length)
+                except ValueError as exc:
+                    raise Q2CError(f"For: {exc}") from None
+                if not reason.strip():
+                    raise Q2CError("give a reason (it goes into the audit trail)")
+            except Q2CError as exc:
+                st.warning(str(exc))
+            else:
+                confirm_create(matchers, ends_at, reason)
+    expirable = [s for s in silences if s.expired_at is None and s.ends_at > now]
+    if expirable:
+        a, b = st.columns([3, 1], vertical_alignment="bottom")
+        by_id = {s.id: s for s in expirable}
+        chosen_id = a.selectbox("Silence to expire", list(by_id), key="expire_id")
+        if b.button("Expire…", key="expire_silence"):
+            s = by_id[chosen_id]
+            confirm_expire(s.id, " ".join(f"{k}={'|'.join(v)}" for k, v in s.matchers.items()))
+else:
+    st.caption("Creating and expiring silences needs the oncall role or higher.")
+
+st.subheader("Notification log")
+a, b = st.columns(2)
+channels = load(logged_channels, engine(), user.username)
+channel = a.selectbox("Channel", [ANY, *channels], key="log_channel")
+status = b.selectbox("Status", [ANY, *NOTIFICATION_STATUSES], key="log_status")
+filters = LogFilter(
+    channel=None if channel == ANY else channel, status=None if status == ANY else status
+)
+matching = load(count_notifications, engine(), user.username, filters)
+if not matching:
+    st.info("No notification matches.")
+else:
+    pages = -(-matching // PAGE_ROWS)
+    page = (
+        int(st.number_input(f"Page (of {pages:,})", 1, pages, 1, key="log_page"))
+        if pages > 1
+        else 1
+    )
+    frame = load(_log, user.username, filters, page)
+    start = (page - 1) * PAGE_ROWS + 1
+    st.caption(f"Showing {start:,} to {start + len(frame) - 1:,} of {matching:,}, newest first")
+    st.dataframe(
+        frame[
+            [
+                "id",
+                "created_at",
+                "channel",
+                "title",
+                "count",
+                "state",
+                "status",
+                "attempts",
+                "finished_at",
+                "outcome",
+                "suppressed_by",
+                "exception",
+                "correlation_id",
+                "group_id",
+            ]
+        ],
+        hide_index=True,
+        column_config={
+            "created_at": st.column_config.DatetimeColumn("at (UTC)", format="YYYY-MM-DD HH:mm:ss"),
+            "finished_at": st.column_config.DatetimeColumn("finished (UTC)"),
+            "outcome": st.column_config.TextColumn("outcome (why)"),
+            "suppressed_by": st.column_config.TextColumn("suppressed by"),
+            "exception": st.column_config.LinkColumn("exception", display_text="open"),
+        },
+    )
+
+st.subheader("Open notification groups")
+groups = load(active_groups, engine(), user.username, 100)
+if groups:
+    st.dataframe(pd.DataFrame(groups), hide_index=True)
+else:
+    st.caption("No notification group is open.")
