@@ -7,8 +7,12 @@ and runs the command line's stack with its own companions beside the console."""
 
 from __future__ import annotations
 
+import base64
+import secrets
 import sys
+import tempfile
 from datetime import timedelta
+from pathlib import Path
 
 import click
 
@@ -22,6 +26,7 @@ from q2c.settings import Settings
 from queries.tokens import create_token
 
 HISTORY_DAYS = 3  # backfilled on the first run
+ALERTS_TEMPLATE = Path(__file__).with_name("alerts.yaml")
 
 
 def companions(settings: Settings, url: str, chaos: bool = False) -> Companions:
@@ -39,6 +44,7 @@ def companions(settings: Settings, url: str, chaos: bool = False) -> Companions:
     allowed = ",".join(
         filter(None, [settings.replay_allowed_hosts, f"127.0.0.1:{settings.demo_sandbox_port}"])
     )
+    alerting = alerting_environment(settings.demo_sandbox_port)
     return Companions(
         children=[
             collector_child(url, host, port),
@@ -52,9 +58,24 @@ def companions(settings: Settings, url: str, chaos: bool = False) -> Companions:
                 ["--chaos"] if chaos else [],
             ),
         ],
-        env={"Q2C_REPLAY_ALLOWED_HOSTS": allowed},
+        env={"Q2C_REPLAY_ALLOWED_HOSTS": allowed, **alerting},
         banner=lambda console: _banner(settings, console, token),
     )
+
+
+def alerting_environment(sandbox_port: int) -> dict[str, str]:
+    """The demo's alerts.yaml, its channels pointed at the sandbox's notification sink
+    (written beside the system's temporary files), and the channels' secrets."""
+    sandbox = f"http://127.0.0.1:{sandbox_port}"
+    config = Path(tempfile.gettempdir()) / f"q2c-demo-alerts-{sandbox_port}.yaml"
+    config.write_text(ALERTS_TEMPLATE.read_text().replace("{sandbox}", sandbox))
+    return {
+        "Q2C_ALERTS_CONFIG": str(config),
+        "Q2C_OPS_HOOK_SECRET": "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode(),
+        "Q2C_PD_ROUTING_KEY": secrets.token_hex(16),
+        "Q2C_SLACK_WEBHOOK_URL": f"{sandbox}/sink/slack/ops",
+        "Q2C_FINANCE_SLACK_WEBHOOK_URL": f"{sandbox}/sink/slack/finance",
+    }
 
 
 def _banner(settings: Settings, console: str, token: str) -> str:
@@ -67,6 +88,8 @@ def _banner(settings: Settings, console: str, token: str) -> str:
             f"  Open the console:   {console}",
             f"  OTLP/HTTP endpoint: {collector}  (OTEL_EXPORTER_OTLP_ENDPOINT)",
             f"  Sandbox targets:    http://127.0.0.1:{settings.demo_sandbox_port}",
+            f"  Alerts sent:        http://127.0.0.1:{settings.demo_sandbox_port}/sink/"
+            "  (and the console's Alerts page)",
             "  Demo logins (user, password, role):",
             *logins,
             "  CLI as oncall, for a day:",

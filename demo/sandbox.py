@@ -22,7 +22,10 @@ from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from starlette.applications import Starlette
+from starlette.routing import Mount
 
+from demo.sink import create_sink
 from demo.targets import Applied, TargetState, create_targets
 from demo.traffic import CHAOS, NS, REALISTIC, TrafficGenerator
 from q2c.stop_request import StopRequest
@@ -119,7 +122,8 @@ def main() -> None:
     middleware = telemetry(args.collector, "q2c-demo-middleware")
     target_telemetry = telemetry(args.collector, "q2c-demo-targets")
     state = TargetState()
-    app = create_targets(state, success_reporter(target_telemetry[0]))
+    targets = create_targets(state, success_reporter(target_telemetry[0]))
+    app = Starlette(routes=[Mount("/sink", create_sink()), Mount("/", targets)])
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=args.port, log_level="warning")
     )
