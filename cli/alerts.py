@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import click
 import psycopg
 
-from cli._common import AS_JSON
+from cli._common import AS_JSON, acting, acting_session, emit
 from q2c.settings import Settings
 
 if TYPE_CHECKING:
@@ -217,3 +217,40 @@ def alerts_run_once(ctx: click.Context, as_json: bool, path: Path | None) -> Non
     )
     for notification_id, reason in delivery.reasons.items():
         click.echo(f"  notification {notification_id}: {reason}")
+
+
+@alerts.command("log")
+@acting
+@AS_JSON
+@click.option("--channel", help="Only this channel's notifications.")
+@click.option(
+    "--status",
+    type=click.Choice(("pending", "delivering", "delivered", "failed", "suppressed")),
+    help="Only notifications in this state.",
+)
+@click.option("--limit", type=int, default=50, show_default=True)
+@click.pass_context
+def alerts_log(
+    ctx: click.Context,
+    token: str | None,
+    claimed: str | None,
+    as_json: bool,
+    channel: str | None,
+    status: str | None,
+    limit: int,
+) -> None:
+    """The notification log, newest first: what was sent to which channel, when, and
+    whether it was delivered, failed or suppressed, and why. Needs finance_ops."""
+    from queries.alerting import LogFilter, count_notifications, list_notifications
+
+    filters = LogFilter(channel=channel, status=status)
+    with acting_session(ctx, token, claimed) as (engine, actor):
+        rows = list_notifications(engine, actor, filters, limit)
+        matching = count_notifications(engine, actor, filters) if len(rows) == limit else len(rows)
+    if matching > len(rows):
+        click.echo(f"{len(rows):,} of {matching:,} notifications shown (--limit)", err=True)
+    emit(
+        rows,
+        ("id", "created_at", "channel", "state", "status", "attempts", "title", "outcome"),
+        as_json,
+    )

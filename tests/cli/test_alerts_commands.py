@@ -47,8 +47,8 @@ def _config(tmp_path: Path, hook: str) -> Path:
     return path
 
 
-def test_run_once_routes_then_delivers_when_the_group_is_due(
-    cli, send, run_evaluation, db: psycopg.Connection, tmp_path: Path
+def test_run_once_routes_then_delivers_when_the_group_is_due_and_the_log_says_so(
+    cli, send, run_evaluation, engine: Engine, users, db: psycopg.Connection, tmp_path: Path
 ) -> None:
     send(
         traces_request(
@@ -64,6 +64,9 @@ def test_run_once_routes_then_delivers_when_the_group_is_due(
         # Its group waits group_wait (30 s) before telling: as if that much time had passed.
         db.execute("UPDATE alert_groups SET next_flush_at = now() - interval '1 second'")
         second = cli("alerts", "run-once", "--config", str(path))
+    fin, cio = create_token(engine, "fin", "fin")[0], create_token(engine, "cio", "cio")[0]
+    log = cli("alerts", "log", "--token", fin, "--json")
+    refused = cli("alerts", "log", "--token", cio)
 
     assert first.exit_code == 0, first.output
     done = json.loads(first.stdout)
@@ -73,6 +76,13 @@ def test_run_once_routes_then_delivers_when_the_group_is_due(
     [request] = hook.received
     assert request.body["type"] == "q2c.exception.opened"
     assert request.body["subject"] == "INV-C1"
+    [logged] = json.loads(log.stdout)
+    assert (logged["channel"], logged["status"], logged["state"]) == (
+        "ops-hook",
+        "delivered",
+        "firing",
+    )
+    assert refused.exit_code != 0 and "finance_ops role" in refused.output
 
 
 def test_silences_are_added_listed_and_expired_by_on_call_and_refused_to_finance(
