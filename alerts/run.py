@@ -1,9 +1,10 @@
 """One pass of alerting, as the scheduler and `q2c alerts run-once` run it: give new
 exceptions their owners (alerts/ownership.py), file the outbox's new events into their
-groups, turn the due groups into notifications, and deliver the due notifications.
+groups, turn the due groups into notifications, take the due escalation steps
+(alerts/escalation.py), and deliver the due notifications.
 
-Routing and flushing run once at a time across replicas (a transaction-scoped advisory
-lock; a replica that finds it taken skips them), delivery on every replica at once (each
+Routing, flushing and escalating run once at a time across replicas (a transaction-scoped
+advisory lock; a replica that finds it taken skips them), delivery on every replica at once (each
 notification is claimed, alerts/delivery.py). Recording the events of time passing (the
 alerting watch, alerts/watch.py) is a job of its own, not part of this pass.
 """
@@ -22,6 +23,7 @@ from sqlalchemy.pool import NullPool
 from alerts.channels import open_channel
 from alerts.config import AlertsConfig
 from alerts.delivery import Deliverer, DeliveryReport
+from alerts.escalation import EscalationReport, escalate
 from alerts.flush import flush
 from alerts.ownership import OwnershipReport, assign_owners
 from alerts.router import BATCH, route_batch
@@ -44,6 +46,7 @@ class RunReport:
     closed: list[int] = field(default_factory=list)
     delivery: DeliveryReport = field(default_factory=DeliveryReport)
     ownership: OwnershipReport = field(default_factory=OwnershipReport)
+    escalation: EscalationReport = field(default_factory=EscalationReport)
 
 
 class Alerting:
@@ -94,6 +97,7 @@ class Alerting:
                     report.routing_skipped = True
                     return
                 flushed = flush(conn, self.config, self.console_url, now)
+                report.escalation = escalate(conn, self.config, self.console_url, now)
         report.notifications = flushed.notifications
         report.told, report.closed = flushed.told, flushed.closed
 

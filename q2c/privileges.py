@@ -54,6 +54,8 @@ RUNTIME_GRANTS: dict[str, str] = {
     "alert_group_members": _APPEND,
     "alert_notifications": _WRITE,  # the notification log, claimed by the deliverers
     "alert_silences": _WRITE,  # expired early, never deleted
+    "alert_escalations": _APPEND,  # a step taken is never undone
+    "alert_digest_runs": _APPEND,
 }
 # Functions the runtime role runs with the owner's rights, within q2c_settings: the writer
 # creates the day partitions rows land in, the scheduler maintains them.

@@ -38,6 +38,8 @@ CANONICAL_TABLES = {
     "alert_group_members",
     "alert_notifications",
     "alert_silences",
+    "alert_escalations",
+    "alert_digest_runs",
     "audit_log",
     "q2c_settings",
 }

@@ -1,0 +1,242 @@
+"""Escalations (alerts.yaml `escalations`): an open exception matching a step's `match`
+that nobody has acknowledged (assigned or in progress) `unacknowledged_after` it was
+opened (its `exception.opened` event, written when it was classified) is told to the
+step's `to`, once per step.
+
+How it reaches the channels: through a group of its own, not through the groups of the
+routes. A route's group is told on the route's timing to the route's channels, and its
+PagerDuty incident is the one already open; an escalation is news to someone else, now.
+So each pass writes, per step and fingerprint, one group already told and closed (the flush
+never reads it again), its members the exceptions escalated, and one notification per
+channel of the step in the notification log: delivery, retries, silences and maintenance
+windows treat it as any other (they match the group's labels), the log shows it, and a
+storm of alike exceptions is escalated as one notification saying how many. To PagerDuty
+it is a new incident (the new group's dedup key): the page the escalation is for.
+
+Once across replicas: each (exception, step) has its row in `alert_escalations` (migration
+0019), inserted with ON CONFLICT DO NOTHING in the transaction that writes the
+notifications; the pass runs under the router's lock (alerts/run.py), and without it a
+writer that finds a row taken rolls its group back to a savepoint, telling nothing twice.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg.rows import namedtuple_row
+from psycopg.types.json import Jsonb
+
+from alerts.compose import GroupView, compose, dedup_key, stored
+from alerts.config import AlertsConfig, Escalation
+from alerts.flush import ACKNOWLEDGED_STATUSES
+from alerts.matching import Labels, common_labels, event_labels, matches
+from alerts.notification import Notification, new_notification_id
+from q2c.vocabulary import sql_list
+
+BATCH = 1000  # exceptions considered per step and pass (the rest wait for the next one)
+
+# Open exceptions nobody took, opened at least `after` ago, not yet escalated at this step.
+# Their facts as they are now: an exception reclassified since it opened is judged as it is.
+_DUE = f"""
+SELECT e.correlation_id, e.id, a.id AS event_id, a.occurred_at,
+       q2c_exception_facts(e) AS facts
+FROM alert_events a
+JOIN exceptions e ON e.correlation_id = a.correlation_id AND e.id = a.exception_id
+WHERE a.type = 'exception.opened' AND a.occurred_at <= %(since)s
+  AND q2c_is_open(e.status) AND e.status NOT IN {sql_list(ACKNOWLEDGED_STATUSES)}
+  AND NOT EXISTS (SELECT 1 FROM alert_escalations s
+                  WHERE s.exception_id = e.id AND s.step = %(step)s)
+ORDER BY a.id
+LIMIT %(limit)s
+"""
+
+_GROUP = """
+INSERT INTO alert_groups (
+    route, group_key, labels, state, events, unsent_events, members, open_members,
+    acknowledged_members, first_event_id, last_event_id, first_event_at, last_event_at,
+    created_at, next_flush_at, flushes, last_flushed_at, told_state, closed_at)
+VALUES (%(route)s, %(key)s, %(labels)s, 'firing', %(events)s, 0, %(members)s, %(members)s, 0,
+        %(first)s, %(last)s, %(first_at)s, %(last_at)s, %(now)s, NULL, 1, %(now)s, 'firing',
+        %(now)s)
+RETURNING id
+"""
+
+_MEMBER = """
+INSERT INTO alert_group_members (group_id, subject, correlation_id, exception_id)
+VALUES (%s, %s, %s, %s)
+"""
+
+_STEP = """
+INSERT INTO alert_escalations (exception_id, step, correlation_id, group_id, escalated_at)
+VALUES (%s, %s, %s, %s, %s)
+ON CONFLICT DO NOTHING
+"""
+
+_NOTIFY = """
+INSERT INTO alert_notifications (
+    group_id, flush, channel, state, dedup_key, message, next_attempt_at, created_at)
+VALUES (%(group)s, 1, %(channel)s, 'firing', %(dedup_key)s, %(message)s, %(now)s, %(now)s)
+"""
+
+
+@dataclass(frozen=True)
+class Told:
+    """A group told once at its creation and closed: what escalations and digests notify
+    through. `members`: (correlation ID, exception id) of the exceptions it is about."""
+
+    route: str  # 'escalation:<step>', 'digest:<name>': no route of alerts.yaml
+    key: dict[str, Any]
+    labels: Labels
+    first_event: tuple[int, datetime]  # (id, occurred_at) of the events it stands for
+    last_event: tuple[int, datetime]
+    events: int
+    members: Sequence[tuple[str, int]] = ()
+
+
+def tell_once(
+    cur: psycopg.Cursor[Any],
+    told: Told,
+    notification: Notification,
+    channels: Sequence[str],
+    now: datetime,
+) -> int:
+    """Write `told`'s group and `notification` for each of `channels` (each with an id of
+    its own) in the caller's transaction; the group's id."""
+    row = cur.execute(
+        _GROUP,
+        {
+            "route": told.route,
+            "key": Jsonb(told.key),
+            "labels": Jsonb(told.labels),
+            "events": told.events,
+            "members": len(told.members),
+            "first": told.first_event[0],
+            "last": told.last_event[0],
+            "first_at": told.first_event[1],
+            "last_at": told.last_event[1],
+            "now": now,
+        },
+    ).fetchone()
+    assert row is not None
+    group_id: int = row[0]
+    cur.executemany(_MEMBER, [(group_id, f"exception:{e}", c, e) for c, e in told.members])
+    kept = replace(notification, group_key=dedup_key(group_id))
+    for channel in channels:
+        message = stored(replace(kept, id=new_notification_id()))
+        cur.execute(
+            _NOTIFY,
+            {
+                "group": group_id,
+                "channel": channel,
+                "dedup_key": dedup_key(group_id),
+                "message": Jsonb(message),
+                "now": now,
+            },
+        )
+    return group_id
+
+
+@dataclass
+class EscalationReport:
+    """Step (its place in alerts.yaml, from 1) → the exceptions escalated at it; `groups`
+    the groups written."""
+
+    escalated: dict[int, list[int]] = field(default_factory=dict)
+    groups: list[int] = field(default_factory=list)
+
+
+def escalate(
+    conn: psycopg.Connection, config: AlertsConfig, base: str, now: datetime
+) -> EscalationReport:
+    """Take every due escalation step as of `now`, in the caller's transaction; messages
+    link into the console at `base`."""
+    report = EscalationReport()
+    cur = conn.cursor(row_factory=namedtuple_row)
+    for step, escalation in enumerate(config.escalations, 1):
+        due: list[Any] = cur.execute(
+            _DUE, {"since": now - escalation.unacknowledged_after, "step": step, "limit": BATCH}
+        ).fetchall()
+        alike: dict[Any, list[Any]] = defaultdict(list)
+        for row in due:
+            labels = event_labels("exception.opened", row.correlation_id, row.facts)
+            if matches(escalation.match, labels):
+                alike[labels.get("fingerprint")].append((row, labels))
+        for fingerprint, rows in alike.items():
+            group_id = _escalate(cur, step, escalation, fingerprint, rows, base, now)
+            if group_id is None:
+                continue
+            report.groups.append(group_id)
+            report.escalated.setdefault(step, []).extend(row.id for row, _ in rows)
+    return report
+
+
+def _escalate(
+    cur: psycopg.Cursor[Any],
+    step: int,
+    escalation: Escalation,
+    fingerprint: Any,
+    rows: list[Any],
+    base: str,
+    now: datetime,
+) -> int | None:
+    labels: Labels = rows[0][1]
+    for _, more in rows[1:]:
+        labels = common_labels(labels, more)
+    events = sorted((row.event_id, row.occurred_at) for row, _ in rows)
+    told = Told(
+        route=f"escalation:{step}",
+        key={"step": step, "fingerprint": fingerprint, "at": now.isoformat()},
+        labels=labels,
+        first_event=events[0],
+        last_event=events[-1],
+        events=len(rows),
+        members=[(row.correlation_id, row.id) for row, _ in rows],
+    )
+    view = GroupView(
+        id=0,
+        state="firing",
+        labels=labels,
+        events=len(rows),
+        unsent_events=len(rows),
+        members=len(rows),
+        open_members=len(rows),
+        acknowledged_members=0,
+        last_type="exception.opened",
+        last_facts=rows[-1][1],
+        dead_letter_id=None,
+        exception_id=rows[0][0].id,
+    )
+    plain = compose(view, base, now)
+    after = _duration(escalation.unacknowledged_after.total_seconds())
+    notification = replace(
+        plain,
+        title=f"Escalation {step}, unacknowledged after {after}: {plain.title}",
+        text=f"Nobody has taken it {after} after it opened.\n{plain.text}",
+    )
+    try:
+        with cur.connection.transaction():  # a savepoint: all of these, or none
+            group_id = tell_once(cur, told, notification, escalation.to, now)
+            for row, _ in rows:
+                if not cur.execute(
+                    _STEP, (row.id, step, row.correlation_id, group_id, now)
+                ).rowcount:
+                    raise _Taken
+    except _Taken:  # another writer took one of them: the next pass sees the rest again
+        return None
+    return group_id
+
+
+class _Taken(Exception):
+    """An (exception, step) was escalated meanwhile."""
+
+
+def _duration(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"
