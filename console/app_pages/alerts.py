@@ -89,6 +89,22 @@ def parse_matcher_lines(lines: str) -> dict[str, list[str]]:
     return matchers
 
 
+def silence_end(given: str, now: datetime) -> datetime:
+    """When a silence given as a duration (`2h`) or an end (`2026-12-24 06:00`, in UTC
+    unless it says otherwise) ends; Q2CError saying what is accepted."""
+    try:
+        return now + parse_duration(given.strip())
+    except ValueError:
+        pass
+    try:
+        end = datetime.fromisoformat(given.strip())
+    except ValueError:
+        raise Q2CError(
+            f"{given.strip()!r} is neither a duration (30m, 2h, 1d) nor a time (2026-12-24 06:00)"
+        ) from None
+    return end if end.tzinfo else end.replace(tzinfo=UTC)
+
+
 def _send_test(config: AlertsConfig, name: str) -> None:
     """on_click of the test-send confirmation: the role is read again from the database."""
 
@@ -260,17 +276,16 @@ if MANAGES_SILENCES:
             placeholder="system=erp",
         )
         a, b = st.columns(2)
-        length = a.text_input("For (30m, 2h, 1d)", "2h", key="silence_for")
+        length = a.text_input(
+            "For (30m, 2h, 1d) or until (2026-12-24 06:00, UTC)", "2h", key="silence_for"
+        )
         reason = b.text_input("Reason (goes into the audit trail)", key="silence_reason")
         if st.button("Create silence…", key="create_silence"):
             try:
                 matchers = parse_matcher_lines(lines)
                 if not matchers:
                     raise Q2CError("give at least one matcher (system=erp, say)")
-                try:
-                    ends_at = datetime.now(UTC) + parse_duration(length)
-                except ValueError as exc:
-                    raise Q2CError(f"For: {exc}") from None
+                ends_at = silence_end(length, datetime.now(UTC))
                 if not reason.strip():
                     raise Q2CError("give a reason (it goes into the audit trail)")
             except Q2CError as exc:

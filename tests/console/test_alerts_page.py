@@ -11,11 +11,16 @@ from pathlib import Path
 
 import psycopg
 import pytest
+import streamlit as st
 import yaml
 from streamlit.testing.v1 import AppTest
 
+from q2c.database import create_db_engine
+from q2c.settings import Settings
+from queries.user_admin import set_role
+from queries.users import User
 from tests.support.alerting import ENVIRON, SECRET, Receiver, alerting, config, receiver
-from tests.support.console import LOGINS
+from tests.support.console import APP, LOGINS
 
 
 @pytest.fixture
@@ -204,3 +209,52 @@ def test_a_config_that_does_not_load_is_shown_by_its_key_paths(
     assert "routes[0].group_wait" in error
     assert "routes[0].to[0]" in error or "group_wait" in error
     assert "Traceback" not in error
+
+
+def test_a_silence_may_be_given_an_end_instead_of_a_duration(
+    notified_db: str, alerts_yaml: Path, console_app: Callable[..., AppTest]
+) -> None:
+    end = (datetime.now(UTC) + timedelta(days=2)).replace(second=0, microsecond=0)
+    app = console_app(notified_db, "admin", "alerts")
+    app.text_area(key="silence_matchers").set_value("system=erp")
+    app.text_input(key="silence_for").set_value(end.strftime("%Y-%m-%d %H:%M"))
+    app.text_input(key="silence_reason").set_value("quarter close")
+    app.button(key="create_silence").click().run()
+    app.button(key="confirm_silence").click().run()
+
+    with psycopg.connect(notified_db) as db:
+        assert db.execute("SELECT ends_at FROM alert_silences").fetchone() == (end,)
+
+    app.text_input(key="silence_for").set_value("soon").run()
+    app.button(key="create_silence").click().run()
+    assert "'soon' is neither a duration" in _texts(app)
+
+
+def test_the_page_and_the_test_send_read_the_role_from_the_database(
+    notified_db: str,
+    alerts_yaml: Path,
+    hook: Receiver,
+    monkeypatch: pytest.MonkeyPatch,
+    console_app: Callable[..., AppTest],
+) -> None:
+    # The session claims finance_ops, the database says `cio` is a viewer: the page file
+    # run directly, as if navigation had been bypassed, refuses.
+    monkeypatch.setenv("DATABASE_URL", notified_db)
+    st.cache_resource.clear()
+    direct = AppTest.from_file(str(APP.parent / "app_pages" / "alerts.py"), default_timeout=60)
+    direct.session_state["user"] = User(LOGINS["viewer"][0], "finance_ops", "Cio")
+    direct.run()
+    assert not direct.exception
+    assert "needs the finance_ops role" in direct.error[0].value
+
+    # An on-call engineer demoted while the confirmation is open sends nothing.
+    app = console_app(notified_db, "oncall", "alerts")
+    app.button(key="send_test").click().run()
+    engine = create_db_engine(notified_db, Settings(database_url=None))
+    set_role(engine, LOGINS["admin"][0], LOGINS["oncall"][0], "finance_ops")
+    engine.dispose()
+    before = len(hook.received)
+    app.button(key="confirm_test").click().run()
+
+    assert len(hook.received) == before
+    assert "sending test notifications needs the oncall role" in _texts(app)
