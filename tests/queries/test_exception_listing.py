@@ -63,3 +63,37 @@ def test_the_export_writes_every_matching_exception_masked(send, engine: Engine)
     assert [row["id"] for row in rows[:500]] == [
         str(row["id"]) for row in list_exceptions(engine, ExceptionFilter())
     ]
+
+
+def test_largest_amount_pages_run_down_the_amounts_ties_by_id_and_none_last(
+    send, engine: Engine
+) -> None:
+    amounts = [120.0, None, 75.5, 120.0, 3000.0, None, 75.5, 0.25]
+    spans = []
+    for n, amount in enumerate(amounts):
+        business = {"invoice_id": f"INV-A{n}", "currency": "EUR"}
+        if amount is not None:
+            business["amount"] = amount
+        spans.append(
+            stage_span(
+                f"INV-A{n}",
+                "invoice_posting",
+                "invoice_recorded",
+                "erp",
+                at_s=n,
+                seq=200_000 + 10 * n,
+                error=f"posting {n} refused",
+                **business,
+            )
+        )
+    send(traces_request(*spans))
+
+    pages = [
+        list_exceptions(engine, ExceptionFilter(), 3, offset, "largest amount")
+        for offset in (0, 3, 6)
+    ]
+
+    rows = [(row["amount"], row["id"]) for page in pages for row in page]
+    assert [len(page) for page in pages] == [3, 3, 2]
+    assert [amount for amount, _ in rows] == [3000.0, 120.0, 120.0, 75.5, 75.5, 0.25, None, None]
+    assert rows == sorted(rows, key=lambda row: (row[0] is None, -(row[0] or 0), row[1]))
