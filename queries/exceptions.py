@@ -179,30 +179,37 @@ def _expanding(params: dict[str, Any]) -> list[BindParameter]:
 
 def group_exceptions(engine: Engine, filters: ExceptionFilter, limit: int = 500) -> list[dict]:
     """Exceptions matching `filters` grouped by fingerprint: alike failures together, the
-    `limit` largest groups, each row also saying how many exceptions match in all
-    (`matching`, over every group). Their money is summed per currency (`amounts`:
-    currency → total; "" where none was given), never across currencies."""
+    `limit` largest groups, each row also saying how many exceptions and how many groups
+    match in all (`matching`, `group_count`). Their money is summed per currency
+    (`amounts`: currency → total; "" where none was given), never across currencies. A
+    group's place and words (process, stage, system, kind, error type, `sample_message`)
+    are those of its first failure."""
     clauses, params = _where(filters)
     where = " AND ".join(clauses)
     # One pass over the matching rows by (fingerprint, currency), rolled up per fingerprint;
-    # each group's sample message (its first failure's) is then one index probe.
+    # it reads only what it sums, so that the open backlog's pass is an index-only scan of
+    # exceptions_open_amount_idx. Each group shown then takes its first failure's row in
+    # one probe of exceptions_open_fingerprint_idx.
     query = text(
         "WITH per_currency AS (SELECT fingerprint, coalesce(currency, '') AS currency, "
         "count(*) AS exceptions, sum(occurrences) AS occurrences, min(first_seen) AS "
-        "first_seen, max(last_seen) AS last_seen, min(process) AS process, min(stage) AS "
-        "stage, min(system) AS system, min(kind) AS kind, min(error_type) AS error_type, "
-        f"sum(amount)::float8 AS total FROM exceptions WHERE {where} GROUP BY 1, 2), "
-        "groups AS (SELECT fingerprint, min(process) AS process, min(stage) AS stage, "
-        "min(system) AS system, min(kind) AS kind, min(error_type) AS error_type, "
-        "sum(exceptions)::bigint AS exceptions, sum(occurrences)::bigint AS occurrences, "
-        "min(first_seen) AS first_seen, max(last_seen) AS last_seen, "
-        "sum(sum(exceptions)) OVER ()::bigint AS matching, "
+        "first_seen, max(last_seen) AS last_seen, sum(amount)::float8 AS total "
+        f"FROM exceptions WHERE {where} GROUP BY 1, 2), "
+        "groups AS (SELECT fingerprint, sum(exceptions)::bigint AS exceptions, "
+        "sum(occurrences)::bigint AS occurrences, min(first_seen) AS first_seen, "
+        "max(last_seen) AS last_seen, sum(sum(exceptions)) OVER ()::bigint AS matching, "
+        "count(*) OVER () AS group_count, "
         "coalesce(jsonb_object_agg(currency, total ORDER BY currency) "
         "FILTER (WHERE total IS NOT NULL), '{}') AS amounts "
         "FROM per_currency GROUP BY fingerprint "
         "ORDER BY exceptions DESC, last_seen DESC, fingerprint LIMIT :limit) "
-        "SELECT g.*, (SELECT message FROM exceptions WHERE fingerprint = g.fingerprint "
-        f"AND {where} ORDER BY first_seen LIMIT 1) AS sample_message FROM groups g "
+        "SELECT g.fingerprint, sample.process, sample.stage, sample.system, sample.kind, "
+        "sample.error_type, g.exceptions, g.occurrences, g.first_seen, g.last_seen, "
+        "g.matching, g.group_count, g.amounts, sample.message AS sample_message "
+        "FROM groups g "
+        "CROSS JOIN LATERAL (SELECT process, stage, system, kind, error_type, message "
+        f"FROM exceptions WHERE fingerprint = g.fingerprint AND {where} "
+        "ORDER BY first_seen, id LIMIT 1) AS sample "
         "ORDER BY g.exceptions DESC, g.last_seen DESC, g.fingerprint"
     )
     with engine.connect() as conn:
