@@ -1,12 +1,14 @@
 """One pass of alerting, as the scheduler and `q2c alerts run-once` run it: give new
 exceptions their owners (alerts/ownership.py), file the outbox's new events into their
 groups, turn the due groups into notifications, take the due escalation steps
-(alerts/escalation.py), and deliver the due notifications.
+(alerts/escalation.py), send the due digests (alerts/digest.py), and deliver the due
+notifications.
 
-Routing, flushing and escalating run once at a time across replicas (a transaction-scoped
-advisory lock; a replica that finds it taken skips them), delivery on every replica at once (each
-notification is claimed, alerts/delivery.py). Recording the events of time passing (the
-alerting watch, alerts/watch.py) is a job of its own, not part of this pass.
+Routing, flushing, escalations and digests run once at a time across replicas (a
+transaction-scoped advisory lock; a replica that finds it taken skips them), delivery on
+every replica at once (each notification is claimed, alerts/delivery.py). Recording the
+events of time passing (the alerting watch, alerts/watch.py) is a job of its own, not part
+of this pass.
 """
 
 from __future__ import annotations
@@ -23,11 +25,14 @@ from sqlalchemy.pool import NullPool
 from alerts.channels import open_channel
 from alerts.config import AlertsConfig
 from alerts.delivery import Deliverer, DeliveryReport
+from alerts.digest import DigestReport, send_digests
 from alerts.escalation import EscalationReport, escalate
 from alerts.flush import flush
 from alerts.ownership import OwnershipReport, assign_owners
 from alerts.router import BATCH, route_batch
+from q2c.settings import load_settings
 from q2c.urls import sqlalchemy_url
+from sla.policy import Policy, load_policy
 
 LOCK_KEY = 0x51324341  # "Q2CA": the router's advisory lock
 
@@ -47,6 +52,7 @@ class RunReport:
     delivery: DeliveryReport = field(default_factory=DeliveryReport)
     ownership: OwnershipReport = field(default_factory=OwnershipReport)
     escalation: EscalationReport = field(default_factory=EscalationReport)
+    digests: DigestReport = field(default_factory=DigestReport)
 
 
 class Alerting:
@@ -62,8 +68,10 @@ class Alerting:
         console_url: str,
         environ: Mapping[str, str] = os.environ,
         rates: Mapping[str, float] | None = None,
+        policy: Policy | None = None,
     ) -> None:
         self.url, self.config, self.console_url = url, config, console_url
+        self._policy = policy
         channels = {
             name: open_channel(config, name, console_url, environ) for name in config.channels
         }
@@ -98,8 +106,18 @@ class Alerting:
                     return
                 flushed = flush(conn, self.config, self.console_url, now)
                 report.escalation = escalate(conn, self.config, self.console_url, now)
+                report.digests = send_digests(
+                    conn, self.engine, self.config, self.console_url, now, self.policy
+                )
         report.notifications = flushed.notifications
         report.told, report.closed = flushed.told, flushed.closed
+
+    def policy(self) -> Policy:
+        """sla.yaml, for the KPI digests: as given, else Q2C_SLA_CONFIG's, read when first
+        needed (a pass that sends no KPI digest never reads it)."""
+        if self._policy is None:
+            self._policy = load_policy(load_settings().sla_config)
+        return self._policy
 
     def close(self) -> None:
         """Release the channels and the engine."""
