@@ -4,7 +4,7 @@ warm-up): the readers a page calls, with the arguments the page gives them."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine
@@ -58,19 +58,29 @@ def exception_filters(owner: str) -> dict[str, tuple[ExceptionFilter, bool]]:
 
 
 def exception_lists(engine: Engine, owner: str) -> Iterator[Measure]:
-    """The exceptions page's list for each view, page (first, middle, last) and order: the
-    count, the page of rows and, grouped, the groups, as the page loads them."""
+    """The exceptions page's list for each view, page (first, middle, last) and order, as
+    the page loads them: the count and the page of rows or, grouped, the groups and a page
+    of the largest group's rows (the group the page opens on)."""
     for view, (filters, grouped) in exception_filters(owner).items():
-        pages = max(1, -(-count_exceptions(engine, filters) // PAGE_ROWS))
+        listed = filters
+        if grouped:
+            largest = group_exceptions(engine, filters)[0]
+            listed = replace(filters, fingerprint=largest["fingerprint"])
+            shown = largest["exceptions"]
+        else:
+            shown = count_exceptions(engine, filters)
+        pages = max(1, -(-shown // PAGE_ROWS))
         for page in sorted({1, pages // 2 + 1, pages}):
             for order in ORDERS:
 
-                def load(filters=filters, grouped=grouped, page=page, order=order) -> None:
+                def load(
+                    filters=filters, grouped=grouped, listed=listed, page=page, order=order
+                ) -> None:
                     if grouped:  # counted with the groups, as the page does
                         group_exceptions(engine, filters)
                     else:
                         count_exceptions(engine, filters)
-                    list_exceptions(engine, filters, PAGE_ROWS, (page - 1) * PAGE_ROWS, order)
+                    list_exceptions(engine, listed, PAGE_ROWS, (page - 1) * PAGE_ROWS, order)
 
                 name = f"exceptions {view}, page {page:,}/{pages:,}, {order}"
                 yield Measure(name, EXCEPTION_LIST_TARGET, load)

@@ -291,11 +291,10 @@ def confirm(action: str, ids: list[int], value: str, gone: list[int]) -> None:
         st.rerun()
 
 
-def group_actions(filters: ExceptionFilter, groups: pd.DataFrame) -> None:
-    """The groups of alike failures, and actions on every open exception of one of them."""
+def group_actions(filters: ExceptionFilter, groups: pd.DataFrame) -> str:
+    """The groups of alike failures, the pick of one (whose exceptions the list below
+    shows) and actions on every open exception of it. Returns the fingerprint picked."""
     st.dataframe(groups, hide_index=True)
-    if groups.empty:
-        return
     samples = dict(zip(groups["fingerprint"], groups["sample_message"], strict=True))
     counts = dict(zip(groups["fingerprint"], groups["exceptions"], strict=True))
     a, b, c, d, e = st.columns([4, 3, 2, 2, 2], vertical_alignment="bottom")
@@ -315,6 +314,7 @@ def group_actions(filters: ExceptionFilter, groups: pd.DataFrame) -> None:
                 ask(action, load(matching_ids, engine(), open_ones), why, open_ones)
             else:
                 st.warning(f"Give a reason to {label.lower()} (it goes into the audit trail).")
+    return fingerprint
 
 
 st.title("Exceptions")
@@ -404,23 +404,33 @@ if blocking:
     erp_bound, month_start = close_blocking_scope(policy(), datetime.now(UTC))
     filters = replace(filters, stages=tuple(erp_bound), since=month_start)
 
+# What the list below shows: every matching exception or, grouped, the picked group's (as
+# an issue tracker shows one issue's events under the list of issues).
+listed, of_what = filters, "matching exceptions"
 if grouped:  # the groups count the matching exceptions too
     groups = load(_groups, filters)
-    group_actions(filters, groups.drop(columns="matching", errors="ignore"))
-    matching = int(groups["matching"].iloc[0]) if not groups.empty else 0
+    matching = shown = int(groups["matching"].iloc[0]) if not groups.empty else 0
+    if matching:
+        total = int(groups["group_count"].iloc[0])
+        largest = f" (the {len(groups):,} largest shown)" if total > len(groups) else ""
+        st.caption(f"{total:,} groups of {matching:,} matching exceptions{largest}")
+        picked = group_actions(filters, groups.drop(columns=["matching", "group_count"]))
+        listed = replace(filters, fingerprint=picked)
+        shown = int(groups.set_index("fingerprint").at[picked, "exceptions"])
+        of_what = "exceptions in this group"
 else:
-    matching = load(_count, filters)
+    matching = shown = load(_count, filters)
 if not matching:
     st.info("No exceptions match these filters.")
     st.stop()
-pages = -(-matching // PAGE_ROWS)
+pages = -(-shown // PAGE_ROWS)
 page = 1
 if pages > 1:
     page = int(st.number_input(f"Page (of {pages:,})", 1, pages, 1, key="page"))
-frame = load(_list, filters, page, order)
+frame = load(_list, listed, page, order)
 first = (page - 1) * PAGE_ROWS + 1
 last = first + len(frame) - 1
-st.caption(f"Showing {first:,} to {last:,} of {matching:,} matching exceptions")
+st.caption(f"Showing {first:,} to {last:,} of {shown:,} {of_what}")
 # Each row's own address, within the filters in force: opening it shows that detail.
 frame["link"] = [address("exceptions", id=int(i)) for i in frame["id"]]
 frame["money"] = [
@@ -439,8 +449,8 @@ selected = selectable_table(
     },
 )
 st.download_button(
-    f"Export CSV (all {matching:,})",
-    _export(filters, order),
+    f"Export CSV (all {shown:,})",
+    _export(listed, order),
     "exceptions.csv",
     "text/csv",
     key="export",

@@ -172,6 +172,42 @@ def test_the_exceptions_list_says_how_many_match_and_exports_them_all(
     assert export.proto.label == f"Export CSV (all {matching:,})"
 
 
+def test_grouped_the_list_below_the_groups_holds_the_picked_groups_exceptions(
+    console_db: str, console_app: Callable[..., AppTest], db: psycopg.Connection
+) -> None:
+    groups = dict(
+        db.execute(
+            "SELECT fingerprint, array_agg(id ORDER BY id) FROM exceptions "
+            "WHERE q2c_is_open(status) GROUP BY fingerprint"
+        ).fetchall()
+    )
+    matching = sum(len(ids) for ids in groups.values())
+
+    def listed(app: AppTest) -> list[int]:
+        editor = next(frame.value for frame in app.dataframe if "select" in frame.value)
+        return sorted(editor["id"])
+
+    app = console_app(console_db, "finance_ops", "exceptions", {"grouped": "yes"})
+
+    assert not app.exception
+    assert len(groups) > 1
+    captions = [caption.value for caption in app.caption]
+    assert f"{len(groups)} groups of {matching} matching exceptions" in captions
+    largest = app.selectbox(key="group_pick").value  # the page opens on the largest group
+    assert len(groups[largest]) == max(len(ids) for ids in groups.values())
+    assert listed(app) == groups[largest]
+    size = len(groups[largest])
+    assert f"Showing 1 to {size} of {size} exceptions in this group" in captions
+    [export] = [b for b in app.get("download_button") if "Export CSV" in b.proto.label]
+    assert export.proto.label == f"Export CSV (all {size})"
+
+    other = next(fingerprint for fingerprint in groups if fingerprint != largest)
+    app.selectbox(key="group_pick").set_value(other).run()
+
+    assert not app.exception
+    assert listed(app) == groups[other]
+
+
 def test_navigation_follows_a_role_change_at_once_and_a_disabled_user_is_signed_out(
     console_db: str, console_app: Callable[..., AppTest], db: psycopg.Connection
 ) -> None:
