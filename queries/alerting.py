@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import Engine, text
 
+from queries.audit import record
 from queries.users import allowed_user
 
 # As migration 0018's CHECK on alert_notifications.status has them.
@@ -100,3 +101,25 @@ def active_groups(engine: Engine, actor: str, limit: int = 100) -> list[dict[str
         allowed_user(conn, actor, "alerts.view")
         rows = conn.execute(text(_GROUPS), {"limit": _limit(limit)})
         return [dict(row._mapping) for row in rows]
+
+
+def check_test_send(engine: Engine, actor: str) -> None:
+    """PermissionDenied unless `actor` may send test notifications (oncall and up), read
+    from the database now: asked before anything is sent."""
+    with engine.connect() as conn:
+        allowed_user(conn, actor, "alerts.test")
+
+
+def record_test_send(engine: Engine, actor: str, channel: str, outcome: str) -> None:
+    """Audit a test notification `actor` sent through `channel` (`alert.test`, with what
+    the receiver answered, or why it failed); PermissionDenied below oncall."""
+    with engine.begin() as conn:
+        user = allowed_user(conn, actor, "alerts.test")
+        record(
+            conn,
+            user.username,
+            "alert.test",
+            object_type="channel",
+            object_id=channel,
+            detail={"outcome": outcome[:500]},
+        )

@@ -31,12 +31,12 @@ from queries.alerting import (
     NOTIFICATION_STATUSES,
     LogFilter,
     active_groups,
+    check_test_send,
     count_notifications,
     list_notifications,
     logged_channels,
+    record_test_send,
 )
-from queries.roles import require
-from queries.users import lookup_user
 from sla.policy import parse_duration
 
 user = page_user("alerts.view")
@@ -109,8 +109,7 @@ def _send_test(config: AlertsConfig, name: str) -> None:
     """on_click of the test-send confirmation: the role is read again from the database."""
 
     def send() -> str:
-        fresh = lookup_user(engine(), user.username)
-        require(fresh.username, fresh.role, "alerts.test")
+        check_test_send(engine(), user.username)
         base = console_base(config, settings())
         sender = open_channel(config, name, base)
         try:
@@ -119,9 +118,13 @@ def _send_test(config: AlertsConfig, name: str) -> None:
                 result = sender.send(notification)
                 if not result.delivered:
                     later = " (sending again later may succeed)" if result.retryable else ""
-                    raise Q2CError(f"Test to {name} failed: {result.reason}{later}")
+                    failed = f"failed: {result.reason}{later}"
+                    record_test_send(engine(), user.username, name, failed)
+                    raise Q2CError(f"Test to {name} {failed}")
                 said.append(result.reason)
-            return f"Test to {name} delivered: {'; '.join(said)}"
+            delivered = f"delivered: {'; '.join(said)}"
+            record_test_send(engine(), user.username, name, delivered)
+            return f"Test to {name} {delivered}"
         finally:
             sender.close()
 

@@ -145,6 +145,15 @@ def test_send_test_delivers_through_the_channel_after_confirming(
     assert len(hook.received) == before + 1
     assert hook.received[-1].body["type"] == "q2c.test"
     assert "Test to ops-hook delivered" in _texts(app)
+    with psycopg.connect(notified_db) as db:
+        audited = db.execute(
+            "SELECT actor, object_id, detail ->> 'outcome' FROM audit_log "
+            "WHERE action = 'alert.test'"
+        ).fetchall()
+    assert [(actor, channel) for actor, channel, _ in audited] == [
+        (LOGINS["oncall"][0], "ops-hook")
+    ]
+    assert audited[0][2].startswith("delivered")
 
 
 def test_oncall_creates_then_expires_a_silence_both_audited(
@@ -258,3 +267,7 @@ def test_the_page_and_the_test_send_read_the_role_from_the_database(
 
     assert len(hook.received) == before
     assert "sending test notifications needs the oncall role" in _texts(app)
+    with psycopg.connect(notified_db) as db:
+        assert db.execute(
+            "SELECT count(*) FROM audit_log WHERE action = 'alert.test'"
+        ).fetchone() == (0,)

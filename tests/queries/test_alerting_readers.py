@@ -12,9 +12,11 @@ from queries.alerting import (
     MAX_PAGE_ROWS,
     LogFilter,
     active_groups,
+    check_test_send,
     count_notifications,
     list_notifications,
     logged_channels,
+    record_test_send,
 )
 from queries.roles import PermissionDenied
 from tests.support.alerting import alerting, config, receiver, storm
@@ -95,3 +97,23 @@ def test_a_viewer_reads_no_alerting(engine: Engine, logged: None) -> None:
     ):
         with pytest.raises(PermissionDenied, match="needs the finance_ops role"):
             reader()
+
+
+def test_only_oncall_and_up_send_tests_and_each_is_audited(engine: Engine, users: dict) -> None:
+    check_test_send(engine, "ops")
+    record_test_send(engine, "ops", "ops-hook", "delivered: 200")
+    for refused in (
+        lambda: check_test_send(engine, "fin"),
+        lambda: record_test_send(engine, "fin", "ops-hook", "delivered"),
+    ):
+        with pytest.raises(PermissionDenied, match="sending test notifications needs the oncall"):
+            refused()
+
+    with engine.connect() as conn:
+        rows = conn.exec_driver_sql(
+            "SELECT actor, object_type, object_id, detail FROM audit_log "
+            "WHERE action = 'alert.test'"
+        ).all()
+    assert [tuple(row) for row in rows] == [
+        ("ops", "channel", "ops-hook", {"outcome": "delivered: 200"})
+    ]
