@@ -34,14 +34,17 @@ from psycopg.types.json import Jsonb
 from alerts.compose import GroupView, compose, dedup_key, stored
 from alerts.config import AlertsConfig, Escalation
 from alerts.flush import ACKNOWLEDGED_STATUSES
-from alerts.matching import Labels, common_labels, event_labels, matches
+from alerts.matching import Labels, common_labels, event_labels
 from alerts.notification import Notification, new_notification_id
 from q2c.vocabulary import sql_list
 
 BATCH = 1000  # exceptions considered per step and pass (the rest wait for the next one)
 
-# Open exceptions nobody took, opened at least `after` ago, not yet escalated at this step.
-# Their facts as they are now: an exception reclassified since it opened is judged as it is.
+# Open exceptions nobody took, opened at least `after` ago, not yet escalated at this step,
+# matching the step's `match` (each of its keys is a column of exceptions: kind, impact,
+# process, stage, system; NULL where the step does not say). Judged as they are now: one
+# reclassified since it opened is escalated by its new impact. The match is in SQL, so that
+# exceptions it leaves out never fill a batch.
 _DUE = f"""
 SELECT e.correlation_id, e.id, a.id AS event_id, a.occurred_at,
        q2c_exception_facts(e) AS facts
@@ -49,6 +52,11 @@ FROM alert_events a
 JOIN exceptions e ON e.correlation_id = a.correlation_id AND e.id = a.exception_id
 WHERE a.type = 'exception.opened' AND a.occurred_at <= %(since)s
   AND q2c_is_open(e.status) AND e.status NOT IN {sql_list(ACKNOWLEDGED_STATUSES)}
+  AND (%(kind)s::text[] IS NULL OR e.kind = ANY(%(kind)s))
+  AND (%(impact)s::text[] IS NULL OR e.impact = ANY(%(impact)s))
+  AND (%(process)s::text[] IS NULL OR e.process = ANY(%(process)s))
+  AND (%(stage)s::text[] IS NULL OR e.stage = ANY(%(stage)s))
+  AND (%(system)s::text[] IS NULL OR e.system = ANY(%(system)s))
   AND NOT EXISTS (SELECT 1 FROM alert_escalations s
                   WHERE s.exception_id = e.id AND s.step = %(step)s)
 ORDER BY a.id
@@ -158,14 +166,20 @@ def escalate(
     report = EscalationReport()
     cur = conn.cursor(row_factory=namedtuple_row)
     for step, escalation in enumerate(config.escalations, 1):
+        match = {key: list(values) if values else None for key, values in escalation.match}
         due: list[Any] = cur.execute(
-            _DUE, {"since": now - escalation.unacknowledged_after, "step": step, "limit": BATCH}
+            _DUE,
+            {
+                "since": now - escalation.unacknowledged_after,
+                "step": step,
+                "limit": BATCH,
+                **match,
+            },
         ).fetchall()
         alike: dict[Any, list[Any]] = defaultdict(list)
         for row in due:
             labels = event_labels("exception.opened", row.correlation_id, row.facts)
-            if matches(escalation.match, labels):
-                alike[labels.get("fingerprint")].append((row, labels))
+            alike[labels.get("fingerprint")].append((row, labels))
         for fingerprint, rows in alike.items():
             group_id = _escalate(cur, step, escalation, fingerprint, rows, base, now)
             if group_id is None:

@@ -101,3 +101,33 @@ def test_two_passes_at_once_escalate_once(
 
     assert sum(len(r.escalation.groups) for r in reports) == 1
     assert len(hook.bodies()) == 1 and len(notifications(db)) == 1
+
+
+def test_a_step_escalates_only_the_exceptions_it_matches(
+    send, run_evaluation, db: psycopg.Connection, db_url: str
+) -> None:
+    send(
+        storm(1, first_seq=10, system="erp"),
+        storm(1, first_seq=20, prefix="INV-B", system="billing"),
+    )
+    run_evaluation()
+    [billing] = db.execute("SELECT id FROM exceptions WHERE system = 'billing'").fetchone() or []
+    later = datetime.now(UTC) + timedelta(hours=1)
+    with receiver() as hook:
+        alerts_config = config(
+            hook.url,
+            routes=[{"match": {"event": "slo.alert"}, "to": ["ops-hook"]}],
+            escalations=[
+                {"match": {"system": "crm"}, "unacknowledged_after": "30m", "to": "ops-hook"},
+                {
+                    "match": {"system": ["billing", "crm"]},
+                    "unacknowledged_after": "1h",
+                    "to": "ops-hook",
+                },
+            ],
+        )
+        due = _run(db_url, alerts_config, later)
+
+    assert due.escalation.escalated == {2: [billing]}
+    [event] = hook.bodies()
+    assert event["data"]["title"].startswith("Escalation 2, unacknowledged after 1h:")
