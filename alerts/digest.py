@@ -14,10 +14,9 @@ digest and occurrence, inserted in the same transaction, under the router's lock
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -30,11 +29,10 @@ from alerts.escalation import Told, tell_once
 from alerts.links import console_link
 from alerts.notification import Notification, new_notification_id
 from alerts.schedule import next_run
+from q2c.vocabulary import IMPACTS
 from queries.kpi_document import ComparisonKpis, KpiDocument
 from queries.kpis import AGING_BUCKETS, collect_kpis, comparison_kpis
 from sla.policy import Policy
-
-log = logging.getLogger(__name__)
 
 DUE_WITHIN = timedelta(hours=1)  # how late an occurrence may still be sent
 SHOWN = 5  # overdue exceptions and largest amounts listed by name
@@ -203,14 +201,16 @@ def _aging(conn: psycopg.Connection, base: str, now: datetime) -> tuple[str, dic
 
     lines = [f"Open exceptions: {total:,}, overdue {overdue:,}", "", "By impact and age:"]
     lines.append("  ".join(["impact".ljust(9), *(b.rjust(6) for b in AGING_BUCKETS)]))
-    for impact, by_age in counts.items():
+    for impact in sorted(counts, key=_impact_order):
+        by_age = counts[impact]
         lines.append("  ".join([str(impact).ljust(9), *(f"{n:6,}" for n in by_age.values())]))
     if oldest:
         lines += ["", f"Oldest overdue ({len(oldest)} of {overdue:,}):"]
         for row in oldest:
             lines.append(
                 f"- #{row.id} {row.impact} {row.process}/{row.stage}, due "
-                f"{row.due_at:%Y-%m-%d %H:%M} UTC: {console_link(base, 'exceptions', id=row.id)}"
+                f"{row.due_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC: "
+                f"{console_link(base, 'exceptions', id=row.id)}"
             )
     if at_risk:
         lines += ["", "Amounts at risk:"]
@@ -234,6 +234,7 @@ def _kpis(
     """The CIO digest: the KPIs of the period that ended at `occurrence` (as long as the
     schedule's period), against the period before."""
     period = next_run(digest.schedule, config.zone, occurrence + timedelta(seconds=1)) - occurrence
+    occurrence = occurrence.astimezone(UTC)  # the text names its window in UTC
     current = collect_kpis(engine, policy, period, occurrence)
     previous = comparison_kpis(engine, policy, period, occurrence - period)
     return _kpi_text(current, previous), _kpi_facts(current, previous)
@@ -287,6 +288,10 @@ def _kpi_facts(current: KpiDocument, previous: ComparisonKpis) -> dict[str, Any]
         "replays_before": previous["replays"]["requested"],
         "window_seconds": current["window"]["seconds"],
     }
+
+
+def _impact_order(impact: str) -> int:
+    return IMPACTS.index(impact) if impact in IMPACTS else len(IMPACTS)
 
 
 def _pct_text(value: float | None) -> str:

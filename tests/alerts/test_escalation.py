@@ -84,7 +84,7 @@ def test_an_assigned_exception_is_not_escalated(
     assert event["data"]["link"] == f"http://console.test:8501/exceptions?id={left}"
 
 
-def test_two_passes_at_once_escalate_once(
+def test_two_replicas_passes_escalate_once(
     send, run_evaluation, db: psycopg.Connection, db_url: str
 ) -> None:
     send(storm(1, first_seq=10))
