@@ -12,20 +12,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import Connection, Engine, bindparam, text
+from sqlalchemy import Engine, bindparam, text
 from sqlalchemy.dialects.postgresql import JSONB
 
 from alerts.config import EventMatch, OneOrMany
 from alerts.load import key_path
 from q2c.errors import Q2CError
-from q2c.vocabulary import ROLES
 from queries.audit import record
-from queries.roles import PermissionDenied
-from queries.users import acting_user
+from queries.users import allowed_user
 
-# The least role that creates and expires silences, and that lists them.
-MANAGE_ROLE = "oncall"
-VIEW_ROLE = "viewer"
 MAX_REASON_CHARS = 500
 
 _COLUMNS = "id, matchers, starts_at, ends_at, reason, author, created_at, expired_by, expired_at"
@@ -87,13 +82,6 @@ def parse_matchers(matchers: Mapping[str, Any]) -> SilenceMatch:
     return match
 
 
-def _allowed(conn: Connection, actor: str, least: str, what: str) -> str:
-    user = acting_user(conn, actor)
-    if ROLES.index(user.role) < ROLES.index(least):
-        raise PermissionDenied(f"{what} needs the {least} role or higher; {actor} is {user.role}")
-    return user.username
-
-
 def create_silence(
     engine: Engine,
     actor: str,
@@ -112,7 +100,7 @@ def create_silence(
         raise Q2CError("a silence must end after it starts")
     kept = match.model_dump(mode="json", exclude_none=True)
     with engine.begin() as conn:
-        author = _allowed(conn, actor, MANAGE_ROLE, "silencing notifications")
+        author = allowed_user(conn, actor, "silences.manage").username
         row = conn.execute(
             _CREATE,
             {
@@ -144,7 +132,7 @@ def list_silences(
 ) -> list[Silence]:
     """The silences in force or to come (all of them with `include_ended`), latest first."""
     with engine.connect() as conn:
-        _allowed(conn, actor, VIEW_ROLE, "viewing silences")
+        allowed_user(conn, actor, "silences.view")
         rows = conn.execute(_LIST, {"all": include_ended, "now": now or datetime.now(UTC)})
         return [Silence(**row._mapping) for row in rows]
 
@@ -155,7 +143,7 @@ def expire_silence(
     """End the silence `silence_id` now; Q2CError when it has already ended."""
     now = now or datetime.now(UTC)
     with engine.begin() as conn:
-        author = _allowed(conn, actor, MANAGE_ROLE, "expiring silences")
+        author = allowed_user(conn, actor, "silences.manage").username
         row = conn.execute(_EXPIRE, {"id": silence_id, "actor": author, "now": now}).one_or_none()
         if row is None:
             raise Q2CError(f"no silence {silence_id} in force or to come")

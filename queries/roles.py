@@ -22,6 +22,8 @@ PERMISSIONS: dict[str, tuple[str, str]] = {
     "audit.view": ("admin", "reading the audit log"),
     "alerts.view": ("finance_ops", "viewing alerting and the notification log"),
     "alerts.test": ("oncall", "sending test notifications"),
+    "silences.view": ("viewer", "viewing silences"),
+    "silences.manage": ("oncall", "silencing notifications and ending silences"),
 }
 
 

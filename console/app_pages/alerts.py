@@ -16,7 +16,6 @@ from alerts.links import console_base
 from alerts.load import InvalidAlertsConfig, load_alerts_config
 from alerts.probe import test_notifications
 from alerts.silences import (
-    MANAGE_ROLE,
     Silence,
     create_silence,
     expire_silence,
@@ -26,7 +25,6 @@ from console._auth import can, page_user
 from console._links import address
 from console._resources import act, engine, load, settings, show_flash
 from q2c.errors import Q2CError
-from q2c.vocabulary import ROLES
 from queries.alerting import (
     NOTIFICATION_STATUSES,
     LogFilter,
@@ -42,7 +40,7 @@ from sla.policy import parse_duration
 user = page_user("alerts.view")
 PAGE_ROWS = 100
 ANY = "(any)"
-MANAGES_SILENCES = ROLES.index(user.role) >= ROLES.index(MANAGE_ROLE)
+MANAGES_SILENCES = can(user, "silences.manage")
 
 
 @st.cache_data(ttl=30, show_spinner=False)
