@@ -131,9 +131,10 @@ def run_once(
     console_url: str,
     now: datetime | None = None,
     environ: Mapping[str, str] = os.environ,
+    policy: Policy | None = None,
 ) -> RunReport:
     """One pass (see Alerting.run_once) with channels opened for it alone."""
-    alerting = Alerting(url, config, console_url, environ)
+    alerting = Alerting(url, config, console_url, environ, policy=policy)
     try:
         return alerting.run_once(now)
     finally:

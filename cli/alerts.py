@@ -173,21 +173,24 @@ def alerts_run_once(ctx: click.Context, as_json: bool, path: Path | None) -> Non
 
     settings: Settings = ctx.find_root().obj
     config = load_alerts_config(path or settings.alerts_config)
+    policy = load_policy(settings.sla_config)
     now = datetime.now(UTC)
     with database_url(settings) as url:
         warn_if_privileged(url)
         engine = create_db_engine(url, settings)
         try:
             with psycopg.connect(url, autocommit=True) as conn:
-                watched = watch(conn, engine, load_policy(settings.sla_config), now)
+                watched = watch(conn, engine, policy, now)
         finally:
             engine.dispose()
-        report = run_once(url, config, console_base(config, settings), now)
+        report = run_once(url, config, console_base(config, settings), now, policy=policy)
     delivery = report.delivery
     outcome = {
         "overdue": watched.overdue,
         "slo_changes": watched.slo_changes,
         "assigned": {str(k): v for k, v in report.ownership.assigned.items()},
+        "escalated": {str(k): v for k, v in report.escalation.escalated.items()},
+        "digests": {k: v.isoformat() for k, v in report.digests.sent.items()},
         "routing_skipped": report.routing_skipped,
         "events_routed": report.events,
         "groups": report.groups,
@@ -210,6 +213,10 @@ def alerts_run_once(ctx: click.Context, as_json: bool, path: Path | None) -> Non
         click.echo(f"  SLO {change}")
     for exception_id, owner in report.ownership.assigned.items():
         click.echo(f"  exception {exception_id} assigned to {owner} (ownership rules)")
+    for step, escalated in report.escalation.escalated.items():
+        click.echo(f"  escalation {step}: exception(s) {', '.join(map(str, escalated))}")
+    for name, occurrence in report.digests.sent.items():
+        click.echo(f"  digest {name} of {occurrence:%Y-%m-%d %H:%M %Z} sent")
     click.echo(
         f"notifications: {report.notifications} new; {len(delivery.delivered)} delivered, "
         f"{len(delivery.retrying)} will retry, {len(delivery.failed)} failed, "

@@ -59,7 +59,7 @@ def build_scheduler(settings: Settings, database_url: str, policy: Policy) -> Ba
         id="alerts-watch",
         **JOB_OPTIONS,
     )
-    alerting = _alerting(settings, database_url)
+    alerting = _alerting(settings, database_url, policy)
     if alerting is not None:
         scheduler.add_job(
             _logged("alerts", alerting.run_once),
@@ -127,7 +127,7 @@ def _evaluate(database_url: str, policy: Policy, settings: Settings) -> None:
         log.info("evaluate: another scheduler holds the lock; skipped")
 
 
-def _alerting(settings: Settings, database_url: str) -> Alerting | None:
+def _alerting(settings: Settings, database_url: str, policy: Policy) -> Alerting | None:
     """Alerting as the configured alerts.yaml sets it; None (and said why) when none is
     configured or it does not load: events are still recorded, and routed once it is."""
     if settings.alerts_config is None:
@@ -135,7 +135,7 @@ def _alerting(settings: Settings, database_url: str) -> Alerting | None:
         return None
     try:
         config = load_alerts_config(settings.alerts_config)
-        return Alerting(database_url, config, console_base(config, settings))
+        return Alerting(database_url, config, console_base(config, settings), policy=policy)
     except Q2CError as exc:  # a malformed file or channel secret: the other jobs run on
         log.error("alerting off: %s", exc)
         return None
