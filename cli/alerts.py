@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,23 +15,24 @@ import click
 import psycopg
 
 from cli._common import AS_JSON, acting, acting_session, emit
+from q2c.catalog import duration_label
 from q2c.settings import Settings
 
 if TYPE_CHECKING:
     from alerts.config import AlertsConfig
 
 
+CONFIG = click.option(
+    "--config",
+    "path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="alerts.yaml [default: Q2C_ALERTS_CONFIG, else the shipped one].",
+)
+
+
 @click.group()
 def alerts() -> None:
     """Alerting's configuration (alerts.yaml) and its channels."""
-
-
-def _span(value: timedelta) -> str:
-    seconds = int(value.total_seconds())
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds % size == 0:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
 
 
 def _summary(config: AlertsConfig, now: datetime) -> list[str]:
@@ -62,15 +63,15 @@ def _summary(config: AlertsConfig, now: datetime) -> list[str]:
         stop = "; stops here" if not route.continue_ else ""
         lines.append(
             f"  {number}. {route.match.describe()} → {', '.join(route.to)} "
-            f"(grouped by {grouping}; wait {_span(route.group_wait)}, "
-            f"interval {_span(route.group_interval)}, repeat {_span(route.repeat_interval)}"
-            f"{stop})"
+            f"(grouped by {grouping}; wait {duration_label(route.group_wait)}, "
+            f"interval {duration_label(route.group_interval)}, "
+            f"repeat {duration_label(route.repeat_interval)}{stop})"
         )
     lines.append("escalations:")
     for number, step in enumerate(config.escalations, 1):
         lines.append(
             f"  {number}. {step.match.describe()} unacknowledged after "
-            f"{_span(step.unacknowledged_after)} → {', '.join(step.to)}"
+            f"{duration_label(step.unacknowledged_after)} → {', '.join(step.to)}"
         )
     zone = config.zone
     lines.append(f"digests (times in {config.timezone}):")
@@ -85,7 +86,7 @@ def _summary(config: AlertsConfig, now: datetime) -> list[str]:
         upcoming = next_run(window.schedule, zone, now).strftime("%a %Y-%m-%d %H:%M")
         lines.append(
             f"  {window.name}: {window.match.describe()} from '{window.schedule}' for "
-            f"{_span(window.duration)}; next {upcoming}"
+            f"{duration_label(window.duration)}; next {upcoming}"
         )
     return lines
 
@@ -116,12 +117,7 @@ def alerts_check(ctx: click.Context, path: Path | None) -> None:
 
 @alerts.command("test")
 @click.argument("channel")
-@click.option(
-    "--config",
-    "path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="alerts.yaml [default: Q2C_ALERTS_CONFIG, else the shipped one].",
-)
+@CONFIG
 @click.pass_context
 def alerts_test(ctx: click.Context, channel: str, path: Path | None) -> None:
     """Send a test notification through CHANNEL now and print whether it was delivered.
@@ -153,12 +149,7 @@ def alerts_test(ctx: click.Context, channel: str, path: Path | None) -> None:
 
 @alerts.command("run-once")
 @AS_JSON
-@click.option(
-    "--config",
-    "path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="alerts.yaml [default: Q2C_ALERTS_CONFIG, else the shipped one].",
-)
+@CONFIG
 @click.pass_context
 def alerts_run_once(ctx: click.Context, as_json: bool, path: Path | None) -> None:
     """Record the events that are due (exceptions falling due, SLO alert states changing),
