@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Callable
+from typing import Any
 
-from sqlalchemy import Engine
+import psycopg
+from sqlalchemy import Engine, event
 
 from queries.exceptions import (
     ExceptionFilter,
     count_exceptions,
     export_exceptions,
+    group_exceptions,
     list_exceptions,
 )
 from tests.support.otlp import stage_span, traces_request
@@ -97,3 +101,51 @@ def test_largest_amount_pages_run_down_the_amounts_ties_by_id_and_none_last(
     assert [len(page) for page in pages] == [3, 3, 2]
     assert [amount for amount, _ in rows] == [3000.0, 120.0, 120.0, 75.5, 75.5, 0.25, None, None]
     assert rows == sorted(rows, key=lambda row: (row[0] is None, -(row[0] or 0), row[1]))
+
+
+def _plans(
+    engine: Engine, db: psycopg.Connection, read: Callable[[], object], *, sorts: bool
+) -> str:
+    """The plans of the statements `read` runs, made as if reading a table through an
+    index were the one cheap way to read it (and, unless `sorts`, as if sorting were
+    dear): the plans name the indexes that serve what the statements read."""
+    statements: list[tuple[str, Any]] = []
+
+    def note(conn, cursor, statement, parameters, context, executemany) -> None:
+        statements.append((statement, parameters))
+
+    event.listen(engine, "before_cursor_execute", note)
+    try:
+        read()
+    finally:
+        event.remove(engine, "before_cursor_execute", note)
+    db.execute("SET enable_seqscan = off")
+    db.execute("SET enable_bitmapscan = off")
+    db.execute(f"SET enable_sort = {'on' if sorts else 'off'}")
+    return "\n".join(
+        row[0]
+        for statement, parameters in statements
+        for row in db.execute(f"EXPLAIN {statement}", parameters)
+    )
+
+
+def test_the_open_backlogs_costliest_orders_and_its_groups_are_read_from_indexes(
+    send, engine: Engine, db: psycopg.Connection, owner_db: psycopg.Connection
+) -> None:
+    _send_failures(send)
+    owner_db.execute("VACUUM ANALYZE exceptions")  # as autovacuum keeps it: index-only reads
+    everything = ExceptionFilter()
+
+    urgent = _plans(engine, db, lambda: list_exceptions(engine, everything, 500, 1000), sorts=False)
+    largest = _plans(
+        engine,
+        db,
+        lambda: list_exceptions(engine, everything, 500, 1000, "largest amount"),
+        sorts=False,
+    )
+    # An aggregate needs no order: what matters is that one narrow index holds it all.
+    groups = _plans(engine, db, lambda: group_exceptions(engine, everything), sorts=True)
+
+    assert "Index Only Scan using exceptions_open_urgency_idx" in urgent
+    assert "Index Only Scan using exceptions_open_amount_idx" in largest
+    assert "Index Only Scan using exceptions_open_amount_idx" in groups
