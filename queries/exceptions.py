@@ -54,6 +54,8 @@ class ExceptionFilter:
 
 
 # How a list may be ordered: name → ORDER BY (each ends in id, so pages never overlap).
+# Over open rows, "most urgent" and "largest amount" are read from indexes in their
+# order (migration 0020), whose keys repeat these word for word.
 ORDERS = {
     "most urgent": f"array_position(ARRAY{list(IMPACTS)}, impact), first_seen, id",
     "oldest first": "first_seen, id",
