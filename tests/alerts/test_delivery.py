@@ -17,19 +17,11 @@ from tests.support.alerting import (
     config,
     notifications,
     receiver,
+    run_pass,
     storm,
     successes,
 )
 from tests.support.peers import free_port
-
-
-def _run(db_url: str, alerts_config, now: datetime) -> RunReport:
-    instance = alerting(db_url, alerts_config)
-    try:
-        return instance.run_once(now)
-    finally:
-        instance.close()
-
 
 _BY_TRANSACTION = [
     {"match": {"event": "exception.opened"}, "to": ["ops-hook"], "group_by": ["correlation_id"]}
@@ -80,11 +72,11 @@ def test_a_refused_delivery_is_retried_with_backoff_and_every_attempt_logged(
     answers = iter([(503, {"error": "busy"}), (204, {})])
     with receiver(lambda _: next(answers)) as hook:
         alerts_config = config(hook.url)
-        _run(db_url, alerts_config, t0)
-        first = _run(db_url, alerts_config, t0 + GROUP_WAIT)
+        run_pass(db_url, alerts_config, t0)
+        first = run_pass(db_url, alerts_config, t0 + GROUP_WAIT)
         [pending] = notifications(db)
-        early = _run(db_url, alerts_config, pending["next_attempt_at"] - timedelta(seconds=1))
-        second = _run(db_url, alerts_config, pending["next_attempt_at"])
+        early = run_pass(db_url, alerts_config, pending["next_attempt_at"] - timedelta(seconds=1))
+        second = run_pass(db_url, alerts_config, pending["next_attempt_at"])
 
     assert first.delivery.retrying == [pending["id"]] and early.delivery.retrying == []
     assert pending["status"] == "pending" and "503" in pending["outcome"]
@@ -104,8 +96,8 @@ def test_an_answer_that_will_never_succeed_fails_at_once_with_the_reason(
     t0 = datetime.now(UTC)
     with receiver(lambda _: (400, {"message": "no such route"})) as hook:
         alerts_config = config(hook.url)
-        _run(db_url, alerts_config, t0)
-        report = _run(db_url, alerts_config, t0 + GROUP_WAIT)
+        run_pass(db_url, alerts_config, t0)
+        report = run_pass(db_url, alerts_config, t0 + GROUP_WAIT)
 
     [failed] = notifications(db)
     assert report.delivery.failed == [failed["id"]]
@@ -126,11 +118,11 @@ def test_a_resolve_waits_for_its_trigger_still_to_be_retried(
 
     with receiver() as hook, receiver(pagerduty) as pager:
         alerts_config = config(hook.url, pager.url)
-        _run(db_url, alerts_config, t0)
-        _run(db_url, alerts_config, t0 + GROUP_WAIT)  # the trigger: asked to wait an hour
+        run_pass(db_url, alerts_config, t0)
+        run_pass(db_url, alerts_config, t0 + GROUP_WAIT)  # the trigger: asked to wait an hour
         send(successes(["INV-O0"], first_seq=6_260_000))
-        held = _run(db_url, alerts_config, t0 + GROUP_WAIT + timedelta(minutes=5))
-        both = _run(db_url, alerts_config, t0 + GROUP_WAIT + timedelta(hours=1))
+        held = run_pass(db_url, alerts_config, t0 + GROUP_WAIT + timedelta(minutes=5))
+        both = run_pass(db_url, alerts_config, t0 + GROUP_WAIT + timedelta(hours=1))
 
     assert held.notifications == 2 and len(held.delivery.delivered) == 1  # the webhook only
     assert [body["event_action"] for body in pager.bodies()] == ["trigger", "trigger", "resolve"]
@@ -158,13 +150,13 @@ def test_a_channel_that_is_down_or_slow_does_not_delay_the_others(
 
     with receiver(fast) as hook, receiver(slow) as pager:
         alerts_config = config(hook.url, pager.url)
-        _run(db_url, alerts_config, t0)
-        report = _run(db_url, alerts_config, t0 + GROUP_WAIT)
+        run_pass(db_url, alerts_config, t0)
+        report = run_pass(db_url, alerts_config, t0 + GROUP_WAIT)
         down = config(hook.url, f"http://127.0.0.1:{free_port()}/v2/enqueue")
         send(storm(1, first_seq=6_400_000, prefix="INV-D", error="other"))  # a new group
         run_evaluation()
-        _run(db_url, down, t0 + GROUP_WAIT)
-        refused = _run(db_url, down, t0 + 2 * GROUP_WAIT)
+        run_pass(db_url, down, t0 + GROUP_WAIT)
+        refused = run_pass(db_url, down, t0 + 2 * GROUP_WAIT)
 
     assert seen_while_in_flight == [True]
     assert len(report.delivery.delivered) == 1 and len(report.delivery.retrying) == 1
@@ -213,8 +205,8 @@ def test_a_maintenance_window_suppresses_only_within_its_schedule(
             )
             run_evaluation()
             told_at = saturday.replace(hour=hour)
-            _run(db_url, alerts_config, told_at - GROUP_WAIT)
-            moments.append(_run(db_url, alerts_config, told_at).delivery)
+            run_pass(db_url, alerts_config, told_at - GROUP_WAIT)
+            moments.append(run_pass(db_url, alerts_config, told_at).delivery)
 
     assert [len(m.suppressed) for m in moments] == [0, 1, 0, 0]
     assert [len(m.delivered) for m in moments] == [1, 0, 1, 1]

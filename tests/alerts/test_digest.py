@@ -7,8 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 
-from alerts.run import RunReport
-from tests.support.alerting import alerting, config, notifications, receiver, storm
+from tests.support.alerting import config, notifications, receiver, run_pass, storm
 
 
 def _config(hook: str, schedule: str, content: str):
@@ -20,14 +19,6 @@ def _config(hook: str, schedule: str, content: str):
             {"name": "finance-daily", "schedule": schedule, "to": "ops-hook", "content": content}
         ],
     )
-
-
-def _run(db_url: str, alerts_config, now: datetime) -> RunReport:
-    instance = alerting(db_url, alerts_config)
-    try:
-        return instance.run_once(now)
-    finally:
-        instance.close()
 
 
 def _next_hour() -> datetime:
@@ -55,9 +46,9 @@ def test_an_aging_digest_is_sent_once_per_occurrence_with_the_figures(
     db.execute("UPDATE exceptions SET amount = 40, currency = 'USD' WHERE id = %s", (ids[2],))
     with receiver() as hook:
         alerts_config = _config(hook.url, f"0 {occurrence.hour} * * *", "aging")
-        early = _run(db_url, alerts_config, occurrence - timedelta(minutes=1))
-        due = _run(db_url, alerts_config, occurrence + timedelta(minutes=1))
-        again = _run(db_url, alerts_config, occurrence + timedelta(minutes=10))
+        early = run_pass(db_url, alerts_config, occurrence - timedelta(minutes=1))
+        due = run_pass(db_url, alerts_config, occurrence + timedelta(minutes=1))
+        again = run_pass(db_url, alerts_config, occurrence + timedelta(minutes=10))
 
     assert early.digests.sent == {} and again.digests.sent == {}
     assert due.digests.sent == {"finance-daily": occurrence}
@@ -88,8 +79,8 @@ def test_a_kpi_digest_compares_with_the_period_before(
     occurrence = _next_hour()
     with receiver() as hook:
         alerts_config = _config(hook.url, f"0 {occurrence.hour} * * *", "kpis")
-        due = _run(db_url, alerts_config, occurrence + timedelta(seconds=30))
-        again = _run(db_url, alerts_config, occurrence + timedelta(minutes=5))
+        due = run_pass(db_url, alerts_config, occurrence + timedelta(seconds=30))
+        again = run_pass(db_url, alerts_config, occurrence + timedelta(minutes=5))
 
     assert due.digests.sent == {"finance-daily": occurrence} and again.digests.sent == {}
     [event] = hook.bodies()

@@ -8,9 +8,8 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 from sqlalchemy import Engine
 
-from alerts.run import RunReport
 from queries.exceptions import assign
-from tests.support.alerting import alerting, config, notifications, receiver, storm
+from tests.support.alerting import alerting, config, notifications, receiver, run_pass, storm
 
 AFTER = timedelta(minutes=30)
 
@@ -30,14 +29,6 @@ def _config(hook: str):
     )
 
 
-def _run(db_url: str, alerts_config, now: datetime) -> RunReport:
-    instance = alerting(db_url, alerts_config)
-    try:
-        return instance.run_once(now)
-    finally:
-        instance.close()
-
-
 def _ids(db: psycopg.Connection) -> list[int]:
     return [row[0] for row in db.execute("SELECT id FROM exceptions ORDER BY id").fetchall()]
 
@@ -50,9 +41,9 @@ def test_an_unacknowledged_exception_is_escalated_once_after_its_time(
     opened = datetime.now(UTC)
     with receiver() as hook:
         alerts_config = _config(hook.url)
-        before = _run(db_url, alerts_config, opened + AFTER - timedelta(minutes=1))
-        due = _run(db_url, alerts_config, opened + AFTER + timedelta(seconds=1))
-        again = _run(db_url, alerts_config, opened + AFTER + timedelta(minutes=5))
+        before = run_pass(db_url, alerts_config, opened + AFTER - timedelta(minutes=1))
+        due = run_pass(db_url, alerts_config, opened + AFTER + timedelta(seconds=1))
+        again = run_pass(db_url, alerts_config, opened + AFTER + timedelta(minutes=5))
 
     assert before.escalation.escalated == {} and before.delivery.delivered == []
     assert due.escalation.escalated == {1: _ids(db)}
@@ -76,7 +67,7 @@ def test_an_assigned_exception_is_not_escalated(
     taken, left = _ids(db)
     assign(engine, "fin", [taken], "ops")
     with receiver() as hook:
-        due = _run(db_url, _config(hook.url), opened + AFTER + timedelta(seconds=1))
+        due = run_pass(db_url, _config(hook.url), opened + AFTER + timedelta(seconds=1))
 
     assert due.escalation.escalated == {1: [left]}
     [event] = hook.bodies()
@@ -126,7 +117,7 @@ def test_a_step_escalates_only_the_exceptions_it_matches(
                 },
             ],
         )
-        due = _run(db_url, alerts_config, later)
+        due = run_pass(db_url, alerts_config, later)
 
     assert due.escalation.escalated == {2: [billing]}
     [event] = hook.bodies()

@@ -9,27 +9,18 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 from sqlalchemy import Engine
 
-from alerts.run import RunReport
 from queries.exceptions import assign
 from tests.support.alerting import (
     GROUP_INTERVAL,
     GROUP_WAIT,
     REPEAT_INTERVAL,
-    alerting,
     config,
     notifications,
     receiver,
+    run_pass,
     storm,
     successes,
 )
-
-
-def _run(db_url: str, alerts_config, now: datetime) -> RunReport:
-    instance = alerting(db_url, alerts_config)
-    try:
-        return instance.run_once(now)
-    finally:
-        instance.close()
 
 
 def test_a_storm_of_5000_alike_failures_is_one_notification_that_counts_them(
@@ -40,9 +31,9 @@ def test_a_storm_of_5000_alike_failures_is_one_notification_that_counts_them(
     now = datetime.now(UTC)
     with receiver() as hook:
         alerts_config = config(hook.url)
-        waiting = _run(db_url, alerts_config, now)
-        told = _run(db_url, alerts_config, now + GROUP_WAIT)
-        again = _run(db_url, alerts_config, now + GROUP_WAIT + timedelta(seconds=1))
+        waiting = run_pass(db_url, alerts_config, now)
+        told = run_pass(db_url, alerts_config, now + GROUP_WAIT)
+        again = run_pass(db_url, alerts_config, now + GROUP_WAIT + timedelta(seconds=1))
 
     assert waiting.events == 5000 and waiting.notifications == 0
     assert told.notifications == 1 and again.notifications == 0
@@ -69,7 +60,7 @@ def test_a_group_waits_then_batches_changes_per_interval_and_repeats_while_firin
         alerts_config = config(hook.url)
 
         def flushes(now: datetime) -> int:
-            return _run(db_url, alerts_config, now).notifications
+            return run_pass(db_url, alerts_config, now).notifications
 
         timeline = [flushes(t0), flushes(told_at - timedelta(seconds=1)), flushes(told_at)]
         send(storm(1, first_seq=2_100_000, prefix="INV-H"))
@@ -100,14 +91,14 @@ def test_an_auto_resolved_group_resolves_its_incident_with_the_same_dedup_key(
     t0 = datetime.now(UTC)
     with receiver() as hook, receiver() as pager:
         alerts_config = config(hook.url, pager.url)
-        _run(db_url, alerts_config, t0)
-        _run(db_url, alerts_config, t0 + GROUP_WAIT)
+        run_pass(db_url, alerts_config, t0)
+        run_pass(db_url, alerts_config, t0 + GROUP_WAIT)
         send(successes(["INV-P0", "INV-P1"], first_seq=3_100_000))
-        partly = _run(db_url, alerts_config, t0 + GROUP_WAIT + GROUP_INTERVAL)
+        partly = run_pass(db_url, alerts_config, t0 + GROUP_WAIT + GROUP_INTERVAL)
         send(successes(["INV-P2"], first_seq=3_200_000))
         resolved_at = t0 + GROUP_WAIT + 2 * GROUP_INTERVAL
-        resolved = _run(db_url, alerts_config, resolved_at)
-        after = _run(db_url, alerts_config, resolved_at + REPEAT_INTERVAL)
+        resolved = run_pass(db_url, alerts_config, resolved_at)
+        after = run_pass(db_url, alerts_config, resolved_at + REPEAT_INTERVAL)
 
     actions = [(body["event_action"], body["dedup_key"]) for body in pager.bodies()]
     assert [action for action, _ in actions] == ["trigger", "resolve"]
@@ -125,14 +116,14 @@ def test_assigning_one_of_its_exceptions_acknowledges_the_group(
     t0 = datetime.now(UTC)
     with receiver() as hook, receiver() as pager:
         alerts_config = config(hook.url, pager.url)
-        _run(db_url, alerts_config, t0)
-        _run(db_url, alerts_config, t0 + GROUP_WAIT)
+        run_pass(db_url, alerts_config, t0)
+        run_pass(db_url, alerts_config, t0 + GROUP_WAIT)
         (exception_id,) = db.execute(
             "SELECT id FROM exceptions WHERE correlation_id = 'INV-K0'"
         ).fetchone()
         assign(engine, "fin", [exception_id], "ops")
-        acknowledged = _run(db_url, alerts_config, t0 + GROUP_WAIT + GROUP_INTERVAL)
-        quiet = _run(db_url, alerts_config, t0 + GROUP_WAIT + REPEAT_INTERVAL * 2)
+        acknowledged = run_pass(db_url, alerts_config, t0 + GROUP_WAIT + GROUP_INTERVAL)
+        quiet = run_pass(db_url, alerts_config, t0 + GROUP_WAIT + REPEAT_INTERVAL * 2)
 
     assert [body["event_action"] for body in pager.bodies()] == ["trigger", "acknowledge"]
     assert acknowledged.notifications == 2 and quiet.notifications == 0  # no repeat once taken
@@ -168,8 +159,8 @@ def test_every_matching_route_notifies_until_one_says_stop(
                 },
             ],
         )
-        _run(db_url, alerts_config, now)
-        _run(db_url, alerts_config, now + GROUP_WAIT)
+        run_pass(db_url, alerts_config, now)
+        run_pass(db_url, alerts_config, now + GROUP_WAIT)
 
     routed = sorted(
         (row["route"][:9], row["message"]["details"]["system"]) for row in notifications(db)

@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -20,7 +20,7 @@ from psycopg.rows import dict_row
 
 from alerts.config import AlertsConfig
 from alerts.load import parse_alerts_config
-from alerts.run import Alerting
+from alerts.run import Alerting, RunReport
 from tests.support.otlp import BASE_NS, NS, stage_span, traces_request
 
 SECRET = "whsec_" + base64.b64encode(b"k" * 32).decode()
@@ -138,6 +138,15 @@ def alerting(db_url: str, alerts_config: AlertsConfig) -> Alerting:
         ENVIRON,
         rates=dict.fromkeys(alerts_config.channels, 1000.0),
     )
+
+
+def run_pass(db_url: str, alerts_config: AlertsConfig, now: datetime) -> RunReport:
+    """One alerting pass as of `now`, its channels opened and closed for it alone."""
+    instance = alerting(db_url, alerts_config)
+    try:
+        return instance.run_once(now)
+    finally:
+        instance.close()
 
 
 def storm(
