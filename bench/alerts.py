@@ -42,11 +42,7 @@ from alerts.load import parse_alerts_config
 from alerts.run import Alerting
 from alerts.watch import watch
 from bench._harness import bench_database
-from collectors.batch import Batch
-from collectors.mapping import AttributeMap
-from collectors.observations import Observer
-from collectors.traces import decode_spans, resource_spans
-from collectors.window import TimeWindow
+from bench._spans import export_requests, store_requests
 from collectors.writer import PostgresWriter
 from demo.workload import kv
 from q2c.database import create_db_engine
@@ -112,24 +108,7 @@ def storm_minute(
                 status=Status(code=Status.STATUS_CODE_ERROR, message=message),
             )
         )
-    requests = []
-    for offset in range(0, len(spans), 512):
-        request = ExportTraceServiceRequest()
-        resource = request.resource_spans.add()
-        resource.resource.attributes.append(kv("service.name", "middleware"))
-        resource.scope_spans.add().spans.extend(spans[offset : offset + 512])
-        requests.append(request)
-    return requests
-
-
-def store(writer: PostgresWriter, requests: list[ExportTraceServiceRequest]) -> None:
-    """Through the collector's writer, 16 requests per group commit."""
-    observer, window = Observer(AttributeMap()), TimeWindow(0, 2**63 - 1)
-    for offset in range(0, len(requests), 16):
-        group = Batch()
-        for request in requests[offset : offset + 16]:
-            group.extend(decode_spans(resource_spans(request), observer, window))
-        writer.write(group)
+    return export_requests(spans, "middleware")
 
 
 class Counter:
@@ -256,7 +235,7 @@ def main() -> None:
             requests = storm_minute(minute, per_minute, start_ns, minute * per_minute)
             started = time.perf_counter()
             for writer in writers.values():
-                store(writer, requests)
+                store_requests(writer, requests)
             store_s += time.perf_counter() - started
             now = start + timedelta(minutes=minute + 1)
             order = ("with", "without") if minute % 2 == 0 else ("without", "with")

@@ -27,12 +27,8 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 from sqlalchemy import Engine
 
 from bench._harness import bench_database, median_seconds
+from bench._spans import export_requests, store_requests
 from bench.background import fill
-from collectors.batch import Batch
-from collectors.mapping import AttributeMap
-from collectors.observations import Observer
-from collectors.traces import decode_spans, resource_spans
-from collectors.window import TimeWindow
 from collectors.writer import PostgresWriter
 from demo.workload import kv
 from q2c.database import create_db_engine
@@ -97,26 +93,14 @@ def minute_of_traffic(round_: int) -> list[ExportTraceServiceRequest]:
                         attributes=[kv("q2c.correlation_id", correlation)],
                     )
                 )
-    requests = []
-    for offset in range(0, len(spans), 512):
-        request = ExportTraceServiceRequest()
-        resource = request.resource_spans.add()
-        resource.resource.attributes.append(kv("service.name", "invoice-flow"))
-        resource.scope_spans.add().spans.extend(spans[offset : offset + 512])
-        requests.append(request)
-    return requests
+    return export_requests(spans, "invoice-flow")
 
 
 def _store(url: str, requests: list[ExportTraceServiceRequest]) -> None:
     policy = load_policy()
     writer = PostgresWriter(url, policy.catalog())
-    observer, window = Observer(AttributeMap()), TimeWindow(0, 2**63 - 1)
     try:
-        for offset in range(0, len(requests), 16):  # 16 requests per group commit
-            group = Batch()
-            for request in requests[offset : offset + 16]:
-                group.extend(decode_spans(resource_spans(request), observer, window))
-            writer.write(group)
+        store_requests(writer, requests)
     finally:
         writer.close()
 
