@@ -31,13 +31,11 @@ from alerts.notification import Notification, new_notification_id
 from alerts.schedule import next_run
 from q2c.vocabulary import IMPACTS
 from queries.kpi_document import ComparisonKpis, KpiDocument
-from queries.kpis import AGING_BUCKETS, collect_kpis, comparison_kpis
+from queries.kpis import AGE_EDGES, AGING_BUCKETS, collect_kpis, comparison_kpis
 from sla.policy import Policy
 
 DUE_WITHIN = timedelta(hours=1)  # how late an occurrence may still be sent
 SHOWN = 5  # overdue exceptions and largest amounts listed by name
-# The lower bounds, in seconds, of AGING_BUCKETS after the first (queries.kpis's buckets).
-_AGE_EDGES = [3600.0, 4 * 3600.0, 86400.0, 3 * 86400.0]
 
 _DONE = "SELECT 1 FROM alert_digest_runs WHERE digest = %s AND occurrence = %s"
 _EVENT = """
@@ -189,7 +187,7 @@ def _aging(conn: psycopg.Connection, base: str, now: datetime) -> tuple[str, dic
     """The finance digest: its text and its figures."""
     cur: psycopg.Cursor[Any] = conn.cursor(row_factory=namedtuple_row)
     counts: dict[str, dict[str, int]] = {}
-    for row in cur.execute(_BY_IMPACT_AND_AGE, {"now": now, "edges": _AGE_EDGES}):
+    for row in cur.execute(_BY_IMPACT_AND_AGE, {"now": now, "edges": list(AGE_EDGES)}):
         by_age = counts.setdefault(row.impact, dict.fromkeys(AGING_BUCKETS, 0))
         by_age[AGING_BUCKETS[row.bucket]] += row.n
     total = sum(sum(by_age.values()) for by_age in counts.values())

@@ -33,7 +33,9 @@ from sla.histogram import PERCENTILES
 from sla.policy import Policy
 
 _IMPACTS = f"ARRAY{list(IMPACTS)}"  # most urgent first, for array_position
-AGING_BUCKETS = ("< 1h", "1-4h", "4-24h", "1-3d", "> 3d")  # as the SQL below names them
+AGING_BUCKETS = ("< 1h", "1-4h", "4-24h", "1-3d", "> 3d")
+# Where each bucket after the first begins, in seconds of age (width_bucket's bounds).
+AGE_EDGES = (3600.0, 4 * 3600.0, 86400.0, 3 * 86400.0)
 # Multi-window burn-rate alerts (Google SRE workbook): long window, short window, factor.
 # The Google SRE workbook's multiwindow burn-rate rules: both windows of a pair burning
 # faster than the factor fire the alert; a page wakes someone, a ticket waits for the day.
@@ -358,14 +360,11 @@ def _exceptions(
     """Open exceptions as they stand now; closed ones as counted in the window."""
     open_rows = conn.execute(
         text(
-            "SELECT status, impact, CASE WHEN age < interval '1 hour' THEN '< 1h' "
-            "WHEN age < interval '4 hours' THEN '1-4h' WHEN age < interval '1 day' THEN '4-24h' "
-            "WHEN age < interval '3 days' THEN '1-3d' ELSE '> 3d' END AS aging, "
-            "coalesce(due_at < :end, false) AS overdue, count(*) "
-            "FROM (SELECT status, impact, due_at, :end - first_seen AS age FROM exceptions "
-            "WHERE status IN :open) open_ GROUP BY 1, 2, 3, 4"
+            "SELECT status, impact, width_bucket(extract(epoch FROM :end - first_seen)::float8, "
+            "CAST(:edges AS float8[])) AS aging, coalesce(due_at < :end, false) AS overdue, "
+            "count(*) FROM exceptions WHERE status IN :open GROUP BY 1, 2, 3, 4"
         ).bindparams(bindparam("open", OPEN_STATUSES, expanding=True)),
-        {"end": end},
+        {"end": end, "edges": list(AGE_EDGES)},
     ).all()
     by_status: dict[ExceptionStatus, int] = dict.fromkeys(OPEN_STATUSES + CLOSED_STATUSES, 0)
     by_impact = dict.fromkeys(IMPACTS, 0)
@@ -374,7 +373,7 @@ def _exceptions(
     for status, impact, aging, is_overdue, n in open_rows:
         by_status[status] += n
         by_impact[impact] += n
-        by_aging[aging] += n
+        by_aging[AGING_BUCKETS[aging]] += n
         overdue += n if is_overdue else 0
     closed = _closed(counters)
     by_status.update(closed)
