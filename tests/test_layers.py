@@ -17,6 +17,7 @@ LAYERS = {
     "collectors": 1,
     "replay": 1,
     "alerts": 1,
+    "reconcile": 1,
     "console": 2,
     "cli": 3,
     "demo": 4,  # beside the top: the sandbox, and `python -m demo` on the command line's stack
