@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from alerts.events import DigestContent, EventType, GroupKey
-from alerts.schedule import cron_trigger
+from q2c.cron import cron_trigger
 from q2c.vocabulary import ExceptionKind, Impact
 from sla.policy import Duration
 

@@ -27,8 +27,8 @@ from sqlalchemy import Engine
 from alerts.config import AlertsConfig, Digest
 from alerts.links import console_link
 from alerts.notification import Notification, new_notification_id
-from alerts.schedule import next_run
 from alerts.told import Told, tell_once
+from q2c.cron import next_run
 from q2c.vocabulary import IMPACTS
 from queries.kpi_document import ComparisonKpis, KpiDocument
 from queries.kpis import AGE_EDGES, AGING_BUCKETS, collect_kpis, comparison_kpis

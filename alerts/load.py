@@ -6,34 +6,26 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
-from pydantic_core import ErrorDetails
 
 from alerts.config import CHANNEL_TYPES, AlertsConfig
-from q2c.errors import Q2CError
+from q2c.config_errors import InvalidConfig, TaggedUnion, problems_of, read_yaml
 
 DEFAULT_CONFIG_FILE = Path(__file__).with_name("alerts.yaml")
+_UNIONS = {"channels": TaggedUnion("channel type", CHANNEL_TYPES)}
 
 
-class InvalidAlertsConfig(Q2CError):
+class InvalidAlertsConfig(InvalidConfig):
     """alerts.yaml is not valid; `problems` has one line a mistake, each naming its key."""
 
     def __init__(self, source: object, problems: list[str]) -> None:
-        super().__init__(f"invalid alerts config {source}:\n  " + "\n  ".join(problems))
-        self.problems = problems
+        super().__init__("alerts config", source, problems)
 
 
 def load_alerts_config(path: Path | None = None) -> AlertsConfig:
     """Read and validate alerts.yaml (the shipped example when `path` is None)."""
     source = path or DEFAULT_CONFIG_FILE
-    try:
-        data = yaml.safe_load(source.read_text())
-    except OSError as exc:
-        raise Q2CError(f"cannot read alerts config {source}: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise Q2CError(f"alerts config {source} is not valid YAML: {exc}") from None
-    return parse_alerts_config(data, source)
+    return parse_alerts_config(read_yaml(source, "alerts config"), source)
 
 
 def parse_alerts_config(data: Any, source: object = "alerts.yaml") -> AlertsConfig:
@@ -46,46 +38,11 @@ def parse_alerts_config(data: Any, source: object = "alerts.yaml") -> AlertsConf
     try:
         config = AlertsConfig.model_validate(data)
     except ValidationError as exc:
-        raise InvalidAlertsConfig(source, [_problem(error) for error in exc.errors()]) from None
+        raise InvalidAlertsConfig(source, problems_of(exc, _UNIONS)) from None
     problems = _reference_problems(config)
     if problems:
         raise InvalidAlertsConfig(source, problems)
     return config
-
-
-def _problem(error: ErrorDetails) -> str:
-    loc = list(error["loc"])
-    # A channel's errors carry its `type` as the tagged union's branch: not a key.
-    if len(loc) > 2 and loc[0] == "channels" and loc[2] in CHANNEL_TYPES:
-        del loc[2]
-    kind, message = error["type"], error["msg"].removeprefix("Value error, ")
-    if kind == "extra_forbidden":
-        message = "unknown key"
-    elif kind == "missing":
-        message = "required key is missing"
-    elif kind == "string_pattern_mismatch":
-        message = f"{error['input']!r} may hold only letters, digits, '-', '_' and '.'"
-    elif kind == "literal_error":
-        message = f"{error['input']!r} is not one of {error.get('ctx', {}).get('expected')}"
-    elif kind in ("union_tag_invalid", "union_tag_not_found"):
-        loc.append("type")
-        given = error.get("ctx", {}).get("tag")
-        what = f"unknown channel type {given!r}" if given else "required key is missing"
-        message = f"{what} (use {', '.join(CHANNEL_TYPES)})"
-    return f"{key_path(loc)}: {message}"
-
-
-def key_path(loc: list[int | str]) -> str:
-    """`routes[0].group_wait` for pydantic's ('routes', 0, 'group_wait')."""
-    path = ""
-    for part in loc:
-        if isinstance(part, int):
-            path += f"[{part}]"
-        elif part == "[key]":  # the mapping's key itself is at fault: the path already says it
-            continue
-        else:
-            path += f".{part}" if path else part
-    return path or "(top level)"
 
 
 def _reference_problems(config: AlertsConfig) -> list[str]:

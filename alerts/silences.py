@@ -16,7 +16,7 @@ from sqlalchemy import Engine, bindparam, text
 from sqlalchemy.dialects.postgresql import JSONB
 
 from alerts.config import EventMatch, OneOrMany
-from alerts.load import key_path
+from q2c.config_errors import key_path
 from q2c.errors import Q2CError
 from queries.audit import record
 from queries.users import allowed_user

@@ -13,8 +13,8 @@ import psycopg
 
 from alerts.config import AlertsConfig, EventMatch, Maintenance
 from alerts.matching import matches
-from alerts.schedule import next_run
 from alerts.silences import SilenceMatch
+from q2c.cron import next_run
 
 _CURRENT_SILENCES = """
 SELECT id, matchers, reason, author, ends_at FROM alert_silences

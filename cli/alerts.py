@@ -36,7 +36,7 @@ def alerts() -> None:
 
 
 def _summary(config: AlertsConfig, now: datetime) -> list[str]:
-    from alerts.schedule import next_run
+    from q2c.cron import next_run
 
     counts = (
         (config.channels, "channel"),

@@ -12,6 +12,7 @@ import psycopg
 from sqlalchemy.exc import OperationalError
 
 from cli.alerts import alerts
+from cli.reconcile import reconcile
 from cli.replays import dead_letters, replay
 from cli.silences import silences
 from cli.stack import run_stack
@@ -277,5 +278,5 @@ def kpis(ctx: click.Context, as_json: bool, window: str) -> None:
     click.echo(json.dumps(document, indent=2) if as_json else render(document))
 
 
-for _command in (exceptions, dead_letters, replay, users, alerts, silences):
+for _command in (exceptions, dead_letters, replay, users, alerts, silences, reconcile):
     main.add_command(_command)

@@ -1,5 +1,6 @@
 """`q2c scheduler`: runs the SLA evaluation, the alerting watch, alerting's routing and
-delivery (once Q2C_ALERTS_CONFIG names an alerts.yaml), the replay dispatcher and partition
+delivery (once Q2C_ALERTS_CONFIG names an alerts.yaml), each reconciliation on its schedule
+(once Q2C_RECONCILE_CONFIG names a reconcile.yaml), the replay dispatcher and partition
 maintenance on APScheduler, in its own process.
 
 Replicas may run side by side: every job takes a transaction-scoped advisory lock inside
@@ -9,8 +10,9 @@ its work, so a window is never done twice, and a job that finds the lock taken s
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import psycopg
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -20,11 +22,15 @@ from alerts.links import console_base
 from alerts.load import load_alerts_config
 from alerts.run import Alerting
 from alerts.watch import watch
+from q2c.cron import cron_trigger
 from q2c.database import create_db_engine
 from q2c.errors import Q2CError
 from q2c.schema import maintain_configured_partitions
 from q2c.settings import Settings
 from q2c.stop_request import StopRequest
+from reconcile.config import ReconcileConfig, Reconciliation
+from reconcile.engine import run_reconciliation
+from reconcile.load import load_reconcile_config
 from replay.dispatcher import Dispatcher
 from sla.evaluate import evaluate
 from sla.policy import Policy
@@ -67,6 +73,23 @@ def build_scheduler(settings: Settings, database_url: str, policy: Policy) -> Ba
             seconds=ALERTS_INTERVAL_SECONDS,
             next_run_time=datetime.now(UTC),
             id="alerts",
+            **JOB_OPTIONS,
+        )
+    for name, recon in _reconciliations(settings).items():
+        schedule = recon.schedule
+        when: dict = (
+            {
+                "trigger": "interval",
+                "seconds": schedule.total_seconds(),
+                "next_run_time": datetime.now(UTC),
+            }
+            if isinstance(schedule, timedelta)
+            else {"trigger": cron_trigger(schedule, UTC)}
+        )
+        scheduler.add_job(
+            _logged(f"reconcile-{name}", _reconcile_job(database_url, name, recon, settings)),
+            id=f"reconcile-{name}",
+            **when,
             **JOB_OPTIONS,
         )
     dispatcher = Dispatcher(database_url, settings)
@@ -139,6 +162,32 @@ def _alerting(settings: Settings, database_url: str, policy: Policy) -> Alerting
     except Q2CError as exc:  # a malformed file or channel secret: the other jobs run on
         log.error("alerting off: %s", exc)
         return None
+
+
+def _reconciliations(settings: Settings) -> dict[str, Reconciliation]:
+    """The reconciliations the configured reconcile.yaml holds; none (and said why) when
+    none is configured or it does not load: the other jobs run on."""
+    if settings.reconcile_config is None:
+        log.info("reconciliation: no Q2C_RECONCILE_CONFIG; no reconciliation runs")
+        return {}
+    try:
+        config: ReconcileConfig = load_reconcile_config(settings.reconcile_config)
+    except Q2CError as exc:
+        log.error("reconciliation off: %s", exc)
+        return {}
+    return dict(config.reconciliations)
+
+
+def _reconcile_job(
+    database_url: str, name: str, recon: Reconciliation, settings: Settings
+) -> Callable[[], None]:
+    def run() -> None:
+        with psycopg.connect(
+            database_url, autocommit=True, connect_timeout=settings.db_connect_timeout
+        ) as conn:
+            run_reconciliation(conn, name, recon, os.environ)  # logs what it did, or skipped
+
+    return run
 
 
 def _watch(database_url: str, engine: Engine, policy: Policy, settings: Settings) -> None:

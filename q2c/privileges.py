@@ -56,6 +56,10 @@ RUNTIME_GRANTS: dict[str, str] = {
     "alert_silences": _WRITE,  # expired early, never deleted
     "alert_escalations": _APPEND,  # a step taken is never undone
     "alert_digest_runs": _APPEND,
+    "reconciliation_runs": _WRITE,  # running, then succeeded or failed
+    "reconciliation_breaks": _APPEND,
+    "reconciliation_accuracy": _APPEND,
+    "reconciliation_acceptances": _APPEND,  # an acceptance is never changed once given
 }
 # Functions the runtime role runs with the owner's rights, within q2c_settings: the writer
 # creates the day partitions rows land in, the scheduler maintains them.

@@ -189,6 +189,11 @@ class Settings(BaseSettings):
         description="alerts.yaml with notification channels, routes and ownership rules; "
         "unset uses the shipped example, whose channels point at loopback addresses.",
     )
+    reconcile_config: Path | None = Field(
+        default=None,
+        description="reconcile.yaml with the reconciliations against the systems of record; "
+        "unset runs none (the shipped example documents the keys).",
+    )
     log_level: str = Field(default="INFO", description="Python logging level of Q2C processes.")
 
     @field_validator("log_level")

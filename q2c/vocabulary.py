@@ -57,3 +57,8 @@ TRANSITIONS: dict[Action, tuple[tuple[ExceptionStatus, ...], ExceptionStatus | N
 def sql_list(words: Iterable[str]) -> str:
     """Words of this module as an SQL list, for IN: ('open', 'assigned')."""
     return "(" + ", ".join(f"'{word}'" for word in words) + ")"
+
+
+# The predicate of exceptions_one_open_idx (migration 0001), which an ON CONFLICT clause
+# must repeat to name that index as its arbiter.
+ONE_OPEN_INDEX_PREDICATE = f"status NOT IN {sql_list(CLOSED_STATUSES)}"

@@ -24,6 +24,7 @@ PERMISSIONS: dict[str, tuple[str, str]] = {
     "alerts.test": ("oncall", "sending test notifications"),
     "silences.view": ("viewer", "viewing silences"),
     "silences.manage": ("oncall", "silencing notifications and ending silences"),
+    "reconciliation.view": ("finance_ops", "viewing reconciliation runs and breaks"),
 }
 
 

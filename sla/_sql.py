@@ -6,11 +6,7 @@ rollup pairs are remembered in rollup_progress, exceptions obey the one-open rul
 """
 
 from q2c.catalog import CATALOG_TABLE
-from q2c.vocabulary import CLOSED_STATUSES, sql_list
-
-# The predicate of exceptions_one_open_idx (migration 0001), which an ON CONFLICT clause
-# must repeat to name that index as its arbiter.
-ONE_OPEN_INDEX_PREDICATE = f"status NOT IN {sql_list(CLOSED_STATUSES)}"
+from q2c.vocabulary import ONE_OPEN_INDEX_PREDICATE
 
 # Rows stamped before the oldest running writer's start are all committed (ingest times
 # are clock_timestamp()); the window ends there, so nothing committed late is skipped.

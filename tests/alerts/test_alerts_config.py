@@ -32,7 +32,7 @@ from alerts.load import (
     load_alerts_config,
     parse_alerts_config,
 )
-from alerts.schedule import next_run
+from q2c.cron import next_run
 from q2c.errors import Q2CError
 
 # Issue #17's example, exactly as written there: it must load and mean what it says.

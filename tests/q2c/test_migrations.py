@@ -40,6 +40,10 @@ CANONICAL_TABLES = {
     "alert_silences",
     "alert_escalations",
     "alert_digest_runs",
+    "reconciliation_runs",
+    "reconciliation_breaks",
+    "reconciliation_accuracy",
+    "reconciliation_acceptances",
     "audit_log",
     "q2c_settings",
 }

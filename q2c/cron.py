@@ -1,4 +1,5 @@
-"""Cron schedules of digests and maintenance windows, read with crontab's meaning.
+"""Cron schedules (alerting's digests and maintenance windows, reconciliations), read with
+crontab's meaning.
 
 APScheduler 3.x's `CronTrigger.from_crontab` numbers weekdays from Monday = 0 (its own
 documented historical mistake), so `0 7 * * 1-5` would run Tuesday to Saturday. Here the
