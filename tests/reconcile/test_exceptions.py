@@ -1,0 +1,79 @@
+"""A break is an exception like any other: the SLA evaluation gives it its impact (the
+amount thresholds apply) and due time, alerting is told of it, and when telemetry knows
+the key it sits beside the transaction's own exceptions, under its correlation ID."""
+
+from __future__ import annotations
+
+import psycopg
+
+from tests.reconcile.conftest import billing, erp
+from tests.support.otlp import stage_span, traces_request
+
+
+def test_a_break_is_classified_by_the_impact_rules_and_announced(
+    db: psycopg.Connection, exports, reconcile, run_evaluation
+) -> None:
+    exports([billing("INV-BIG", total="25000.00"), billing("INV-SMALL", total="10.00")], [])
+    reconcile()
+
+    run_evaluation()
+
+    rows = db.execute(
+        "SELECT invoice_id, impact, due_at - first_seen FROM exceptions ORDER BY invoice_id"
+    ).fetchall()
+    assert [(key, impact) for key, impact, _ in rows] == [
+        ("INV-BIG", "critical"),
+        ("INV-SMALL", "medium"),
+    ]
+    assert all(due is not None for *_, due in rows)
+    announced = db.execute(
+        "SELECT facts->>'kind', facts->>'fingerprint' FROM alert_events "
+        "WHERE type = 'exception.opened'"
+    ).fetchall()
+    assert len(announced) == 2 and {kind for kind, _ in announced} == {"reconciliation"}
+    assert len({fingerprint for _, fingerprint in announced}) == 1  # grouped as one
+
+
+def test_a_key_telemetry_knows_links_the_break_to_its_transaction(
+    db: psycopg.Connection, exports, reconcile, send
+) -> None:
+    send(
+        traces_request(
+            stage_span(
+                "corr-inv-7",
+                "invoice_posting",
+                "invoice_posted",
+                "billing",
+                at_s=1,
+                seq=100,
+                invoice_id="INV-7",
+                customer_id="C-7",
+                legal_entity="ACME-DE",
+            ),
+            stage_span(
+                "corr-inv-7",
+                "invoice_posting",
+                "invoice_recorded",
+                "erp",
+                at_s=2,
+                seq=110,
+                error="ERP posting rejected: period closed",
+            ),
+        )
+    )
+    exports([billing("INV-7", account="C-7"), billing("INV-8")], [erp("INV-8")])
+
+    reconcile()
+
+    rows = db.execute(
+        "SELECT correlation_id, kind, process, legal_entity, error_type FROM exceptions "
+        "ORDER BY kind, id"
+    ).fetchall()
+    # The ERP's rejection, and beside it the invoice it never recorded (the root cause).
+    assert rows[0][:3] == ("corr-inv-7", "error", "invoice_posting")
+    assert rows[1:] == [
+        ("corr-inv-7", "reconciliation", "invoice_posting", "ACME-DE", "missing_in:erp")
+    ]
+    assert db.execute(
+        "SELECT correlation_id FROM reconciliation_breaks WHERE key = 'INV-7'"
+    ).fetchone() == ("corr-inv-7",)
