@@ -16,6 +16,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -121,6 +122,21 @@ def replay_applier(tracer_provider: TracerProvider, records: SystemsOfRecord):
     return apply
 
 
+def sandbox_app(
+    records: SystemsOfRecord, on_applied: Callable[[Applied], None], erp_token: str
+) -> Starlette:
+    """Everything the sandbox serves: the notification sink under /sink, the systems'
+    list endpoints (GET), and their write endpoints that traffic and replays POST to."""
+    targets = create_targets(TargetState(), on_applied)
+    return Starlette(
+        routes=[
+            Mount("/sink", create_sink()),
+            *record_routes(records, erp_token),  # before the targets' catch-all mount
+            Mount("/", targets),
+        ]
+    )
+
+
 def export_continually(records: SystemsOfRecord, folder: Path, stop: StopRequest) -> None:
     """Export billing's invoices into `folder` now and every EXPORT_EVERY seconds until
     `stop`; a failed export is logged and tried again at the next turn."""
@@ -157,16 +173,8 @@ def main() -> None:
     # The customers' accounts predate the history, so they are older than any grace.
     customers_since = time.time_ns() - (args.history_days + 1) * 86_400 * NS
     records = SystemsOfRecord(seed=args.seed, since_ns=customers_since)
-    state = TargetState()
-    targets = create_targets(state, replay_applier(target_telemetry[0], records))
     erp_token = os.environ.get(ERP_TOKEN_ENV, DEFAULT_ERP_TOKEN)
-    app = Starlette(
-        routes=[
-            Mount("/sink", create_sink()),
-            *record_routes(records, erp_token),
-            Mount("/", targets),
-        ]
-    )
+    app = sandbox_app(records, replay_applier(target_telemetry[0], records), erp_token)
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=args.port, log_level="warning")
     )

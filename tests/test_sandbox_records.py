@@ -21,14 +21,12 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
-from starlette.applications import Starlette
 
 from demo.__main__ import reconciliation_environment
 from demo.exports import COLUMNS, export_billing_invoices
 from demo.records import CUSTOMERS, DriftMix, SystemsOfRecord
-from demo.records_api import ERP_TOKEN_ENV, LISTS, record_routes
-from demo.sandbox import deadlines, replay_applier, stage_systems
-from demo.targets import TargetState, create_targets
+from demo.records_api import ERP_TOKEN_ENV, LISTS
+from demo.sandbox import deadlines, replay_applier, sandbox_app, stage_systems
 from demo.traffic import CHAOS, NS, TrafficGenerator
 from sla.policy import load_policy
 from tests.support.services import running_app
@@ -206,7 +204,7 @@ def test_the_window_keeps_the_last_transactions_records_in_every_system_at_once(
 @pytest.fixture(scope="module")
 def sandbox(seeded) -> Iterator[str]:
     records, _ = seeded
-    with running_app(Starlette(routes=record_routes(records, TOKEN))) as url:
+    with running_app(sandbox_app(records, lambda applied: None, TOKEN)) as url:
         yield url
 
 
@@ -249,6 +247,7 @@ def test_erp_refuses_a_missing_or_wrong_token_and_bad_paging(sandbox: str) -> No
         billing = client.get("/billing/payments?limit=1")
         too_many = client.get("/billing/payments?limit=5000")
         forged = client.get("/erp/invoices?cursor=bm90LW91cnM", headers=AUTH)
+        write = client.post("/erp/invoice_posting/invoice_recorded", content=b"{}")
 
     for refused in (missing, wrong):
         assert refused.status_code == 401
@@ -257,9 +256,10 @@ def test_erp_refuses_a_missing_or_wrong_token_and_bad_paging(sandbox: str) -> No
     assert billing.status_code == 200 and len(billing.json()["data"]) == 1
     assert (too_many.status_code, forged.status_code) == (400, 400)
     assert "limit must be 1 to 1000" in too_many.json()["message"]
+    assert write.json()["status"] == "applied"  # the lists leave the systems' writes be
 
 
-def test_a_replayed_erp_posting_puts_the_invoice_in_erp() -> None:
+def test_a_replayed_erp_posting_puts_the_invoice_in_erp_and_in_its_list() -> None:
     records = SystemsOfRecord(seed=11)
     spans = _traffic(records, 600)
     rejected = next(
@@ -271,8 +271,7 @@ def test_a_replayed_erp_posting_puts_the_invoice_in_erp() -> None:
         rejected.attributes["q2c.invoice_id"],
         rejected.attributes["q2c.correlation_id"],
     )
-    targets = create_targets(TargetState(), replay_applier(TracerProvider(), records))
-    app = Starlette(routes=[*record_routes(records, TOKEN), *targets.routes])
+    app = sandbox_app(records, replay_applier(TracerProvider(), records), TOKEN)
     with running_app(app) as url, httpx.Client(base_url=url) as client:
         before = _walk(client, f"{url}/erp/invoices?limit=1000", "data", "links.next")[0]
         replay = client.post(
