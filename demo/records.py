@@ -30,7 +30,7 @@ from demo.shares import EvenShares
 Record = dict[str, Any]
 NS = 1_000_000_000
 CUSTOMERS = 400  # accounts CUST-0000 … CUST-0399, in CRM and billing alike
-KEPT_TRANSACTIONS = 20_000  # about 40 MB of records
+KEPT_TRANSACTIONS = 20_000  # about 20 MB of records (docs/demo-reconciliation.md)
 WINDOW = timedelta(days=35)
 CENT = Decimal("0.01")
 # VAT or sales tax included in an invoice's total, by legal entity.
