@@ -1,5 +1,6 @@
-"""The records the sandbox's CRM, billing and ERP hold: customers, invoices and payments,
-each in its own system's field names, kept from the traffic's stage outcomes.
+"""The records the sandbox's CRM, billing and ERP hold: customers, subscriptions (CRM's won
+opportunities), invoices and payments, each in its own system's field names, kept from the
+traffic's stage outcomes.
 
 What the telemetry says is what the records hold: an invoice posted in billing is a billing
 invoice under the ID its transaction's telemetry carries; an ERP posting that failed leaves
@@ -30,7 +31,7 @@ from demo.shares import EvenShares
 Record = dict[str, Any]
 NS = 1_000_000_000
 CUSTOMERS = 400  # accounts CUST-0000 … CUST-0399, in CRM and billing alike
-KEPT_TRANSACTIONS = 20_000  # about 20 MB of records (docs/demo-reconciliation.md)
+KEPT_TRANSACTIONS = 20_000  # about 28 MB of records (docs/demo-reconciliation.md)
 WINDOW = timedelta(days=35)
 CENT = Decimal("0.01")
 # VAT or sales tax included in an invoice's total, by legal entity.
@@ -48,6 +49,7 @@ class DriftMix:
     currency: float = 0.004  # of ERP invoices: booked in the legal entity's own currency
     status_lag: float = 0.01  # of ERP invoices paid: ERP never closes the invoice
     duplicate_payment: float = 0.005  # of billing payments: recorded twice
+    contract_version: float = 0.01  # of billing subscriptions: another version than CRM's
     customer_currency: float = 0.005  # of customers: CRM's currency is another
     customer_status: float = 0.005  # of customers: churned in CRM, still active in billing
 
@@ -160,11 +162,16 @@ class SystemsOfRecord:
         self._erp_invoice_drift = spread("tax_rounding", "currency")
         self._erp_close_drift = spread("status_lag")
         self._payment_drift = spread("duplicate_payment")
+        self._subscription_drift = spread("contract_version")
         self.collections = {
             "crm.accounts": Collection("Id", "001Dn{:012d}", "AccountNumber", "LastModifiedDate"),
+            "crm.opportunities": Collection(
+                "Id", "006Dn{:012d}", "OrderNumber__c", "LastModifiedDate"
+            ),
             "billing.customers": Collection("id", "cus_{:08d}", "accountNumber", "updated"),
             "billing.invoices": Collection("number", "{:d}", "id", "updated"),
             "billing.payments": Collection("id", "py_{:08d}", "reference", "updated"),
+            "billing.subscriptions": Collection("id", "sub_{:08d}", "order", "updated"),
             "erp.invoices": Collection("internalId", "{:d}", "externalId", "lastModified"),
             "erp.payments": Collection("internalId", "{:d}", "externalId", "lastModified"),
         }
@@ -234,7 +241,31 @@ class SystemsOfRecord:
         currency, entity = attrs["q2c.currency"], attrs["q2c.legal_entity"]
         rate = TAX_RATES[entity]
         tax = (amount * rate / (1 + rate)).quantize(CENT, ROUND_HALF_UP)
-        if stage == "invoice_posted":
+        if stage == "opportunity_closed_won":
+            record = {
+                "OrderNumber__c": attrs["q2c.order_id"],
+                "AccountNumber__c": customer,
+                "Amount": float(amount),
+                "CurrencyIsoCode": currency,
+                "ContractVersion__c": attrs["q2c.contract_version"],
+                "StageName": "Closed Won",
+            }
+            self._add("crm.opportunities", correlation, record, at_ns)
+        elif stage == "subscription_activated":
+            version = attrs["q2c.contract_version"]
+            if self._subscription_drift.next() == "contract_version":
+                version = f"v{int(version[1:]) % 3 + 1}"
+            record = {
+                "order": attrs["q2c.order_id"],
+                "account": customer,
+                "amount": float(amount),
+                "currency": currency,
+                "version": version,
+                "status": "active",
+                "created": iso(at_ns),
+            }
+            self._add("billing.subscriptions", correlation, record, at_ns)
+        elif stage == "invoice_posted":
             record = {
                 "id": invoice,
                 "account": customer,

@@ -49,7 +49,9 @@ LISTS: dict[str, tuple[str, Envelope, bool]] = {
     "/erp/payments": ("erp.payments", _saas_page, True),
     "/billing/customers": ("billing.customers", _saas_page, False),
     "/billing/payments": ("billing.payments", _saas_page, False),
+    "/billing/subscriptions": ("billing.subscriptions", _saas_page, False),
     "/crm/accounts": ("crm.accounts", _salesforce_page, False),
+    "/crm/opportunities": ("crm.opportunities", _salesforce_page, False),
 }
 
 

@@ -41,6 +41,7 @@ DRIFT = DriftMix(
     currency=0.03,
     status_lag=0.05,
     duplicate_payment=0.04,
+    contract_version=0.05,
     customer_currency=0.05,
     customer_status=0.05,
 )
@@ -180,6 +181,27 @@ def test_customers_drift_between_crm_and_billing_at_their_shares(seeded) -> None
     assert all(billing[k]["status"] == "active" for k in churned)
     assert _near(len(other_currency), DRIFT.customer_currency, CUSTOMERS)
     assert _near(len(churned), DRIFT.customer_status, CUSTOMERS)
+
+
+def test_a_won_opportunity_whose_activation_failed_has_no_billing_subscription(seeded) -> None:
+    records, spans = seeded
+    crm, billing = _by(records, "crm.opportunities"), _by(records, "billing.subscriptions")
+    won = {s.attributes["q2c.order_id"] for s in _stage_spans(spans, "opportunity_closed_won")}
+    activated = {
+        s.attributes["q2c.order_id"]
+        for s in _stage_spans(spans, "subscription_activated")
+        if s.status.status_code is not StatusCode.ERROR
+    }
+    other_version = [k for k in billing if billing[k]["version"] != crm[k]["ContractVersion__c"]]
+
+    assert set(crm) == won and set(billing) == activated
+    assert len(won - activated) > 20 and activated <= won
+    assert _near(len(other_version), DRIFT.contract_version, len(billing))
+    assert all(
+        (billing[k]["amount"], billing[k]["currency"])
+        == (crm[k]["Amount"], crm[k]["CurrencyIsoCode"])
+        for k in billing
+    )
 
 
 def test_the_same_seed_gives_the_same_records() -> None:
@@ -334,7 +356,7 @@ def test_the_demo_reconcile_yaml_points_at_the_sandbox_lists_and_export(
 
     assert config_path.parent == tmp_path and environ[ERP_TOKEN_ENV]
     reconciliations = config["reconciliations"]
-    assert set(reconciliations) == {"invoices", "payments", "customers"}
+    assert set(reconciliations) == {"invoices", "payments", "customers", "subscriptions"}
     for name, spec in reconciliations.items():
         assert {"object", "key", "schedule", "grace", "scope", "sources", "compare"} <= set(spec)
         assert spec["schedule"] == "1m"
@@ -362,4 +384,4 @@ def test_the_demo_reconcile_yaml_points_at_the_sandbox_lists_and_export(
                 assert set(source["fields"].values()) <= set(first), source["url"]
                 assert _dotted(page.json(), source["next"]) is not None
                 walked += 1
-    assert walked == 5
+    assert walked == 7
