@@ -82,7 +82,7 @@ def stage_systems(policy: Policy) -> dict[tuple[str, str], str]:
     }
 
 
-def replayed_stage(applied: Applied) -> tuple[str, str, str] | None:
+def _replayed_stage(applied: Applied) -> tuple[str, str, str] | None:
     """(correlation ID, process, stage) of a write a replay delivered; None for live
     traffic, whose middleware reports its own outcome."""
     # Paths are /{system}/{process}/{stage}, as the traffic generator addresses them.
@@ -100,7 +100,7 @@ def replay_applier(tracer_provider: TracerProvider, records: SystemsOfRecord):
     tracer = tracer_provider.get_tracer("q2c.demo.targets")
 
     def apply(applied: Applied) -> None:
-        replayed = replayed_stage(applied)
+        replayed = _replayed_stage(applied)
         if replayed is None:
             return
         correlation, process, stage = replayed
