@@ -20,6 +20,7 @@ from cli.main import main as command_line
 from cli.stack import Companions, run_stack
 from cli.supervisor import collector_child, sandbox_child, scheduler_child
 from demo import sandbox
+from demo.records_api import ERP_TOKEN_ENV
 from demo.seed import DEMO_USERS, has_history, seed_users
 from q2c.database import create_db_engine
 from q2c.settings import Settings
@@ -27,6 +28,7 @@ from queries.tokens import create_token
 
 HISTORY_DAYS = 3  # backfilled on the first run
 ALERTS_TEMPLATE = Path(__file__).with_name("alerts.yaml")
+RECONCILE_TEMPLATE = Path(__file__).with_name("reconcile.yaml")
 
 
 def companions(settings: Settings, url: str, chaos: bool = False) -> Companions:
@@ -45,6 +47,8 @@ def companions(settings: Settings, url: str, chaos: bool = False) -> Companions:
         filter(None, [settings.replay_allowed_hosts, f"127.0.0.1:{settings.demo_sandbox_port}"])
     )
     alerting = alerting_environment(settings.demo_sandbox_port)
+    data_dir = settings.data_dir.expanduser().resolve() / "demo"
+    reconciling = reconciliation_environment(settings.demo_sandbox_port, data_dir)
     return Companions(
         children=[
             collector_child(url, host, port),
@@ -55,10 +59,10 @@ def companions(settings: Settings, url: str, chaos: bool = False) -> Companions:
                 settings.demo_sandbox_port,
                 settings.demo_rate,
                 history,
-                ["--chaos"] if chaos else [],
+                ["--data-dir", str(data_dir), *(["--chaos"] if chaos else [])],
             ),
         ],
-        env={"Q2C_REPLAY_ALLOWED_HOSTS": allowed, **alerting},
+        env={"Q2C_REPLAY_ALLOWED_HOSTS": allowed, **alerting, **reconciling},
         banner=lambda console: _banner(settings, console, token),
     )
 
@@ -76,6 +80,17 @@ def alerting_environment(sandbox_port: int) -> dict[str, str]:
         "Q2C_SLACK_WEBHOOK_URL": f"{sandbox}/sink/slack/ops",
         "Q2C_FINANCE_SLACK_WEBHOOK_URL": f"{sandbox}/sink/slack/finance",
     }
+
+
+def reconciliation_environment(sandbox_port: int, data_dir: Path) -> dict[str, str]:
+    """The demo's reconcile.yaml, written into `data_dir`, its sources pointed at the
+    sandbox's list endpoints and the billing export it writes under `data_dir`/exports,
+    and the token the sandbox's ERP and the reconciliation share."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    config = data_dir / "reconcile.yaml"
+    text = RECONCILE_TEMPLATE.read_text().replace("{sandbox}", f"http://127.0.0.1:{sandbox_port}")
+    config.write_text(text.replace("{exports}", str(data_dir / "exports")))
+    return {"Q2C_RECONCILE_CONFIG": str(config), ERP_TOKEN_ENV: secrets.token_urlsafe(24)}
 
 
 def _banner(settings: Settings, console: str, token: str) -> str:

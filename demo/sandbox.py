@@ -3,16 +3,22 @@
 Serves the CRM, billing and ERP targets on 127.0.0.1:PORT, optionally backfills days of
 history, then sends live transactions through the collector until SIGTERM. Every write a
 target applies from a replay is reported as that stage's success, as the real system's
-instrumentation would, which lets Q2C auto-resolve the replayed exception.
+instrumentation would, which lets Q2C auto-resolve the replayed exception, and applied to
+the systems' records. Those records (demo/records.py) are served by list endpoints
+(demo/records_api.py) and, with --data-dir, billing's invoices are exported as CSV files
+(demo/exports.py) under DATA_DIR/exports/billing: what the demo's reconciliations read.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import threading
 import time
+from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path
 
 import uvicorn
 from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
@@ -25,6 +31,9 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
+from demo.exports import EXPORT_EVERY, export_billing_invoices
+from demo.records import SystemsOfRecord
+from demo.records_api import DEFAULT_ERP_TOKEN, ERP_TOKEN_ENV, record_routes
 from demo.sink import create_sink
 from demo.targets import Applied, TargetState, create_targets
 from demo.traffic import CHAOS, NS, REALISTIC, TrafficGenerator
@@ -73,34 +82,71 @@ def stage_systems(policy: Policy) -> dict[tuple[str, str], str]:
     }
 
 
-def success_reporter(tracer_provider: TracerProvider):
-    """Report an applied replay as its stage's success, with the target's own telemetry."""
+def _replayed_stage(applied: Applied) -> tuple[str, str, str] | None:
+    """(correlation ID, process, stage) of a write a replay delivered; None for live
+    traffic, whose middleware reports its own outcome."""
+    # Paths are /{system}/{process}/{stage}, as the traffic generator addresses them.
+    parts = applied.path.strip("/").split("/")
+    headers = {k.lower(): v for k, v in applied.headers.items()}
+    correlation = headers.get("x-correlation-id")
+    if applied.idempotency_key is None or len(parts) != 3 or correlation is None:
+        return None
+    return correlation, parts[1], parts[2]
+
+
+def replay_applier(tracer_provider: TracerProvider, records: SystemsOfRecord):
+    """Apply a replayed write to the records, and report it as its stage's success with
+    the target's own telemetry."""
     tracer = tracer_provider.get_tracer("q2c.demo.targets")
 
-    def report(applied: Applied) -> None:
-        # Paths are /{system}/{process}/{stage}, as the traffic generator addresses them.
-        parts = applied.path.strip("/").split("/")
-        headers = {k.lower(): v for k, v in applied.headers.items()}
-        if applied.idempotency_key is None or len(parts) != 3:
-            return  # live traffic: the middleware reports its own outcome
-        correlation = headers.get("x-correlation-id")
-        if correlation is None:
+    def apply(applied: Applied) -> None:
+        replayed = _replayed_stage(applied)
+        if replayed is None:
             return
+        correlation, process, stage = replayed
         now = time.time_ns()
+        records.replayed(correlation, stage, now)
         span = tracer.start_span(
-            f"{parts[2]} (replayed)",
+            f"{stage} (replayed)",
             start_time=now - NS // 10,
             attributes={
                 "q2c.correlation_id": correlation,
-                "q2c.process": parts[1],
-                "q2c.stage": parts[2],
+                "q2c.process": process,
+                "q2c.stage": stage,
                 "q2c.system": applied.system,
                 "q2c.replayed": True,
             },
         )
         span.end(end_time=now)
 
-    return report
+    return apply
+
+
+def sandbox_app(
+    records: SystemsOfRecord, on_applied: Callable[[Applied], None], erp_token: str
+) -> Starlette:
+    """Everything the sandbox serves: the notification sink under /sink, the systems'
+    list endpoints (GET), and their write endpoints that traffic and replays POST to."""
+    targets = create_targets(TargetState(), on_applied)
+    return Starlette(
+        routes=[
+            Mount("/sink", create_sink()),
+            *record_routes(records, erp_token),  # before the targets' catch-all mount
+            Mount("/", targets),
+        ]
+    )
+
+
+def export_continually(records: SystemsOfRecord, folder: Path, stop: StopRequest) -> None:
+    """Export billing's invoices into `folder` now and every EXPORT_EVERY seconds until
+    `stop`; a failed export is logged and tried again at the next turn."""
+    while True:
+        try:
+            export_billing_invoices(records, folder)
+        except OSError as exc:
+            log.warning("billing export to %s failed: %s", folder, exc)
+        if stop.wait(EXPORT_EVERY):
+            return
 
 
 def main() -> None:
@@ -112,6 +158,9 @@ def main() -> None:
     parser.add_argument("--history-per-day", type=int, default=HISTORY_PER_DAY)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument(
+        "--data-dir", type=Path, help="folder to export billing's files into (exports/billing)"
+    )
+    parser.add_argument(
         "--chaos", action="store_true", help="the heavy fault mix: every SLO soon pages"
     )
     args = parser.parse_args()
@@ -121,15 +170,22 @@ def main() -> None:
     policy = load_policy()
     middleware = telemetry(args.collector, "q2c-demo-middleware")
     target_telemetry = telemetry(args.collector, "q2c-demo-targets")
-    state = TargetState()
-    targets = create_targets(state, success_reporter(target_telemetry[0]))
-    app = Starlette(routes=[Mount("/sink", create_sink()), Mount("/", targets)])
+    # The customers' accounts predate the history, so they are older than any grace.
+    customers_since = time.time_ns() - (args.history_days + 1) * 86_400 * NS
+    records = SystemsOfRecord(seed=args.seed, since_ns=customers_since)
+    erp_token = os.environ.get(ERP_TOKEN_ENV, DEFAULT_ERP_TOKEN)
+    app = sandbox_app(records, replay_applier(target_telemetry[0], records), erp_token)
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=args.port, log_level="warning")
     )
     threading.Thread(target=server.run, daemon=True).start()
 
     stop = StopRequest().listen()
+    if args.data_dir is not None:
+        folder = args.data_dir / "exports" / "billing"
+        threading.Thread(
+            target=export_continually, args=(records, folder, stop), daemon=True
+        ).start()
     generator = TrafficGenerator(
         *middleware,
         policy.catalog(),
@@ -138,6 +194,7 @@ def main() -> None:
         mix=CHAOS if args.chaos else REALISTIC,
         seed=args.seed,
         deadlines=deadlines(policy),
+        records=records,
     )
     try:
         if args.history_days:

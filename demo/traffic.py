@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import random
 import time
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from datetime import timedelta
@@ -23,9 +24,21 @@ from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
+from demo.records import CUSTOMERS, SystemsOfRecord
+from demo.shares import EvenShares
 from q2c.catalog import Process
 
 NS = 1_000_000_000
+# Invoices waiting for their payment: a payment transaction settles the oldest (beyond
+# this many, the oldest stay unpaid, as some invoices do).
+UNPAID_KEPT = 2_000
+_INVOICE_FIELDS = (
+    "q2c.customer_id",
+    "q2c.invoice_id",
+    "q2c.amount",
+    "q2c.currency",
+    "q2c.legal_entity",
+)
 
 
 @dataclass(frozen=True)
@@ -77,12 +90,12 @@ REALISTIC = TrafficMix(
     default=_HEALTHY,
     processes={
         "invoice_posting": FaultMix(
-            posting_rejected=0.001,
+            posting_rejected=0.002,
             duplicate=0.02,
             out_of_order=0.02,
             amount_mismatch=0.003,
             stalled=0.0005,
-            slow=0.0065,
+            slow=0.0055,
         ),
         "subscription_amendment": FaultMix(
             timeout=0.002,
@@ -113,25 +126,9 @@ CHAOS = TrafficMix(
 )
 
 
-class _Faults:
-    """One process's faults at exactly their shares, evenly spread (error diffusion, from a
-    random phase): a demo minutes old, and a test, show the mix's rates rather than the
-    noise of a few dozen dice rolls."""
-
-    def __init__(self, mix: FaultMix, rng: random.Random) -> None:
-        self.shares = {f.name: getattr(mix, f.name) for f in fields(mix) if getattr(mix, f.name)}
-        self.owed = {name: rng.random() for name in self.shares}
-
-    def next(self) -> str | None:
-        """The fault of the process's next transaction, if any."""
-        for name, share in self.shares.items():
-            self.owed[name] += share
-        due = [name for name, owed in self.owed.items() if owed >= 1]
-        if not due:
-            return None
-        fault = max(due, key=lambda name: self.owed[name])
-        self.owed[fault] -= 1
-        return fault
+def _faults(mix: FaultMix, rng: random.Random) -> EvenShares:
+    """One process's faults at exactly their shares, evenly spread."""
+    return EvenShares({f.name: getattr(mix, f.name) for f in fields(mix)}, rng)
 
 
 class TrafficGenerator:
@@ -147,17 +144,21 @@ class TrafficGenerator:
         mix: TrafficMix = REALISTIC,
         seed: int = 7,
         deadlines: Mapping[str, tuple[str, timedelta]] | None = None,
+        records: SystemsOfRecord | None = None,
     ) -> None:
         """`deadlines`: process → (stage, latency) that the `slow` fault makes the stage
-        exceed (sla.yaml's objectives); without one a process has no slow transactions."""
+        exceed (sla.yaml's objectives); without one a process has no slow transactions.
+        `records`: the systems of record told of every stage's outcome."""
         self.tracer = tracer_provider.get_tracer("q2c.demo.middleware")
         self.logger = logger_provider.get_logger("q2c.demo.middleware")
         self.catalog = catalog
         self.systems = systems
         self.targets_url = targets_url.rstrip("/")
         self.rng = random.Random(seed)
-        self.faults = {p.name: _Faults(mix.of(p.name), self.rng) for p in catalog}
+        self.faults = {p.name: _faults(mix.of(p.name), self.rng) for p in catalog}
         self.deadlines = deadlines or {}
+        self.records = records
+        self.unpaid: deque[dict] = deque(maxlen=UNPAID_KEPT)
         self.http = httpx.Client(timeout=2.0)
         self.sequence = 0
 
@@ -175,7 +176,7 @@ class TrafficGenerator:
         clock = time.time_ns() if started_ns is None else started_ns
         amount = round(self.rng.uniform(80, 24_000), 2)
         business = {
-            "q2c.customer_id": f"CUST-{self.rng.randrange(400):04d}",
+            "q2c.customer_id": f"CUST-{self.rng.randrange(CUSTOMERS):04d}",
             "q2c.order_id": f"SO-{self.sequence:06d}",
             "q2c.invoice_id": f"INV-2026-{self.sequence:06d}",
             "q2c.payment_id": f"PAY-{self.sequence:06d}",
@@ -184,6 +185,13 @@ class TrafficGenerator:
             "q2c.legal_entity": self.rng.choice(("DE01", "US02", "UK01")),
             "q2c.contract_version": f"v{self.rng.randrange(1, 4)}",
         }
+        # A payment pays an invoice the traffic posted, so that the systems of record hold
+        # one invoice under one ID, whichever transaction's telemetry names it.
+        if process.name == "invoice_posting":
+            self.unpaid.append({name: business[name] for name in _INVOICE_FIELDS})
+        elif process.name == "payment_application" and self.unpaid:
+            business.update(self.unpaid.popleft())
+            amount = business["q2c.amount"]
         fault = self.faults[process.name].next()
         stop_after = self.rng.randrange(1, len(process.stages)) if fault == "stalled" else None
         late_stage, backlog = len(process.stages), 0
@@ -257,6 +265,8 @@ class TrafficGenerator:
             error = self._deliver(url, payload, headers, failure)
         elif failure:
             error = _ERRORS[failure]
+        if self.records is not None:
+            self.records.observe(stage, attrs, at_ns, applied=error is None)
         span = self.tracer.start_span(
             f"{stage} ({system})", start_time=at_ns - NS // 5, attributes=attrs
         )
