@@ -80,130 +80,159 @@ def create_staging(columns: Sequence[str], n: int) -> sql.Composed:
 
 
 def _typed(plan: Plan, n: int, field: str) -> sql.Composable:
-    """Source n's value of `field` as compared: NULL when it does not give it; empty text
-    as NULL; mapped; a number when the field is numeric."""
-    if field not in plan.provided[n]:
-        return _Q("NULL::numeric" if field in plan.numeric else "NULL::text")
+    """Source n's value of `field` as compared: empty text as NULL, mapped, a number when
+    the field is numeric (else text compared byte by byte: no collation's notion of equal)."""
     value: sql.Composable = _Q("nullif({}, '')").format(_I(field))
-    mapping = plan.maps.get(field, ())[n] if field in plan.maps else {}
+    mapping = plan.maps[field][n] if field in plan.maps else {}
     if mapping:
         cases = _Q(" ").join(_Q("WHEN {} THEN {}").format(_L(k), _L(v)) for k, v in mapping.items())
         value = _Q("CASE {} {} ELSE {} END").format(value, cases, value)
-    return _Q("({})::numeric").format(value) if field in plan.numeric else value
+    if field in plan.numeric:
+        return _Q("({})::numeric").format(value)
+    return _Q('({}) COLLATE "C"').format(value)
 
 
-def per_key_and_source(plan: Plan) -> sql.Composed:
-    """Statement 1 (parameters scope_from, settled_before: timestamps or NULL)."""
-    parts = []
-    for n in range(len(plan.sources)):
-        updated = (
-            _Q("nullif(updated_at, '')::timestamptz")
-            if "updated_at" in plan.provided[n]
-            else _Q("NULL::timestamptz")
-        )
-        parts.append(
-            _Q(
-                "SELECT {n}::smallint AS src, nullif({key}, '') AS key, {values}, "
-                "{updated} AS u FROM {t}"
-            ).format(
-                n=_L(n),
-                key=_I(plan.key),
-                values=_Q(", ").join(
-                    _Q("{} AS {}").format(_typed(plan, n, f), _I(f)) for f in plan.values
-                ),
-                updated=updated,
-                t=_I(staging(n)),
-            )
-        )
-    return _Q(
-        """
-CREATE TEMP TABLE _per ON COMMIT DROP AS
-SELECT src, key, count(*) AS n,
-       bool_or(u IS NULL OR %(scope_from)s::timestamptz IS NULL
-               OR u >= %(scope_from)s::timestamptz) AS in_scope,
-       bool_or(u IS NULL OR u <= %(settled_before)s::timestamptz) AS settled,
-       {mins}
-FROM ({records}) r
-GROUP BY src, key
-"""
-    ).format(
-        mins=_Q(", ").join(_Q("min({0}) AS {0}").format(_I(f)) for f in plan.values),
-        records=_Q(" UNION ALL ").join(parts),
+def value_column(field: str, n: int) -> sql.Identifier:
+    """_keys' column of source n's value of `field` (when it has the key once)."""
+    return _I(f"{field}_{n}")
+
+
+def count_column(n: int) -> sql.Identifier:
+    """_keys' column of how many records source n has of the key."""
+    return _I(f"n_{n}")
+
+
+def _differs(plan: Plan, field: str, a: int, b: int) -> sql.Composable:
+    """Whether sources a and b, each with the key once, disagree on `field`: a value beside
+    a missing one, numbers further apart than the tolerance, or two texts. A field differs
+    among several sources exactly when it differs between two of them (for numbers: the
+    largest and smallest value are two of them)."""
+    x, y = value_column(field, a), value_column(field, b)
+    once = _Q("{} = 1 AND {} = 1").format(count_column(a), count_column(b))
+    tolerance = plan.compared[field]
+    if tolerance is None:
+        return _Q("({} AND {} IS DISTINCT FROM {})").format(once, x, y)
+    return _Q("({o} AND (({x} IS NULL) <> ({y} IS NULL) OR abs({x} - {y}) > {t}))").format(
+        o=once, x=x, y=y, t=_L(tolerance)
     )
 
 
-def _differs(field: str, tolerance: Decimal | None, among: Sequence[int]) -> sql.Composable:
-    """Whether `field` disagrees among the sources `among` that have the key exactly once:
-    a value beside a missing one, numbers further apart than the tolerance, or two texts."""
-    if len(among) < 2:
-        return _Q("false")
-    only = _Q("WHERE n = 1 AND src IN ({})").format(_Q(", ").join(map(_L, among)))
-    f = _I(field)
-    apart = (
-        _Q("max({f}) FILTER ({w}) - min({f}) FILTER ({w}) > {t}").format(
-            f=f, w=only, t=_L(tolerance)
-        )
-        if tolerance is not None
-        else _Q("max({f}) FILTER ({w}) <> min({f}) FILTER ({w})").format(f=f, w=only)
-    )
-    return _Q(
-        "coalesce(count(*) FILTER ({w}) >= 2 AND (count({f}) FILTER ({w}) "
-        "BETWEEN 1 AND count(*) FILTER ({w}) - 1 OR {apart}), false)"
-    ).format(w=only, f=f, apart=apart)
+def _pairs_of(among: Sequence[int]) -> list[tuple[int, int]]:
+    return [(a, b) for i, a in enumerate(among) for b in among[i + 1 :]]
 
 
 def mismatch_column(field: str) -> sql.Identifier:
     return _I(f"mismatch_{field}")
 
 
-def pair_column(a: int, b: int) -> sql.Identifier:
-    return _I(f"pair_{a}_{b}")
+def pair_columns(a: int, b: int) -> tuple[sql.Identifier, sql.Identifier]:
+    """_keys' columns of a pair of sources: whether either has the key, and whether both
+    have it once with every field both give agreeing."""
+    return _I(f"seen_{a}_{b}"), _I(f"agree_{a}_{b}")
 
 
 def keys(plan: Plan) -> sql.Composed:
-    """Statement 2: `_keys`, one row per key in scope with its verdicts."""
+    """Statements 1 and 2 in one: `_keys`, one row per key in scope (and the keyless
+    records' row, key NULL, which fails the run) with its verdicts.
+
+    Parameters scope_from, settled_before: timestamps, or NULL for no scope."""
     count = len(plan.sources)
-    mismatches = [
-        _Q("{} AS {}").format(_differs(f, tol, plan.givers(f)), mismatch_column(f))
-        for f, tol in plan.compared.items()
-    ]
-    pairs = []
-    for a, b in plan.pairs():
-        shared = [f for f in plan.compared if f in plan.provided[a] and f in plan.provided[b]]
-        agree = [_Q("NOT {}").format(_differs(f, plan.compared[f], (a, b))) for f in shared]
-        both_once = _Q("count(*) FILTER (WHERE n = 1 AND src IN ({a}, {b})) = 2").format(
-            a=_L(a), b=_L(b)
+    records, aggregates = [], []
+    for n in range(count):
+        given = [f for f in plan.values if f in plan.provided[n]]
+        updated = (
+            _Q("nullif(updated_at, '')::timestamptz")
+            if "updated_at" in plan.provided[n]
+            else _Q("NULL::timestamptz")
         )
-        pairs.append(
-            _Q("bool_or(src IN ({a}, {b})) AS {seen}, ({ok}) AS {ok_name}").format(
-                a=_L(a),
-                b=_L(b),
-                seen=_I(f"seen_{a}_{b}"),
-                ok=_Q(" AND ").join([both_once, *agree]),
-                ok_name=pair_column(a, b),
+        records.append(
+            _Q(
+                "SELECT {n}::smallint AS src, nullif({key}, '') AS key, {values} "
+                "(u IS NULL OR %(scope_from)s::timestamptz IS NULL "
+                "OR u >= %(scope_from)s::timestamptz) AS in_scope, "
+                "(u IS NULL OR u <= %(settled_before)s::timestamptz) AS settled "
+                "FROM (SELECT *, {updated} AS u FROM {t}) r"
+            ).format(
+                n=_L(n),
+                key=_I(plan.key),
+                values=_Q("").join(
+                    _Q("{} AS {}, ").format(_typed(plan, n, f), value_column(f, n)) for f in given
+                ),
+                updated=updated,
+                t=_I(staging(n)),
             )
         )
+        aggregates.append(
+            _Q("count(*) FILTER (WHERE src = {0}) AS {1}").format(_L(n), count_column(n))
+        )
+        aggregates.extend(
+            _Q("min({0}) FILTER (WHERE src = {1}) AS {0}").format(value_column(f, n), _L(n))
+            for f in given
+        )
+    # Each source's part of the union has its own columns: the others' are NULL there.
+    columns = [(f, n) for n in range(count) for f in plan.values if f in plan.provided[n]]
+    union = _Q(" UNION ALL ").join(
+        _Q("SELECT src, key, {}, in_scope, settled FROM ({}) p{}").format(
+            _Q(", ").join(
+                value_column(f, m)
+                if m == n
+                else _Q("NULL::{} AS {}").format(
+                    _Q("numeric" if f in plan.numeric else "text"), value_column(f, m)
+                )
+                for f, m in columns
+            ),
+            part,
+            _L(n),
+        )
+        if columns
+        else _Q("SELECT src, key, in_scope, settled FROM ({}) p").format(part)
+        for n, part in enumerate(records)
+    )
+    present = _Q(" + ").join(_Q("({} > 0)::int").format(count_column(n)) for n in range(count))
+    once = _Q(" AND ").join(_Q("{} <= 1").format(count_column(n)) for n in range(count))
+    verdicts = [
+        _Q("{} AS {}").format(
+            _Q(" OR ").join(_differs(plan, f, a, b) for a, b in _pairs_of(plan.givers(f)))
+            if len(plan.givers(f)) > 1
+            else _Q("false"),
+            mismatch_column(f),
+        )
+        for f in plan.compared
+    ]
+    for a, b in plan.pairs():
+        seen, agree = pair_columns(a, b)
+        shared = [f for f in plan.compared if f in plan.provided[a] and f in plan.provided[b]]
+        both = [_Q("{} = 1 AND {} = 1").format(count_column(a), count_column(b))]
+        both += [_Q("NOT {}").format(_differs(plan, f, a, b)) for f in shared]
+        verdicts.append(_Q("{} > 0 OR {} > 0 AS {}").format(count_column(a), count_column(b), seen))
+        verdicts.append(_Q("{} AS {}").format(_Q(" AND ").join(both), agree))
     any_mismatch = (
         _Q(" OR ").join(mismatch_column(f) for f in plan.compared) if plan.compared else _Q("false")
     )
     return _Q(
         """
 CREATE TEMP TABLE _keys ON COMMIT DROP AS
-SELECT *, present = {count} AND once AND NOT ({any}) AS matched,
-       present < {count} AND NOT settled AND once AND NOT ({any}) AS pending
+SELECT v.*,
+       v.present = {count} AND v.once AND NOT ({any}) AS matched,
+       v.present < {count} AND NOT v.settled AND v.once AND NOT ({any}) AS pending
 FROM (
-    SELECT key, count(*) AS present, bool_and(n = 1) AS once, bool_or(settled) AS settled,
-           array_agg(src) AS srcs, array_agg(src) FILTER (WHERE n > 1) AS twice
-           {verdicts}
-    FROM _per
-    GROUP BY key
-    HAVING bool_or(in_scope)
-) k
+    SELECT a.*, {present} AS present, {once} AS once {verdicts}
+    FROM (
+        SELECT key, bool_or(in_scope) AS in_scope, bool_or(settled) AS settled, {aggregates}
+        FROM ({union}) r
+        GROUP BY key
+    ) a
+    WHERE a.in_scope OR a.key IS NULL
+) v
 """
     ).format(
         count=_L(count),
         any=any_mismatch,
-        verdicts=_Q("").join(_Q(", {}").format(v) for v in (*mismatches, *pairs)),
+        present=present,
+        once=once,
+        verdicts=_Q("").join(_Q(", {}").format(v) for v in verdicts),
+        aggregates=_Q(", ").join(aggregates),
+        union=union,
     )
 
 
@@ -214,51 +243,57 @@ FROM _keys
 """
 
 
-def pair_figures(plan: Plan) -> sql.Composed:
-    """Per pair of sources: keys checked in either, matched in both (one row per pair)."""
-    rows = [
+def pair_figures(plan: Plan) -> list[sql.Composed]:
+    """Per pair of sources, a statement recording the keys checked in either and matched
+    in both."""
+    return [
         _Q(
-            "SELECT {x}, {y}, count(*) FILTER (WHERE {seen} AND NOT pending), "
-            "count(*) FILTER (WHERE {ok} AND NOT pending) FROM _keys"
-        ).format(
-            x=_L(plan.sources[a]),
-            y=_L(plan.sources[b]),
-            seen=_I(f"seen_{a}_{b}"),
-            ok=pair_column(a, b),
-        )
+            "INSERT INTO reconciliation_accuracy (run_id, source_a, source_b, checked, matched) "
+            "SELECT %(run_id)s, {a}, {b}, count(*) FILTER (WHERE {seen} AND NOT pending), "
+            "count(*) FILTER (WHERE {agree} AND NOT pending) FROM _keys"
+        ).format(a=_L(plan.sources[a]), b=_L(plan.sources[b]), seen=seen, agree=agree)
         for a, b in plan.pairs()
+        for seen, agree in [pair_columns(a, b)]
     ]
-    return _Q(
-        "INSERT INTO reconciliation_accuracy (run_id, source_a, source_b, checked, matched) "
-        "SELECT %(run_id)s, * FROM ({}) p"
-    ).format(_Q(" UNION ALL ").join(rows))
 
 
 def breaks(plan: Plan) -> sql.Composed:
-    """Statement 3a: `_breaks` (key, break_type, source or field at fault)."""
-    names = _Q(", ").join(_Q("({}, {})").format(_L(n), _L(s)) for n, s in enumerate(plan.sources))
-    selects = [
-        _Q(
-            "SELECT k.key, 'missing_in:' || s.name, s.name FROM _keys k "
-            "CROSS JOIN (VALUES {names}) s(src, name) "
-            "WHERE k.present < {count} AND k.settled AND NOT s.src = ANY(k.srcs)"
-        ).format(names=names, count=_L(len(plan.sources))),
-        _Q(
-            "SELECT k.key, 'duplicate_in:' || s.name, s.name FROM _keys k "
-            "JOIN (VALUES {names}) s(src, name) ON s.src = ANY(k.twice) "
-            "WHERE k.twice IS NOT NULL"
-        ).format(names=names),
-        *(
-            _Q("SELECT key, {}, {} FROM _keys WHERE {}").format(
-                _L(f"mismatch:{f}"), _L(f), mismatch_column(f)
+    """Statement 3a: `_breaks`, one row per key and break type (with the source or field
+    at fault) and the key's business context: the value of the first source, in config
+    order, that gives it. Only keys neither matched nor pending have a break."""
+    kinds = []
+    for n, source in enumerate(plan.sources):
+        kinds.append(
+            _Q("({}, {}, k.{} = 0 AND k.settled)").format(
+                _L(f"missing_in:{source}"), _L(source), count_column(n)
             )
-            for f in plan.compared
-        ),
+        )
+        kinds.append(
+            _Q("({}, {}, k.{} > 1)").format(
+                _L(f"duplicate_in:{source}"), _L(source), count_column(n)
+            )
+        )
+    kinds += [
+        _Q("({}, {}, k.{})").format(_L(f"mismatch:{f}"), _L(f), mismatch_column(f))
+        for f in plan.compared
     ]
+    context = []
+    for f in ("customer_id", "amount", "currency", "legal_entity"):
+        given = [_Q("k.{}").format(value_column(f, n)) for n in plan.givers(f)]
+        null = "NULL::numeric" if f in plan.numeric else "NULL::text"
+        value = _Q("coalesce({})").format(_Q(", ").join(given)) if given else _Q(null)
+        context.append(
+            _Q("{}::{} AS {}").format(value, _Q("numeric" if f in plan.numeric else "text"), _I(f))
+        )
     return _Q(
-        "CREATE TEMP TABLE _breaks ON COMMIT DROP AS "
-        "SELECT * FROM ({}) b(key, break_type, at_fault)"
-    ).format(_Q(" UNION ALL ").join(selects))
+        """
+CREATE TEMP TABLE _breaks ON COMMIT DROP AS
+SELECT k.key, b.break_type, b.at_fault, {context}
+FROM _keys k
+CROSS JOIN LATERAL (VALUES {kinds}) b(break_type, at_fault, broken)
+WHERE NOT (k.matched OR k.pending) AND b.broken
+"""
+    ).format(context=_Q(", ").join(context), kinds=_Q(", ").join(kinds))
 
 
 def records(plan: Plan) -> sql.Composed:
@@ -287,21 +322,6 @@ FROM ({parts}) s
 GROUP BY key
 """
     ).format(parts=_Q(" UNION ALL ").join(parts))
-
-
-def context(plan: Plan) -> sql.Composed:
-    """Per key with a break, its business context: the first source (in config order)
-    that gives each value."""
-    first = _Q(", ").join(
-        _Q("(array_agg({0} ORDER BY src) FILTER (WHERE {0} IS NOT NULL))[1] AS {0}").format(_I(f))
-        if f in plan.values
-        else _Q("NULL AS {}").format(_I(f))
-        for f in ("customer_id", "amount", "currency", "legal_entity")
-    )
-    return _Q(
-        "CREATE TEMP TABLE _context ON COMMIT DROP AS SELECT key, {} FROM _per "
-        "WHERE key IN (SELECT key FROM _breaks) GROUP BY key"
-    ).format(first)
 
 
 def linked_breaks(plan: Plan, object_: str) -> sql.Composed:
@@ -333,17 +353,16 @@ WITH linked AS (
            coalesce(t.correlation_id, 'reconcile:' || %(name)s::text || ':' || b.key)
                AS correlation_id,
            t.process, md5('reconcile/' || %(name)s::text || '/' || b.break_type) AS fingerprint,
-           coalesce(c.customer_id, t.customer_id) AS customer_id,
+           coalesce(b.customer_id, t.customer_id) AS customer_id,
            coalesce(CASE WHEN %(object)s::text = 'order' THEN b.key END, t.order_id)
                AS order_id,
            coalesce(CASE WHEN %(object)s::text = 'invoice' THEN b.key END, t.invoice_id)
                AS invoice_id,
-           coalesce(c.amount, t.amount) AS amount,
-           coalesce(c.currency, t.currency) AS currency,
-           coalesce(c.legal_entity, t.legal_entity) AS legal_entity
+           coalesce(b.amount, t.amount) AS amount,
+           coalesce(b.currency, t.currency) AS currency,
+           coalesce(b.legal_entity, t.legal_entity) AS legal_entity
     FROM _breaks b
     JOIN _records r USING (key)
-    JOIN _context c USING (key)
     {transaction}
 )
 SELECT l.*, a.id AS accepted_id,
@@ -463,6 +482,16 @@ def uncastable(n: int, field: str, type_: str) -> sql.Composed:
         "SELECT _at, {f} FROM {t} WHERE nullif({f}, '') IS NOT NULL "
         "AND NOT pg_temp.q2c_castable({f}, {type}) LIMIT 1"
     ).format(f=_I(field), t=_I(staging(n)), type=_L(type_))
+
+
+def keyless_sources(plan: Plan) -> sql.Composed:
+    """The first source (its number) with records without a key, if any."""
+    counts = _Q(", ").join(count_column(n) for n in range(len(plan.sources)))
+    return _Q(
+        "SELECT n FROM _keys, LATERAL unnest(ARRAY[{}]) WITH ORDINALITY c(records, n1) "
+        "CROSS JOIN LATERAL (SELECT n1 - 1 AS n) i WHERE key IS NULL AND records > 0 "
+        "ORDER BY n LIMIT 1"
+    ).format(counts)
 
 
 def keyless(plan: Plan, n: int) -> sql.Composed:

@@ -147,6 +147,7 @@ def _run(
 ) -> RunReport:
     cur = conn.cursor()
     cur.execute(f"SET LOCAL work_mem = '{_sql.WORK_MEM}'")
+    cur.execute("SET LOCAL jit = off")
     columns = recon.fields()
     provided, rows = [], {}
     for n, (source_name, source) in enumerate(recon.sources.items()):
@@ -171,11 +172,10 @@ def _run(
     )
     _compare(cur, plan, now, recon.scope.updated_within, recon.grace)
     checked, matched, pending = _one(cur.execute(_sql.FIGURES))
-    if len(plan.sources) > 1:
-        cur.execute(_sql.pair_figures(plan), {"run_id": run_id})
+    for statement in _sql.pair_figures(plan):
+        cur.execute(statement, {"run_id": run_id})
     cur.execute(_sql.breaks(plan))
     cur.execute(_sql.records(plan))
-    cur.execute(_sql.context(plan))
     stage = f"reconcile:{name}"
     names = {"name": name, "object": recon.object, "stage": stage}
     cur.execute(_sql.linked_breaks(plan, recon.object), names)
@@ -198,23 +198,22 @@ def _compare(
     updated_within: timedelta | None,
     grace: timedelta,
 ) -> None:
-    """Type every record and reach a verdict per key (_per, _keys); SourceError naming
-    the record when a value does not cast, or a record has no key."""
+    """Type every record and reach a verdict per key (_keys); SourceError naming the
+    record when a value does not cast, or a record has no key."""
     window = {
         "scope_from": now - updated_within if updated_within else None,
         "settled_before": now - grace,
     }
     try:
         with cur.connection.transaction():  # a savepoint: the bad value is found after it
-            cur.execute(_sql.per_key_and_source(plan), window)
+            cur.execute(_sql.keys(plan), window)
     except psycopg.errors.DataError:
         _name_uncastable(cur, plan)
         raise
-    keyless = cur.execute("SELECT src FROM _per WHERE key IS NULL LIMIT 1").fetchone()
+    keyless = cur.execute(_sql.keyless_sources(plan)).fetchone()
     if keyless:
         (at,) = _one(cur.execute(_sql.keyless(plan, keyless[0])))
         raise SourceError(f"source {plan.sources[keyless[0]]}: a record without {plan.key}", at)
-    cur.execute(_sql.keys(plan))
 
 
 def _name_uncastable(cur: psycopg.Cursor, plan: _sql.Plan) -> None:

@@ -28,7 +28,10 @@ def _load(db: psycopg.Connection, source: FileSource) -> tuple[int, tuple, list[
             "updated_at text, _at text) ON COMMIT DROP"
         )
         result = source.load(StagingTable(cur, "staged", COLUMNS), {})
-        rows = cur.execute("SELECT * FROM staged ORDER BY _at").fetchall()
+        # Columns the fields do not name may be added to the table: the engine reads its own.
+        rows = cur.execute(
+            "SELECT invoice_id, amount, currency, updated_at, _at FROM staged ORDER BY _at"
+        ).fetchall()
     return result.rows, result.provided, rows
 
 
