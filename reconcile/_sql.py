@@ -37,7 +37,10 @@ TRANSACTION_KEYS = {
     "customer": "customer_id",
     "order": "order_id",
 }
-WORK_MEM = "128MB"  # of the run's transaction: a million keys aggregate without spilling
+# Of the run's transaction: the aggregation per key holds every key's values in memory
+# (about 600 bytes a key; PostgreSQL allows hash tables twice this), so that a million
+# keys aggregate without spilling to disk.
+WORK_MEM = "512MB"
 
 _Q = sql.SQL
 _I = sql.Identifier
@@ -165,10 +168,9 @@ def keys(plan: Plan) -> sql.Composed:
         aggregates.append(
             _Q("count(*) FILTER (WHERE src = {0}) AS {1}").format(_L(n), count_column(n))
         )
-        aggregates.extend(
-            _Q("min({0}) FILTER (WHERE src = {1}) AS {0}").format(value_column(f, n), _L(n))
-            for f in given
-        )
+        # A source's values are NULL in the other sources' rows, and min() passes NULLs
+        # by: no FILTER needed, whose test every row would pay for every column.
+        aggregates.extend(_Q("min({0}) AS {0}").format(value_column(f, n)) for f in given)
     # Each source's part of the union has its own columns: the others' are NULL there.
     columns = [(f, n) for n in range(count) for f in plan.values if f in plan.provided[n]]
     union = _Q(" UNION ALL ").join(
@@ -448,7 +450,7 @@ WITH candidates AS (
     ) last
     JOIN _keys k ON k.key = last.key AND NOT k.pending
     WHERE e.kind = 'reconciliation' AND e.stage = %(stage)s AND q2c_is_open(e.status)
-      AND NOT EXISTS (SELECT 1 FROM _b WHERE _b.exception_id = e.id)
+      AND e.id NOT IN (SELECT exception_id FROM _b WHERE exception_id IS NOT NULL)
 ), resolved AS (
     UPDATE exceptions e
     SET status = 'auto_resolved', resolved_at = clock_timestamp(), updated_at = now(),

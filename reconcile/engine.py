@@ -179,6 +179,7 @@ def _run(
     stage = f"reconcile:{name}"
     names = {"name": name, "object": recon.object, "stage": stage}
     cur.execute(_sql.linked_breaks(plan, recon.object), names)
+    cur.execute("ANALYZE _b")  # joined with exceptions next: the planner needs its size
     cur.execute(_sql.OPEN_EXCEPTIONS, {**names, "now": now})
     cur.execute(_sql.RECORD_BREAKS, {"run_id": run_id})
     cur.execute(_sql.AUTO_RESOLVE, {"run_id": run_id, "stage": stage})
