@@ -1,19 +1,25 @@
 """The SQL of one reconciliation run, set-wise: staging tables in, breaks and figures out.
 
 Every source's records are first staged as text (`_rs_<n>`, one table per source, written
-by the source's `load`). Then three passes, each one statement over all keys at once:
+by the source's `load`). Then:
 
-1. `_per`: per key and source, how many records, whether one is in scope and one is old
-   enough to be expected elsewhere (grace), and each field's value, typed (numbers for
-   fields compared within a tolerance) after the source's status map. A value that does
-   not cast fails the statement; the run then names the source, field and record.
-2. `_keys`: per key in scope (a record of it changed within the scope on some source),
-   which sources have it, which twice, and whether each compared field disagrees among
-   the sources that give it (and each pair of sources, for accuracy per pair). A key is
-   pending when it has no break and is absent somewhere only because it is young.
-3. `_breaks`, `_records`: one row per key and break type, with the records of every
-   source side by side (as they were given) and a hash of them without their places, by
-   which a difference accepted once stays accepted while the records are unchanged.
+1. `_keys`: one aggregation over all the sources' records at once, grouped by key: how
+   many records each source has, each source's value of each field, typed (numbers for
+   the fields compared within a tolerance) after its status map, whether a record is in
+   scope and whether one is old enough to be expected elsewhere (grace); then, on that one
+   row per key, whether each compared field disagrees (pairwise among the sources giving
+   it, which is the same as among all of them) and whether each pair of sources agrees,
+   and from these `matched` and `pending`. A value that does not cast fails the
+   statement; the run then names the source, field and record. Where the time goes: this
+   statement is the run's cost beside the COPYs, a few microseconds a record (casting to
+   numeric and timestamptz, the hash table of a million keys); JIT compilation, which
+   PostgreSQL would otherwise spend seconds on for its many expressions, is off.
+2. `_breaks`: one row per key and break type, read off the keys that are neither matched
+   nor pending (one scan), with the key's business context.
+3. `_records`: the records of every source for the keys with a break, as they were given,
+   and a hash of them without their places, by which a difference accepted once stays
+   accepted while the records are unchanged.
+4. `_b` and the statements after it: the exceptions kept, opened and resolved.
 
 The statements are composed per reconciliation (its sources and fields), with
 identifiers and literals quoted by psycopg; field names are also held to [a-z_][a-z0-9_]*
@@ -115,9 +121,10 @@ def _differs(plan: Plan, field: str, a: int, b: int) -> sql.Composable:
     tolerance = plan.compared[field]
     if tolerance is None:
         return _Q("({} AND {} IS DISTINCT FROM {})").format(once, x, y)
-    return _Q("({o} AND (({x} IS NULL) <> ({y} IS NULL) OR abs({x} - {y}) > {t}))").format(
-        o=once, x=x, y=y, t=_L(tolerance)
-    )
+    # Equal numbers, the common case, are told by a comparison, without arithmetic.
+    return _Q(
+        "({o} AND (({x} IS NULL) <> ({y} IS NULL) OR ({x} <> {y} AND abs({x} - {y}) > {t})))"
+    ).format(o=once, x=x, y=y, t=_L(tolerance))
 
 
 def _pairs_of(among: Sequence[int]) -> list[tuple[int, int]]:
@@ -134,11 +141,10 @@ def pair_columns(a: int, b: int) -> tuple[sql.Identifier, sql.Identifier]:
     return _I(f"seen_{a}_{b}"), _I(f"agree_{a}_{b}")
 
 
-def keys(plan: Plan) -> sql.Composed:
-    """Statements 1 and 2 in one: `_keys`, one row per key in scope (and the keyless
-    records' row, key NULL, which fails the run) with its verdicts.
-
-    Parameters scope_from, settled_before: timestamps, or NULL for no scope."""
+def verdicts(plan: Plan) -> sql.Composed:
+    """One row per key in scope (and the keyless records' row, key NULL, which fails the
+    run) with its verdicts. Parameters scope_from, settled_before: timestamps, or NULL for
+    no scope."""
     count = len(plan.sources)
     records, aggregates = [], []
     for n in range(count):
@@ -192,39 +198,42 @@ def keys(plan: Plan) -> sql.Composed:
     )
     present = _Q(" + ").join(_Q("({} > 0)::int").format(count_column(n)) for n in range(count))
     once = _Q(" AND ").join(_Q("{} <= 1").format(count_column(n)) for n in range(count))
+    # Each field's difference between each pair of sources giving it, named once.
+    differences = {
+        (f, a, b): _I(f"differs_{f}_{a}_{b}")
+        for f in plan.compared
+        for a, b in _pairs_of(plan.givers(f))
+    }
     verdicts = [
         _Q("{} AS {}").format(
-            _Q(" OR ").join(_differs(plan, f, a, b) for a, b in _pairs_of(plan.givers(f)))
-            if len(plan.givers(f)) > 1
-            else _Q("false"),
+            _Q(" OR ").join(d for (g, _, _), d in differences.items() if g == f) or _Q("false"),
             mismatch_column(f),
         )
         for f in plan.compared
     ]
     for a, b in plan.pairs():
         seen, agree = pair_columns(a, b)
-        shared = [f for f in plan.compared if f in plan.provided[a] and f in plan.provided[b]]
         both = [_Q("{} = 1 AND {} = 1").format(count_column(a), count_column(b))]
-        both += [_Q("NOT {}").format(_differs(plan, f, a, b)) for f in shared]
+        both += [_Q("NOT {}").format(d) for (_, x, y), d in differences.items() if (x, y) == (a, b)]
         verdicts.append(_Q("{} > 0 OR {} > 0 AS {}").format(count_column(a), count_column(b), seen))
         verdicts.append(_Q("{} AS {}").format(_Q(" AND ").join(both), agree))
-    any_mismatch = (
-        _Q(" OR ").join(mismatch_column(f) for f in plan.compared) if plan.compared else _Q("false")
-    )
+    any_mismatch = _Q(" OR ").join(differences.values()) if differences else _Q("false")
     return _Q(
         """
-CREATE TEMP TABLE _keys ON COMMIT DROP AS
 SELECT v.*,
-       v.present = {count} AND v.once AND NOT ({any}) AS matched,
-       v.present < {count} AND NOT v.settled AND v.once AND NOT ({any}) AS pending
+       v.present = {count} AND v.once AND NOT v.mismatch AS matched,
+       v.present < {count} AND NOT v.settled AND v.once AND NOT v.mismatch AS pending
 FROM (
-    SELECT a.*, {present} AS present, {once} AS once {verdicts}
+    SELECT d.* {verdicts}, {any} AS mismatch
     FROM (
-        SELECT key, bool_or(in_scope) AS in_scope, bool_or(settled) AS settled, {aggregates}
-        FROM ({union}) r
-        GROUP BY key
-    ) a
-    WHERE a.in_scope OR a.key IS NULL
+        SELECT a.*, {present} AS present, {once} AS once {differences}
+        FROM (
+            SELECT key, bool_or(in_scope) AS in_scope, bool_or(settled) AS settled, {aggregates}
+            FROM ({union}) r
+            GROUP BY key
+        ) a
+        WHERE a.in_scope OR a.key IS NULL
+    ) d
 ) v
 """
     ).format(
@@ -232,37 +241,77 @@ FROM (
         any=any_mismatch,
         present=present,
         once=once,
+        differences=_Q("").join(
+            _Q(", {} AS {}").format(_differs(plan, f, a, b), d)
+            for (f, a, b), d in differences.items()
+        ),
         verdicts=_Q("").join(_Q(", {}").format(v) for v in verdicts),
         aggregates=_Q(", ").join(aggregates),
         union=union,
     )
 
 
-FIGURES = """
-SELECT count(*) - count(*) FILTER (WHERE pending), count(*) FILTER (WHERE matched),
-       count(*) FILTER (WHERE pending)
-FROM _keys
+OPEN_KEYS = """
+CREATE TEMP TABLE _open_keys ON COMMIT DROP AS
+SELECT DISTINCT last.key
+FROM exceptions e
+CROSS JOIN LATERAL (
+    SELECT rb.key FROM reconciliation_breaks rb
+    WHERE rb.exception_id = e.id ORDER BY rb.run_id DESC LIMIT 1
+) last
+WHERE e.kind = 'reconciliation' AND e.stage = %(stage)s AND q2c_is_open(e.status)
 """
 
 
-def pair_figures(plan: Plan) -> list[sql.Composed]:
-    """Per pair of sources, a statement recording the keys checked in either and matched
-    in both."""
-    return [
+def create_broken(plan: Plan) -> sql.Composed:
+    """`_broken`, empty: the verdicts of the keys neither matched nor pending, for the
+    breaks (parameters as `verdicts`)."""
+    return _Q(
+        "CREATE TEMP TABLE _broken ON COMMIT DROP AS SELECT * FROM ({}) v WITH NO DATA"
+    ).format(verdicts(plan))
+
+
+# The verdicts of the keys whose exceptions are open (_open_keys), for their resolution.
+CREATE_KEYS = """
+CREATE TEMP TABLE _keys (key text PRIMARY KEY, matched boolean, pending boolean) ON COMMIT DROP
+"""
+
+
+def judge(plan: Plan) -> sql.Composed:
+    """Statements 1 and 2: the verdicts of every key, kept only where they are needed next
+    (writing a million rows of verdicts would cost as much as reaching them); answers the
+    figures, the first source with a keyless record, and per pair of sources (plan.pairs
+    order) the keys checked in either and matched in both."""
+    pairs = [
         _Q(
-            "INSERT INTO reconciliation_accuracy (run_id, source_a, source_b, checked, matched) "
-            "SELECT %(run_id)s, {a}, {b}, count(*) FILTER (WHERE {seen} AND NOT pending), "
-            "count(*) FILTER (WHERE {agree} AND NOT pending) FROM _keys"
-        ).format(a=_L(plan.sources[a]), b=_L(plan.sources[b]), seen=seen, agree=agree)
-        for a, b in plan.pairs()
-        for seen, agree in [pair_columns(a, b)]
+            ", count(*) FILTER (WHERE {seen} AND NOT pending), "
+            "count(*) FILTER (WHERE {agree} AND NOT pending)"
+        ).format(seen=seen, agree=agree)
+        for seen, agree in map(lambda pair: pair_columns(*pair), plan.pairs())
     ]
+    first = _Q(" ").join(
+        _Q("WHEN {} > 0 THEN {}").format(count_column(n), _L(n)) for n in range(len(plan.sources))
+    )
+    return _Q(
+        """
+WITH v AS MATERIALIZED ({verdicts}),
+broken AS (INSERT INTO _broken SELECT * FROM v WHERE NOT (matched OR pending)),
+kept AS (
+    INSERT INTO _keys SELECT key, matched, pending FROM v
+    WHERE key IN (SELECT key FROM _open_keys)
+)
+SELECT count(*) - count(*) FILTER (WHERE pending), count(*) FILTER (WHERE matched),
+       count(*) FILTER (WHERE pending), min(CASE {first} END) FILTER (WHERE key IS NULL)
+       {pairs}
+FROM v
+"""
+    ).format(verdicts=verdicts(plan), first=first, pairs=_Q("").join(pairs))
 
 
 def breaks(plan: Plan) -> sql.Composed:
     """Statement 3a: `_breaks`, one row per key and break type (with the source or field
     at fault) and the key's business context: the value of the first source, in config
-    order, that gives it. Only keys neither matched nor pending have a break."""
+    order, that gives it. Only keys neither matched nor pending (`_broken`) have one."""
     kinds = []
     for n, source in enumerate(plan.sources):
         kinds.append(
@@ -291,9 +340,9 @@ def breaks(plan: Plan) -> sql.Composed:
         """
 CREATE TEMP TABLE _breaks ON COMMIT DROP AS
 SELECT k.key, b.break_type, b.at_fault, {context}
-FROM _keys k
+FROM _broken k
 CROSS JOIN LATERAL (VALUES {kinds}) b(break_type, at_fault, broken)
-WHERE NOT (k.matched OR k.pending) AND b.broken
+WHERE b.broken
 """
     ).format(context=_Q(", ").join(context), kinds=_Q(", ").join(kinds))
 
@@ -484,16 +533,6 @@ def uncastable(n: int, field: str, type_: str) -> sql.Composed:
         "SELECT _at, {f} FROM {t} WHERE nullif({f}, '') IS NOT NULL "
         "AND NOT pg_temp.q2c_castable({f}, {type}) LIMIT 1"
     ).format(f=_I(field), t=_I(staging(n)), type=_L(type_))
-
-
-def keyless_sources(plan: Plan) -> sql.Composed:
-    """The first source (its number) with records without a key, if any."""
-    counts = _Q(", ").join(count_column(n) for n in range(len(plan.sources)))
-    return _Q(
-        "SELECT n FROM _keys, LATERAL unnest(ARRAY[{}]) WITH ORDINALITY c(records, n1) "
-        "CROSS JOIN LATERAL (SELECT n1 - 1 AS n) i WHERE key IS NULL AND records > 0 "
-        "ORDER BY n LIMIT 1"
-    ).format(counts)
 
 
 def keyless(plan: Plan, n: int) -> sql.Composed:

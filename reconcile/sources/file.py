@@ -1,12 +1,16 @@
 """The `file` source: exports on disk, CSV with a header row or JSON lines, matched by a glob.
 
 Where the time goes: parsing a million rows in Python costs several times what PostgreSQL
-takes to COPY them. So the file's bytes are streamed unparsed into `COPY … FROM STDIN` of a
-raw temporary table (one text column per header column, or one per JSON line), numbered in
-file order, and one INSERT … SELECT maps them onto the staging table's canonical columns.
-Each file is read once, in chunks, never whole. A file PostgreSQL cannot parse fails the
-load naming the file and its line (the line PostgreSQL reports; a record's line in `_at` is
-its row number plus the header's, exact unless quoted values span lines).
+takes to COPY them, and a second pass over them inside PostgreSQL costs about as much as
+the COPY. So a CSV file's bytes are streamed unparsed into `COPY … FROM STDIN` of the
+staging table itself, each header column into its field's column (a column no field names
+into one added for it, which the engine never reads) and `_at` counted by a sequence.
+Only when one column gives two fields, and for JSON lines (one text value a line, then
+read as JSON), is the file copied into a raw temporary table first and mapped by one
+INSERT … SELECT. Each file is read once, in chunks, never whole. A file PostgreSQL cannot
+parse fails the load naming the file and its line (the line PostgreSQL reports; a
+record's line in `_at` is its row number plus the header's, exact unless quoted values
+span lines).
 """
 
 from __future__ import annotations
