@@ -70,17 +70,19 @@ class FileSource(BaseModel):
     def provides(self) -> tuple[str, ...]:
         return tuple(self.fields)
 
+    def pattern(self) -> Path:
+        """The glob, absolute."""
+        pattern = Path(self.path).expanduser()
+        return pattern if pattern.is_absolute() else self._base / pattern
+
     def files(self) -> list[Path]:
         """The files the glob matches now, in name order."""
-        pattern = Path(self.path).expanduser()
-        if not pattern.is_absolute():
-            pattern = self._base / pattern
-        return sorted(Path(name) for name in glob.glob(str(pattern)) if Path(name).is_file())
+        return sorted(Path(name) for name in glob.glob(str(self.pattern())) if Path(name).is_file())
 
     def load(self, copy_into: StagingTable, environ: Mapping[str, str]) -> LoadResult:
         files = self.files()
         if not files:
-            raise SourceError(f"no file matches {self.path}", str(self._base))
+            raise SourceError(f"no file matches {self.pattern()}")
         rows = 0
         for path in files:
             kind = self.format or _FORMATS[path.suffix.lower()]
@@ -93,7 +95,7 @@ class FileSource(BaseModel):
     def probe(self, environ: Mapping[str, str]) -> str:
         files = self.files()
         if not files:
-            raise SourceError(f"no file matches {self.path}", str(self._base))
+            raise SourceError(f"no file matches {self.pattern()}")
         for path in files:
             if (self.format or _FORMATS[path.suffix.lower()]) == "csv":
                 self._header(path)

@@ -58,7 +58,9 @@ def test_check_says_which_source_cannot_be_read_and_exits_2(cli, config_file: Pa
     result = cli("reconcile", "check", str(config_file))
 
     assert result.exit_code == 2
-    assert "  erp (file): FAILED: no file matches erp.jsonl" in result.output
+    assert f"  erp (file): FAILED: no file matches {config_file.parent / 'erp.jsonl'}" in (
+        result.output
+    )
 
 
 def test_check_names_the_key_of_a_mistake_without_a_traceback(cli, tmp_path: Path) -> None:
