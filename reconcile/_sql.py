@@ -34,6 +34,7 @@ from typing import NamedTuple
 
 from psycopg import sql
 
+from q2c.audit_sql import audit_auto_resolved
 from q2c.vocabulary import ONE_OPEN_INDEX_PREDICATE
 
 # The transaction's column that holds an object's key, to link a break to its telemetry.
@@ -487,7 +488,7 @@ BREAK_COUNTS = "SELECT break_type, count(*) FROM _b GROUP BY break_type ORDER BY
 # this run checked: the records no longer break that way, so the exception resolves
 # itself. A key no source gives any more, or out of scope, is not checked: its exception
 # stays for a person to close.
-AUTO_RESOLVE = """
+AUTO_RESOLVE = f"""
 WITH candidates AS (
     SELECT e.correlation_id, e.id, e.status AS before_status,
            format('no longer found by reconciliation run %%s%%s', %(run_id)s,
@@ -506,12 +507,9 @@ WITH candidates AS (
         resolution = c.reason
     FROM candidates c
     WHERE e.correlation_id = c.correlation_id AND e.id = c.id
-    RETURNING e.correlation_id, e.id, c.before_status, c.reason
+    RETURNING e.correlation_id, e.id, c.before_status, e.resolution
 )
-INSERT INTO exception_events (correlation_id, exception_id, actor, action, before, after, comment)
-SELECT correlation_id, id, 'system', 'auto_resolved', jsonb_build_object('status', before_status),
-       jsonb_build_object('status', 'auto_resolved'), reason
-FROM resolved ORDER BY correlation_id, id
+{audit_auto_resolved("resolved", "before_status")}
 """
 
 # Only on a failure: whether a text casts to a type, to name the record that does not.
