@@ -191,3 +191,15 @@ def test_a_bad_reconcile_yaml_is_logged_and_the_other_jobs_run(
     }
     assert "reconciliation off: invalid reconcile config" in caplog.text
     assert "reconciliations.invoices.key" in caplog.text
+
+
+def test_the_scheduled_job_runs_the_reconciliation(db, db_url: str, config_file: Path) -> None:
+    scheduler = build_scheduler(
+        Settings(database_url=None, reconcile_config=config_file), db_url, load_policy()
+    )
+
+    scheduler.get_job("reconcile-invoices").func()
+
+    assert db.execute(
+        "SELECT reconciliation, status, checked FROM reconciliation_runs"
+    ).fetchall() == [("invoices", "succeeded", 2)]
