@@ -96,6 +96,9 @@ def run_reconciliation(
                 raise
             log.exception("reconcile %s: run %s failed", name, run_id)
             return _failed(conn, run_id, name, first_line(exc), None)
+        except Exception:  # a bug: the run is not left running; the caller logs the trace
+            _failed(conn, run_id, name, "internal error (see the scheduler's log)", None)
+            raise
         log.info("reconcile %s: %s", name, report.document())
         return report
     finally:
