@@ -3,6 +3,7 @@ the canonical model. Every statement is idempotent: staged rows already stored c
 """
 
 from collectors.batch import LOGS, SPANS, STAGINGS
+from q2c.audit_sql import audit_auto_resolved
 from q2c.catalog import CATALOG_TABLE
 
 # The writer's session: JIT compilation off. Its statements touch a batch's rows by key and
@@ -199,17 +200,6 @@ def _resolution(stage: str, succeeded_at: str) -> str:
         f"format('stage %s succeeded at %s', {stage}, "
         f"to_char({succeeded_at} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'))"
     )
-
-
-def _audit_auto_resolved(source: str, before: str) -> str:
-    """The audit-trail rows for the exceptions in `source` (correlation_id, id, resolution)
-    that the system auto-resolved from status `before`."""
-    return f"""INSERT INTO exception_events (correlation_id, exception_id, actor, action, before,
-                              after, comment)
-SELECT correlation_id, id, 'system', 'auto_resolved', jsonb_build_object('status', {before}),
-       jsonb_build_object('status', 'auto_resolved'), resolution
-FROM {source}
-ORDER BY correlation_id, id"""
 
 
 # Failures of one stage of one transaction with one fingerprint form episodes: a failure
@@ -461,7 +451,7 @@ WITH pair_exception AS (  -- the exceptions of the batch's (transaction, stage) 
     UNION ALL
     SELECT correlation_id, id, before_status, resolution FROM stall_ended
 )
-{_audit_auto_resolved("resolved", "before_status")}
+{audit_auto_resolved("resolved", "before_status")}
 """
 
 # A stored failure learns what its other records say when they arrive later (see

@@ -27,9 +27,9 @@ _BREAKS = """
 WITH runs AS (
     SELECT id, reconciliation FROM reconciliation_runs WHERE id = :run_id
     UNION ALL
-    SELECT DISTINCT ON (reconciliation) id, reconciliation FROM reconciliation_runs
-    WHERE CAST(:run_id AS bigint) IS NULL AND status = 'succeeded'
-    ORDER BY reconciliation, started_at DESC, id DESC
+    (SELECT DISTINCT ON (reconciliation) id, reconciliation FROM reconciliation_runs
+     WHERE CAST(:run_id AS bigint) IS NULL AND status = 'succeeded'
+     ORDER BY reconciliation, started_at DESC, id DESC)
 )
 SELECT b.run_id, r.reconciliation, b.key, b.break_type, b.records, b.correlation_id,
        b.exception_id, e.status AS exception_status, b.accepted_id IS NOT NULL AS accepted

@@ -1,19 +1,25 @@
 """The SQL of one reconciliation run, set-wise: staging tables in, breaks and figures out.
 
 Every source's records are first staged as text (`_rs_<n>`, one table per source, written
-by the source's `load`). Then three passes, each one statement over all keys at once:
+by the source's `load`). Then:
 
-1. `_per`: per key and source, how many records, whether one is in scope and one is old
-   enough to be expected elsewhere (grace), and each field's value, typed (numbers for
-   fields compared within a tolerance) after the source's status map. A value that does
-   not cast fails the statement; the run then names the source, field and record.
-2. `_keys`: per key in scope (a record of it changed within the scope on some source),
-   which sources have it, which twice, and whether each compared field disagrees among
-   the sources that give it (and each pair of sources, for accuracy per pair). A key is
-   pending when it has no break and is absent somewhere only because it is young.
-3. `_breaks`, `_records`: one row per key and break type, with the records of every
-   source side by side (as they were given) and a hash of them without their places, by
-   which a difference accepted once stays accepted while the records are unchanged.
+1. `_keys`: one aggregation over all the sources' records at once, grouped by key: how
+   many records each source has, each source's value of each field, typed (numbers for
+   the fields compared within a tolerance) after its status map, whether a record is in
+   scope and whether one is old enough to be expected elsewhere (grace); then, on that one
+   row per key, whether each compared field disagrees (pairwise among the sources giving
+   it, which is the same as among all of them) and whether each pair of sources agrees,
+   and from these `matched` and `pending`. A value that does not cast fails the
+   statement; the run then names the source, field and record. Where the time goes: this
+   statement is the run's cost beside the COPYs, a few microseconds a record (casting to
+   numeric and timestamptz, the hash table of a million keys); JIT compilation, which
+   PostgreSQL would otherwise spend seconds on for its many expressions, is off.
+2. `_breaks`: one row per key and break type, read off the keys that are neither matched
+   nor pending (one scan), with the key's business context.
+3. `_records`: the records of every source for the keys with a break, as they were given,
+   and a hash of them without their places, by which a difference accepted once stays
+   accepted while the records are unchanged.
+4. `_b` and the statements after it: the exceptions kept, opened and resolved.
 
 The statements are composed per reconciliation (its sources and fields), with
 identifiers and literals quoted by psycopg; field names are also held to [a-z_][a-z0-9_]*
@@ -28,6 +34,7 @@ from typing import NamedTuple
 
 from psycopg import sql
 
+from q2c.audit_sql import audit_auto_resolved
 from q2c.vocabulary import ONE_OPEN_INDEX_PREDICATE
 
 # The transaction's column that holds an object's key, to link a break to its telemetry.
@@ -37,7 +44,10 @@ TRANSACTION_KEYS = {
     "customer": "customer_id",
     "order": "order_id",
 }
-WORK_MEM = "128MB"  # of the run's transaction: a million keys aggregate without spilling
+# Of the run's transaction: the aggregation per key holds every key's values in memory
+# (about 600 bytes a key; PostgreSQL allows hash tables twice this), so that a million
+# keys aggregate without spilling to disk.
+WORK_MEM = "512MB"
 
 _Q = sql.SQL
 _I = sql.Identifier
@@ -80,185 +90,262 @@ def create_staging(columns: Sequence[str], n: int) -> sql.Composed:
 
 
 def _typed(plan: Plan, n: int, field: str) -> sql.Composable:
-    """Source n's value of `field` as compared: NULL when it does not give it; empty text
-    as NULL; mapped; a number when the field is numeric."""
-    if field not in plan.provided[n]:
-        return _Q("NULL::numeric" if field in plan.numeric else "NULL::text")
+    """Source n's value of `field` as compared: empty text as NULL, mapped, a number when
+    the field is numeric (else text compared byte by byte: no collation's notion of equal)."""
     value: sql.Composable = _Q("nullif({}, '')").format(_I(field))
-    mapping = plan.maps.get(field, ())[n] if field in plan.maps else {}
+    mapping = plan.maps[field][n] if field in plan.maps else {}
     if mapping:
         cases = _Q(" ").join(_Q("WHEN {} THEN {}").format(_L(k), _L(v)) for k, v in mapping.items())
         value = _Q("CASE {} {} ELSE {} END").format(value, cases, value)
-    return _Q("({})::numeric").format(value) if field in plan.numeric else value
+    if field in plan.numeric:
+        return _Q("({})::numeric").format(value)
+    return _Q('({}) COLLATE "C"').format(value)
 
 
-def per_key_and_source(plan: Plan) -> sql.Composed:
-    """Statement 1 (parameters scope_from, settled_before: timestamps or NULL)."""
-    parts = []
-    for n in range(len(plan.sources)):
-        updated = (
-            _Q("nullif(updated_at, '')::timestamptz")
-            if "updated_at" in plan.provided[n]
-            else _Q("NULL::timestamptz")
-        )
-        parts.append(
-            _Q(
-                "SELECT {n}::smallint AS src, nullif({key}, '') AS key, {values}, "
-                "{updated} AS u FROM {t}"
-            ).format(
-                n=_L(n),
-                key=_I(plan.key),
-                values=_Q(", ").join(
-                    _Q("{} AS {}").format(_typed(plan, n, f), _I(f)) for f in plan.values
-                ),
-                updated=updated,
-                t=_I(staging(n)),
-            )
-        )
+def value_column(field: str, n: int) -> sql.Identifier:
+    """_keys' column of source n's value of `field` (when it has the key once)."""
+    return _I(f"{field}_{n}")
+
+
+def count_column(n: int) -> sql.Identifier:
+    """_keys' column of how many records source n has of the key."""
+    return _I(f"n_{n}")
+
+
+def _differs(plan: Plan, field: str, a: int, b: int) -> sql.Composable:
+    """Whether sources a and b, each with the key once, disagree on `field`: a value beside
+    a missing one, numbers further apart than the tolerance, or two texts. A field differs
+    among several sources exactly when it differs between two of them (for numbers: the
+    largest and smallest value are two of them)."""
+    x, y = value_column(field, a), value_column(field, b)
+    once = _Q("{} = 1 AND {} = 1").format(count_column(a), count_column(b))
+    tolerance = plan.compared[field]
+    if tolerance is None:
+        return _Q("({} AND {} IS DISTINCT FROM {})").format(once, x, y)
+    # Equal numbers, the common case, are told by a comparison, without arithmetic.
     return _Q(
-        """
-CREATE TEMP TABLE _per ON COMMIT DROP AS
-SELECT src, key, count(*) AS n,
-       bool_or(u IS NULL OR %(scope_from)s::timestamptz IS NULL
-               OR u >= %(scope_from)s::timestamptz) AS in_scope,
-       bool_or(u IS NULL OR u <= %(settled_before)s::timestamptz) AS settled,
-       {mins}
-FROM ({records}) r
-GROUP BY src, key
-"""
-    ).format(
-        mins=_Q(", ").join(_Q("min({0}) AS {0}").format(_I(f)) for f in plan.values),
-        records=_Q(" UNION ALL ").join(parts),
-    )
+        "({o} AND (({x} IS NULL) <> ({y} IS NULL) OR ({x} <> {y} AND abs({x} - {y}) > {t})))"
+    ).format(o=once, x=x, y=y, t=_L(tolerance))
 
 
-def _differs(field: str, tolerance: Decimal | None, among: Sequence[int]) -> sql.Composable:
-    """Whether `field` disagrees among the sources `among` that have the key exactly once:
-    a value beside a missing one, numbers further apart than the tolerance, or two texts."""
-    if len(among) < 2:
-        return _Q("false")
-    only = _Q("WHERE n = 1 AND src IN ({})").format(_Q(", ").join(map(_L, among)))
-    f = _I(field)
-    apart = (
-        _Q("max({f}) FILTER ({w}) - min({f}) FILTER ({w}) > {t}").format(
-            f=f, w=only, t=_L(tolerance)
-        )
-        if tolerance is not None
-        else _Q("max({f}) FILTER ({w}) <> min({f}) FILTER ({w})").format(f=f, w=only)
-    )
-    return _Q(
-        "coalesce(count(*) FILTER ({w}) >= 2 AND (count({f}) FILTER ({w}) "
-        "BETWEEN 1 AND count(*) FILTER ({w}) - 1 OR {apart}), false)"
-    ).format(w=only, f=f, apart=apart)
+def _pairs_of(among: Sequence[int]) -> list[tuple[int, int]]:
+    return [(a, b) for i, a in enumerate(among) for b in among[i + 1 :]]
 
 
 def mismatch_column(field: str) -> sql.Identifier:
     return _I(f"mismatch_{field}")
 
 
-def pair_column(a: int, b: int) -> sql.Identifier:
-    return _I(f"pair_{a}_{b}")
+def pair_columns(a: int, b: int) -> tuple[sql.Identifier, sql.Identifier]:
+    """_keys' columns of a pair of sources: whether either has the key, and whether both
+    have it once with every field both give agreeing."""
+    return _I(f"seen_{a}_{b}"), _I(f"agree_{a}_{b}")
 
 
-def keys(plan: Plan) -> sql.Composed:
-    """Statement 2: `_keys`, one row per key in scope with its verdicts."""
+def verdicts(plan: Plan) -> sql.Composed:
+    """One row per key in scope (and the keyless records' row, key NULL, which fails the
+    run) with its verdicts. Parameters scope_from, settled_before: timestamps, or NULL for
+    no scope."""
     count = len(plan.sources)
-    mismatches = [
-        _Q("{} AS {}").format(_differs(f, tol, plan.givers(f)), mismatch_column(f))
-        for f, tol in plan.compared.items()
-    ]
-    pairs = []
-    for a, b in plan.pairs():
-        shared = [f for f in plan.compared if f in plan.provided[a] and f in plan.provided[b]]
-        agree = [_Q("NOT {}").format(_differs(f, plan.compared[f], (a, b))) for f in shared]
-        both_once = _Q("count(*) FILTER (WHERE n = 1 AND src IN ({a}, {b})) = 2").format(
-            a=_L(a), b=_L(b)
+    records, aggregates = [], []
+    for n in range(count):
+        given = [f for f in plan.values if f in plan.provided[n]]
+        updated = (
+            _Q("nullif(updated_at, '')::timestamptz")
+            if "updated_at" in plan.provided[n]
+            else _Q("NULL::timestamptz")
         )
-        pairs.append(
-            _Q("bool_or(src IN ({a}, {b})) AS {seen}, ({ok}) AS {ok_name}").format(
-                a=_L(a),
-                b=_L(b),
-                seen=_I(f"seen_{a}_{b}"),
-                ok=_Q(" AND ").join([both_once, *agree]),
-                ok_name=pair_column(a, b),
+        records.append(
+            _Q(
+                "SELECT {n}::smallint AS src, nullif({key}, '') AS key, {values} "
+                "(u IS NULL OR %(scope_from)s::timestamptz IS NULL "
+                "OR u >= %(scope_from)s::timestamptz) AS in_scope, "
+                "(u IS NULL OR u <= %(settled_before)s::timestamptz) AS settled "
+                "FROM (SELECT *, {updated} AS u FROM {t}) r"
+            ).format(
+                n=_L(n),
+                key=_I(plan.key),
+                values=_Q("").join(
+                    _Q("{} AS {}, ").format(_typed(plan, n, f), value_column(f, n)) for f in given
+                ),
+                updated=updated,
+                t=_I(staging(n)),
             )
         )
-    any_mismatch = (
-        _Q(" OR ").join(mismatch_column(f) for f in plan.compared) if plan.compared else _Q("false")
+        aggregates.append(
+            _Q("count(*) FILTER (WHERE src = {0}) AS {1}").format(_L(n), count_column(n))
+        )
+        # A source's values are NULL in the other sources' rows, and min() passes NULLs
+        # by: no FILTER needed, whose test every row would pay for every column.
+        aggregates.extend(_Q("min({0}) AS {0}").format(value_column(f, n)) for f in given)
+    # Each source's part of the union has its own columns: the others' are NULL there.
+    columns = [(f, n) for n in range(count) for f in plan.values if f in plan.provided[n]]
+    union = _Q(" UNION ALL ").join(
+        _Q("SELECT src, key, {}, in_scope, settled FROM ({}) p{}").format(
+            _Q(", ").join(
+                value_column(f, m)
+                if m == n
+                else _Q("NULL::{} AS {}").format(
+                    _Q("numeric" if f in plan.numeric else "text"), value_column(f, m)
+                )
+                for f, m in columns
+            ),
+            part,
+            _L(n),
+        )
+        if columns
+        else _Q("SELECT src, key, in_scope, settled FROM ({}) p").format(part)
+        for n, part in enumerate(records)
     )
+    present = _Q(" + ").join(_Q("({} > 0)::int").format(count_column(n)) for n in range(count))
+    once = _Q(" AND ").join(_Q("{} <= 1").format(count_column(n)) for n in range(count))
+    # Each field's difference between each pair of sources giving it, named once.
+    differences = {
+        (f, a, b): _I(f"differs_{f}_{a}_{b}")
+        for f in plan.compared
+        for a, b in _pairs_of(plan.givers(f))
+    }
+    verdicts = [
+        _Q("{} AS {}").format(
+            _Q(" OR ").join(d for (g, _, _), d in differences.items() if g == f) or _Q("false"),
+            mismatch_column(f),
+        )
+        for f in plan.compared
+    ]
+    for a, b in plan.pairs():
+        seen, agree = pair_columns(a, b)
+        both = [_Q("{} = 1 AND {} = 1").format(count_column(a), count_column(b))]
+        both += [_Q("NOT {}").format(d) for (_, x, y), d in differences.items() if (x, y) == (a, b)]
+        verdicts.append(_Q("{} > 0 OR {} > 0 AS {}").format(count_column(a), count_column(b), seen))
+        verdicts.append(_Q("{} AS {}").format(_Q(" AND ").join(both), agree))
+    any_mismatch = _Q(" OR ").join(differences.values()) if differences else _Q("false")
     return _Q(
         """
-CREATE TEMP TABLE _keys ON COMMIT DROP AS
-SELECT *, present = {count} AND once AND NOT ({any}) AS matched,
-       present < {count} AND NOT settled AND once AND NOT ({any}) AS pending
+SELECT v.*,
+       v.present = {count} AND v.once AND NOT v.mismatch AS matched,
+       v.present < {count} AND NOT v.settled AND v.once AND NOT v.mismatch AS pending
 FROM (
-    SELECT key, count(*) AS present, bool_and(n = 1) AS once, bool_or(settled) AS settled,
-           array_agg(src) AS srcs, array_agg(src) FILTER (WHERE n > 1) AS twice
-           {verdicts}
-    FROM _per
-    GROUP BY key
-    HAVING bool_or(in_scope)
-) k
+    SELECT d.* {verdicts}, {any} AS mismatch
+    FROM (
+        SELECT a.*, {present} AS present, {once} AS once {differences}
+        FROM (
+            SELECT key, bool_or(in_scope) AS in_scope, bool_or(settled) AS settled, {aggregates}
+            FROM ({union}) r
+            GROUP BY key
+        ) a
+        WHERE a.in_scope OR a.key IS NULL
+    ) d
+) v
 """
     ).format(
         count=_L(count),
         any=any_mismatch,
-        verdicts=_Q("").join(_Q(", {}").format(v) for v in (*mismatches, *pairs)),
+        present=present,
+        once=once,
+        differences=_Q("").join(
+            _Q(", {} AS {}").format(_differs(plan, f, a, b), d)
+            for (f, a, b), d in differences.items()
+        ),
+        verdicts=_Q("").join(_Q(", {}").format(v) for v in verdicts),
+        aggregates=_Q(", ").join(aggregates),
+        union=union,
     )
 
 
-FIGURES = """
-SELECT count(*) - count(*) FILTER (WHERE pending), count(*) FILTER (WHERE matched),
-       count(*) FILTER (WHERE pending)
-FROM _keys
+OPEN_KEYS = """
+CREATE TEMP TABLE _open_keys ON COMMIT DROP AS
+SELECT DISTINCT last.key
+FROM exceptions e
+CROSS JOIN LATERAL (
+    SELECT rb.key FROM reconciliation_breaks rb
+    WHERE rb.exception_id = e.id ORDER BY rb.run_id DESC LIMIT 1
+) last
+WHERE e.kind = 'reconciliation' AND e.stage = %(stage)s AND q2c_is_open(e.status)
 """
 
 
-def pair_figures(plan: Plan) -> sql.Composed:
-    """Per pair of sources: keys checked in either, matched in both (one row per pair)."""
-    rows = [
-        _Q(
-            "SELECT {x}, {y}, count(*) FILTER (WHERE {seen} AND NOT pending), "
-            "count(*) FILTER (WHERE {ok} AND NOT pending) FROM _keys"
-        ).format(
-            x=_L(plan.sources[a]),
-            y=_L(plan.sources[b]),
-            seen=_I(f"seen_{a}_{b}"),
-            ok=pair_column(a, b),
-        )
-        for a, b in plan.pairs()
-    ]
+def create_broken(plan: Plan) -> sql.Composed:
+    """`_broken`, empty: the verdicts of the keys neither matched nor pending, for the
+    breaks (parameters as `verdicts`)."""
     return _Q(
-        "INSERT INTO reconciliation_accuracy (run_id, source_a, source_b, checked, matched) "
-        "SELECT %(run_id)s, * FROM ({}) p"
-    ).format(_Q(" UNION ALL ").join(rows))
+        "CREATE TEMP TABLE _broken ON COMMIT DROP AS SELECT * FROM ({}) v WITH NO DATA"
+    ).format(verdicts(plan))
+
+
+# The verdicts of the keys whose exceptions are open (_open_keys), for their resolution.
+CREATE_KEYS = """
+CREATE TEMP TABLE _keys (key text PRIMARY KEY, matched boolean, pending boolean) ON COMMIT DROP
+"""
+
+
+def judge(plan: Plan) -> sql.Composed:
+    """Statements 1 and 2: the verdicts of every key, kept only where they are needed next
+    (writing a million rows of verdicts would cost as much as reaching them); answers the
+    figures, the first source with a keyless record, and per pair of sources (plan.pairs
+    order) the keys checked in either and matched in both."""
+    pairs = [
+        _Q(
+            ", count(*) FILTER (WHERE {seen} AND NOT pending), "
+            "count(*) FILTER (WHERE {agree} AND NOT pending)"
+        ).format(seen=seen, agree=agree)
+        for seen, agree in map(lambda pair: pair_columns(*pair), plan.pairs())
+    ]
+    first = _Q(" ").join(
+        _Q("WHEN {} > 0 THEN {}").format(count_column(n), _L(n)) for n in range(len(plan.sources))
+    )
+    return _Q(
+        """
+WITH v AS MATERIALIZED ({verdicts}),
+broken AS (INSERT INTO _broken SELECT * FROM v WHERE NOT (matched OR pending)),
+kept AS (
+    INSERT INTO _keys SELECT key, matched, pending FROM v
+    WHERE key IN (SELECT key FROM _open_keys)
+)
+SELECT count(*) - count(*) FILTER (WHERE pending), count(*) FILTER (WHERE matched),
+       count(*) FILTER (WHERE pending), min(CASE {first} END) FILTER (WHERE key IS NULL)
+       {pairs}
+FROM v
+"""
+    ).format(verdicts=verdicts(plan), first=first, pairs=_Q("").join(pairs))
 
 
 def breaks(plan: Plan) -> sql.Composed:
-    """Statement 3a: `_breaks` (key, break_type, source or field at fault)."""
-    names = _Q(", ").join(_Q("({}, {})").format(_L(n), _L(s)) for n, s in enumerate(plan.sources))
-    selects = [
-        _Q(
-            "SELECT k.key, 'missing_in:' || s.name, s.name FROM _keys k "
-            "CROSS JOIN (VALUES {names}) s(src, name) "
-            "WHERE k.present < {count} AND k.settled AND NOT s.src = ANY(k.srcs)"
-        ).format(names=names, count=_L(len(plan.sources))),
-        _Q(
-            "SELECT k.key, 'duplicate_in:' || s.name, s.name FROM _keys k "
-            "JOIN (VALUES {names}) s(src, name) ON s.src = ANY(k.twice) "
-            "WHERE k.twice IS NOT NULL"
-        ).format(names=names),
-        *(
-            _Q("SELECT key, {}, {} FROM _keys WHERE {}").format(
-                _L(f"mismatch:{f}"), _L(f), mismatch_column(f)
+    """Statement 3a: `_breaks`, one row per key and break type (with the source or field
+    at fault) and the key's business context: the value of the first source, in config
+    order, that gives it. Only keys neither matched nor pending (`_broken`) have one."""
+    kinds = []
+    for n, source in enumerate(plan.sources):
+        kinds.append(
+            _Q("({}, {}, k.{} = 0 AND k.settled)").format(
+                _L(f"missing_in:{source}"), _L(source), count_column(n)
             )
-            for f in plan.compared
-        ),
+        )
+        kinds.append(
+            _Q("({}, {}, k.{} > 1)").format(
+                _L(f"duplicate_in:{source}"), _L(source), count_column(n)
+            )
+        )
+    kinds += [
+        _Q("({}, {}, k.{})").format(_L(f"mismatch:{f}"), _L(f), mismatch_column(f))
+        for f in plan.compared
     ]
+    context = []
+    for f in ("customer_id", "amount", "currency", "legal_entity"):
+        given = [_Q("k.{}").format(value_column(f, n)) for n in plan.givers(f)]
+        null = "NULL::numeric" if f in plan.numeric else "NULL::text"
+        value = _Q("coalesce({})").format(_Q(", ").join(given)) if given else _Q(null)
+        context.append(
+            _Q("{}::{} AS {}").format(value, _Q("numeric" if f in plan.numeric else "text"), _I(f))
+        )
     return _Q(
-        "CREATE TEMP TABLE _breaks ON COMMIT DROP AS "
-        "SELECT * FROM ({}) b(key, break_type, at_fault)"
-    ).format(_Q(" UNION ALL ").join(selects))
+        """
+CREATE TEMP TABLE _breaks ON COMMIT DROP AS
+SELECT k.key, b.break_type, b.at_fault, {context}
+FROM _broken k
+CROSS JOIN LATERAL (VALUES {kinds}) b(break_type, at_fault, broken)
+WHERE b.broken
+"""
+    ).format(context=_Q(", ").join(context), kinds=_Q(", ").join(kinds))
 
 
 def records(plan: Plan) -> sql.Composed:
@@ -287,21 +374,6 @@ FROM ({parts}) s
 GROUP BY key
 """
     ).format(parts=_Q(" UNION ALL ").join(parts))
-
-
-def context(plan: Plan) -> sql.Composed:
-    """Per key with a break, its business context: the first source (in config order)
-    that gives each value."""
-    first = _Q(", ").join(
-        _Q("(array_agg({0} ORDER BY src) FILTER (WHERE {0} IS NOT NULL))[1] AS {0}").format(_I(f))
-        if f in plan.values
-        else _Q("NULL AS {}").format(_I(f))
-        for f in ("customer_id", "amount", "currency", "legal_entity")
-    )
-    return _Q(
-        "CREATE TEMP TABLE _context ON COMMIT DROP AS SELECT key, {} FROM _per "
-        "WHERE key IN (SELECT key FROM _breaks) GROUP BY key"
-    ).format(first)
 
 
 def linked_breaks(plan: Plan, object_: str) -> sql.Composed:
@@ -333,17 +405,16 @@ WITH linked AS (
            coalesce(t.correlation_id, 'reconcile:' || %(name)s::text || ':' || b.key)
                AS correlation_id,
            t.process, md5('reconcile/' || %(name)s::text || '/' || b.break_type) AS fingerprint,
-           coalesce(c.customer_id, t.customer_id) AS customer_id,
+           coalesce(b.customer_id, t.customer_id) AS customer_id,
            coalesce(CASE WHEN %(object)s::text = 'order' THEN b.key END, t.order_id)
                AS order_id,
            coalesce(CASE WHEN %(object)s::text = 'invoice' THEN b.key END, t.invoice_id)
                AS invoice_id,
-           coalesce(c.amount, t.amount) AS amount,
-           coalesce(c.currency, t.currency) AS currency,
-           coalesce(c.legal_entity, t.legal_entity) AS legal_entity
+           coalesce(b.amount, t.amount) AS amount,
+           coalesce(b.currency, t.currency) AS currency,
+           coalesce(b.legal_entity, t.legal_entity) AS legal_entity
     FROM _breaks b
     JOIN _records r USING (key)
-    JOIN _context c USING (key)
     {transaction}
 )
 SELECT l.*, a.id AS accepted_id,
@@ -417,7 +488,7 @@ BREAK_COUNTS = "SELECT break_type, count(*) FROM _b GROUP BY break_type ORDER BY
 # this run checked: the records no longer break that way, so the exception resolves
 # itself. A key no source gives any more, or out of scope, is not checked: its exception
 # stays for a person to close.
-AUTO_RESOLVE = """
+AUTO_RESOLVE = f"""
 WITH candidates AS (
     SELECT e.correlation_id, e.id, e.status AS before_status,
            format('no longer found by reconciliation run %%s%%s', %(run_id)s,
@@ -429,19 +500,16 @@ WITH candidates AS (
     ) last
     JOIN _keys k ON k.key = last.key AND NOT k.pending
     WHERE e.kind = 'reconciliation' AND e.stage = %(stage)s AND q2c_is_open(e.status)
-      AND NOT EXISTS (SELECT 1 FROM _b WHERE _b.exception_id = e.id)
+      AND e.id NOT IN (SELECT exception_id FROM _b WHERE exception_id IS NOT NULL)
 ), resolved AS (
     UPDATE exceptions e
     SET status = 'auto_resolved', resolved_at = clock_timestamp(), updated_at = now(),
         resolution = c.reason
     FROM candidates c
     WHERE e.correlation_id = c.correlation_id AND e.id = c.id
-    RETURNING e.correlation_id, e.id, c.before_status, c.reason
+    RETURNING e.correlation_id, e.id, c.before_status, e.resolution
 )
-INSERT INTO exception_events (correlation_id, exception_id, actor, action, before, after, comment)
-SELECT correlation_id, id, 'system', 'auto_resolved', jsonb_build_object('status', before_status),
-       jsonb_build_object('status', 'auto_resolved'), reason
-FROM resolved ORDER BY correlation_id, id
+{audit_auto_resolved("resolved", "before_status")}
 """
 
 # Only on a failure: whether a text casts to a type, to name the record that does not.

@@ -96,6 +96,9 @@ def run_reconciliation(
                 raise
             log.exception("reconcile %s: run %s failed", name, run_id)
             return _failed(conn, run_id, name, first_line(exc), None)
+        except Exception:  # a bug: the run is not left running; the caller logs the trace
+            _failed(conn, run_id, name, "internal error (see the scheduler's log)", None)
+            raise
         log.info("reconcile %s: %s", name, report.document())
         return report
     finally:
@@ -147,6 +150,7 @@ def _run(
 ) -> RunReport:
     cur = conn.cursor()
     cur.execute(f"SET LOCAL work_mem = '{_sql.WORK_MEM}'")
+    cur.execute("SET LOCAL jit = off")
     columns = recon.fields()
     provided, rows = [], {}
     for n, (source_name, source) in enumerate(recon.sources.items()):
@@ -169,16 +173,21 @@ def _run(
         },
         compared={f: c.tolerance for f, c in recon.compare.items()},
     )
-    _compare(cur, plan, now, recon.scope.updated_within, recon.grace)
-    checked, matched, pending = _one(cur.execute(_sql.FIGURES))
-    if len(plan.sources) > 1:
-        cur.execute(_sql.pair_figures(plan), {"run_id": run_id})
+    stage = f"reconcile:{name}"
+    cur.execute(_sql.OPEN_KEYS, {"stage": stage})
+    checked, matched, pending, pairs = _judge(
+        cur, plan, now, recon.scope.updated_within, recon.grace
+    )
+    cur.executemany(
+        "INSERT INTO reconciliation_accuracy (run_id, source_a, source_b, checked, matched) "
+        "VALUES (%s, %s, %s, %s, %s)",
+        [(run_id, plan.sources[a], plan.sources[b], *figures) for (a, b), figures in pairs],
+    )
     cur.execute(_sql.breaks(plan))
     cur.execute(_sql.records(plan))
-    cur.execute(_sql.context(plan))
-    stage = f"reconcile:{name}"
     names = {"name": name, "object": recon.object, "stage": stage}
     cur.execute(_sql.linked_breaks(plan, recon.object), names)
+    cur.execute("ANALYZE _b")  # joined with exceptions next: the planner needs its size
     cur.execute(_sql.OPEN_EXCEPTIONS, {**names, "now": now})
     cur.execute(_sql.RECORD_BREAKS, {"run_id": run_id})
     cur.execute(_sql.AUTO_RESOLVE, {"run_id": run_id, "stage": stage})
@@ -191,30 +200,37 @@ def _run(
     return RunReport(name, "succeeded", run_id, checked, matched, pending, breaks, source_rows=rows)
 
 
-def _compare(
+def _judge(
     cur: psycopg.Cursor,
     plan: _sql.Plan,
     now: datetime,
     updated_within: timedelta | None,
     grace: timedelta,
-) -> None:
-    """Type every record and reach a verdict per key (_per, _keys); SourceError naming
-    the record when a value does not cast, or a record has no key."""
+) -> tuple[int, int, int, list[tuple[tuple[int, int], tuple[int, int]]]]:
+    """Type every record and reach a verdict per key: checked, matched, pending and the
+    figures of each pair of sources; SourceError naming the record when a value does not
+    cast, or a record has no key."""
     window = {
         "scope_from": now - updated_within if updated_within else None,
         "settled_before": now - grace,
     }
+    cur.execute(_sql.create_broken(plan), window)
+    cur.execute(_sql.CREATE_KEYS)
     try:
         with cur.connection.transaction():  # a savepoint: the bad value is found after it
-            cur.execute(_sql.per_key_and_source(plan), window)
+            checked, matched, pending, keyless, *pair_counts = _one(
+                cur.execute(_sql.judge(plan), window)
+            )
     except psycopg.errors.DataError:
         _name_uncastable(cur, plan)
         raise
-    keyless = cur.execute("SELECT src FROM _per WHERE key IS NULL LIMIT 1").fetchone()
-    if keyless:
-        (at,) = _one(cur.execute(_sql.keyless(plan, keyless[0])))
-        raise SourceError(f"source {plan.sources[keyless[0]]}: a record without {plan.key}", at)
-    cur.execute(_sql.keys(plan))
+    if keyless is not None:
+        (at,) = _one(cur.execute(_sql.keyless(plan, keyless)))
+        raise SourceError(f"source {plan.sources[keyless]}: a record without {plan.key}", at)
+    pairs = [
+        (pair, (pair_counts[2 * i], pair_counts[2 * i + 1])) for i, pair in enumerate(plan.pairs())
+    ]
+    return checked, matched, pending, pairs
 
 
 def _name_uncastable(cur: psycopg.Cursor, plan: _sql.Plan) -> None:

@@ -5,6 +5,7 @@ in the window) or the policy tables loaded for this transaction, and writes exac
 rollup pairs are remembered in rollup_progress, exceptions obey the one-open rule.
 """
 
+from q2c.audit_sql import audit_auto_resolved
 from q2c.catalog import CATALOG_TABLE
 from q2c.vocabulary import ONE_OPEN_INDEX_PREDICATE
 
@@ -196,7 +197,7 @@ SELECT (SELECT count(*) FROM checked) AS checked,
 """
 
 # Reconciliation exceptions whose transaction now agrees everywhere resolve themselves.
-RESOLVE_RECONCILED = """
+RESOLVE_RECONCILED = f"""
 WITH resolved AS (
     UPDATE exceptions e
     SET status = 'auto_resolved', resolved_at = clock_timestamp(), updated_at = now(),
@@ -207,12 +208,9 @@ WITH resolved AS (
       AND prev.correlation_id = e.correlation_id AND prev.id = e.id
       AND e.kind = 'reconciliation'
       AND q2c_is_open(e.status)
-    RETURNING e.correlation_id, e.id, prev.status AS before_status
+    RETURNING e.correlation_id, e.id, prev.status AS before_status, e.resolution
 )
-INSERT INTO exception_events (correlation_id, exception_id, actor, action, before, after, comment)
-SELECT correlation_id, id, 'system', 'auto_resolved', jsonb_build_object('status', before_status),
-       jsonb_build_object('status', 'auto_resolved'), 'reported values now agree'
-FROM resolved ORDER BY correlation_id, id
+{audit_auto_resolved("resolved", "before_status")}
 """
 
 # A transaction waiting longer than its next stage allows gets a `stalled` exception on
@@ -283,7 +281,7 @@ WHERE e.correlation_id = d.correlation_id AND e.id = d.id AND d.became_due < e.f
 """
 
 # Stalls whose stage has arrived meanwhile (a race with the collector) resolve here.
-RESOLVE_ARRIVED_STALLS = """
+RESOLVE_ARRIVED_STALLS = f"""
 WITH resolved AS (
     UPDATE exceptions e
     SET status = 'auto_resolved', resolved_at = clock_timestamp(), updated_at = now(),
@@ -296,12 +294,7 @@ WITH resolved AS (
                     AND s.status = 'ok')
     RETURNING e.correlation_id, e.id, prev.status AS before_status, e.resolution
 ), events AS (
-    INSERT INTO exception_events (correlation_id, exception_id, actor, action, before, after,
-                                  comment)
-    SELECT correlation_id, id, 'system', 'auto_resolved',
-           jsonb_build_object('status', before_status),
-           jsonb_build_object('status', 'auto_resolved'), resolution
-    FROM resolved ORDER BY correlation_id, id
+    {audit_auto_resolved("resolved", "before_status")}
 )
 UPDATE transactions t SET status = 'in_progress', updated_at = now()
 FROM resolved r WHERE r.correlation_id = t.correlation_id AND t.status = 'stalled'

@@ -28,7 +28,12 @@ from q2c.urls import libpq_url
 
 # Fixtures of more than one folder: replay targets, users, tokens, dead letters; sending
 # scenarios through a collector, evaluating them and reading the KPIs.
-pytest_plugins = ["tests.support.fixtures", "tests.support.evaluation", "tests.support.compiled"]
+pytest_plugins = [
+    "tests.support.fixtures",
+    "tests.support.evaluation",
+    "tests.support.compiled",
+    "tests.support.reconciling",
+]
 
 _names = itertools.count()
 

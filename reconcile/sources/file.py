@@ -1,12 +1,16 @@
 """The `file` source: exports on disk, CSV with a header row or JSON lines, matched by a glob.
 
 Where the time goes: parsing a million rows in Python costs several times what PostgreSQL
-takes to COPY them. So the file's bytes are streamed unparsed into `COPY … FROM STDIN` of a
-raw temporary table (one text column per header column, or one per JSON line), numbered in
-file order, and one INSERT … SELECT maps them onto the staging table's canonical columns.
-Each file is read once, in chunks, never whole. A file PostgreSQL cannot parse fails the
-load naming the file and its line (the line PostgreSQL reports; a record's line in `_at` is
-its row number plus the header's, exact unless quoted values span lines).
+takes to COPY them, and a second pass over them inside PostgreSQL costs about as much as
+the COPY. So a CSV file's bytes are streamed unparsed into `COPY … FROM STDIN` of the
+staging table itself, each header column into its field's column (a column no field names
+into one added for it, which the engine never reads) and `_at` counted by a sequence.
+Only when one column gives two fields, and for JSON lines (one text value a line, then
+read as JSON), is the file copied into a raw temporary table first and mapped by one
+INSERT … SELECT. Each file is read once, in chunks, never whole. A file PostgreSQL cannot
+parse fails the load naming the file and its line (the line PostgreSQL reports; a
+record's line in `_at` is its row number plus the header's, exact unless quoted values
+span lines).
 """
 
 from __future__ import annotations
@@ -66,17 +70,19 @@ class FileSource(BaseModel):
     def provides(self) -> tuple[str, ...]:
         return tuple(self.fields)
 
+    def pattern(self) -> Path:
+        """The glob, absolute."""
+        pattern = Path(self.path).expanduser()
+        return pattern if pattern.is_absolute() else self._base / pattern
+
     def files(self) -> list[Path]:
         """The files the glob matches now, in name order."""
-        pattern = Path(self.path).expanduser()
-        if not pattern.is_absolute():
-            pattern = self._base / pattern
-        return sorted(Path(name) for name in glob.glob(str(pattern)) if Path(name).is_file())
+        return sorted(Path(name) for name in glob.glob(str(self.pattern())) if Path(name).is_file())
 
     def load(self, copy_into: StagingTable, environ: Mapping[str, str]) -> LoadResult:
         files = self.files()
         if not files:
-            raise SourceError(f"no file matches {self.path}", str(self._base))
+            raise SourceError(f"no file matches {self.pattern()}")
         rows = 0
         for path in files:
             kind = self.format or _FORMATS[path.suffix.lower()]
@@ -89,7 +95,7 @@ class FileSource(BaseModel):
     def probe(self, environ: Mapping[str, str]) -> str:
         files = self.files()
         if not files:
-            raise SourceError(f"no file matches {self.path}", str(self._base))
+            raise SourceError(f"no file matches {self.pattern()}")
         for path in files:
             if (self.format or _FORMATS[path.suffix.lower()]) == "csv":
                 self._header(path)
@@ -122,6 +128,11 @@ class FileSource(BaseModel):
 
     def _load_csv(self, copy_into: StagingTable, path: Path) -> int:
         header = self._header(path)
+        wanted = [name for name in copy_into.columns if name in self.fields]
+        columns = [self.fields[name] for name in wanted]
+        if len(set(columns)) == len(columns):
+            return self._copy_direct(copy_into, path, header, wanted)
+        # A column given as two fields: copied raw, then mapped.
         raw = [sql.Identifier(f"c{index}") for index in range(len(header))]
         values = [
             sql.Identifier(f"c{header.index(self.fields[name])}")
@@ -133,6 +144,35 @@ class FileSource(BaseModel):
         self._copy(copy_into.cursor, path, copy.format(sql.SQL(", ").join(raw)), raw)
         # Row n of the data is line n + 1 of the file, after the header.
         return self._map(copy_into, path, values, sql.SQL("_file_raw"), first_line=1)
+
+    def _copy_direct(
+        self, copy_into: StagingTable, path: Path, header: list[str], wanted: list[str]
+    ) -> int:
+        """COPY the file straight into the staging table: each header column into its
+        field's column, one the fields do not name into a column of its own added to the
+        (temporary) table, which the engine never reads; `_at` from a line counter."""
+        cur, table = copy_into.cursor, sql.Identifier(copy_into.name)
+        by_column = {self.fields[name]: name for name in wanted}
+        targets = []
+        for index, column in enumerate(header):
+            if column in by_column and header.index(column) == index:
+                targets.append(sql.Identifier(by_column[column]))
+                continue
+            extra = sql.Identifier(f"_file_column_{index}")
+            cur.execute(
+                sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} text").format(table, extra)
+            )
+            targets.append(extra)
+        cur.execute("CREATE TEMP SEQUENCE IF NOT EXISTS _file_line")
+        cur.execute("SELECT setval('_file_line', 1)")  # the header is line 1
+        line = sql.SQL("{} || nextval('_file_line')").format(
+            sql.Literal(f"{self._label(path)} line ")
+        )
+        cur.execute(sql.SQL("ALTER TABLE {} ALTER COLUMN _at SET DEFAULT {}").format(table, line))
+        copy = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv, HEADER true, ENCODING 'UTF8')")
+        rows = self._stream(cur, path, copy.format(table, sql.SQL(", ").join(targets)))
+        cur.execute(sql.SQL("ALTER TABLE {} ALTER COLUMN _at DROP DEFAULT").format(table))
+        return rows
 
     def _load_jsonl(self, copy_into: StagingTable, path: Path) -> int:
         values = [
@@ -195,6 +235,10 @@ class FileSource(BaseModel):
                 "ON COMMIT DROP"
             ).format(sql.SQL(", ").join(sql.SQL("{} text").format(column) for column in raw))
         )
+        self._stream(cur, path, copy)
+
+    def _stream(self, cur: psycopg.Cursor, path: Path, copy: sql.Composed | sql.SQL) -> int:
+        """Stream the file's bytes, unparsed, to `copy`; how many rows it copied."""
         try:
             with path.open("rb") as file, cur.copy(copy) as stream:
                 while chunk := file.read(CHUNK_BYTES):
@@ -205,3 +249,4 @@ class FileSource(BaseModel):
             found = _LINE.search(getattr(exc.diag, "context", None) or "")
             line = f" line {found.group(1)}" if found else ""
             raise SourceError(first_line(exc), f"{self._label(path)}{line}") from None
+        return cur.rowcount

@@ -18,7 +18,7 @@ from reconcile.load import (
     load_reconcile_config,
     parse_reconcile_config,
 )
-from tests.reconcile.conftest import config_data
+from tests.support.reconciling import config_data
 
 
 def _problems(change) -> list[str]:

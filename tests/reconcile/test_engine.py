@@ -12,7 +12,7 @@ import psycopg
 import pytest
 
 from reconcile.engine import LOCK_CLASS
-from tests.reconcile.conftest import NOW, billing, erp, write_csv
+from tests.support.reconciling import BILLING_FIELDS, NOW, billing, erp, write_csv
 
 
 def _breaks(db: psycopg.Connection, run_id: int | None) -> set[tuple[str, str]]:
@@ -335,8 +335,6 @@ def test_records_of_each_source_are_kept_side_by_side(db, exports, reconcile) ->
 
 
 def _canonical(row: dict) -> dict:
-    from tests.reconcile.conftest import BILLING_FIELDS
-
     return {name: row[column] for name, column in BILLING_FIELDS.items()}
 
 

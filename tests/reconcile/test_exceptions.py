@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import psycopg
 
-from tests.reconcile.conftest import billing, erp
 from tests.support.otlp import stage_span, traces_request
+from tests.support.reconciling import billing, erp
 
 
 def test_a_break_is_classified_by_the_impact_rules_and_announced(

@@ -1,5 +1,6 @@
-"""Reconciliations of two file sources written into tmp_path: a billing CSV export and an
-ERP JSON-lines export, each record given as a dict of the source's own field names."""
+"""Reconciliations of two file sources written into tmp_path (the fixtures `exports` and
+`reconcile`): a billing CSV export and an ERP JSON-lines export, each record given as a
+dict of the source's own field names."""
 
 from __future__ import annotations
 
