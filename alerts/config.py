@@ -14,12 +14,12 @@ from datetime import UTC, timedelta
 from email.utils import parseaddr
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
-from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from alerts.events import DigestContent, EventType, GroupKey
+from q2c.config_types import EnvName, HttpUrl
 from q2c.cron import cron_trigger
 from q2c.vocabulary import ExceptionKind, Impact
 from sla.policy import Duration
@@ -37,19 +37,6 @@ def _listed(value: Any) -> Any:
 
 # `impact: critical` and `impact: [critical, high]` alike: a list holds if any value does.
 OneOrMany = Annotated[tuple[T, ...], BeforeValidator(_listed), Field(min_length=1)]
-
-
-def _env_name(value: str) -> str:
-    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
-        raise ValueError(f"{value!r} is not an environment variable name")
-    return value
-
-
-def _http_url(value: str) -> str:
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"{value!r} is not an http:// or https:// URL")
-    return value
 
 
 def _address(value: str) -> str:
@@ -82,8 +69,6 @@ def _timezone(value: str) -> str:
     return value
 
 
-EnvName = Annotated[str, AfterValidator(_env_name)]
-HttpUrl = Annotated[str, AfterValidator(_http_url)]
 Address = Annotated[str, AfterValidator(_address)]
 Cron = Annotated[str, AfterValidator(_cron)]
 Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]

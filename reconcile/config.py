@@ -13,10 +13,12 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from q2c.catalog import duration_label
 from q2c.cron import cron_trigger
 from reconcile.sources.file import FileSource
+from reconcile.sources.http import HttpSource
+from reconcile.sources.sql import SqlSource
 from sla.policy import parse_duration
 
 # The source types, each a record of its own module in reconcile/sources/ (one line each).
-Source = Annotated[FileSource, Field(discriminator="type")]
+Source = Annotated[FileSource | HttpSource | SqlSource, Field(discriminator="type")]
 SOURCE_TYPES = ("file", "http", "sql")
 
 # Fields an exception takes its business context from, when a source gives them.

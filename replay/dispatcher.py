@@ -14,7 +14,6 @@ import random
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import psycopg
@@ -23,7 +22,13 @@ from psycopg.rows import namedtuple_row
 from q2c.settings import Settings
 from q2c.vocabulary import REPLAYABLE_STATUSES, sql_list
 from replay.targets import host_key, method_problem, refusal
-from replay.transport import Delivery, HttpTransport, ReplayTransport, TransportError
+from replay.transport import (
+    Delivery,
+    HttpTransport,
+    ReplayTransport,
+    TransportError,
+    retry_after_seconds,
+)
 
 log = logging.getLogger(__name__)
 
@@ -264,7 +269,7 @@ class Dispatcher:
             return _finish(
                 "failed", {**params, "error": f"{error}; gave up after {attempts} {plural}"}
             )
-        asked = _retry_after(answer.retry_after) if answer and answer.retry_after else None
+        asked = retry_after_seconds(answer.retry_after) if answer else None
         if asked is None:
             base = self.settings.replay_backoff_seconds * 2 ** (attempts - 1)
             delay = min(MAX_BACKOFF_SECONDS, base) * self.rng.uniform(0.5, 1.5)  # jitter
@@ -313,14 +318,3 @@ def _text(value: str | None) -> str | None:
 
 def _finish(status: str, params: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     return status, {**params, "status": status}
-
-
-def _retry_after(value: str) -> float | None:
-    """Seconds from a Retry-After header (delta-seconds or an HTTP date)."""
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        return max(0.0, (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds())
-    except (TypeError, ValueError):
-        return None

@@ -6,6 +6,8 @@ import socket
 import ssl
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Protocol
 
 import httpx
@@ -100,3 +102,19 @@ def failure_of(exc: BaseException) -> TransportError:
     if isinstance(exc, httpx.RemoteProtocolError):
         return TransportError(f"the target broke the HTTP exchange: {exc}")
     return TransportError(f"{type(exc).__name__}: {exc}")
+
+
+def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
+    """Retry-After as seconds to wait: it is either a number of seconds or an HTTP date."""
+    if not value:
+        return None
+    text = value.strip()
+    if text.isdigit():
+        return float(text)
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:  # HTTP dates are GMT; an obsolete spelling may not say so
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())

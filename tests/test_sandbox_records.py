@@ -28,6 +28,7 @@ from demo.records import CUSTOMERS, DriftMix, SystemsOfRecord
 from demo.records_api import ERP_TOKEN_ENV, LISTS
 from demo.sandbox import deadlines, replay_applier, sandbox_app, stage_systems
 from demo.traffic import CHAOS, NS, TrafficGenerator
+from reconcile.load import load_reconcile_config
 from sla.policy import load_policy
 from tests.support.services import running_app
 
@@ -352,7 +353,7 @@ def test_the_demo_reconcile_yaml_points_at_the_sandbox_lists_and_export(
     config_path = Path(environ["Q2C_RECONCILE_CONFIG"])
     config = yaml.safe_load(config_path.read_text())
     export_billing_invoices(records, tmp_path / "exports" / "billing")
-    # (The lead adds here, once reconcile.config is on main: load_reconcile_config(config_path).)
+    load_reconcile_config(config_path)  # valid as reconcile.yaml, every source included
 
     assert config_path.parent == tmp_path and environ[ERP_TOKEN_ENV]
     reconciliations = config["reconciliations"]

@@ -4,11 +4,8 @@ is not a success."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
-
 from alerts.channel import DeliveryResult
-from replay.transport import Delivery, ReplayTransport, TransportError
+from replay.transport import Delivery, ReplayTransport, TransportError, retry_after_seconds
 
 USER_AGENT = "q2c-console-alerts"
 
@@ -32,22 +29,6 @@ def refused(answer: Delivery, what: str) -> DeliveryResult:
     if 300 <= status < 400:
         what += " (a redirect, which alerts do not follow: configure the final URL)"
     return DeliveryResult.failure(what, retryable, wait)
-
-
-def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
-    """Retry-After as seconds to wait: it is either a number of seconds or an HTTP date."""
-    if not value:
-        return None
-    text = value.strip()
-    if text.isdigit():
-        return float(text)
-    try:
-        when = parsedate_to_datetime(text)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:  # HTTP dates are GMT; an obsolete spelling may not say so
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
 def scrubbed(result: DeliveryResult, secret: str, name: str) -> DeliveryResult:

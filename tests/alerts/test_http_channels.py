@@ -13,9 +13,9 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from alerts.channel import Channel
 from alerts.channels import open_channel
-from alerts.channels._http import retry_after_seconds
 from alerts.load import parse_alerts_config
 from alerts.signing import parse_secret, signature
+from replay.transport import retry_after_seconds
 from tests.support.peers import free_port
 
 CONSOLE = "http://console.example.com"

@@ -30,8 +30,6 @@ def _problems(change) -> list[str]:
 
 
 def test_the_shipped_example_is_the_issues_and_loads() -> None:
-    pytest.importorskip("reconcile.sources.http", reason="the http source is recon-sources'")
-    pytest.importorskip("reconcile.sources.sql", reason="the sql source is recon-sources'")
 
     config = load_reconcile_config(DEFAULT_CONFIG_FILE)
 
