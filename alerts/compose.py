@@ -41,7 +41,7 @@ _SHOWN = (
     "state",
 )
 # The exceptions page's filters that a group's labels may fill in (console/app_pages).
-_FILTERS = ("process", "stage", "system", "kind")
+_FILTERS = ("process", "stage", "system", "kind", "owner")
 
 
 @dataclass(frozen=True)
@@ -137,6 +137,7 @@ def _link(group: GroupView, base: str) -> str:
 def stored(notification: Notification) -> dict[str, Any]:
     """`notification` as JSON for the notification log."""
     kept = asdict(notification)
+    del kept["owner"]  # read anew at each delivery: an address may change meanwhile
     kept["time"] = notification.time.isoformat()
     kept["details"] = dict(notification.details)
     return kept

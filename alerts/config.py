@@ -150,12 +150,15 @@ class PagerDutyChannel(_Channel):
 
 
 class EmailChannel(_Channel):
-    """Mail from `from` to `to` through the SMTP server `smtp` (host:port)."""
+    """Mail from `from` to `to` through the SMTP server `smtp` (host:port); with
+    `to_owner`, an assignment's mail also to its owner's address (the users table's, as
+    it is when the mail is sent), or to them alone when `to` is not given."""
 
     type: Literal["email"]
     smtp: Annotated[str, AfterValidator(_host_port)]
     sender: Address = Field(alias="from")
-    to: OneOrMany[Address]
+    to: OneOrMany[Address] = ()
+    to_owner: bool = False
     # starttls: upgrade a plain connection (port 587); tls: TLS from the first byte (465).
     security: Literal["starttls", "tls", "none"] | None = None
     username_env: EnvName | None = None
@@ -181,6 +184,12 @@ class EmailChannel(_Channel):
         return "none" if is_loopback(self.host) else "starttls"
 
     @model_validator(mode="after")
+    def _someone_to_tell(self) -> EmailChannel:
+        if not self.to and not self.to_owner:
+            raise ValueError("give `to` (addresses), or `to_owner: true`, or both")
+        return self
+
+    @model_validator(mode="after")
     def _safe_login(self) -> EmailChannel:
         if (self.username_env is None) != (self.password_env is None):
             raise ValueError("username_env and password_env go together")
@@ -199,8 +208,9 @@ class EmailChannel(_Channel):
     def describe(self) -> str:
         login = f", login ${self.username_env}" if self.username_env else ""
         security = {"starttls": "STARTTLS", "tls": "TLS", "none": "no TLS"}
+        recipients = [*self.to, *(["the owner of an assignment"] if self.to_owner else [])]
         return (
-            f"{self.sender} → {', '.join(self.to)} via {self.smtp} "
+            f"{self.sender} → {', '.join(recipients)} via {self.smtp} "
             f"({security[self.effective_security]}{login})"
         )
 

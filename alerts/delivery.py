@@ -27,6 +27,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import namedtuple_row
 
+from alerts.addressing import addressed
 from alerts.channel import Channel, DeliveryResult
 from alerts.compose import restored
 from alerts.config import AlertsConfig
@@ -173,7 +174,7 @@ class Deliverer:
             status, params["outcome"], params["suppressed_by"] = "suppressed", None, why
         else:
             self.limiters[name].wait(name)
-            result = self._send(name, claimed)
+            result = self._send(conn, name, claimed)
             status, params["outcome"] = self._status(result, claimed.attempts), result.reason
             if status == "pending":
                 params["next_at"] = now + timedelta(seconds=_delay(result, claimed.attempts))
@@ -191,9 +192,9 @@ class Deliverer:
                 report.reasons[claimed.id] = why or params["outcome"] or ""
         return status
 
-    def _send(self, name: str, claimed: Any) -> DeliveryResult:
+    def _send(self, conn: psycopg.Connection[Any], name: str, claimed: Any) -> DeliveryResult:
         try:
-            return self.channels[name].send(restored(claimed.message))
+            return self.channels[name].send(addressed(conn, restored(claimed.message)))
         except Exception as exc:  # a defect fails this notification, not the pass
             log.exception("sending notification %s through %s failed", claimed.id, name)
             return DeliveryResult.failure(f"internal error: {type(exc).__name__}")

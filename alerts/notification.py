@@ -20,6 +20,17 @@ _STATUS_PREFIX: dict[Status, str] = {
 }
 
 
+@dataclass(frozen=True)
+class Owner:
+    """The person a notification concerns, as the users table says when it is delivered:
+    `name` their display name (else their user name), `email` None when they have none
+    (or are disabled)."""
+
+    username: str
+    name: str
+    email: str | None = None
+
+
 def new_notification_id() -> str:
     """A fresh notification id: `msg_` and 32 hex digits."""
     return f"msg_{uuid.uuid4().hex}"
@@ -35,7 +46,8 @@ class Notification:
     PagerDuty's `dedup_key`, so that a later `resolved` notification of the same group
     closes the incident its `firing` one opened. `count` is how many alike occurrences it
     stands for. `details` are labelled facts (process, stage, system, amount, …), shown
-    as fields and sent as data.
+    as fields and sent as data. `owner` is the person an assignment is for: an email
+    channel with `to_owner` writes to them, a Slack one names them.
     """
 
     id: str
@@ -50,6 +62,8 @@ class Notification:
     group_key: str = ""
     count: int = 1
     details: Mapping[str, str | int | float] = field(default_factory=dict)
+    # Who it is for, read at delivery time (alerts.addressing); never kept in the log.
+    owner: Owner | None = None
 
     def __post_init__(self) -> None:
         if not _ID.match(self.id):
@@ -68,4 +82,10 @@ class Notification:
         """One line: state, impact, title and how many, as a subject or a summary."""
         impact = f"[{self.severity}] " if self.severity else ""
         times = f" ({self.count:,} occurrences)" if self.count > 1 else ""
-        return f"{_STATUS_PREFIX[self.status]}{impact}{self.title}{times}"
+        # An assignment is an acknowledgement: "Acknowledged: … assigned" says it twice.
+        state = (
+            ""
+            if self.event == "exception.assigned" and self.status == "acknowledged"
+            else (_STATUS_PREFIX[self.status])
+        )
+        return f"{state}{impact}{self.title}{times}"

@@ -6,7 +6,8 @@ Every matching route takes the event (`continue: false` stops the search at its 
 A route's `group_by` values make one group, as Alertmanager's labels do: a new group is
 due `group_wait` after it opens, a changed one at most every `group_interval` after its
 last notification (alerts/flush.py decides what each due group says). A storm of
-identical failures is thus one group counting them, not one notification each.
+identical failures is thus one group counting them, not one notification each. An
+assignment is grouped by its owner too, on every route: each owner is told their own.
 
 Events of exceptions (and of SLOs) also make the exception a member of the group; an
 event that changes a member's status (an assignment, a closing, an SLO's new state) marks
@@ -146,8 +147,13 @@ def route_key(index: int, route: Route) -> str:
 
 
 def group_key(route: Route, labels: Labels) -> dict[str, Any]:
-    """The values of the route's group_by labels (missing ones as null)."""
-    return {key: labels.get(key) for key in route.group_by}
+    """The values of the route's group_by labels (missing ones as null); an assignment's
+    also its owner, whatever the route groups by: each owner's message is their own, and
+    never speaks for someone else's assignments (nor goes to them)."""
+    key: dict[str, Any] = {name: labels.get(name) for name in route.group_by}
+    if labels.get("event") == "exception.assigned":
+        key["owner"] = labels.get("owner")
+    return key
 
 
 def member_of(event: Any) -> Member | None:

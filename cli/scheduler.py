@@ -1,7 +1,7 @@
 """`q2c scheduler`: runs the SLA evaluation, the alerting watch, alerting's routing and
-delivery (once Q2C_ALERTS_CONFIG names an alerts.yaml), each reconciliation on its schedule
-(once Q2C_RECONCILE_CONFIG names a reconcile.yaml), the replay dispatcher and partition
-maintenance on APScheduler, in its own process.
+delivery (once Q2C_ALERTS_CONFIG names an alerts.yaml), the pruning of alerting's old rows,
+each reconciliation on its schedule (once Q2C_RECONCILE_CONFIG names a reconcile.yaml), the
+replay dispatcher and partition maintenance on APScheduler, in its own process.
 
 Replicas may run side by side: every job takes a transaction-scoped advisory lock inside
 its work, so a window is never done twice, and a job that finds the lock taken skips.
@@ -20,6 +20,7 @@ from sqlalchemy import Engine
 
 from alerts.links import console_base
 from alerts.load import load_alerts_config
+from alerts.prune import prune
 from alerts.run import Alerting
 from alerts.watch import watch
 from q2c.cron import cron_trigger
@@ -41,6 +42,7 @@ log = logging.getLogger(__name__)
 # overlaps itself (max_instances), and a run missed by more than the grace is dropped.
 REPLAY_INTERVAL_SECONDS = 2
 ALERTS_INTERVAL_SECONDS = 5  # routing and delivery: well under the shortest group_wait
+PRUNE_INTERVAL_SECONDS = 3600  # alerting's old rows: a bounded batch run per hour
 REPLAY_PASSES = 10  # at most this many batches of due replays per run
 JOB_OPTIONS = {"coalesce": True, "max_instances": 1, "misfire_grace_time": 60}  # grace in s
 
@@ -102,6 +104,14 @@ def build_scheduler(settings: Settings, database_url: str, policy: Policy) -> Ba
         **JOB_OPTIONS,
     )
     scheduler.add_job(
+        _logged("alerts-prune", lambda: _prune(database_url, settings)),
+        "interval",
+        seconds=PRUNE_INTERVAL_SECONDS,
+        next_run_time=datetime.now(UTC),
+        id="alerts-prune",
+        **JOB_OPTIONS,
+    )
+    scheduler.add_job(
         _logged("partitions", lambda: maintain_configured_partitions(database_url)),
         "cron",
         hour=0,
@@ -148,6 +158,20 @@ def _evaluate(database_url: str, policy: Policy, settings: Settings) -> None:
         report = evaluate(conn, policy)
     if report.skipped:
         log.info("evaluate: another scheduler holds the lock; skipped")
+
+
+def _prune(database_url: str, settings: Settings) -> None:
+    report = prune(database_url, timedelta(days=settings.alerts_retention_days))
+    if report.skipped:
+        log.info("alerts-prune: another scheduler holds the lock; skipped")
+    elif report.deleted:
+        log.info(
+            "alerts-prune: deleted %d groups, %d notifications, %d events, %d silences",
+            report.groups,
+            report.notifications,
+            report.events,
+            report.silences,
+        )
 
 
 def _alerting(settings: Settings, database_url: str, policy: Policy) -> Alerting | None:

@@ -61,9 +61,13 @@ RUNTIME_GRANTS: dict[str, str] = {
     "reconciliation_accuracy": _APPEND,
     "reconciliation_acceptances": _APPEND,  # an acceptance is never changed once given
 }
-# Functions the runtime role runs with the owner's rights, within q2c_settings: the writer
-# creates the day partitions rows land in, the scheduler maintains them.
-DEFINER_FUNCTIONS = ("q2c_ensure_partition(regclass, date)", "q2c_maintain_partitions()")
+# Functions the runtime role runs with the owner's rights, within their limits: the writer
+# creates the day partitions rows land in, the scheduler maintains them and prunes alerting.
+DEFINER_FUNCTIONS = (
+    "q2c_ensure_partition(regclass, date)",
+    "q2c_maintain_partitions()",
+    "q2c_prune_alerts(interval, integer)",  # alerting rows past Q2C_ALERTS_RETENTION_DAYS
+)
 
 
 def ensure_login_role(conn: psycopg.Connection, role: str) -> bool:

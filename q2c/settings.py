@@ -194,6 +194,14 @@ class Settings(BaseSettings):
         description="reconcile.yaml with the reconciliations against the systems of record; "
         "unset runs none (the shipped example documents the keys).",
     )
+    alerts_retention_days: int = Field(
+        default=30,
+        ge=1,
+        le=3650,
+        description="Days the alerting outbox, notification groups, notification log and "
+        "ended silences are kept once done (in days); never a pending delivery, an open "
+        "group or an active silence.",
+    )
     log_level: str = Field(default="INFO", description="Python logging level of Q2C processes.")
 
     @field_validator("log_level")

@@ -35,6 +35,16 @@ def parse_duration(value: Any) -> timedelta:
     return timedelta(seconds=float(match.group(1)) * _UNIT_SECONDS[match.group(2)])
 
 
+def duration_text(value: timedelta) -> str:
+    """`value` as parse_duration reads it, in the largest unit that says it whole: 30s, 5m,
+    4h, 3d (90s stays 90s)."""
+    seconds = value.total_seconds()
+    for unit, size in sorted(_UNIT_SECONDS.items(), key=lambda item: -item[1]):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds // size:g}{unit}"
+    return f"{seconds:g}s"
+
+
 def _fraction(value: Any) -> float:
     text = str(value).strip()
     number = float(text[:-1]) / 100 if text.endswith("%") else float(text)

@@ -5,6 +5,7 @@ login whose user name and password come from the environment."""
 from __future__ import annotations
 
 import html
+import logging
 import smtplib
 import ssl
 from collections.abc import Mapping
@@ -15,6 +16,16 @@ from alerts.channel import DeliveryResult
 from alerts.config import EmailChannel as EmailConfig
 from alerts.notification import Notification
 
+log = logging.getLogger(__name__)
+
+
+def recipients(notification: Notification, config: EmailConfig) -> list[str]:
+    """`to`, and with `to_owner` the owner's address when the notification has an owner
+    with one (once, should `to` hold it already)."""
+    owner = notification.owner
+    extra = owner.email if config.to_owner and owner is not None else None
+    return [*config.to, *([extra] if extra and extra not in config.to else [])]
+
 
 def compose(notification: Notification, config: EmailConfig) -> EmailMessage:
     """The message: subject the headline, the same facts and link in both parts."""
@@ -22,7 +33,7 @@ def compose(notification: Notification, config: EmailConfig) -> EmailMessage:
     mail = EmailMessage()
     mail["Subject"] = n.headline()
     mail["From"] = config.sender
-    mail["To"] = ", ".join(config.to)
+    mail["To"] = ", ".join(recipients(n, config))
     mail["Date"] = formatdate(usegmt=True)
     # The notification's id, so a retried delivery is recognisably the same message.
     domain = parseaddr(config.sender)[1].rpartition("@")[2]
@@ -31,6 +42,8 @@ def compose(notification: Notification, config: EmailConfig) -> EmailMessage:
     facts = [(key, str(value)) for key, value in n.details.items()]
     if n.correlation_id:
         facts.append(("correlation ID", n.correlation_id))
+    if n.owner is not None:
+        facts.insert(0, ("assigned to", n.owner.name))
     plain = [n.headline(), "", n.text, ""]
     plain += [f"{key}: {value}" for key, value in facts]
     plain += ["", f"Open in Q2C Console: {n.link}"]
@@ -68,6 +81,11 @@ class EmailChannel:
         if self._login is not None and not all(self._login):
             missing = config.username_env if not self._login[0] else config.password_env
             return DeliveryResult.failure(f"${missing} is not set")
+        unaddressed = self._unaddressed(notification)
+        if unaddressed:
+            log.warning("%s: %s", self.name, unaddressed)
+        if not recipients(notification, config):
+            return DeliveryResult.failure(f"nobody to send to: {unaddressed}")
         mail = compose(notification, config)
         try:
             refused = self._deliver(mail)
@@ -103,11 +121,23 @@ class EmailChannel:
             return DeliveryResult.failure(f"{config.smtp} refused the connection", retryable=True)
         except OSError as exc:
             return DeliveryResult.failure(f"{config.smtp}: {exc.strerror or exc}", retryable=True)
-        accepted = len(config.to) - len(refused)
+        accepted = len(recipients(notification, config)) - len(refused)
         reason = f"{config.smtp} accepted the message for {accepted} recipient(s)"
         if refused:
             reason += f"; refused {_replies(refused)}"
+        if unaddressed:
+            reason += f"; {unaddressed}"
         return DeliveryResult.success(reason)
+
+    def _unaddressed(self, notification: Notification) -> str:
+        """Why a `to_owner` channel cannot write to the notification's owner, if it cannot:
+        the owner has no address (their mail goes to `to` alone), or it names none."""
+        if not self._config.to_owner:
+            return ""
+        owner = notification.owner
+        if owner is None:
+            return "the message concerns no owner" if not self._config.to else ""
+        return "" if owner.email else f"owner {owner.username} has no e-mail address"
 
     def _deliver(self, mail: EmailMessage) -> dict[str, tuple[int, bytes]]:
         """Send `mail`; the recipients refused (when some were accepted)."""

@@ -41,6 +41,8 @@ def _cut(text: str, limit: int) -> str:
 def message(notification: Notification) -> dict[str, Any]:
     """The JSON body Slack's incoming webhook takes."""
     n = notification
+    # An incoming webhook knows no console user's Slack ID: the owner is named, in bold.
+    mention = f"Assigned to *{_mrkdwn(n.owner.name)}*\n" if n.owner is not None else ""
     blocks: list[Mapping[str, Any]] = [
         {
             "type": "header",
@@ -48,7 +50,7 @@ def message(notification: Notification) -> dict[str, Any]:
         },
         {
             "type": "section",
-            "text": {"type": "mrkdwn", "text": _cut(_mrkdwn(n.text), SECTION_CHARS)},
+            "text": {"type": "mrkdwn", "text": _cut(mention + _mrkdwn(n.text), SECTION_CHARS)},
         },
     ]
     facts = list(n.details.items())[:MAX_FIELDS]
@@ -77,7 +79,8 @@ def message(notification: Notification) -> dict[str, Any]:
     if n.correlation_id:
         context += f" · correlation ID `{_mrkdwn(n.correlation_id)}`"
     blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": context}]})
-    return {"text": f"{_mrkdwn(n.headline())} — {n.link}", "blocks": blocks}
+    to = f" — for {_mrkdwn(n.owner.name)}" if n.owner is not None else ""
+    return {"text": f"{_mrkdwn(n.headline())}{to} — {n.link}", "blocks": blocks}
 
 
 class SlackChannel:

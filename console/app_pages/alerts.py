@@ -5,13 +5,15 @@ environment variable that holds its secret, nothing more."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
 import pandas as pd
 import streamlit as st
+from pydantic import ValidationError
 
 from alerts.channels import open_channel
-from alerts.config import AlertsConfig
+from alerts.config import AlertsConfig, EventMatch
 from alerts.links import console_base
 from alerts.load import InvalidAlertsConfig, load_alerts_config
 from alerts.probe import test_notifications
@@ -35,7 +37,7 @@ from queries.alerting import (
     logged_channels,
     record_test_send,
 )
-from sla.policy import parse_duration
+from sla.policy import duration_text, parse_duration
 
 user = page_user("alerts.view")
 PAGE_ROWS = 100
@@ -103,6 +105,28 @@ def silence_end(given: str, now: datetime) -> datetime:
     return end if end.tzinfo else end.replace(tzinfo=UTC)
 
 
+def _matchers_text(matchers: Mapping[str, Sequence[str]]) -> str:
+    """`system=erp impact=critical|high`."""
+    return " ".join(f"{k}={'|'.join(v)}" for k, v in matchers.items())
+
+
+def _silence_text(silence: Silence) -> str:
+    """`3 · system=erp until 2026-12-02 22:57 UTC · ERP upgrade`, to choose it by."""
+    until = f"{silence.ends_at:%Y-%m-%d %H:%M} UTC"
+    return f"{silence.id} · {_matchers_text(silence.matchers)} until {until} · {silence.reason}"
+
+
+def _route_text(route: str) -> str:
+    """A group's route as people read it: `routes[0] event=exception.opened` for the
+    `routes[0] {"event": ["exception.opened"]}` the router keys it by; an escalation's or a
+    digest's (`escalation:1`) as it is."""
+    place, _, match = route.partition(" ")
+    try:
+        return f"{place} {EventMatch.model_validate_json(match).describe()}"
+    except ValidationError:
+        return route
+
+
 def _send_test(config: AlertsConfig, name: str) -> None:
     """on_click of the test-send confirmation: the role is read again from the database."""
 
@@ -148,12 +172,15 @@ def _create(matchers: dict[str, list[str]], ends_at: datetime, reason: str) -> N
             "ok",
             f"Silence {silence.id} created, until {silence.ends_at:%Y-%m-%d %H:%M} UTC",
         )
+        # An emptied form: the same silence is not created twice by a second click.
+        st.session_state["silence_matchers"] = ""
+        st.session_state["silence_reason"] = ""
     st.cache_data.clear()
 
 
 @st.dialog("Confirm silence")
 def confirm_create(matchers: dict[str, list[str]], ends_at: datetime, reason: str) -> None:
-    shown = " ".join(f"{k}={'|'.join(v)}" for k, v in matchers.items())
+    shown = _matchers_text(matchers)
     st.write(f"**Silence `{shown}` until {ends_at:%Y-%m-%d %H:%M} UTC?**")
     st.caption(f"reason: {reason}. Exceptions are still opened; only notifications stop.")
     if st.button(
@@ -183,7 +210,11 @@ def confirm_expire(silence_id: int, shown: str) -> None:
 
 
 st.title("Alerts")
-show_flash()
+# The flash in a slot of its own, there on every run: else the run after an action, whose
+# flash is gone, moves every element up one, and Streamlit redraws them as new ones — an
+# open "Create a silence" closing under the engineer typing into it.
+with st.container():
+    show_flash()
 config = _config()
 
 st.subheader("Channels")
@@ -209,7 +240,7 @@ else:
     )
     if config.channels and can(user, "alerts.test"):
         a, b = st.columns([3, 1], vertical_alignment="bottom")
-        chosen = a.selectbox("Channel", list(config.channels), key="test_channel")
+        chosen = a.selectbox("Channel to test", list(config.channels), key="test_channel")
         if b.button("Send test…", key="send_test"):
             confirm_test(config, chosen)
     elif config.channels:
@@ -224,9 +255,9 @@ else:
                     "match": route.match.describe(),
                     "to": ", ".join(route.to),
                     "group by": ", ".join(route.group_by),
-                    "group wait": str(route.group_wait),
-                    "group interval": str(route.group_interval),
-                    "repeat interval": str(route.repeat_interval),
+                    "group wait": duration_text(route.group_wait),
+                    "group interval": duration_text(route.group_interval),
+                    "repeat interval": duration_text(route.repeat_interval),
                     "continue": route.continue_,
                 }
                 for i, route in enumerate(config.routes)
@@ -254,7 +285,7 @@ if silences:
             [
                 {
                     "id": s.id,
-                    "matchers": " ".join(f"{k}={'|'.join(v)}" for k, v in s.matchers.items()),
+                    "matchers": _matchers_text(s.matchers),
                     "starts": s.starts_at,
                     "ends": s.ended_at,
                     "in force": s.active(now),
@@ -266,6 +297,10 @@ if silences:
             ]
         ),
         hide_index=True,
+        column_config={
+            name: st.column_config.DatetimeColumn(f"{name} (UTC)", format="YYYY-MM-DD HH:mm")
+            for name in ("starts", "ends")
+        },
     )
 else:
     st.caption("No silence in force or to come.")
@@ -297,10 +332,14 @@ if MANAGES_SILENCES:
     if expirable:
         a, b = st.columns([3, 1], vertical_alignment="bottom")
         by_id = {s.id: s for s in expirable}
-        chosen_id = a.selectbox("Silence to expire", list(by_id), key="expire_id")
+        chosen_id = a.selectbox(
+            "Silence to expire",
+            list(by_id),
+            key="expire_id",
+            format_func=lambda i: _silence_text(by_id[i]),
+        )
         if b.button("Expire…", key="expire_silence"):
-            s = by_id[chosen_id]
-            confirm_expire(s.id, " ".join(f"{k}={'|'.join(v)}" for k, v in s.matchers.items()))
+            confirm_expire(chosen_id, _matchers_text(by_id[chosen_id].matchers))
 else:
     st.caption("Creating and expiring silences needs the oncall role or higher.")
 
@@ -326,29 +365,31 @@ else:
     start = (page - 1) * PAGE_ROWS + 1
     st.caption(f"Showing {start:,} to {start + len(frame) - 1:,} of {matching:,}, newest first")
     st.dataframe(
+        # What was sent where and how it ended first: a failure's reason is seen unscrolled.
         frame[
             [
-                "id",
                 "created_at",
                 "channel",
+                "status",
+                "outcome",
+                "suppressed_by",
                 "title",
                 "count",
                 "state",
-                "status",
                 "attempts",
                 "finished_at",
-                "outcome",
-                "suppressed_by",
                 "exception",
                 "correlation_id",
                 "group_id",
+                "id",
             ]
         ],
         hide_index=True,
         column_config={
             "created_at": st.column_config.DatetimeColumn("at (UTC)", format="YYYY-MM-DD HH:mm:ss"),
             "finished_at": st.column_config.DatetimeColumn("finished (UTC)"),
-            "outcome": st.column_config.TextColumn("outcome (why)"),
+            "outcome": st.column_config.TextColumn("outcome (why)", width="large"),
+            "title": st.column_config.TextColumn("title", width="medium"),
             "suppressed_by": st.column_config.TextColumn("suppressed by"),
             "exception": st.column_config.LinkColumn("exception", display_text="open"),
         },
@@ -357,6 +398,31 @@ else:
 st.subheader("Open notification groups")
 groups = load(active_groups, engine(), user.username, 100)
 if groups:
-    st.dataframe(pd.DataFrame(groups), hide_index=True)
+    st.dataframe(
+        pd.DataFrame(
+            [
+                {
+                    "id": g["id"],
+                    "state": g["state"],
+                    "exceptions": g["members"],
+                    "open": g["open_members"],
+                    "acknowledged": g["acknowledged_members"],
+                    "events": g["events"],
+                    "grouped by": " ".join(f"{k}={v}" for k, v in g["group_key"].items()),
+                    "route": _route_text(g["route"]),
+                    "next due": g["next_flush_at"],
+                    "last told": g["last_flushed_at"],
+                    "told": g["flushes"],
+                    "last event": g["last_event_at"],
+                }
+                for g in groups
+            ]
+        ),
+        hide_index=True,
+        column_config={
+            name: st.column_config.DatetimeColumn(f"{name} (UTC)", format="YYYY-MM-DD HH:mm:ss")
+            for name in ("last event", "last told", "next due")
+        },
+    )
 else:
     st.caption("No notification group is open.")

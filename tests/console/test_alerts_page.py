@@ -234,6 +234,10 @@ def test_a_silence_may_be_given_an_end_instead_of_a_duration(
     with psycopg.connect(notified_db) as db:
         assert db.execute("SELECT ends_at FROM alert_silences").fetchone() == (end,)
 
+    # The form was emptied by the creation: the next silence is typed anew.
+    assert app.text_area(key="silence_matchers").value == ""
+    app.text_area(key="silence_matchers").set_value("system=erp")
+    app.text_input(key="silence_reason").set_value("quarter close")
     app.text_input(key="silence_for").set_value("soon").run()
     app.button(key="create_silence").click().run()
     assert "'soon' is neither a duration" in _texts(app)
