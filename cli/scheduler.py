@@ -1,7 +1,8 @@
 """`q2c scheduler`: runs the SLA evaluation, the alerting watch, alerting's routing and
-delivery (once Q2C_ALERTS_CONFIG names an alerts.yaml), the pruning of alerting's old rows,
-each reconciliation on its schedule (once Q2C_RECONCILE_CONFIG names a reconcile.yaml), the
-replay dispatcher and partition maintenance on APScheduler, in its own process.
+delivery (once Q2C_ALERTS_CONFIG names an alerts.yaml), each reconciliation on its schedule
+(once Q2C_RECONCILE_CONFIG names a reconcile.yaml), the replay dispatcher, the pruning of
+old alerting rows and reconciliation runs, and partition maintenance on APScheduler, in its
+own process.
 
 Replicas may run side by side: every job takes a transaction-scoped advisory lock inside
 its work, so a window is never done twice, and a job that finds the lock taken skips.
@@ -32,6 +33,7 @@ from q2c.stop_request import StopRequest
 from reconcile.config import ReconcileConfig, Reconciliation
 from reconcile.engine import run_reconciliation
 from reconcile.load import load_reconcile_config
+from reconcile.prune import prune as prune_runs
 from replay.dispatcher import Dispatcher
 from sla.evaluate import evaluate
 from sla.policy import Policy
@@ -112,6 +114,14 @@ def build_scheduler(settings: Settings, database_url: str, policy: Policy) -> Ba
         **JOB_OPTIONS,
     )
     scheduler.add_job(
+        _logged("reconcile-prune", lambda: _prune_runs(database_url, settings)),
+        "interval",
+        seconds=PRUNE_INTERVAL_SECONDS,
+        next_run_time=datetime.now(UTC),
+        id="reconcile-prune",
+        **JOB_OPTIONS,
+    )
+    scheduler.add_job(
         _logged("partitions", lambda: maintain_configured_partitions(database_url)),
         "cron",
         hour=0,
@@ -158,6 +168,14 @@ def _evaluate(database_url: str, policy: Policy, settings: Settings) -> None:
         report = evaluate(conn, policy)
     if report.skipped:
         log.info("evaluate: another scheduler holds the lock; skipped")
+
+
+def _prune_runs(database_url: str, settings: Settings) -> None:
+    report = prune_runs(database_url, timedelta(days=settings.reconcile_retention_days))
+    if report.skipped:
+        log.info("reconcile-prune: another scheduler holds the lock; skipped")
+    elif report.runs:
+        log.info("reconcile-prune: deleted %d runs with their breaks", report.runs)
 
 
 def _prune(database_url: str, settings: Settings) -> None:

@@ -62,11 +62,14 @@ RUNTIME_GRANTS: dict[str, str] = {
     "reconciliation_acceptances": _APPEND,  # an acceptance is never changed once given
 }
 # Functions the runtime role runs with the owner's rights, within their limits: the writer
-# creates the day partitions rows land in, the scheduler maintains them and prunes alerting.
+# creates the day partitions rows land in, the scheduler maintains them and prunes alerting
+# and reconciliation.
 DEFINER_FUNCTIONS = (
     "q2c_ensure_partition(regclass, date)",
     "q2c_maintain_partitions()",
     "q2c_prune_alerts(interval, integer)",  # alerting rows past Q2C_ALERTS_RETENTION_DAYS
+    # reconciliation runs and their breaks past Q2C_RECONCILE_RETENTION_DAYS
+    "q2c_prune_reconciliation_runs(interval, integer)",
 )
 
 

@@ -202,6 +202,13 @@ class Settings(BaseSettings):
         "ended silences are kept once done (in days); never a pending delivery, an open "
         "group or an active silence.",
     )
+    reconcile_retention_days: int = Field(
+        default=30,
+        ge=1,
+        le=3650,
+        description="Days reconciliation runs and the breaks they recorded are kept (in days); "
+        "each reconciliation's latest succeeded run is kept whatever its age.",
+    )
     log_level: str = Field(default="INFO", description="Python logging level of Q2C processes.")
 
     @field_validator("log_level")
