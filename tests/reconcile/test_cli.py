@@ -186,6 +186,8 @@ def test_a_bad_reconcile_yaml_is_logged_and_the_other_jobs_run(
     assert {job.id for job in scheduler.get_jobs()} == {
         "evaluate",
         "alerts-watch",
+        "alerts-prune",
+        "reconcile-prune",
         "replays",
         "partitions",
     }
