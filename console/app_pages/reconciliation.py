@@ -105,18 +105,20 @@ def trend_section(reconciliation: str | None) -> None:
         trend["reconciliation"] + ": " + pair.where(trend["source_a"].notna(), "all sources")
     )
     trend["accuracy %"] = trend["accuracy"] * 100
-    st.plotly_chart(
-        px.line(
-            trend,
-            x="started_at",
-            y="accuracy %",
-            color="series",
-            markers=True,
-            title="Accuracy per run: matched ÷ checked (whole and per source pair)",
-            labels={"started_at": "run started"},
-        ),
-        width="stretch",
+    chart = px.line(
+        trend,
+        x="started_at",
+        y="accuracy %",
+        color="series",
+        markers=True,
+        title="Accuracy per run: matched ÷ checked (whole and per source pair)",
+        labels={"started_at": "run started"},
     )
+    # Up to 100 % always, down to a little below the lowest: near-perfect runs stay apart.
+    lowest = trend["accuracy %"].min()
+    chart.update_yaxes(range=[max(0.0, lowest - 5), 100.5])
+    chart.update_xaxes(tickformat="%b %d %H:%M")
+    st.plotly_chart(chart, width="stretch")
 
 
 def records_table(detail: dict[str, Any]) -> None:
