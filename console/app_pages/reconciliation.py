@@ -80,13 +80,17 @@ def runs_section(runs: list[dict[str, Any]]) -> None:
                 "reconciliation": run["reconciliation"],
                 "status": run["status"],
                 "started": moment_text(run["started_at"], seconds=True),
-                "rows read": ", ".join(f"{s}: {n:,}" for s, n in run["source_rows"].items()),
                 "checked": run["checked"],
                 "matched": run["matched"],
                 "pending": run["pending"],
                 "accuracy": _percent(run["accuracy"]),
-                "breaks": ", ".join(f"{t}: {n}" for t, n in run["breaks"].items()) or "—",
+                "breaks": sum(run["breaks"].values()),
                 "error": run["error"] and f"{run['error']} ({run['error_at'] or '-'})",
+                # The narrow figures first; these wide ones last, to scroll to.
+                "by type": ", ".join(f"{t}: {n}" for t, n in sorted(run["breaks"].items())),
+                "rows read": ", ".join(
+                    f"{s}: {n:,}" for s, n in sorted(run["source_rows"].items())
+                ),
             }
             for run in runs
         ]

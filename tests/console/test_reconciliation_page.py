@@ -70,7 +70,7 @@ def test_runs_show_counts_and_a_failed_runs_reason(
     runs = _frame(app, "checked")
     assert list(runs["status"]) == ["failed", "succeeded"]
     assert (runs["checked"][1], runs["matched"][1], runs["accuracy"][1]) == (4, 1, "25.00%")
-    assert "missing_in:erp: 1" in runs["breaks"][1]
+    assert runs["breaks"][1] == 4 and "missing_in:erp: 1" in runs["by type"][1]
     (chart,) = app.get("plotly_chart")
     assert "Accuracy per run" in chart.proto.spec
 
