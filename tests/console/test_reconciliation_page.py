@@ -132,3 +132,13 @@ def test_accepting_needs_a_reason_then_resolves_the_exception(
         assert conn.execute(
             "SELECT status, resolution FROM exceptions WHERE error_type = 'missing_in:erp'"
         ).fetchall() == [("resolved", "posted by hand in the ERP")]
+
+
+def test_before_any_run_the_page_says_how_to_start(
+    logins_only_db: str, console_app: Callable[..., AppTest]
+) -> None:
+    app = console_app(logins_only_db, "finance_ops", "reconciliation")
+
+    assert not app.exception and not app.error
+    assert "No reconciliation has run yet" in app.info[0].value
+    assert not app.get("plotly_chart")
