@@ -5,6 +5,7 @@ records are unchanged."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import psycopg
@@ -187,3 +188,23 @@ def test_accepting_resolves_the_exception_audits_and_holds_while_records_are_unc
     changed = reconcile(now=NOW + timedelta(minutes=30)).run_id
     rows = list_breaks(engine, "fin", filters=BreakFilter(run_id=changed, field="tax_amount"))
     assert [b["accepted"] for b in rows] == [False] and rows[0]["exception_id"] is not None
+
+
+def test_two_acceptances_at_once_record_one(
+    engine: Engine, db: psycopg.Connection, reconciled: int
+) -> None:
+    def accept(reason: str) -> str:
+        try:
+            accept_difference(engine, "fin", reconciled, "INV-2", "missing_in:erp", reason)
+        except Q2CError as exc:
+            return str(exc)
+        return "accepted"
+
+    with ThreadPoolExecutor(2) as pool:
+        outcomes = sorted(pool.map(accept, ["first", "second"]))
+
+    assert outcomes == ["accepted", "the break missing_in:erp of INV-2 is already accepted"]
+    assert db.execute("SELECT count(*) FROM reconciliation_acceptances").fetchone() == (1,)
+    assert db.execute(
+        "SELECT count(*) FROM audit_log WHERE action = 'reconciliation.accepted'"
+    ).fetchone() == (1,)
