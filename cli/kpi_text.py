@@ -29,6 +29,40 @@ def _table(headers: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+def _records_table(kpis: KpiDocument) -> str:
+    """Reconciliation of the records (reconcile.yaml): a row per reconciliation, then one
+    per pair of its sources."""
+    rows = []
+    for name, rec in kpis["records_reconciliation"].items():
+        latest, windowed = rec["latest"], rec["window"]
+        rows.append(
+            [
+                name,
+                "all sources",
+                _pct(latest and latest["accuracy"]),
+                str(latest["checked"]) if latest else "—",
+                _pct(windowed["accuracy"]),
+                str(windowed["runs"]),
+                str(windowed["failed"]),
+            ]
+        )
+        for pair in rec["pairs"]:
+            pl = pair["latest"]
+            rows.append(
+                [
+                    "",
+                    " / ".join(pair["sources"]),
+                    _pct(pl and pl["accuracy"]),
+                    str(pl["checked"]) if pl else "—",
+                    _pct(pair["window"]["accuracy"]),
+                    "",
+                    "",
+                ]
+            )
+    headers = ["records reconciled", "sources", "latest run", "checked", "window", "runs", "failed"]
+    return _table(headers, rows)
+
+
 def render(kpis: KpiDocument) -> str:
     """Headline latencies, per-process SLA and flow, exceptions, replays and money at risk."""
     window = kpis["window"]
@@ -70,11 +104,13 @@ def render(kpis: KpiDocument) -> str:
                 "budget left",
                 "burn 1h",
                 "alert",
-                "reconciled",
+                "telemetry reconciled",
             ],
             rows,
         )
     )
+    if kpis["records_reconciliation"]:
+        parts += ["", _records_table(kpis)]
     parts.append("")
     exc = kpis["exceptions"]
     parts.append(

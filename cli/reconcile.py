@@ -176,3 +176,33 @@ def reconcile_breaks(
         return
     columns = ["run_id", "reconciliation", "key", "break_type", "exception_id"]
     emit(rows, [*columns, "exception_status", "accepted", "correlation_id"], as_json)
+
+
+@reconcile.command("accept")
+@acting
+@click.argument("run_id", type=int)
+@click.argument("key")
+@click.argument("break_type")
+@click.option("--reason", required=True, help="Why the difference is known and accepted.")
+@click.pass_context
+def reconcile_accept(
+    ctx: click.Context,
+    token: str | None,
+    claimed: str | None,
+    run_id: int,
+    key: str,
+    break_type: str,
+    reason: str,
+) -> None:
+    """Accept break BREAK_TYPE of KEY in run RUN_ID as a known difference: its exception
+    is resolved with the reason, and it is not raised again while the records are
+    unchanged. Audited. Needs finance_ops."""
+    from queries.reconciliation import accept_difference
+
+    with acting_session(ctx, token, claimed) as (engine, actor):
+        done = accept_difference(engine, actor, run_id, key, break_type, reason)
+    resolved = done.resolved_exception_id
+    click.echo(
+        f"accepted {break_type} of {key} (acceptance {done.acceptance_id})"
+        + (f"; exception {resolved} resolved" if resolved else "")
+    )

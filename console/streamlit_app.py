@@ -39,6 +39,7 @@ CATALOG = (
     ("admin.py", "Users & policies", ":material/admin_panel_settings:", "users.manage"),
     ("audit.py", "Audit log", ":material/history:", "audit.view"),
     ("alerts.py", "Alerts", ":material/notifications:", "alerts.view"),
+    ("reconciliation.py", "Reconciliation", ":material/balance:", "reconciliation.view"),
 )
 ACCOUNT = (("tokens.py", "API tokens", ":material/key:", "dashboards.view"),)
 

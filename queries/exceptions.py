@@ -482,6 +482,19 @@ def close_exceptions(
         )
 
 
+def resolve_in(conn: Connection, actor: str, ids: Sequence[int], reason: str) -> ActionResult:
+    """Resolve open exceptions with the reason, in the caller's transaction (a command of
+    another part that settles what the exceptions stand for)."""
+    return _act(
+        conn,
+        actor,
+        ids,
+        "resolved",
+        reason,
+        lambda row: {"status": "resolved", "resolution": reason},
+    )
+
+
 def _act(
     conn: Connection,
     actor: str,

@@ -45,6 +45,42 @@ class Reconciliation(TypedDict):
     accuracy: float | None
 
 
+class Accuracy(TypedDict):
+    """Keys checked and matched, and matched / checked (None when none was checked)."""
+
+    checked: int
+    matched: int
+    accuracy: float | None
+
+
+class LatestRecordsRun(Accuracy):
+    run_id: int
+    started_at: str  # ISO 8601
+
+
+class WindowRecordsRuns(Accuracy):
+    """The succeeded runs started in the KPI window, their keys summed (a key checked by
+    two runs counts twice); `failed`: the runs that failed in it."""
+
+    runs: int
+    failed: int
+
+
+class PairAccuracy(TypedDict):
+    sources: list[str]  # two source names, in order
+    latest: Accuracy | None
+    window: Accuracy
+
+
+class RecordsReconciliation(TypedDict):
+    """A reconciliation of reconcile.yaml: the records compared across the systems of
+    record (not the telemetry's own check, ProcessKpis.reconciliation)."""
+
+    latest: LatestRecordsRun | None  # its latest succeeded run, in the window or before
+    window: WindowRecordsRuns
+    pairs: list[PairAccuracy]
+
+
 Objective = TypedDict(
     "Objective",
     {"from": str, "to": str, "latency_ms": float, "target": float, "period_days": float},
@@ -139,6 +175,7 @@ class KpiDocument(TypedDict):
     exceptions: ExceptionKpis
     replays: ReplayKpis
     money_at_risk: MoneyAtRisk
+    records_reconciliation: dict[str, RecordsReconciliation]
 
 
 class ComparisonKpis(TypedDict):

@@ -15,6 +15,7 @@ from sqlalchemy import Connection, Engine, bindparam, text
 
 from q2c.vocabulary import CLOSED_STATUSES, IMPACTS, OPEN_STATUSES, ExceptionStatus
 from queries.kpi_document import (
+    Accuracy,
     BadEvents,
     BurnAlert,
     ComparisonKpis,
@@ -23,8 +24,10 @@ from queries.kpi_document import (
     KpiDocument,
     Latency,
     MoneyAtRisk,
+    PairAccuracy,
     ProcessKpis,
     Reconciliation,
+    RecordsReconciliation,
     ReplayKpis,
     Slo,
 )
@@ -203,6 +206,7 @@ def collect_kpis(
             "exceptions": _exceptions(conn, end, counters),
             "replays": _replays(conn, start, end),
             "money_at_risk": _money_at_risk(conn, policy, end),
+            "records_reconciliation": records_reconciliation(conn, start, end),
         }
 
 
@@ -419,6 +423,109 @@ def _replays(conn: Connection, start: datetime, end: datetime) -> ReplayKpis:
         "succeeded": succeeded,
         "failed": failed,
         "success_rate": round(succeeded / finished, 5) if finished else None,
+    }
+
+
+# Per reconciliation and pair of sources ('' and '' for the run as a whole): the latest
+# succeeded run's figures (ever, not only in the window) and the window's, summed.
+_RECORDS_RECONCILIATION = text(
+    """
+WITH latest AS (
+    SELECT DISTINCT ON (reconciliation) id, reconciliation, started_at
+    FROM reconciliation_runs
+    WHERE status = 'succeeded' AND started_at < :end
+    ORDER BY reconciliation, started_at DESC, id DESC
+), windowed AS (
+    SELECT * FROM reconciliation_runs
+    WHERE started_at >= :start AND started_at < :end AND status <> 'running'
+), figures AS (
+    SELECT r.id, r.reconciliation, '' AS source_a, '' AS source_b, r.checked, r.matched
+    FROM reconciliation_runs r
+    WHERE r.id IN (SELECT id FROM latest UNION SELECT id FROM windowed WHERE status = 'succeeded')
+    UNION ALL
+    SELECT a.run_id, r.reconciliation, a.source_a, a.source_b, a.checked, a.matched
+    FROM reconciliation_accuracy a JOIN reconciliation_runs r ON r.id = a.run_id
+    WHERE a.run_id IN (SELECT id FROM latest UNION SELECT id FROM windowed
+                       WHERE status = 'succeeded')
+)
+SELECT f.reconciliation, f.source_a, f.source_b,
+       max(l.id) AS latest_id, max(l.started_at) AS latest_at,
+       sum(f.checked) FILTER (WHERE f.id = l.id) AS latest_checked,
+       sum(f.matched) FILTER (WHERE f.id = l.id) AS latest_matched,
+       count(*) FILTER (WHERE f.id IN (SELECT id FROM windowed)) AS runs,
+       coalesce(sum(f.checked) FILTER (WHERE f.id IN (SELECT id FROM windowed)), 0)
+           AS window_checked,
+       coalesce(sum(f.matched) FILTER (WHERE f.id IN (SELECT id FROM windowed)), 0)
+           AS window_matched,
+       (SELECT count(*) FROM windowed w
+        WHERE w.reconciliation = f.reconciliation AND w.status = 'failed') AS failed
+FROM figures f
+LEFT JOIN latest l ON l.reconciliation = f.reconciliation
+GROUP BY f.reconciliation, f.source_a, f.source_b
+ORDER BY f.reconciliation, f.source_a, f.source_b
+"""
+)
+_FAILED_ONLY = text(
+    "SELECT reconciliation, count(*) FROM reconciliation_runs "
+    "WHERE started_at >= :start AND started_at < :end AND status = 'failed' "
+    "GROUP BY reconciliation ORDER BY reconciliation"
+)
+
+
+def records_reconciliation(
+    conn: Connection, start: datetime, end: datetime
+) -> dict[str, RecordsReconciliation]:
+    """The accuracy of each reconciliation of the records (reconcile.yaml), as a whole and
+    per source pair: its latest succeeded run and the runs of [start, end)."""
+    found: dict[str, RecordsReconciliation] = {}
+    for row in conn.execute(_RECORDS_RECONCILIATION, {"start": start, "end": end}):
+        entry = found.setdefault(
+            row.reconciliation,
+            {
+                "latest": None,
+                "window": {"runs": 0, "failed": row.failed, **_accuracy(0, 0)},
+                "pairs": [],
+            },
+        )
+        latest = (
+            _accuracy(row.latest_checked, row.latest_matched)
+            if row.latest_checked is not None
+            else None
+        )
+        window = _accuracy(row.window_checked, row.window_matched)
+        if row.source_a:
+            pair: PairAccuracy = {
+                "sources": [row.source_a, row.source_b],
+                "latest": latest,
+                "window": window,
+            }
+            entry["pairs"].append(pair)
+            continue
+        entry["window"] = {"runs": row.runs, "failed": row.failed, **window}
+        if latest is not None:
+            entry["latest"] = {
+                "run_id": row.latest_id,
+                "started_at": row.latest_at.isoformat(),
+                **latest,
+            }
+    for name, failed in conn.execute(_FAILED_ONLY, {"start": start, "end": end}):
+        found.setdefault(  # failed in the window, never succeeded
+            name,
+            {
+                "latest": None,
+                "window": {"runs": 0, "failed": failed, **_accuracy(0, 0)},
+                "pairs": [],
+            },
+        )
+    return dict(sorted(found.items()))
+
+
+def _accuracy(checked: int, matched: int) -> Accuracy:
+    checked, matched = int(checked), int(matched)  # sums arrive as numeric
+    return {
+        "checked": checked,
+        "matched": matched,
+        "accuracy": round(matched / checked, 5) if checked else None,
     }
 
 

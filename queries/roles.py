@@ -25,6 +25,7 @@ PERMISSIONS: dict[str, tuple[str, str]] = {
     "silences.view": ("viewer", "viewing silences"),
     "silences.manage": ("oncall", "silencing notifications and ending silences"),
     "reconciliation.view": ("finance_ops", "viewing reconciliation runs and breaks"),
+    "reconciliation.accept": ("finance_ops", "accepting a known reconciliation difference"),
 }
 
 

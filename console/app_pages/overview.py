@@ -28,6 +28,7 @@ PAGE_FILES = {
     "stages": ("app_pages/stages.py", "dashboards.view"),
     "exceptions": ("app_pages/exceptions.py", "exceptions.view"),
     "dead_letters": ("app_pages/dead_letters.py", "dead_letters.view"),
+    "reconciliation": ("app_pages/reconciliation.py", "reconciliation.view"),
 }
 
 
@@ -85,6 +86,33 @@ choice = (
 window = WINDOWS[choice]
 
 
+def _share(figures: dict | None) -> str:
+    return (
+        "—" if not figures or figures["accuracy"] is None else f"{100 * figures['accuracy']:.1f}%"
+    )
+
+
+def records_tiles(reconciliations: dict) -> None:
+    """Reconciliation of the records (reconcile.yaml), apart from the telemetry's: each
+    reconciliation's latest run, the window's runs and each source pair."""
+    if not reconciliations:
+        return
+    st.markdown("**Records reconciled across the systems of record** (reconcile.yaml)")
+    cells = [cell for _ in range(len(reconciliations) // 4 + 1) for cell in st.columns(4)]
+    for cell, (name, rec) in zip(cells, reconciliations.items(), strict=False):
+        latest, windowed = rec["latest"], rec["window"]
+        cell.metric(f"Records matched: {name}", _share(latest), border=True)
+        runs = f"{windowed['runs']} run{'s' * (windowed['runs'] != 1)}"
+        failed = f", :red[{windowed['failed']} failed]" if windowed["failed"] else ""
+        cell.caption(f"window {_share(windowed)} over {runs}{failed}")
+        pairs = " · ".join(
+            f"{' ↔ '.join(p['sources'])} {_share(p['latest'])}" for p in rec["pairs"]
+        )
+        if len(rec["pairs"]) > 1:
+            cell.caption(pairs)
+        link(cell, "reconciliation", "runs and breaks", reconciliation=name)
+
+
 @st.fragment(run_every=30)
 def tiles() -> None:
     end = datetime.now(UTC).replace(second=0, microsecond=0)
@@ -131,9 +159,10 @@ def tiles() -> None:
     checked = sum(p["reconciliation"]["checked"] for p in current["processes"].values())
     matched = sum(p["reconciliation"]["matched"] for p in current["processes"].values())
     row[0].metric(
-        "Reconciliation accuracy",
+        "Telemetry reconciliation",
         f"{100 * matched / checked:.1f}%" if checked else "—",
         border=True,
+        help="Transactions whose amounts agree as the systems reported them in telemetry.",
     )
     link(row[0], "exceptions", "open breaks", kind="reconciliation")
     impact = exc["open_by_impact"]
@@ -163,6 +192,7 @@ def tiles() -> None:
         border=True,
     )
     link(row[3], "dead_letters", "dead letters and replays")
+    records_tiles(current["records_reconciliation"])
 
     st.subheader("SLOs")
     st.caption(

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import psycopg
 from streamlit.testing.v1 import AppTest
 
 from console._widgets import delta_text, duration_delta
+from tests.support.reconciling import billing, erp
 
 
 def test_empty_database_shows_how_to_send_data(
@@ -83,3 +85,26 @@ def test_a_tile_s_change_is_in_the_unit_of_its_value_and_never_minus_zero() -> N
     assert delta_text(None, 3.0) is None
     assert delta_text(97.0, 96.96, " pts") is None
     assert delta_text(97.0, 95.0, " pts") == "+2.0 pts"
+
+
+def test_records_reconciliation_shows_apart_from_the_telemetrys(
+    console_db: str, db: psycopg.Connection, exports, reconcile, console_app: Callable[..., AppTest]
+) -> None:
+    exports([billing("INV-1"), billing("INV-2")], [erp("INV-1")])
+    reconcile()
+    # It ran a few minutes ago: the overview's window ends at the last whole minute.
+    db.execute(
+        "UPDATE reconciliation_runs SET started_at = started_at - interval '5 minutes', "
+        "finished_at = finished_at - interval '5 minutes'"
+    )
+
+    viewer = console_app(console_db, "viewer")
+    finance = console_app(console_db, "finance_ops")
+
+    assert not viewer.exception
+    tiles = {metric.label: metric.value for metric in viewer.metric}
+    assert tiles["Records matched: invoices"] == "50.0%"
+    assert "Telemetry reconciliation" in tiles and "Reconciliation accuracy" not in tiles
+    assert any(c.value == "window 50.0% over 1 run" for c in viewer.caption)
+    assert "reconciliation" not in {page for _, page, _ in _links(viewer)}
+    assert ("runs and breaks", "reconciliation", "reconciliation=invoices") in _links(finance)

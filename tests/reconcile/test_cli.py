@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from pathlib import Path
 
 import pytest
@@ -205,3 +206,23 @@ def test_the_scheduled_job_runs_the_reconciliation(db, db_url: str, config_file:
     assert db.execute(
         "SELECT reconciliation, status, checked FROM reconciliation_runs"
     ).fetchall() == [("invoices", "succeeded", 2)]
+
+
+def test_accept_resolves_the_break_with_a_reason_for_finance_only(cli, tokens) -> None:
+    cli("reconcile", "run")
+    args = ("reconcile", "accept", "1", "INV-2", "missing_in:erp", "--reason")
+
+    refused = cli(*args, "posted by hand", "--token", tokens["cio"])
+    accepted = cli(*args, "posted by hand", "--token", tokens["fin"])
+    again = cli(*args, "twice", "--token", tokens["fin"])
+    breaks = cli("reconcile", "breaks", "--json", "--token", tokens["fin"])
+
+    assert refused.exit_code != 0 and "needs the finance_ops role" in refused.output
+    assert accepted.exit_code == 0, accepted.output + repr(accepted.exception)
+    assert re.fullmatch(
+        r"accepted missing_in:erp of INV-2 \(acceptance \d+\); exception \d+ resolved\n",
+        accepted.output,
+    )
+    assert again.exit_code != 0 and "already accepted" in again.output
+    (row,) = json.loads(breaks.output)
+    assert (row["accepted"], row["exception_status"]) == (True, "resolved")

@@ -440,6 +440,7 @@ def test_kpis_command_prints_json_and_a_table(
         "exceptions",
         "replays",
         "money_at_risk",
+        "records_reconciliation",
     }
     o2a = document["latency"]["order_to_activation"]
     assert o2a["count"] == 1 and o2a["p50_ms"] == pytest.approx(600_000, rel=0.01)

@@ -1,0 +1,319 @@
+"""Reconciliation against the systems of record: the runs with their counts and status, the
+accuracy trend, the breaks filtered, one break with the records of every source side by
+side (the differing fields highlighted), its exception and transaction, and, for finance
+ops, accepting a known difference with a reason."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlencode
+
+import pandas as pd
+import plotly.express as px
+import streamlit as st
+
+from console._auth import can, page_user
+from console._links import Linked, held, held_index, seed_from_link, write_link
+from console._resources import act, engine, load, show_flash
+from console._widgets import moment_text
+from queries.reconciliation import (
+    BREAK_KINDS,
+    BreakFilter,
+    accept_difference,
+    accuracy_trend,
+    break_detail,
+    list_breaks,
+    list_runs,
+)
+
+user = page_user("reconciliation.view")
+ACCEPTS = can(user, "reconciliation.accept")
+ANY = "(any)"
+HIGHLIGHT = "background-color: rgba(255, 75, 75, 0.25); font-weight: 600"
+
+
+@st.cache_data(ttl=5, show_spinner=False)
+def _runs(actor: str) -> list[dict[str, Any]]:
+    return list_runs(engine(), actor, None, 200)
+
+
+@st.cache_data(ttl=5, show_spinner=False)
+def _trend(actor: str, reconciliation: str | None) -> list[dict[str, Any]]:
+    return accuracy_trend(engine(), actor, reconciliation)
+
+
+@st.cache_data(ttl=5, show_spinner=False)
+def _breaks(actor: str, filters: BreakFilter) -> list[dict[str, Any]]:
+    return list_breaks(engine(), actor, filters=filters)
+
+
+def _link(page: str, **params: object) -> str:
+    """The address of `page` with only `params` (a link to another object, not filters)."""
+    return f"/{page}?{urlencode(params)}"
+
+
+def _percent(accuracy: float | None) -> str:
+    return "—" if accuracy is None or pd.isna(accuracy) else f"{accuracy:.2%}"
+
+
+def runs_section(runs: list[dict[str, Any]]) -> None:
+    st.subheader("Runs")
+    if not runs:
+        st.info(
+            "No reconciliation has run yet: set Q2C_RECONCILE_CONFIG for the scheduler, or run "
+            "`q2c reconcile run`."
+        )
+        return
+    latest: dict[str, dict[str, Any]] = {}
+    for run in runs:
+        latest.setdefault(run["reconciliation"], run)
+    for name, run in latest.items():
+        if run["status"] == "failed":
+            at = f" (at {run['error_at']})" if run["error_at"] else ""
+            st.error(
+                f"The latest run of **{name}** (run {run['run_id']}) failed: {run['error']}{at}"
+            )
+    frame = pd.DataFrame(
+        [
+            {
+                "run": run["run_id"],
+                "reconciliation": run["reconciliation"],
+                "status": run["status"],
+                "started": moment_text(run["started_at"], seconds=True),
+                "checked": run["checked"],
+                "matched": run["matched"],
+                "pending": run["pending"],
+                "accuracy": _percent(run["accuracy"]),
+                "breaks": sum(run["breaks"].values()),
+                "error": run["error"] and f"{run['error']} ({run['error_at'] or '-'})",
+                # The narrow figures first; these wide ones last, to scroll to.
+                "by type": ", ".join(f"{t}: {n}" for t, n in sorted(run["breaks"].items())),
+                "rows read": ", ".join(
+                    f"{s}: {n:,}" for s, n in sorted(run["source_rows"].items())
+                ),
+            }
+            for run in runs
+        ]
+    )
+    st.dataframe(frame, hide_index=True, width="stretch", key="recon_runs")
+
+
+def trend_section(reconciliation: str | None) -> None:
+    st.subheader("Accuracy")
+    trend = pd.DataFrame(load(_trend, user.username, reconciliation))
+    if trend.empty:
+        st.caption("The accuracy trend appears once a run has succeeded.")
+        return
+    pair = trend["source_a"].fillna("") + " ↔ " + trend["source_b"].fillna("")
+    trend["series"] = (
+        trend["reconciliation"] + ": " + pair.where(trend["source_a"].notna(), "all sources")
+    )
+    trend["accuracy %"] = trend["accuracy"] * 100
+    chart = px.line(
+        trend,
+        x="started_at",
+        y="accuracy %",
+        color="series",
+        markers=True,
+        title="Accuracy per run: matched ÷ checked (whole and per source pair)",
+        labels={"started_at": "run started"},
+    )
+    # Up to 100 % always, down to a little below the lowest: near-perfect runs stay apart.
+    lowest = trend["accuracy %"].min()
+    chart.update_yaxes(range=[max(0.0, lowest - 5), 100.5])
+    chart.update_xaxes(tickformat="%b %d %H:%M")
+    st.plotly_chart(chart, width="stretch")
+
+
+def records_table(detail: dict[str, Any]) -> None:
+    """The records of every source side by side, a column a record (`erp #2` for a second
+    one), a row a field; the fields the run found differing highlighted."""
+    columns: dict[str, dict[str, Any]] = {}
+    for source, records in sorted(detail["records"].items()):
+        for n, rec in enumerate(records, 1):
+            columns[source if len(records) == 1 else f"{source} #{n}"] = rec
+    fields = sorted({f for rec in columns.values() for f in rec if f != "_at"})
+    fields = [*fields, "_at"]
+    table = pd.DataFrame(
+        {name: [rec.get(f, "—") for f in fields] for name, rec in columns.items()},
+        index=["from" if f == "_at" else f for f in fields],
+    ).fillna("—")
+    differing = set(detail["differing"])
+    styled = table.style.apply(
+        lambda row: [HIGHLIGHT if row.name in differing else "" for _ in row], axis=1
+    )
+    st.dataframe(styled, width="stretch", key="recon_records")
+    missing = [
+        kind.split(":", 1)[1] for kind in [detail["break_type"]] if kind.startswith("missing_in:")
+    ]
+    if missing:
+        st.caption(f"No record in **{missing[0]}**.")
+    if differing:
+        st.caption("Highlighted: " + ", ".join(sorted(differing)) + " differ beyond the tolerance.")
+
+
+def detail_section(detail: dict[str, Any]) -> None:
+    key, kind = detail["key"], detail["break_type"]
+    st.subheader(f"{detail['object']} {key} · {kind}")
+    st.caption(
+        f"{detail['reconciliation']}, run {detail['run_id']} ({moment_text(detail['started_at'])})"
+    )
+    records_table(detail)
+    links = []
+    if detail["exception_id"] is not None:
+        status = detail["exception_status"] or "?"
+        exception = _link("exceptions", id=detail["exception_id"])
+        links.append(f"[Exception {detail['exception_id']}]({exception}) — {status}")
+    if detail["has_transaction"]:
+        links.append(
+            f"[Transaction {detail['correlation_id']}]"
+            f"({_link('explorer', q=detail['correlation_id'])})"
+            f" ({detail['transaction_process']}) — telemetry saw this {detail['object']}"
+        )
+    else:
+        links.append("No transaction: telemetry never saw this key.")
+    for line in links:
+        st.markdown(line)
+    if detail["accepted_id"] is not None:
+        st.success(
+            f"Accepted as a known difference by {detail['accepted_by']} "
+            f"({moment_text(detail['accepted_at'])}): {detail['accepted_reason']}. "
+            "It is not raised again while the records are unchanged."
+        )
+    elif ACCEPTS:
+        accept_form(detail)
+
+
+def accept_form(detail: dict[str, Any]) -> None:
+    with st.form("recon_accept", clear_on_submit=True):
+        reason = st.text_area(
+            "Reason (required)",
+            key="recon_accept_reason",
+            placeholder="ERP rounds tax per line; agreed with the controller",
+        )
+        if st.form_submit_button("Accept difference", type="primary"):
+            done = act(
+                accept_difference,
+                engine(),
+                user.username,
+                detail["run_id"],
+                detail["key"],
+                detail["break_type"],
+                reason,
+            )
+            if done is not None:
+                resolved = (
+                    f"; exception {done.resolved_exception_id} resolved"
+                    if done.resolved_exception_id
+                    else ""
+                )
+                st.session_state["flash"] = (
+                    "ok",
+                    f"Accepted {detail['break_type']} of {detail['key']}{resolved}",
+                )
+                st.cache_data.clear()
+            st.rerun()
+
+
+def breaks_section(runs: list[dict[str, Any]], reconciliation: str | None) -> None:
+    st.subheader("Breaks")
+    run_ids = [str(run["run_id"]) for run in runs if run["status"] == "succeeded"]
+    filters = [
+        Linked("recon_run", "run", ANY, (ANY, *run_ids)),
+        Linked("recon_kind", "kind", ANY, (ANY, *BREAK_KINDS)),
+        Linked("recon_field", "field"),
+        Linked("recon_search", "q"),
+    ]
+    seed_from_link(filters)
+    run_field, kind_field, *_ = filters
+    a, b, c, d = st.columns([1, 1, 1, 2])
+    run = a.selectbox(
+        "Run",
+        run_field.choices,
+        held_index(run_field),
+        key="recon_run",
+        format_func=lambda r: "latest of each" if r == ANY else f"run {r}",
+    )
+    kind = b.selectbox("Break", kind_field.choices, held_index(kind_field), key="recon_kind")
+    field = c.text_input("Differing field", held("recon_field"), key="recon_field")
+    search = d.text_input("Key contains", held("recon_search"), key="recon_search")
+    write_link(filters)
+    chosen = BreakFilter(
+        run_id=None if run == ANY else int(run),
+        reconciliation=reconciliation,
+        kind=None if kind == ANY else kind,
+        field=field.strip() or None,
+        search=search.strip() or None,
+    )
+    rows = load(_breaks, user.username, chosen)
+    if not rows:
+        st.caption("No break matches." if any([kind != ANY, field, search]) else "No break.")
+        return
+    frame = pd.DataFrame(
+        [
+            {
+                "run": row["run_id"],
+                "reconciliation": row["reconciliation"],
+                "key": row["key"],
+                "break": row["break_type"],
+                "exception": row["exception_id"] and _link("exceptions", id=row["exception_id"]),
+                "exception status": "accepted" if row["accepted"] else row["exception_status"],
+            }
+            for row in rows
+        ]
+    )
+    st.dataframe(
+        frame,
+        hide_index=True,
+        width="stretch",
+        key="recon_breaks",
+        column_config={
+            "exception": st.column_config.LinkColumn("exception", display_text=r"id=(\d+)")
+        },
+    )
+    label = {f"{r['run_id']}|{r['key']}|{r['break_type']}": r for r in rows}
+    chosen_break = _linked_break(label)
+    picked = st.selectbox(
+        "Show the records of",
+        list(label),
+        list(label).index(chosen_break) if chosen_break in label else 0,
+        format_func=lambda k: (
+            f"{label[k]['key']} · {label[k]['break_type']} (run {label[k]['run_id']})"
+        ),
+        key="recon_break",
+    )
+    run_id, key, kind_ = picked.split("|", 2)
+    st.query_params.update({"break_run": run_id, "key": key, "type": kind_})
+    detail = load(break_detail, engine(), user.username, int(run_id), key, kind_)
+    if detail is None:
+        st.warning("This break is no longer there.")
+        return
+    detail_section(detail)
+
+
+def _linked_break(label: dict[str, dict[str, Any]]) -> str | None:
+    """The break a pasted link names (`?break_run=N&key=K&type=T`)."""
+    params = st.query_params
+    if "key" not in params or "type" not in params:
+        return None
+    return f"{params.get('break_run', '')}|{params['key']}|{params['type']}"
+
+
+st.title("Reconciliation")
+st.caption(
+    "The records themselves, compared across the systems of record (reconcile.yaml): "
+    "not the telemetry-based reconciliation of the overview."
+)
+show_flash()
+runs = load(_runs, user.username)
+names = sorted({run["reconciliation"] for run in runs})
+which = [Linked("recon_name", "reconciliation", ANY, (ANY, *names))]
+seed_from_link(which)
+name = st.selectbox("Reconciliation", which[0].choices, held_index(which[0]), key="recon_name")
+write_link(which)
+reconciliation = None if name == ANY else name
+shown = [run for run in runs if reconciliation in (None, run["reconciliation"])]
+runs_section(shown)
+if shown:
+    trend_section(reconciliation)
+    breaks_section(shown, reconciliation)
