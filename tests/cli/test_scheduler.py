@@ -45,7 +45,12 @@ def test_jobs_coalesce_never_overlap_and_have_a_grace_time() -> None:
     jobs = {job.id: job for job in scheduler.get_jobs()}
 
     assert set(jobs) == {
-        "evaluate", "alerts-watch", "alerts-prune", "reconcile-prune", "replays", "partitions"
+        "evaluate",
+        "alerts-watch",
+        "alerts-prune",
+        "reconcile-prune",
+        "replays",
+        "partitions",
     }
     for job in jobs.values():
         assert (job.coalesce, job.max_instances, job.misfire_grace_time) == (
