@@ -36,6 +36,7 @@ from psycopg import sql
 
 from q2c.audit_sql import audit_auto_resolved
 from q2c.vocabulary import ONE_OPEN_INDEX_PREDICATE
+from reconcile.config import CONTEXT_FIELDS
 
 # The transaction's column that holds an object's key, to link a break to its telemetry.
 TRANSACTION_KEYS = {
@@ -330,10 +331,12 @@ def breaks(plan: Plan) -> sql.Composed:
         for f in plan.compared
     ]
     context = []
-    for f in ("customer_id", "amount", "currency", "legal_entity"):
+    for f in CONTEXT_FIELDS:
         given = [_Q("k.{}").format(value_column(f, n)) for n in plan.givers(f)]
         null = "NULL::numeric" if f in plan.numeric else "NULL::text"
         value = _Q("coalesce({})").format(_Q(", ").join(given)) if given else _Q(null)
+        if f == plan.key:  # a customers reconciliation: the key is the context itself
+            value = _Q("k.key")
         context.append(
             _Q("{}::{} AS {}").format(value, _Q("numeric" if f in plan.numeric else "text"), _I(f))
         )

@@ -7,7 +7,7 @@ from __future__ import annotations
 import psycopg
 
 from tests.support.otlp import stage_span, traces_request
-from tests.support.reconciling import billing, erp
+from tests.support.reconciling import BILLING_FIELDS, COMPARE, ERP_FIELDS, billing, erp
 
 
 def test_a_break_is_classified_by_the_impact_rules_and_announced(
@@ -77,3 +77,34 @@ def test_a_key_telemetry_knows_links_the_break_to_its_transaction(
     assert db.execute(
         "SELECT correlation_id FROM reconciliation_breaks WHERE key = 'INV-7'"
     ).fetchone() == ("corr-inv-7",)
+
+
+def test_a_reconciliation_keyed_by_customer_takes_the_key_as_the_customer(
+    db, exports, reconcile
+) -> None:
+    exports(
+        [billing("INV-1", account="C-7", currency="EUR")],
+        [erp("INV-1", customerRef="C-7", currencyCode="USD")],
+    )
+
+    def without_invoice(fields: dict[str, str]) -> dict[str, str]:
+        return {f: column for f, column in fields.items() if f != "invoice_id"}
+
+    report = reconcile(
+        object="customer",
+        key="customer_id",
+        sources={
+            "billing": {
+                "type": "file",
+                "path": "billing*.csv",
+                "fields": without_invoice(BILLING_FIELDS),
+            },
+            "erp": {"type": "file", "path": "erp.jsonl", "fields": without_invoice(ERP_FIELDS)},
+        },
+        compare={f: rule for f, rule in COMPARE.items() if f != "customer_id"},
+    )
+
+    assert (report.status, report.breaks) == ("succeeded", {"mismatch:currency": 1})
+    assert db.execute(
+        "SELECT customer_id, currency FROM exceptions WHERE kind = 'reconciliation'"
+    ).fetchall() == [("C-7", "EUR")]
