@@ -20,6 +20,8 @@ PAGES = {  # link text → file name
     "Exceptions": "exceptions",
     "Dead letters & replays": "dead-letters",
     "Trace explorer": "trace-explorer",
+    "Alerts": "alerts",
+    "Reconciliation": "reconciliation",
     "Users & policies": "admin",
     "Audit log": "audit",
 }
