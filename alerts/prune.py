@@ -18,10 +18,10 @@ from datetime import timedelta
 import psycopg
 
 from alerts.run import LOCK_KEY as ROUTER_LOCK_KEY
+from q2c.pruning import prune_in_batches
 
 PRUNE_LOCK_KEY = 0x51324150  # "Q2AP"
 BATCH = 5_000  # rows of each kind deleted per transaction (count)
-MAX_BATCHES = 200  # per run: what is left waits for the next run
 
 
 @dataclass
@@ -42,26 +42,17 @@ class PruneReport:
 def prune(url: str, retention: timedelta, batch: int = BATCH) -> PruneReport:
     """Delete what is done and older than `retention` (at least a day for the runtime role),
     `batch` rows of each kind per transaction, until less than that is left."""
-    report = PruneReport()
-    with psycopg.connect(url, autocommit=True) as conn:
-        for _ in range(MAX_BATCHES):
-            with conn.transaction():
-                taken = conn.execute(
-                    "SELECT pg_try_advisory_xact_lock(%s)", (PRUNE_LOCK_KEY,)
-                ).fetchone()
-                if not (taken and taken[0]):
-                    report.skipped = True
-                    return report
-                conn.execute("SELECT pg_advisory_xact_lock(%s)", (ROUTER_LOCK_KEY,))
-                row = conn.execute(
-                    "SELECT groups, notifications, events, silences FROM q2c_prune_alerts(%s, %s)",
-                    (retention, batch),
-                ).fetchone()
-            counts = tuple(row) if row else (0, 0, 0, 0)
-            report.groups += counts[0]
-            report.notifications += counts[1]
-            report.events += counts[2]
-            report.silences += counts[3]
-            if max(counts) < batch:
-                break
-    return report
+
+    def delete(conn: psycopg.Connection) -> tuple[int, ...]:
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (ROUTER_LOCK_KEY,))
+        row = conn.execute(
+            "SELECT groups, notifications, events, silences FROM q2c_prune_alerts(%s, %s)",
+            (retention, batch),
+        ).fetchone()
+        return tuple(row) if row else (0, 0, 0, 0)
+
+    totals = prune_in_batches(url, PRUNE_LOCK_KEY, batch, delete)
+    if totals is None:
+        return PruneReport(skipped=True)
+    groups, notifications, events, silences = totals
+    return PruneReport(groups, notifications, events, silences)

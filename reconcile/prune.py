@@ -4,8 +4,7 @@ breaks and accuracy per pair, in bounded batches, with the owner's function
 run is kept whatever its age, and a running one is never touched; the exceptions the
 breaks opened and the accepted differences are not pruned here.
 
-Once across replicas: each batch is a transaction holding the pruning lock; a replica that
-finds it taken skips the job.
+Once across replicas, in batches (q2c.pruning).
 """
 
 from __future__ import annotations
@@ -15,9 +14,10 @@ from datetime import timedelta
 
 import psycopg
 
+from q2c.pruning import prune_in_batches
+
 PRUNE_LOCK_KEY = 0x51325250  # "Q2RP"
 BATCH = 50  # runs per transaction (count): each may hold thousands of breaks
-MAX_BATCHES = 200  # per run of the job: what is left waits for the next one
 
 
 @dataclass
@@ -31,21 +31,12 @@ class PruneReport:
 def prune(url: str, retention: timedelta, batch: int = BATCH) -> PruneReport:
     """Delete the runs finished before `retention` ago (at least a day for the runtime
     role), `batch` runs per transaction, until fewer than that are left."""
-    report = PruneReport()
-    with psycopg.connect(url, autocommit=True) as conn:
-        for _ in range(MAX_BATCHES):
-            with conn.transaction():
-                taken = conn.execute(
-                    "SELECT pg_try_advisory_xact_lock(%s)", (PRUNE_LOCK_KEY,)
-                ).fetchone()
-                if not (taken and taken[0]):
-                    report.skipped = True
-                    return report
-                row = conn.execute(
-                    "SELECT q2c_prune_reconciliation_runs(%s, %s)", (retention, batch)
-                ).fetchone()
-            deleted = int(row[0]) if row else 0
-            report.runs += deleted
-            if deleted < batch:
-                break
-    return report
+
+    def delete(conn: psycopg.Connection) -> tuple[int, ...]:
+        row = conn.execute(
+            "SELECT q2c_prune_reconciliation_runs(%s, %s)", (retention, batch)
+        ).fetchone()
+        return (int(row[0]) if row else 0,)
+
+    totals = prune_in_batches(url, PRUNE_LOCK_KEY, batch, delete)
+    return PruneReport(skipped=True) if totals is None else PruneReport(runs=totals[0])
