@@ -16,10 +16,12 @@ from q2c.vocabulary import IMPACTS
 _TITLES = {
     "exception.opened": "Exception opened",
     "exception.assigned": "Exception assigned",
+    "exception.unassigned": "Exception unassigned",
     "exception.overdue": "Exception overdue",
     "exception.regressed": "Exception regressed",
     "exception.resolved": "Exception resolved",
     "exception.auto_resolved": "Exception auto-resolved",
+    "exception.reopened": "Exception reopened",
     "slo.alert": "SLO alert",
     "replay.failed": "Replay failed",
     "dead_letter.created": "Message dead-lettered",

@@ -10,10 +10,12 @@ from typing import Literal, get_args
 EventType = Literal[
     "exception.opened",
     "exception.assigned",
+    "exception.unassigned",
     "exception.overdue",
     "exception.regressed",
     "exception.resolved",
     "exception.auto_resolved",
+    "exception.reopened",
     "slo.alert",
     "replay.failed",
     "dead_letter.created",

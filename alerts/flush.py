@@ -79,7 +79,7 @@ WHERE g.id = c.id
 _DUE = """
 SELECT g.id, g.route, g.state, g.told_state, g.labels, g.events, g.unsent_events, g.members,
        g.open_members, g.acknowledged_members, g.last_flushed_at, g.flushes,
-       e.type AS last_type, e.facts AS last_facts, e.dead_letter_id,
+       e.type AS last_type, q2c_event_facts(e) AS last_facts, e.dead_letter_id,
        (SELECT m.exception_id FROM alert_group_members m
         WHERE m.group_id = g.id AND m.exception_id IS NOT NULL
         ORDER BY m.subject LIMIT 1) AS exception_id

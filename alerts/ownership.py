@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 BATCH = 1000  # new exceptions considered per pass (the rest wait for the next one)
 
 _NEW = text(
-    "SELECT e.correlation_id, e.id, a.facts FROM alert_events a "
+    "SELECT e.correlation_id, e.id, q2c_event_facts(a) AS facts FROM alert_events a "
     "JOIN exceptions e ON e.correlation_id = a.correlation_id AND e.id = a.exception_id "
     "WHERE a.routed_at IS NULL AND a.type = 'exception.opened' "
     "AND e.owner IS NULL AND e.status = 'open' ORDER BY a.id LIMIT :limit"

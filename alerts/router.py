@@ -11,7 +11,10 @@ assignment is grouped by its owner too, on every route: each owner is told their
 
 Events of exceptions (and of SLOs) also make the exception a member of the group; an
 event that changes a member's status (an assignment, a closing, an SLO's new state) marks
-every active group holding it stale, for the flush to read its state again.
+every active group holding it stale, for the flush to read its state again. A reopened
+exception opens again the group that told its resolving (whatever routes match the
+reopening itself), so that the incident it closed fires again under the same dedup key —
+unless that route and group key have an active group by now, which it then joins.
 """
 
 from __future__ import annotations
@@ -32,14 +35,18 @@ BATCH = 2_000  # events read and filed per transaction
 # Events that change what an existing member is: its group's state is to be read again.
 _STATUS_CHANGES = (
     "exception.assigned",
+    "exception.unassigned",
     "exception.resolved",
     "exception.auto_resolved",
+    "exception.reopened",
     "slo.alert",
 )
+_REOPENED = "exception.reopened"
 
 _UNROUTED = """
-SELECT id, type, correlation_id, exception_id, facts, occurred_at
-FROM alert_events WHERE routed_at IS NULL ORDER BY id LIMIT %(limit)s
+SELECT a.id, a.type, a.correlation_id, a.exception_id, q2c_event_facts(a) AS facts,
+       a.occurred_at
+FROM alert_events a WHERE a.routed_at IS NULL ORDER BY a.id LIMIT %(limit)s
 """
 
 # One row per group of the batch. A group still waiting for its first notification keeps
@@ -83,6 +90,43 @@ _ADD_MEMBERS = """
 INSERT INTO alert_group_members (group_id, subject, correlation_id, exception_id, process)
 SELECT * FROM unnest(%(group_id)s::bigint[], %(subject)s::text[], %(correlation_id)s::text[],
                      %(exception_id)s::bigint[], %(process)s::text[])
+ON CONFLICT DO NOTHING
+"""
+
+# Per route still configured and group key, the latest group holding a reopened exception:
+# told resolved and closed, it is open again, due group_interval after it was told so (at
+# once if that is past) — unless an active group of that route and key has opened since.
+_REOPEN_GROUPS = """
+WITH timing AS (
+    SELECT * FROM unnest(%(routes)s::text[], %(every)s::float8[]) AS r(route, every)
+), latest AS (
+    SELECT DISTINCT ON (g.route, g.group_key) g.id, g.route, g.group_key, g.closed_at,
+           g.told_state, g.last_flushed_at, r.every
+    FROM alert_group_members m
+    JOIN alert_groups g ON g.id = m.group_id
+    JOIN timing r ON r.route = g.route
+    WHERE m.subject = ANY(%(subjects)s)
+    ORDER BY g.route, g.group_key, g.id DESC
+)
+UPDATE alert_groups g
+SET closed_at = NULL, stale = true,
+    next_flush_at = greatest(%(now)s, l.last_flushed_at + make_interval(secs => l.every))
+FROM latest l
+WHERE g.id = l.id AND l.closed_at IS NOT NULL AND l.told_state = 'resolved'
+  AND NOT EXISTS (SELECT 1 FROM alert_groups a
+                  WHERE a.route = l.route AND a.group_key = l.group_key
+                    AND a.closed_at IS NULL)
+"""
+
+# A reopened exception a closed group held joins the active group of that route and key.
+_JOIN_ACTIVE = """
+INSERT INTO alert_group_members (group_id, subject, correlation_id, exception_id, process)
+SELECT DISTINCT a.id, m.subject, m.correlation_id, m.exception_id, m.process
+FROM alert_group_members m
+JOIN alert_groups g ON g.id = m.group_id AND g.closed_at IS NOT NULL
+JOIN alert_groups a ON a.route = g.route AND a.group_key = g.group_key
+    AND a.closed_at IS NULL
+WHERE m.subject = ANY(%(subjects)s)
 ON CONFLICT DO NOTHING
 """
 
@@ -182,11 +226,14 @@ def route_batch(
     keys = [route_key(index, route) for index, route in enumerate(config.routes)]
     filings: dict[tuple[str, str], _Filing] = {}
     changed: set[str] = set()
+    reopened: set[str] = set()
     for event in events:
         labels = event_labels(event.type, event.correlation_id, event.facts)
         member = member_of(event)
         if member is not None and event.type in _STATUS_CHANGES:
             changed.add(member.subject)
+        if member is not None and event.type == _REOPENED:
+            reopened.add(member.subject)
         for route, route_ident in zip(config.routes, keys, strict=True):
             if not matches(route.match, labels):
                 continue
@@ -205,12 +252,25 @@ def route_batch(
             filings[ident].add(event, labels, member)
             if not route.continue_:
                 break
+    if reopened:
+        _reopen(cur, config, sorted(reopened), now)
     if changed:
         cur.execute(_MARK_STALE, {"subjects": sorted(changed)})
     if filings:
         report.groups = _file(cur, list(filings.values()), now)
     cur.execute(_MARK_ROUTED, {"now": now, "ids": [event.id for event in events]})
     return report
+
+
+def _reopen(
+    cur: psycopg.Cursor[Any], config: AlertsConfig, subjects: list[str], now: datetime
+) -> None:
+    """Open again the groups that told the reopened `subjects` resolved (or have them join
+    the active group of their route and key)."""
+    keys = [route_key(index, route) for index, route in enumerate(config.routes)]
+    every = [route.group_interval.total_seconds() for route in config.routes]
+    cur.execute(_REOPEN_GROUPS, {"routes": keys, "every": every, "subjects": subjects, "now": now})
+    cur.execute(_JOIN_ACTIVE, {"subjects": subjects})
 
 
 def _file(cur: psycopg.Cursor[Any], filings: Sequence[_Filing], now: datetime) -> set[int]:

@@ -28,8 +28,8 @@ LOOKBACK = timedelta(days=1)
 _WATERMARK = "alerts.overdue"
 
 RECORD_OVERDUE = """
-INSERT INTO alert_events (type, correlation_id, exception_id, facts)
-SELECT 'exception.overdue', e.correlation_id, e.id, q2c_exception_facts(e)
+INSERT INTO alert_events (type, correlation_id, exception_id, impact, status, owner, facts)
+SELECT 'exception.overdue', e.correlation_id, e.id, e.impact, e.status, e.owner, '{}'
 FROM exceptions e
 WHERE q2c_is_open(e.status) AND e.due_at IS NOT NULL
   AND e.due_at > %(since)s AND e.due_at <= %(now)s

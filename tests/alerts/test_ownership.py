@@ -74,7 +74,8 @@ def test_the_first_matching_rule_assigns_a_new_exception_once(
     assert actor == "system"
     assert comment == "ownership rule 1 of alerts.yaml (process=invoice_posting system=erp)"
     events = db.execute(
-        "SELECT type, facts->>'owner' FROM alert_events WHERE exception_id = %s ORDER BY id",
+        "SELECT type, q2c_event_facts(a)->>'owner' FROM alert_events a "
+        "WHERE exception_id = %s ORDER BY id",
         (erp[0],),
     ).fetchall()
     assert events == [("exception.opened", None), ("exception.assigned", "fin")]

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 from sqlalchemy import Engine
 
-from queries.exceptions import assign
+from queries.exceptions import assign, close_exceptions, reopen, unassign
 from tests.support.alerting import (
     GROUP_INTERVAL,
     GROUP_WAIT,
@@ -127,6 +127,70 @@ def test_assigning_one_of_its_exceptions_acknowledges_the_group(
 
     assert [body["event_action"] for body in pager.bodies()] == ["trigger", "acknowledge"]
     assert acknowledged.notifications == 2 and quiet.notifications == 0  # no repeat once taken
+
+
+def test_unassigning_its_only_taken_exception_sets_the_group_firing_again(
+    send, run_evaluation, engine: Engine, users, db: psycopg.Connection, db_url: str
+) -> None:
+    send(storm(1, first_seq=4_500_000, prefix="INV-U"))
+    run_evaluation()
+    t0 = datetime.now(UTC)
+    (exception_id,) = db.execute(
+        "SELECT id FROM exceptions WHERE correlation_id = 'INV-U0'"
+    ).fetchone()
+    with receiver() as hook, receiver() as pager:
+        alerts_config = config(hook.url, pager.url)
+        run_pass(db_url, alerts_config, t0)
+        run_pass(db_url, alerts_config, t0 + GROUP_WAIT)
+        assign(engine, "fin", [exception_id], "ops")
+        run_pass(db_url, alerts_config, t0 + GROUP_WAIT + GROUP_INTERVAL)
+        unassign(engine, "fin", [exception_id])
+        firing = run_pass(db_url, alerts_config, t0 + GROUP_WAIT + 2 * GROUP_INTERVAL)
+
+    actions = [(body["event_action"], body["dedup_key"]) for body in pager.bodies()]
+    assert [action for action, _ in actions] == ["trigger", "acknowledge", "trigger"]
+    assert len({key for _, key in actions}) == 1
+    assert firing.notifications == 2
+    assert hook.bodies()[-1]["data"]["status"] == "firing"
+
+
+def test_reopening_an_exception_triggers_its_resolved_incident_again_with_the_same_key(
+    send, run_evaluation, engine: Engine, users, db: psycopg.Connection, db_url: str
+) -> None:
+    send(storm(1, first_seq=4_600_000, prefix="INV-R"))
+    run_evaluation()
+    t0 = datetime.now(UTC)
+    (exception_id,) = db.execute(
+        "SELECT id FROM exceptions WHERE correlation_id = 'INV-R0'"
+    ).fetchone()
+    reopenings = {"match": {"event": "exception.reopened"}, "to": ["ops-hook"]}
+    default = {"match": {"event": "exception.opened"}, "to": ["ops-hook", "pager"]}
+    with receiver() as hook, receiver() as pager:
+        alerts_config = config(hook.url, pager.url, routes=[default, reopenings])
+        run_pass(db_url, alerts_config, t0)
+        run_pass(db_url, alerts_config, t0 + GROUP_WAIT)
+        close_exceptions(engine, "fin", [exception_id], "resolved", "reposted by hand")
+        resolved = run_pass(db_url, alerts_config, t0 + GROUP_WAIT + GROUP_INTERVAL)
+        reopen(engine, "fin", [exception_id], "the ERP still refuses it")
+        soon = t0 + GROUP_WAIT + GROUP_INTERVAL + timedelta(seconds=1)
+        waiting = run_pass(db_url, alerts_config, soon)  # told resolved under a minute ago
+        again = run_pass(db_url, alerts_config, t0 + GROUP_WAIT + 2 * GROUP_INTERVAL)
+
+    actions = [(body["event_action"], body["dedup_key"]) for body in pager.bodies()]
+    assert [action for action, _ in actions] == ["trigger", "resolve", "trigger"]
+    assert len({key for _, key in actions}) == 1
+    assert resolved.closed == resolved.told
+    # Told resolved a moment ago: firing again once group_interval has passed since, with
+    # the reopening's own route's group (past its group_wait) on the webhook.
+    assert waiting.notifications == 0 and again.notifications == 3
+    told = [(body["type"], body["data"]["status"]) for body in hook.bodies()]
+    assert told[:2] == [("q2c.exception.opened", "firing"), ("q2c.exception.opened", "resolved")]
+    assert sorted(told[2:]) == [
+        ("q2c.exception.opened", "firing"),
+        ("q2c.exception.reopened", "firing"),
+    ]
+    (groups,) = db.execute("SELECT count(*) FROM alert_groups").fetchone()
+    assert groups == 2  # the opened exceptions' group, open again; the reopenings'
 
 
 def test_every_matching_route_notifies_until_one_says_stop(

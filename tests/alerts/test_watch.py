@@ -28,7 +28,8 @@ def watch_at(db_url: str, engine: Engine, policy: Policy) -> Callable[[datetime]
 
 def _events(db: psycopg.Connection, kind: str) -> list[tuple]:
     return db.execute(
-        "SELECT correlation_id, exception_id, facts FROM alert_events WHERE type = %s ORDER BY id",
+        "SELECT correlation_id, exception_id, q2c_event_facts(a) FROM alert_events a "
+        "WHERE type = %s ORDER BY id",
         (kind,),
     ).fetchall()
 

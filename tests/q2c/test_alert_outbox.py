@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import Engine
 
 from q2c.settings import Settings
-from queries.exceptions import assign, close_exceptions
+from queries.exceptions import assign, close_exceptions, reopen, unassign
 from queries.replays import request_replays
 from replay.dispatcher import Dispatcher
 from tests.support.otlp import (
@@ -42,7 +42,8 @@ def _failure(invoice: str, at_s: float, seq: int, error: str | None = "ledger cl
 
 def _events(db: psycopg.Connection, correlation_id: str) -> list[tuple]:
     return db.execute(
-        "SELECT type, exception_id, facts FROM alert_events WHERE correlation_id = %s ORDER BY id",
+        "SELECT type, exception_id, q2c_event_facts(a) FROM alert_events a "
+        "WHERE correlation_id = %s ORDER BY id",
         (correlation_id,),
     ).fetchall()
 
@@ -99,6 +100,57 @@ def test_assigning_and_resolving_are_events_of_their_own_in_order(
     assert events[1][2]["owner"] == "ops" and events[1][2]["status"] == "assigned"
     assert events[2][2]["status"] == "resolved"
     assert events[2][2]["resolution"] == "reposted by hand"
+
+
+def test_unassigning_is_an_event_that_names_who_had_it(
+    send, engine: Engine, users, db: psycopg.Connection, run_evaluation
+) -> None:
+    send(_failure("INV-A8", 1, 80))
+    run_evaluation()
+    exception_id = _exception_id(db, "INV-A8")
+
+    assign(engine, "fin", [exception_id], "ops")
+    unassign(engine, "fin", [exception_id])
+    unassign(engine, "fin", [exception_id])  # nobody has it any more: no change, no event
+
+    events = _events(db, "INV-A8")
+    assert [kind for kind, _, _ in events] == [
+        "exception.opened",
+        "exception.assigned",
+        "exception.unassigned",
+    ]
+    unassigned = events[2][2]
+    assert unassigned["previous_owner"] == "ops" and unassigned["status"] == "open"
+    assert "owner" not in unassigned
+    assert events[1][2]["owner"] == "ops"  # each event as it was when it happened
+    assert "owner" not in events[0][2] and events[0][2]["process"] == "invoice_posting"
+
+
+def test_reopening_what_a_person_closed_is_an_event_with_the_status_it_had(
+    send, engine: Engine, users, db: psycopg.Connection, run_evaluation
+) -> None:
+    send(_failure("INV-A9", 1, 90))
+    run_evaluation()
+    exception_id = _exception_id(db, "INV-A9")
+
+    close_exceptions(engine, "fin", [exception_id], "ignored", "known issue")
+    reopen(engine, "fin", [exception_id], "it is not known after all")
+    close_exceptions(engine, "fin", [exception_id], "resolved", "reposted")
+    reopen(engine, "fin", [exception_id], "still failing")
+
+    events = _events(db, "INV-A9")
+    assert [kind for kind, _, _ in events] == [
+        "exception.opened",
+        "exception.reopened",
+        "exception.resolved",
+        "exception.reopened",
+    ]
+    assert [facts["previous_status"] for kind, _, facts in events if "reopened" in kind] == [
+        "ignored",
+        "resolved",
+    ]
+    assert events[3][2]["status"] == "open" and "resolution" not in events[3][2]
+    assert events[2][2]["resolution"] == "reposted"
 
 
 def test_a_later_success_auto_resolves_an_announced_exception(

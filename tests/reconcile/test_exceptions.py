@@ -27,8 +27,8 @@ def test_a_break_is_classified_by_the_impact_rules_and_announced(
     ]
     assert all(due is not None for *_, due in rows)
     announced = db.execute(
-        "SELECT facts->>'kind', facts->>'fingerprint' FROM alert_events "
-        "WHERE type = 'exception.opened'"
+        "SELECT q2c_event_facts(a)->>'kind', q2c_event_facts(a)->>'fingerprint' "
+        "FROM alert_events a WHERE type = 'exception.opened'"
     ).fetchall()
     assert len(announced) == 2 and {kind for kind, _ in announced} == {"reconciliation"}
     assert len({fingerprint for _, fingerprint in announced}) == 1  # grouped as one

@@ -1,7 +1,7 @@
 """Old alerting rows are pruned, with the owner's rights, and only what is done.
 
 Revision ID: 0023
-Revises: 0021
+Revises: 0022
 Create Date: 2026-12-02
 
 The outbox, the groups and their members, the notification log and the silences grow with
@@ -33,7 +33,7 @@ it), silences by `alert_silences_ends_idx`.
 from alembic import op
 
 revision = "0023"
-down_revision = "0021"
+down_revision = "0022"
 branch_labels = None
 depends_on = None
 
