@@ -97,30 +97,20 @@ def build_scheduler(settings: Settings, database_url: str, policy: Policy) -> Ba
             **JOB_OPTIONS,
         )
     dispatcher = Dispatcher(database_url, settings)
-    scheduler.add_job(
-        _logged("replays", lambda: _dispatch(dispatcher)),
-        "interval",
-        seconds=REPLAY_INTERVAL_SECONDS,
-        next_run_time=datetime.now(UTC),
-        id="replays",
-        **JOB_OPTIONS,
-    )
-    scheduler.add_job(
-        _logged("alerts-prune", lambda: _prune(database_url, settings)),
-        "interval",
-        seconds=PRUNE_INTERVAL_SECONDS,
-        next_run_time=datetime.now(UTC),
-        id="alerts-prune",
-        **JOB_OPTIONS,
-    )
-    scheduler.add_job(
-        _logged("reconcile-prune", lambda: _prune_runs(database_url, settings)),
-        "interval",
-        seconds=PRUNE_INTERVAL_SECONDS,
-        next_run_time=datetime.now(UTC),
-        id="reconcile-prune",
-        **JOB_OPTIONS,
-    )
+    # Started at once, then every `seconds`: each takes its own lock inside its work.
+    for job_id, seconds, work in (
+        ("replays", REPLAY_INTERVAL_SECONDS, lambda: _dispatch(dispatcher)),
+        ("alerts-prune", PRUNE_INTERVAL_SECONDS, lambda: _prune(database_url, settings)),
+        ("reconcile-prune", PRUNE_INTERVAL_SECONDS, lambda: _prune_runs(database_url, settings)),
+    ):
+        scheduler.add_job(
+            _logged(job_id, work),
+            "interval",
+            seconds=seconds,
+            next_run_time=datetime.now(UTC),
+            id=job_id,
+            **JOB_OPTIONS,
+        )
     scheduler.add_job(
         _logged("partitions", lambda: maintain_configured_partitions(database_url)),
         "cron",
