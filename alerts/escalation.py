@@ -35,6 +35,7 @@ from alerts.flush import ACKNOWLEDGED_STATUSES
 from alerts.matching import Labels, common_labels, event_labels
 from alerts.told import Told, tell_once
 from q2c.vocabulary import sql_list
+from sla.policy import duration_text
 
 BATCH = 1000  # exceptions considered per step and pass (the rest wait for the next one)
 
@@ -145,7 +146,7 @@ def _escalate(
         exception_id=rows[0][0].id,
     )
     plain = compose(view, base, now)
-    after = _duration(escalation.unacknowledged_after.total_seconds())
+    after = duration_text(escalation.unacknowledged_after)
     notification = replace(
         plain,
         title=f"Escalation {step}, unacknowledged after {after}: {plain.title}",
@@ -166,10 +167,3 @@ def _escalate(
 
 class _Taken(Exception):
     """An (exception, step) was escalated meanwhile."""
-
-
-def _duration(seconds: float) -> str:
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size and seconds % size == 0:
-            return f"{int(seconds // size)}{unit}"
-    return f"{seconds:g}s"
