@@ -3,23 +3,28 @@
 Every source's records are first staged as text (`_rs_<n>`, one table per source, written
 by the source's `load`). Then:
 
-1. `_keys`: one aggregation over all the sources' records at once, grouped by key: how
-   many records each source has, each source's value of each field, typed (numbers for
-   the fields compared within a tolerance) after its status map, whether a record is in
-   scope and whether one is old enough to be expected elsewhere (grace); then, on that one
-   row per key, whether each compared field disagrees (pairwise among the sources giving
-   it, which is the same as among all of them) and whether each pair of sources agrees,
-   and from these `matched` and `pending`. A value that does not cast fails the
-   statement; the run then names the source, field and record. Where the time goes: this
-   statement is the run's cost beside the COPYs, a few microseconds a record (casting to
-   numeric and timestamptz, the hash table of a million keys); JIT compilation, which
+1. `quick`: one aggregation over all the sources' records at once, grouped by key, each
+   record reduced to its source, whether it is in scope and a digest of its compared
+   values as compared (after the status map; numbers by value): a key in scope with one
+   record in every source and equal digests is matched, and only counted. That is most
+   keys; the others (and the keyless records) go on to `verdicts`, with their records
+   (`_rs_slow_<n>`). Where the time goes: this statement is the run's cost beside the
+   COPYs, about a microsecond and a half a record (casting updated_at to timestamptz and
+   the numbers to numeric, the hash table of a million keys); JIT compilation, which
    PostgreSQL would otherwise spend seconds on for its many expressions, is off.
-2. `_breaks`: one row per key and break type, read off the keys that are neither matched
+2. `verdicts`: the same aggregation for the keys left, carrying every source's value of
+   each field, typed, and whether a record is old enough to be expected elsewhere
+   (grace); then, on that one row per key, whether each compared field disagrees
+   (pairwise among the sources giving it, which is the same as among all of them) and
+   whether each pair of sources agrees, and from these `matched` and `pending`. A value
+   that does not cast fails the statement (here or in `quick`); the run then names the
+   source, field and record. Over every key, this statement cost five times `quick`.
+3. `_breaks`: one row per key and break type, read off the keys that are neither matched
    nor pending (one scan), with the key's business context.
-3. `_records`: the records of every source for the keys with a break, as they were given,
+4. `_records`: the records of every source for the keys with a break, as they were given,
    and a hash of them without their places, by which a difference accepted once stays
    accepted while the records are unchanged.
-4. `_b` and the statements after it: the exceptions kept, opened and resolved.
+5. `_b` and the statements after it: the exceptions kept, opened and resolved.
 
 The statements are composed per reconciliation (its sources and fields), with
 identifiers and literals quoted by psycopg; field names are also held to [a-z_][a-z0-9_]*
@@ -83,6 +88,20 @@ class Plan(NamedTuple):
 
 def staging(n: int) -> str:
     return f"_rs_{n}"
+
+
+def slow_staging(n: int) -> str:
+    """Source n's records of the keys `quick` left to `verdicts` (and the keyless ones)."""
+    return f"_rs_slow_{n}"
+
+
+def create_slow_staging(plan: Plan, n: int) -> sql.Composed:
+    """`slow_staging(n)`, filled: read by `verdicts` and `records`, which would otherwise
+    each read every record again."""
+    return _Q(
+        "CREATE TEMP TABLE {slow} ON COMMIT DROP AS SELECT * FROM {t} "
+        "WHERE nullif({key}, '') IS NULL OR nullif({key}, '') IN (SELECT key FROM _slow)"
+    ).format(slow=_I(slow_staging(n)), t=_I(staging(n)), key=_I(plan.key))
 
 
 def create_staging(columns: Sequence[str], n: int) -> sql.Composed:
@@ -162,8 +181,7 @@ def verdicts(plan: Plan) -> sql.Composed:
                 "(u IS NULL OR %(scope_from)s::timestamptz IS NULL "
                 "OR u >= %(scope_from)s::timestamptz) AS in_scope, "
                 "(u IS NULL OR u <= %(settled_before)s::timestamptz) AS settled "
-                "FROM (SELECT *, {updated} AS u FROM {t} "
-                "WHERE nullif({key}, '') IS NULL OR nullif({key}, '') IN (SELECT key FROM _slow)) r"
+                "FROM (SELECT *, {updated} AS u FROM {t}) r"
             ).format(
                 n=_L(n),
                 key=_I(plan.key),
@@ -171,7 +189,7 @@ def verdicts(plan: Plan) -> sql.Composed:
                     _Q("{} AS {}, ").format(_typed(plan, n, f), value_column(f, n)) for f in given
                 ),
                 updated=updated,
-                t=_I(staging(n)),
+                t=_I(slow_staging(n)),
             )
         )
         aggregates.append(
@@ -310,15 +328,11 @@ def _digest(plan: Plan, n: int, fields: Sequence[str]) -> sql.Composable:
 
 
 def quick(plan: Plan) -> sql.Composed:
-    """Statement 0: settle most keys at a few operations a record. One aggregation over
-    every source's records, each reduced to its key, source, a digest of its compared
-    values per group of sources giving them, and its updated_at: a key in scope with one
-    record in every source and equal digests is matched (answered: how many). The others
-    in scope, and the keyless records' key (NULL), go to `_slow` for `verdicts`; the
-    matched ones among the keys with open exceptions to `_keys`. Where the time goes:
-    `verdicts` over every key cost five times as much (a million keys' values typed,
-    carried through the hash table and compared pairwise); this aggregation carries three
-    numbers a key and source. Parameters as `verdicts`."""
+    """Step 1: settle most keys at a few operations a record. A key in scope with one
+    record in every source and equal digests (`_digest`) is matched: answered, how many.
+    The others in scope, and the keyless records' key (NULL), go to `_slow` for
+    `verdicts`; the matched ones among the keys with open exceptions to `_keys`.
+    Parameters as `verdicts`."""
     count = len(plan.sources)
     groups = _digest_groups(plan)
     parts = []
@@ -327,18 +341,23 @@ def quick(plan: Plan) -> sql.Composed:
             _digest(plan, n, fields) if n in givers else _Q("NULL::bigint")
             for fields, givers in groups
         ]
-        updated = (
-            _Q("nullif(updated_at, '')::timestamptz")
+        # As in `verdicts`: a record without updated_at is in scope.
+        in_scope = (
+            _Q(
+                "nullif(updated_at, '') IS NULL OR %(scope_from)s::timestamptz IS NULL "
+                "OR nullif(updated_at, '')::timestamptz >= %(scope_from)s::timestamptz"
+            )
             if "updated_at" in plan.provided[n]
-            else _Q("NULL::timestamptz")
+            else _Q("true")
         )
         parts.append(
             _Q(
-                "SELECT {n}::smallint AS src, nullif({key}, '') AS key, {updated} AS u{d} FROM {t}"
+                "SELECT {n}::smallint AS src, nullif({key}, '') AS key, {in_scope} AS in_scope{d} "
+                "FROM {t}"
             ).format(
                 n=_L(n),
                 key=_I(plan.key),
-                updated=updated,
+                in_scope=in_scope,
                 d=_Q("").join(
                     _Q(", {} AS {}").format(d, _I(f"d_{g}")) for g, d in enumerate(digests)
                 ),
@@ -356,9 +375,7 @@ WITH a AS (
     FROM (
         SELECT key, in_scope, key IS NOT NULL AND in_scope AND once_alike AS fast
         FROM (
-            SELECT key, {counts} AND {agree} AS once_alike,
-                   count(*) > count(u) OR %(scope_from)s::timestamptz IS NULL
-                       OR max(u) >= %(scope_from)s::timestamptz AS in_scope
+            SELECT key, {counts} AND {agree} AS once_alike, bool_or(in_scope) AS in_scope
             FROM ({union}) r
             GROUP BY key
         ) g
@@ -376,7 +393,7 @@ SELECT fast FROM a
 
 
 def judge(plan: Plan) -> sql.Composed:
-    """Statements 1 and 2: the verdicts of every key, kept only where they are needed next
+    """Step 2: the verdicts of the keys `quick` left, kept only where they are needed next
     (writing a million rows of verdicts would cost as much as reaching them); answers the
     figures, the first source with a keyless record, and per pair of sources (plan.pairs
     order) the keys checked in either and matched in both."""
@@ -407,7 +424,7 @@ FROM v
 
 
 def breaks(plan: Plan) -> sql.Composed:
-    """Statement 3a: `_breaks`, one row per key and break type (with the source or field
+    """Step 3: `_breaks`, one row per key and break type (with the source or field
     at fault) and the key's business context: the value of the first source, in config
     order, that gives it. Only keys neither matched nor pending (`_broken`) have one."""
     kinds = []
@@ -448,7 +465,7 @@ WHERE b.broken
 
 
 def records(plan: Plan) -> sql.Composed:
-    """Statement 3b: `_records`, per key with a break: every source's records as given,
+    """Step 4: `_records`, per key with a break: every source's records as given,
     and their hash without where they came from."""
     parts = []
     for n, source in enumerate(plan.sources):
@@ -462,7 +479,7 @@ def records(plan: Plan) -> sql.Composed:
                 "jsonb_agg({record} || jsonb_build_object('_at', r._at) ORDER BY r._at) AS recs, "
                 "jsonb_agg({record} ORDER BY {record}::text) AS bare "
                 "FROM {t} r WHERE r.{key} IN (SELECT key FROM _breaks) GROUP BY r.{key}"
-            ).format(key=_I(plan.key), source=_L(source), record=record, t=_I(staging(n)))
+            ).format(key=_I(plan.key), source=_L(source), record=record, t=_I(slow_staging(n)))
         )
     return _Q(
         """
@@ -476,7 +493,7 @@ GROUP BY key
 
 
 def linked_breaks(plan: Plan, object_: str) -> sql.Composed:
-    """Statement 4: `_b`, each break with its exception's correlation ID (the latest
+    """Step 5: `_b`, each break with its exception's correlation ID (the latest
     transaction that telemetry saw with this key, else one of its own), its fingerprint
     (alike breaks share it), the acceptance that covers it, and the exception it keeps
     (the latest of its correlation ID, stage and fingerprint, when open or ignored)."""

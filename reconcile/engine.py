@@ -215,11 +215,13 @@ def _judge(
         "settled_before": now - grace,
     }
     cur.execute(_sql.CREATE_KEYS)
-    cur.execute(_sql.create_broken(plan), window)
     try:
         with cur.connection.transaction():  # a savepoint: the bad value is found after it
             (quick,) = _one(cur.execute(_sql.quick(plan), window))
             cur.execute("ANALYZE _slow")  # joined with every record next
+            for n in range(len(plan.sources)):
+                cur.execute(_sql.create_slow_staging(plan, n))
+            cur.execute(_sql.create_broken(plan), window)
             checked, matched, pending, keyless, *pair_counts = _one(
                 cur.execute(_sql.judge(plan), window)
             )

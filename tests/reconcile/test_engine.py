@@ -483,6 +483,36 @@ def test_a_value_that_does_not_cast_fails_the_run_naming_source_field_and_line(
     assert db.execute("SELECT count(*) FROM exceptions").fetchone() == (0,)
 
 
+def test_a_value_that_does_not_cast_fails_the_run_even_where_every_source_gives_it_alike(
+    db, exports, reconcile
+) -> None:
+    exports([billing("INV-1", total="12,50")], [erp("INV-1", amount="12,50")])
+
+    report = reconcile()
+
+    assert (report.status, report.error, report.error_at) == (
+        "failed",
+        "source billing: amount '12,50' is not a number",
+        "billing.csv line 2",
+    )
+
+
+def test_values_swapped_between_two_fields_are_two_mismatches(db, exports, reconcile) -> None:
+    # Equal values, in other fields: a digest of the record's values must tell them apart.
+    exports(
+        [billing("INV-1", total="20.00", tax="120.00"), billing("INV-2")],
+        [erp("INV-1"), erp("INV-2")],
+    )
+
+    report = reconcile()
+
+    assert _breaks(db, report.run_id) == {
+        ("INV-1", "mismatch:amount"),
+        ("INV-1", "mismatch:tax_amount"),
+    }
+    assert (report.checked, report.matched) == (2, 1)
+
+
 def test_a_record_without_a_key_fails_the_run(db, exports, reconcile) -> None:
     exports([billing("INV-1")], [erp("INV-1"), erp("")])
 
