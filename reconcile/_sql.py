@@ -165,7 +165,7 @@ def pair_columns(a: int, b: int) -> tuple[sql.Identifier, sql.Identifier]:
 def verdicts(plan: Plan) -> sql.Composed:
     """One row per key in scope that `quick` left to judge (`_slow`; and the keyless
     records' row, key NULL, which fails the run) with its verdicts. Parameters scope_from,
-    settled_before: timestamps, or NULL for no scope."""
+    settled_before: timestamps (scope_from '-infinity' for no scope)."""
     count = len(plan.sources)
     records, aggregates = [], []
     for n in range(count):
@@ -178,8 +178,7 @@ def verdicts(plan: Plan) -> sql.Composed:
         records.append(
             _Q(
                 "SELECT {n}::smallint AS src, nullif({key}, '') AS key, {values} "
-                "(u IS NULL OR %(scope_from)s::timestamptz IS NULL "
-                "OR u >= %(scope_from)s::timestamptz) AS in_scope, "
+                "(u IS NULL OR u >= %(scope_from)s::timestamptz) AS in_scope, "
                 "(u IS NULL OR u <= %(settled_before)s::timestamptz) AS settled "
                 "FROM (SELECT *, {updated} AS u FROM {t}) r"
             ).format(
@@ -344,7 +343,7 @@ def quick(plan: Plan) -> sql.Composed:
         # As in `verdicts`: a record without updated_at is in scope.
         in_scope = (
             _Q(
-                "nullif(updated_at, '') IS NULL OR %(scope_from)s::timestamptz IS NULL "
+                "nullif(updated_at, '') IS NULL "
                 "OR nullif(updated_at, '')::timestamptz >= %(scope_from)s::timestamptz"
             )
             if "updated_at" in plan.provided[n]

@@ -211,7 +211,9 @@ def _judge(
     matched, pending and the figures of each pair of sources; SourceError naming the
     record when a value does not cast, or a record has no key."""
     window = {
-        "scope_from": now - updated_within if updated_within else None,
+        # Without a scope, every record is in it; compared all the same, so that every
+        # updated_at is cast, and one that does not cast fails the run.
+        "scope_from": now - updated_within if updated_within else "-infinity",
         "settled_before": now - grace,
     }
     cur.execute(_sql.CREATE_KEYS)

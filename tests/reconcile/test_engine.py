@@ -497,6 +497,20 @@ def test_a_value_that_does_not_cast_fails_the_run_even_where_every_source_gives_
     )
 
 
+def test_an_updated_at_that_does_not_cast_fails_the_run_without_a_scope_too(
+    db, exports, reconcile
+) -> None:
+    exports([billing("INV-1", updated="yesterday at noon")], [erp("INV-1")])
+
+    report = reconcile(scope={})
+
+    assert (report.status, report.error, report.error_at) == (
+        "failed",
+        "source billing: updated_at 'yesterday at noon' is not a timestamp",
+        "billing.csv line 2",
+    )
+
+
 def test_values_swapped_between_two_fields_are_two_mismatches(db, exports, reconcile) -> None:
     # Equal values, in other fields: a digest of the record's values must tell them apart.
     exports(
