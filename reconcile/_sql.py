@@ -18,7 +18,7 @@ by the source's `load`). Then:
    (pairwise among the sources giving it, which is the same as among all of them) and
    whether each pair of sources agrees, and from these `matched` and `pending`. A value
    that does not cast fails the statement (here or in `quick`); the run then names the
-   source, field and record. Over every key, this statement cost five times `quick`.
+   source, field and record. Over every key, this statement cost four times `quick`.
 3. `_breaks`: one row per key and break type, read off the keys that are neither matched
    nor pending (one scan), with the key's business context.
 4. `_records`: the records of every source for the keys with a break, as they were given,
