@@ -21,8 +21,8 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 from alerts.events import DigestContent, EventType, GroupKey
 from q2c.config_types import EnvName, HttpUrl
 from q2c.cron import cron_trigger
+from q2c.durations import Duration
 from q2c.vocabulary import ExceptionKind, Impact
-from sla.policy import Duration
 
 T = TypeVar("T")
 

@@ -34,8 +34,8 @@ from alerts.config import AlertsConfig, Escalation
 from alerts.flush import ACKNOWLEDGED_STATUSES
 from alerts.matching import Labels, common_labels, event_labels
 from alerts.told import Told, tell_once
+from q2c.durations import duration_text
 from q2c.vocabulary import sql_list
-from sla.policy import duration_text
 
 BATCH = 1000  # exceptions considered per step and pass (the rest wait for the next one)
 

@@ -15,7 +15,7 @@ import click
 import psycopg
 
 from cli._common import AS_JSON, acting, acting_session, emit
-from q2c.catalog import duration_label
+from q2c.durations import duration_text
 from q2c.settings import Settings
 
 if TYPE_CHECKING:
@@ -63,15 +63,15 @@ def _summary(config: AlertsConfig, now: datetime) -> list[str]:
         stop = "; stops here" if not route.continue_ else ""
         lines.append(
             f"  {number}. {route.match.describe()} → {', '.join(route.to)} "
-            f"(grouped by {grouping}; wait {duration_label(route.group_wait)}, "
-            f"interval {duration_label(route.group_interval)}, "
-            f"repeat {duration_label(route.repeat_interval)}{stop})"
+            f"(grouped by {grouping}; wait {duration_text(route.group_wait)}, "
+            f"interval {duration_text(route.group_interval)}, "
+            f"repeat {duration_text(route.repeat_interval)}{stop})"
         )
     lines.append("escalations:")
     for number, step in enumerate(config.escalations, 1):
         lines.append(
             f"  {number}. {step.match.describe()} unacknowledged after "
-            f"{duration_label(step.unacknowledged_after)} → {', '.join(step.to)}"
+            f"{duration_text(step.unacknowledged_after)} → {', '.join(step.to)}"
         )
     zone = config.zone
     lines.append(f"digests (times in {config.timezone}):")
@@ -86,7 +86,7 @@ def _summary(config: AlertsConfig, now: datetime) -> list[str]:
         upcoming = next_run(window.schedule, zone, now).strftime("%a %Y-%m-%d %H:%M")
         lines.append(
             f"  {window.name}: {window.match.describe()} from '{window.schedule}' for "
-            f"{duration_label(window.duration)}; next {upcoming}"
+            f"{duration_text(window.duration)}; next {upcoming}"
         )
     return lines
 

@@ -260,8 +260,9 @@ def kpis(ctx: click.Context, as_json: bool, window: str) -> None:
 
     from cli.kpi_text import render
     from q2c.database import create_db_engine, database_url
+    from q2c.durations import parse_duration
     from queries.kpis import collect_kpis
-    from sla.policy import load_policy, parse_duration
+    from sla.policy import load_policy
 
     settings = _settings(ctx)
     try:

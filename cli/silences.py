@@ -53,7 +53,7 @@ def silences_add(
 ) -> None:
     """Silence what every --match matches (e.g. --match system=erp) --for a while."""
     from alerts.silences import create_silence
-    from sla.policy import parse_duration
+    from q2c.durations import parse_duration
 
     now = datetime.now(UTC)
     until = now + parse_duration(span)

@@ -219,8 +219,8 @@ def users_token_create(
     as_json: bool,
 ) -> None:
     """Create a token for USERNAME (yourself, or anyone as admin) and print it once."""
+    from q2c.durations import parse_duration
     from queries.tokens import create_token
-    from sla.policy import parse_duration
 
     try:
         span = parse_duration(lifetime)

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
+from q2c.durations import duration_text
+
 # Per connection or transaction, one row per stage; see `stage_rows`.
 CATALOG_TABLE = """
 CREATE TEMP TABLE IF NOT EXISTS _catalog (
@@ -43,16 +45,7 @@ def stage_rows(
     """The rows of `_catalog`: (process, stage, index, is_last, stalled_after, its label)
     for every stage."""
     return [
-        (process.name, stage, i, i == len(process.stages) - 1, wait, duration_label(wait))
+        (process.name, stage, i, i == len(process.stages) - 1, wait, duration_text(wait))
         for process in catalog
         for i, (stage, wait) in enumerate(zip(process.stages, process.stalled_after, strict=True))
     ]
-
-
-def duration_label(span: timedelta) -> str:
-    """A duration as people write it: 30m, 4h, 3d."""
-    seconds = int(span.total_seconds())
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds % size == 0:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"

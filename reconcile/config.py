@@ -10,12 +10,11 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-from q2c.catalog import duration_label
 from q2c.cron import cron_trigger
+from q2c.durations import duration_text, parse_duration
 from reconcile.sources.file import FileSource
 from reconcile.sources.http import HttpSource
 from reconcile.sources.sql import SqlSource
-from sla.policy import parse_duration
 
 # The source types, each a record of its own module in reconcile/sources/ (one line each).
 Source = Annotated[FileSource | HttpSource | SqlSource, Field(discriminator="type")]
@@ -111,4 +110,4 @@ class ReconcileConfig(_Strict):
 
 def schedule_label(schedule: timedelta | str) -> str:
     """ "every 15m" or "cron */15 * * * *", for `q2c reconcile check`."""
-    return f"cron {schedule}" if isinstance(schedule, str) else f"every {duration_label(schedule)}"
+    return f"cron {schedule}" if isinstance(schedule, str) else f"every {duration_text(schedule)}"

@@ -26,6 +26,7 @@ from alerts.silences import (
 from console._auth import can, page_user
 from console._links import address
 from console._resources import act, engine, load, settings, show_flash
+from q2c.durations import duration_text, parse_duration
 from q2c.errors import Q2CError
 from queries.alerting import (
     NOTIFICATION_STATUSES,
@@ -37,7 +38,6 @@ from queries.alerting import (
     logged_channels,
     record_test_send,
 )
-from sla.policy import duration_text, parse_duration
 
 user = page_user("alerts.view")
 PAGE_ROWS = 100

@@ -22,12 +22,12 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
 from q2c.config_types import HttpUrl
+from q2c.durations import Duration
 from q2c.masking import MASK
 from reconcile.sources import LoadResult, SourceError, StagingTable
 from reconcile.sources._rows import as_text, copy_statement
 from replay.dispatcher import HostRateLimiter
 from replay.transport import failure_of, retry_after_seconds
-from sla.policy import Duration
 
 DEFAULT_TIMEOUT = timedelta(seconds=10)  # of one request, connecting and reading the page
 DEFAULT_RETRIES = 3  # further attempts at a page after 408, 429, a 5xx or no answer

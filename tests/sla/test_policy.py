@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from cli.main import main
 from q2c.errors import Q2CError
-from sla.policy import DEFAULT_POLICY_FILE, duration_text, load_policy, parse_duration
+from sla.policy import DEFAULT_POLICY_FILE, load_policy
 
 
 def test_the_shipped_policy_holds_the_seed_catalog_and_due_times() -> None:
@@ -106,11 +106,3 @@ def test_unreadable_or_malformed_files_are_explained(tmp_path: Path) -> None:
         load_policy(broken)
     with pytest.raises(Q2CError, match="cannot read SLA policy"):
         load_policy(tmp_path / "missing.yaml")
-
-
-def test_a_duration_is_spelled_as_it_is_written_and_reads_back_the_same() -> None:
-    written = ["30s", "90s", "5m", "4h", "36h", "3d"]
-
-    spelled = [duration_text(parse_duration(value)) for value in written]
-
-    assert spelled == written
