@@ -154,6 +154,14 @@ def reconcile_runs(
 @acting
 @AS_JSON
 @click.option("--run", "run_id", type=int, help="This run's breaks [default: the latest runs'].")
+@click.option("--reconciliation", "name", help="Only this reconciliation's.")
+@click.option(
+    "--kind",
+    type=click.Choice(["missing_in", "duplicate_in", "mismatch"]),
+    help="Only breaks of this kind.",
+)
+@click.option("--field", help="Only mismatches of this field.")
+@click.option("--key", "search", help="Only keys containing this text.")
 @click.option("--limit", type=int, default=500, show_default=True)
 @click.pass_context
 def reconcile_breaks(
@@ -162,15 +170,20 @@ def reconcile_breaks(
     claimed: str | None,
     as_json: bool,
     run_id: int | None,
+    name: str | None,
+    kind: str | None,
+    field: str | None,
+    search: str | None,
     limit: int,
 ) -> None:
     """The breaks of a run (default: each reconciliation's latest successful run), with
     the exception each opened or kept; --json adds the records side by side. Needs
     finance_ops."""
-    from queries.reconciliation import list_breaks
+    from queries.reconciliation import BreakFilter, list_breaks
 
+    chosen = BreakFilter(run_id, name, kind, field, search)
     with acting_session(ctx, token, claimed) as (engine, actor):
-        rows = list_breaks(engine, actor, run_id, limit)
+        rows = list_breaks(engine, actor, run_id, limit, chosen)
     if as_json:
         click.echo(json.dumps(rows, default=plain, indent=2))
         return

@@ -148,6 +148,27 @@ def test_runs_and_breaks_list_what_was_recorded(cli, tokens) -> None:
     assert refused.exit_code != 0 and "needs the finance_ops role" in refused.output
 
 
+def test_breaks_are_listed_by_reconciliation_kind_field_and_key(cli, tokens, exports) -> None:
+    exports(
+        [billing("INV-1"), billing("INV-2"), billing("INV-3", total="99.00")],
+        [erp("INV-1"), erp("INV-3")],
+    )
+    cli("reconcile", "run")
+
+    def listed(*options: str) -> list[tuple[str, str]]:
+        result = cli("reconcile", "breaks", "--json", "--token", tokens["fin"], *options)
+        assert result.exit_code == 0, result.output + repr(result.exception)
+        return [(row["key"], row["break_type"]) for row in json.loads(result.output)]
+
+    assert listed("--kind", "mismatch") == [("INV-3", "mismatch:amount")]
+    assert listed("--field", "amount", "--key", "INV-3") == [("INV-3", "mismatch:amount")]
+    assert listed("--kind", "missing_in", "--key", "INV-3") == []
+    assert listed("--reconciliation", "invoices", "--kind", "missing_in") == [
+        ("INV-2", "missing_in:erp")
+    ]
+    assert listed("--reconciliation", "payments") == []
+
+
 def test_the_scheduler_runs_each_reconciliation_on_its_schedule(
     config_file: Path, tmp_path: Path
 ) -> None:
