@@ -50,9 +50,9 @@ TRANSACTION_KEYS = {
     "customer": "customer_id",
     "order": "order_id",
 }
-# Of the run's transaction: the aggregation per key holds every key's values in memory
-# (about 600 bytes a key; PostgreSQL allows hash tables twice this), so that a million
-# keys aggregate without spilling to disk.
+# Of the run's transaction: the aggregations per key hold every key in memory (`quick`
+# about 240 bytes a key, `verdicts` about 600 a key it judges; PostgreSQL allows hash tables
+# twice this), so that a million keys aggregate without spilling to disk.
 WORK_MEM = "512MB"
 
 _Q = sql.SQL
@@ -224,13 +224,15 @@ def verdicts(plan: Plan) -> sql.Composed:
         for f in plan.compared
         for a, b in _pairs_of(plan.givers(f))
     }
-    verdicts = [
-        _Q("{} AS {}").format(
-            _Q(" OR ").join(d for (g, _, _), d in differences.items() if g == f) or _Q("false"),
-            mismatch_column(f),
+    verdicts = []
+    for f in plan.compared:
+        # A field one source gives alone is never found differing.
+        among = [d for (g, _, _), d in differences.items() if g == f]
+        verdicts.append(
+            _Q("{} AS {}").format(
+                _Q(" OR ").join(among) if among else _Q("false"), mismatch_column(f)
+            )
         )
-        for f in plan.compared
-    ]
     for a, b in plan.pairs():
         seen, agree = pair_columns(a, b)
         both = [_Q("{} = 1 AND {} = 1").format(count_column(a), count_column(b))]
@@ -300,30 +302,40 @@ CREATE TEMP TABLE _slow (key text) ON COMMIT DROP
 
 
 def _digest_groups(plan: Plan) -> list[tuple[tuple[str, ...], tuple[int, ...]]]:
-    """The compared fields that two or more sources give, grouped by the sources giving
-    them (usually one group: every source gives every compared field)."""
+    """The fields each record is digested by, grouped by the sources giving them: the
+    compared fields by all their givers (usually one group: every source gives every
+    compared field), and a source's numbers that are not compared in a group of that source
+    alone. A group of one source is always alike; it is digested so that each of its
+    numbers is cast, as `verdicts` casts them, and a bad one fails the run."""
     groups: dict[tuple[int, ...], list[str]] = {}
     for f in plan.compared:
-        givers = tuple(plan.givers(f))
-        if len(givers) > 1:
+        if givers := tuple(plan.givers(f)):
             groups.setdefault(givers, []).append(f)
+    for f in plan.values:
+        if f in plan.numeric and f not in plan.compared:
+            for n in plan.givers(f):
+                groups.setdefault((n,), []).append(f)
     return [(tuple(fields), givers) for givers, fields in groups.items()]
 
 
 def _digest(plan: Plan, n: int, fields: Sequence[str]) -> sql.Composable:
-    """Source n's record's digest of `fields`: equal digests mean equal values as compared
-    (numbers by value: 10.0 and 10.00 alike), but for 64-bit hash collisions (one in
-    about 10^19 per pair of records). Each field hashes with a seed of its own (its place),
-    and a missing value as the negated seed, so that no two fields' values stand in for
-    each other; a number that does not cast fails the statement, as in `verdicts`."""
-    terms = []
+    """Source n's record's digest of `fields`: equal digests mean equal values as compared,
+    but for a 64-bit hash collision (about one in 10^19 pairs of records that differ). Each
+    value is hashed as text, a number as its shortest spelling (10.0 and 10.00 alike, NaN
+    and Infinity as themselves), a missing one as 1; each field's hash is mixed into the
+    hash of those before it (hashint8extended), so that no field's value can stand in for
+    another's or cancel it out. A number that does not cast fails the statement, as in
+    `verdicts`."""
+    digest: sql.Composable | None = None
     for f in fields:
-        seed = _L(list(plan.compared).index(f) + 1)
-        hash_ = "hash_numeric_extended" if f in plan.numeric else "hashtextextended"
-        terms.append(
-            _Q("coalesce({}({}, {}), -{})").format(_Q(hash_), _typed(plan, n, f), seed, seed)
+        value = _typed(plan, n, f)
+        text = _Q("trim_scale({})::text").format(value) if f in plan.numeric else value
+        term = _Q("coalesce(hashtextextended({}, 0), 1)").format(text)
+        digest = (
+            term if digest is None else _Q("(hashint8extended({}, 0) # {})").format(digest, term)
         )
-    return _Q(" # ").join(terms)
+    assert digest is not None, "a group has fields"
+    return digest
 
 
 def quick(plan: Plan) -> sql.Composed:

@@ -12,7 +12,15 @@ import psycopg
 import pytest
 
 from reconcile.engine import LOCK_CLASS
-from tests.support.reconciling import BILLING_FIELDS, NOW, billing, erp, write_csv
+from tests.support.reconciling import (
+    BILLING_FIELDS,
+    COMPARE,
+    ERP_FIELDS,
+    NOW,
+    billing,
+    erp,
+    write_csv,
+)
 
 
 def _breaks(db: psycopg.Connection, run_id: int | None) -> set[tuple[str, str]]:
@@ -226,6 +234,22 @@ def test_a_field_a_source_does_not_give_is_not_compared_for_it(
         ("billing", "warehouse", 1, 1),
         ("erp", "warehouse", 1, 1),
     ]
+
+
+def test_a_compared_field_one_source_gives_alone_is_never_a_mismatch(
+    db, exports, reconcile
+) -> None:
+    exports([billing("INV-1"), billing("INV-2")], [erp("INV-1")])
+    erp_without_tax = {k: v for k, v in ERP_FIELDS.items() if k != "tax_amount"}
+    sources = {
+        "billing": {"type": "file", "path": "billing*.csv", "fields": BILLING_FIELDS},
+        "erp": {"type": "file", "path": "erp.jsonl", "fields": erp_without_tax},
+    }
+
+    report = reconcile(sources=sources)
+
+    assert (report.status, report.checked, report.matched) == ("succeeded", 2, 1)
+    assert report.breaks == {"missing_in:erp": 1}
 
 
 def test_accuracy_per_source_pair_counts_what_each_pair_agrees_on(
@@ -509,6 +533,52 @@ def test_an_updated_at_that_does_not_cast_fails_the_run_without_a_scope_too(
         "source billing: updated_at 'yesterday at noon' is not a timestamp",
         "billing.csv line 2",
     )
+
+
+def test_a_bad_number_fails_the_run_where_the_field_is_not_compared_too(
+    db, exports, reconcile
+) -> None:
+    exports([billing("INV-1", total="12,50")], [erp("INV-1", amount="12,50")])
+    given = ("invoice_id", "amount", "currency", "updated_at")  # amount: the context only
+    sources = {
+        "billing": {
+            "type": "file",
+            "path": "billing*.csv",
+            "fields": {k: v for k, v in BILLING_FIELDS.items() if k in given},
+        },
+        "erp": {
+            "type": "file",
+            "path": "erp.jsonl",
+            "fields": {k: v for k, v in ERP_FIELDS.items() if k in given},
+        },
+    }
+
+    report = reconcile(sources=sources, compare={"currency": "exact"})
+
+    assert (report.status, report.error) == (
+        "failed",
+        "source billing: amount '12,50' is not a number",
+    )
+
+
+@pytest.mark.parametrize(
+    ("billing_values", "erp_values"),
+    [
+        # Missing in one, zero in the other, in two fields at once.
+        ({"total": "", "tax": ""}, {"amount": 0, "taxTotal": 0}),
+        ({"total": "", "tax": "0"}, {"amount": 0, "taxTotal": None}),
+        # Numbers that are no number, each only equal to itself.
+        ({"total": "NaN", "tax": "Infinity"}, {"amount": "Infinity", "taxTotal": "-Infinity"}),
+    ],
+)
+def test_values_a_digest_could_confuse_are_mismatches(
+    db, exports, reconcile, billing_values: dict, erp_values: dict
+) -> None:
+    exports([billing("INV-1", **billing_values)], [erp("INV-1", **erp_values)])
+
+    report = reconcile(compare={k: v for k, v in COMPARE.items() if k != "customer_id"})
+
+    assert report.breaks == {"mismatch:amount": 1, "mismatch:tax_amount": 1}, report.error
 
 
 def test_values_swapped_between_two_fields_are_two_mismatches(db, exports, reconcile) -> None:
