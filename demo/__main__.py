@@ -52,7 +52,8 @@ def companions(settings: Settings, url: str, chaos: bool = False) -> Companions:
     return Companions(
         children=[
             collector_child(url, host, port),
-            scheduler_child(url),
+            # Healthy once its history is sent and exported: the scheduler's first
+            # evaluation and reconciliations see all of it.
             sandbox_child(
                 sandbox,
                 f"http://{host}:{port}",
@@ -61,6 +62,7 @@ def companions(settings: Settings, url: str, chaos: bool = False) -> Companions:
                 history,
                 ["--data-dir", str(data_dir), *(["--chaos"] if chaos else [])],
             ),
+            scheduler_child(url),
         ],
         env={"Q2C_REPLAY_ALLOWED_HOSTS": allowed, **alerting, **reconciling},
         banner=lambda console: _banner(settings, console, token),

@@ -29,7 +29,9 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from starlette.applications import Starlette
-from starlette.routing import Mount
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Mount, Route
 
 from demo.exports import EXPORT_EVERY, export_billing_invoices
 from demo.records import SystemsOfRecord
@@ -123,13 +125,27 @@ def replay_applier(tracer_provider: TracerProvider, records: SystemsOfRecord):
 
 
 def sandbox_app(
-    records: SystemsOfRecord, on_applied: Callable[[Applied], None], erp_token: str
+    records: SystemsOfRecord,
+    on_applied: Callable[[Applied], None],
+    erp_token: str,
+    ready: threading.Event | None = None,
 ) -> Starlette:
     """Everything the sandbox serves: the notification sink under /sink, the systems'
-    list endpoints (GET), and their write endpoints that traffic and replays POST to."""
+    list endpoints (GET), and their write endpoints that traffic and replays POST to.
+    /healthz answers 503 until `ready` is set (by default it is at once)."""
     targets = create_targets(TargetState(), on_applied)
+    if ready is None:
+        ready = threading.Event()
+        ready.set()
+
+    async def health(request: Request) -> JSONResponse:
+        if ready.is_set():
+            return JSONResponse({"status": "ok"})
+        return JSONResponse({"status": "starting: sending the history"}, 503)
+
     return Starlette(
         routes=[
+            Route("/healthz", health, methods=["GET"]),
             Mount("/sink", create_sink()),
             *record_routes(records, erp_token),  # before the targets' catch-all mount
             Mount("/", targets),
@@ -137,16 +153,19 @@ def sandbox_app(
     )
 
 
+def export_once(records: SystemsOfRecord, folder: Path) -> None:
+    """Export billing's invoices into `folder`; a failed export is logged (the next turn
+    of `export_continually` tries again)."""
+    try:
+        export_billing_invoices(records, folder)
+    except OSError as exc:
+        log.warning("billing export to %s failed: %s", folder, exc)
+
+
 def export_continually(records: SystemsOfRecord, folder: Path, stop: StopRequest) -> None:
-    """Export billing's invoices into `folder` now and every EXPORT_EVERY seconds until
-    `stop`; a failed export is logged and tried again at the next turn."""
-    while True:
-        try:
-            export_billing_invoices(records, folder)
-        except OSError as exc:
-            log.warning("billing export to %s failed: %s", folder, exc)
-        if stop.wait(EXPORT_EVERY):
-            return
+    """Export billing's invoices into `folder` every EXPORT_EVERY seconds until `stop`."""
+    while not stop.wait(EXPORT_EVERY):
+        export_once(records, folder)
 
 
 def main() -> None:
@@ -174,18 +193,16 @@ def main() -> None:
     customers_since = time.time_ns() - (args.history_days + 1) * 86_400 * NS
     records = SystemsOfRecord(seed=args.seed, since_ns=customers_since)
     erp_token = os.environ.get(ERP_TOKEN_ENV, DEFAULT_ERP_TOKEN)
-    app = sandbox_app(records, replay_applier(target_telemetry[0], records), erp_token)
+    # Healthy once the history is sent and exported: the supervisor starts the scheduler
+    # after the sandbox, so that the first reconciliations see whole systems of record.
+    ready = threading.Event()
+    app = sandbox_app(records, replay_applier(target_telemetry[0], records), erp_token, ready)
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=args.port, log_level="warning")
     )
     threading.Thread(target=server.run, daemon=True).start()
 
     stop = StopRequest().listen()
-    if args.data_dir is not None:
-        folder = args.data_dir / "exports" / "billing"
-        threading.Thread(
-            target=export_continually, args=(records, folder, stop), daemon=True
-        ).start()
     generator = TrafficGenerator(
         *middleware,
         policy.catalog(),
@@ -206,6 +223,13 @@ def main() -> None:
                 args.history_per_day,
                 stop,
             )
+        if args.data_dir is not None:
+            folder = args.data_dir / "exports" / "billing"
+            export_once(records, folder)
+            threading.Thread(
+                target=export_continually, args=(records, folder, stop), daemon=True
+            ).start()
+        ready.set()
         log.info("sending live traffic at %.1f transactions/s", args.rate)
         while not stop.wait(1.0 / args.rate):
             generator.transaction()

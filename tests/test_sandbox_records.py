@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import glob
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -389,3 +390,17 @@ def test_the_demo_reconcile_yaml_points_at_the_sandbox_lists_and_export(
                 statuses = {r[source["fields"]["status"]] for r in served}
                 assert statuses <= set(status_map[name]), (name, statuses)
     assert walked == 7
+
+
+def test_the_sandbox_is_healthy_only_once_its_history_is_in(seeded) -> None:
+    # The supervisor starts the scheduler after the sandbox is healthy: its first
+    # reconciliations then see whole systems of record, not half a history.
+    records, _ = seeded
+    ready = threading.Event()
+    with running_app(sandbox_app(records, lambda applied: None, TOKEN, ready)) as url:
+        before = httpx.get(f"{url}/healthz")
+        ready.set()
+        after = httpx.get(f"{url}/healthz")
+
+    assert (before.status_code, before.json()) == (503, {"status": "starting: sending the history"})
+    assert (after.status_code, after.json()) == (200, {"status": "ok"})
