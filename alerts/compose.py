@@ -104,7 +104,10 @@ def _text(group: GroupView) -> str:
     facts = group.last_facts
     lines = [str(facts["message"])] if facts.get("message") else []
     if group.last_type == "slo.alert":
-        rates = ", ".join(f"{w} {r:g}x" for w, r in (facts.get("burn_rates") or {}).items())
+        rates = ", ".join(  # a window without events has no rate
+            f"{w} {'—' if r is None else f'{r:g}x'}"
+            for w, r in (facts.get("burn_rates") or {}).items()
+        )
         lines.append(f"{facts.get('previous', 'ok')} → {facts.get('state')}; burn rates {rates}")
     if group.exception_id is not None:
         closed = group.members - group.open_members

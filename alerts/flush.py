@@ -16,6 +16,7 @@ failed replay) stays firing but is not repeated: there is nothing to become reso
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
@@ -28,6 +29,8 @@ from alerts.compose import GroupView, compose, dedup_key, stored
 from alerts.config import AlertsConfig, Route
 from alerts.router import route_key
 from q2c.vocabulary import sql_list
+
+log = logging.getLogger(__name__)
 
 BATCH = 500  # groups flushed per statement round
 # An exception someone took: assigned or in progress (what escalations call acknowledged).
@@ -166,7 +169,15 @@ def flush(conn: psycopg.Connection, config: AlertsConfig, base: str, now: dateti
             decision = decide(group, route, now)
             closed = now if decision.close else None
             if decision.notify and route is not None:
-                report.notifications += _notify(cur, group, route, base, now)
+                try:
+                    report.notifications += _notify(cur, group, route, base, now)
+                except Exception:  # a defect composing its message: the other groups go on
+                    log.exception("alert group %s: no notification composed", group.id)
+                    cur.execute(
+                        _RESCHEDULE,
+                        {"group": group.id, "next": decision.next_flush_at, "closed": None},
+                    )
+                    continue
                 cur.execute(
                     _TOLD,
                     {

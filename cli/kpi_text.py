@@ -20,6 +20,11 @@ def _pct(value: float | None) -> str:
     return "—" if value is None else f"{100 * value:.2f}%"
 
 
+def _rate(value: float | None) -> str:
+    """A burn rate; a dash for a window without events (a rate of 0 is 0)."""
+    return "—" if value is None else f"{value:g}"
+
+
 def _table(headers: list[str], rows: list[list[str]]) -> str:
     widths = [
         max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)
@@ -88,7 +93,7 @@ def render(kpis: KpiDocument) -> str:
                 str(p["errors"]),
                 _pct(sla["compliance"]),
                 _pct(sla["error_budget_remaining"]),
-                str(sla["burn_rates"].get("1h") or "—"),
+                _rate(sla["burn_rates"].get("1h")),
                 sla["alert_state"],
                 _pct(rec["accuracy"]),
             ]

@@ -7,8 +7,11 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import psycopg
+from psycopg.types.json import Jsonb
 from sqlalchemy import Engine
 
+import alerts.flush
+from alerts.compose import compose
 from queries.exceptions import assign, close_exceptions, reopen, unassign
 from tests.support.alerting import (
     GROUP_INTERVAL,
@@ -230,3 +233,53 @@ def test_every_matching_route_notifies_until_one_says_stop(
         (row["route"][:9], row["message"]["details"]["system"]) for row in notifications(db)
     )
     assert routed == [("routes[0]", "erp"), ("routes[1]", "billing"), ("routes[2]", "billing")]
+
+
+def _slo_alert(db: psycopg.Connection, process: str, burn_rates: dict) -> None:
+    facts = {"process": process, "state": "page", "previous": "ok", "burn_rates": burn_rates}
+    db.execute(
+        "INSERT INTO slo_alert_states (process, state, changed_at) VALUES (%s, 'page', now())",
+        (process,),
+    )
+    db.execute("INSERT INTO alert_events (type, facts) VALUES ('slo.alert', %s)", (Jsonb(facts),))
+
+
+SLO_ROUTE = {"match": {"event": "slo.alert"}, "to": ["ops-hook"], "group_by": ["process"]}
+
+
+def test_an_slo_alert_with_a_window_without_events_is_told_without_its_rate(
+    db: psycopg.Connection, db_url: str
+) -> None:
+    _slo_alert(db, "invoice_posting", {"5m": 14.4, "1h": None})
+    now = datetime.now(UTC)
+    with receiver() as hook:
+        alerts_config = config(hook.url, routes=[SLO_ROUTE])
+        run_pass(db_url, alerts_config, now)
+        told = run_pass(db_url, alerts_config, now + GROUP_WAIT)
+
+    assert told.notifications == 1
+    [event] = hook.bodies()
+    assert "ok → page; burn rates 1h —, 5m 14.4x" in event["data"]["text"]
+
+
+def test_a_group_whose_message_cannot_be_composed_holds_up_no_other(
+    db: psycopg.Connection, db_url: str, monkeypatch, caplog
+) -> None:
+    _slo_alert(db, "broken_process", {"5m": 20.0})
+    _slo_alert(db, "invoice_posting", {"5m": 20.0})
+
+    def compose_or_fail(group, base, now):
+        if group.labels.get("process") == "broken_process":
+            raise ValueError("a defect in composing")
+        return compose(group, base, now)
+
+    monkeypatch.setattr(alerts.flush, "compose", compose_or_fail)
+    now = datetime.now(UTC)
+    with receiver() as hook:
+        alerts_config = config(hook.url, routes=[SLO_ROUTE])
+        run_pass(db_url, alerts_config, now)
+        told = run_pass(db_url, alerts_config, now + GROUP_WAIT)
+
+    assert told.notifications == 1
+    assert [body["data"]["title"] for body in hook.bodies()] == ["SLO alert: invoice_posting"]
+    assert "no notification composed" in caplog.text
