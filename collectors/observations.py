@@ -15,12 +15,12 @@ from collectors._values import as_text, clean_text, to_json
 from collectors.batch import Batch, DeadLetterRow, ObservationRow
 from collectors.mapping import BUSINESS_FIELDS, AttributeMap, first_value
 from q2c.masking import configured
+from q2c.vocabulary import AMOUNT_LIMIT
 from replay.targets import method_problem, target_problem
 
 log = logging.getLogger(__name__)
 
 _AMOUNT_FIELDS = frozenset({"amount", "tax_amount"})
-_AMOUNT_LIMIT = 1e15  # numeric(20, 4) holds 16 digits before the point
 REPLAY_HEADER_PREFIX = "q2c.replay.header."
 _MAX_TEXT = 4000  # characters kept of an error message
 # Longest process, stage or system name and business key: they are keys of indexes, which
@@ -203,7 +203,7 @@ class Observer:
                     amount = float(value)
                 except (TypeError, ValueError):
                     continue  # not a number: kept in the raw attributes, not in the books
-                if abs(amount) < _AMOUNT_LIMIT:
+                if abs(amount) < AMOUNT_LIMIT:
                     found[field] = amount
             else:
                 text = clean_text(str(value))

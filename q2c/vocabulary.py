@@ -29,6 +29,11 @@ EXCEPTION_KINDS: tuple[ExceptionKind, ...] = get_args(ExceptionKind)
 Impact = Literal["critical", "high", "medium", "low"]
 IMPACTS: tuple[Impact, ...] = get_args(Impact)  # most urgent first
 
+# The amounts the books keep (transactions' and exceptions' numeric(20, 4): 16 digits
+# before the point) are below this in magnitude; a larger one, or no number (NaN,
+# Infinity), is kept where it was given, not as the amount.
+AMOUNT_LIMIT = 10**15
+
 Role = Literal["viewer", "finance_ops", "oncall", "admin"]
 ROLES: tuple[Role, ...] = get_args(Role)  # each holds everything the one before it holds
 

@@ -40,7 +40,7 @@ from typing import NamedTuple
 from psycopg import sql
 
 from q2c.audit_sql import audit_auto_resolved
-from q2c.vocabulary import ONE_OPEN_INDEX_PREDICATE
+from q2c.vocabulary import AMOUNT_LIMIT, ONE_OPEN_INDEX_PREDICATE
 from reconcile.config import CONTEXT_FIELDS
 
 # The transaction's column that holds an object's key, to link a break to its telemetry.
@@ -537,7 +537,7 @@ WITH linked AS (
                AS order_id,
            coalesce(CASE WHEN %(object)s::text = 'invoice' THEN b.key END, t.invoice_id)
                AS invoice_id,
-           coalesce(b.amount, t.amount) AS amount,
+           coalesce(CASE WHEN abs(b.amount) < {limit} THEN b.amount END, t.amount) AS amount,
            coalesce(b.currency, t.currency) AS currency,
            coalesce(b.legal_entity, t.legal_entity) AS legal_entity
     FROM _breaks b
@@ -558,7 +558,7 @@ LEFT JOIN LATERAL (
     ORDER BY e.id DESC LIMIT 1
 ) kept ON true
 """
-    ).format(transaction=transaction)
+    ).format(transaction=transaction, limit=_L(AMOUNT_LIMIT))
 
 
 # A message per break: what is wrong and where the records came from.

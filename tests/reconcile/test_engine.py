@@ -581,6 +581,19 @@ def test_values_a_digest_could_confuse_are_mismatches(
     assert report.breaks == {"mismatch:amount": 1, "mismatch:tax_amount": 1}, report.error
 
 
+@pytest.mark.parametrize("total", ["Infinity", "NaN", "12345678901234567.00"])
+def test_an_amount_no_exception_can_hold_breaks_without_failing_the_run(
+    db, exports, reconcile, total: str
+) -> None:
+    exports([billing("INV-1", total=total)], [erp("INV-1")])
+
+    report = reconcile()
+
+    assert (report.status, report.breaks) == ("succeeded", {"mismatch:amount": 1}), report.error
+    # The exception's amount is the context it gives, in the books' range or none.
+    assert db.execute("SELECT amount FROM exceptions").fetchall() == [(None,)]
+
+
 def test_values_swapped_between_two_fields_are_two_mismatches(db, exports, reconcile) -> None:
     # Equal values, in other fields: a digest of the record's values must tell them apart.
     exports(
