@@ -25,6 +25,17 @@ REPLAYABLE_STATUSES: tuple[ExceptionStatus, ...] = ("open", "assigned", "in_prog
 
 ExceptionKind = Literal["error", "stalled", "reconciliation", "dead_letter"]
 EXCEPTION_KINDS: tuple[ExceptionKind, ...] = get_args(ExceptionKind)
+# Exceptions of kind `reconciliation` come from two checks: the telemetry's (sla/: what the
+# systems reported disagrees), on the process's own stages, and the records' (reconcile/:
+# a break between the systems of record), on the stage `reconcile:<its name>`. Each
+# resolves only its own.
+RECORDS_STAGE_PREFIX = "reconcile:"
+
+
+def records_stage(reconciliation: str) -> str:
+    """The stage of the exceptions a reconciliation of the records opens."""
+    return RECORDS_STAGE_PREFIX + reconciliation
+
 
 Impact = Literal["critical", "high", "medium", "low"]
 IMPACTS: tuple[Impact, ...] = get_args(Impact)  # most urgent first

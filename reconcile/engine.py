@@ -22,6 +22,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from q2c.errors import first_line
+from q2c.vocabulary import records_stage
 from reconcile import _sql
 from reconcile.config import UPDATED_AT, Reconciliation
 from reconcile.sources import SourceError, StagingTable
@@ -173,7 +174,7 @@ def _run(
         },
         compared={f: c.tolerance for f, c in recon.compare.items()},
     )
-    stage = f"reconcile:{name}"
+    stage = records_stage(name)
     cur.execute(_sql.OPEN_KEYS, {"stage": stage})
     checked, matched, pending, pairs = _judge(
         cur, plan, now, recon.scope.updated_within, recon.grace

@@ -7,7 +7,7 @@ rollup pairs are remembered in rollup_progress, exceptions obey the one-open rul
 
 from q2c.audit_sql import audit_auto_resolved
 from q2c.catalog import CATALOG_TABLE
-from q2c.vocabulary import ONE_OPEN_INDEX_PREDICATE
+from q2c.vocabulary import ONE_OPEN_INDEX_PREDICATE, RECORDS_STAGE_PREFIX
 
 # Rows stamped before the oldest running writer's start are all committed (ingest times
 # are clock_timestamp()); the window ends there, so nothing committed late is skipped.
@@ -196,7 +196,9 @@ SELECT (SELECT count(*) FROM checked) AS checked,
        (SELECT count(*) FROM opened) AS opened
 """
 
-# Reconciliation exceptions whose transaction now agrees everywhere resolve themselves.
+# Reconciliation exceptions whose transaction now agrees everywhere resolve themselves:
+# those of the telemetry's reconciliation, not the breaks of the records on the same
+# transaction (which only a run of their reconciliation resolves).
 RESOLVE_RECONCILED = f"""
 WITH resolved AS (
     UPDATE exceptions e
@@ -206,7 +208,7 @@ WITH resolved AS (
     WHERE r.correlation_id = e.correlation_id AND r.matched
       AND e.correlation_id IN (SELECT correlation_id FROM _affected)
       AND prev.correlation_id = e.correlation_id AND prev.id = e.id
-      AND e.kind = 'reconciliation'
+      AND e.kind = 'reconciliation' AND NOT starts_with(e.stage, '{RECORDS_STAGE_PREFIX}')
       AND q2c_is_open(e.status)
     RETURNING e.correlation_id, e.id, prev.status AS before_status, e.resolution
 )

@@ -108,3 +108,41 @@ def test_a_reconciliation_keyed_by_customer_takes_the_key_as_the_customer(
     assert db.execute(
         "SELECT customer_id, currency FROM exceptions WHERE kind = 'reconciliation'"
     ).fetchall() == [("C-7", "EUR")]
+
+
+def test_telemetry_that_agrees_does_not_resolve_a_break_of_the_records(
+    db: psycopg.Connection, exports, reconcile, send, run_evaluation
+) -> None:
+    # What the systems reported agrees, the records do not: the evaluation's telemetry
+    # reconciliation resolves its own exceptions, never a break of the records.
+    send(
+        traces_request(
+            *(
+                stage_span(
+                    "corr-inv-9",
+                    "invoice_posting",
+                    stage,
+                    system,
+                    at_s=at_s,
+                    seq=seq,
+                    invoice_id="INV-9",
+                    amount=120.0,
+                    currency="EUR",
+                )
+                for stage, system, at_s, seq in (
+                    ("invoice_posted", "billing", 1, 200),
+                    ("invoice_recorded", "erp", 2, 210),
+                )
+            )
+        )
+    )
+    exports([billing("INV-9")], [])
+    reconcile()
+
+    run_evaluation()
+
+    assert db.execute(
+        "SELECT correlation_id, error_type, status FROM exceptions WHERE kind = 'reconciliation'"
+    ).fetchall() == [("corr-inv-9", "missing_in:erp", "open")]
+    reconciled = db.execute("SELECT matched FROM reconciliations").fetchall()
+    assert reconciled == [(True,)]  # the telemetry's own check ran, and agreed
