@@ -185,10 +185,13 @@ def detail_section(detail: dict[str, Any]) -> None:
 
 
 def accept_form(detail: dict[str, Any]) -> None:
-    with st.form("recon_accept", clear_on_submit=True):
+    # Keyed by the break it accepts: a click on a form the page has since replaced (the
+    # list moved on while the reason was typed) is never applied to another break.
+    shown = f"{detail['run_id']}|{detail['key']}|{detail['break_type']}"
+    with st.form(f"recon_accept|{shown}", clear_on_submit=True):
         reason = st.text_area(
             "Reason (required)",
-            key="recon_accept_reason",
+            key=f"recon_accept_reason|{shown}",
             placeholder="ERP rounds tax per line; agreed with the controller",
         )
         if st.form_submit_button("Accept difference", type="primary"):
@@ -271,15 +274,16 @@ def breaks_section(runs: list[dict[str, Any]], reconciliation: str | None) -> No
             "exception": st.column_config.LinkColumn("exception", display_text=r"id=(\d+)")
         },
     )
-    label = {f"{r['run_id']}|{r['key']}|{r['break_type']}": r for r in rows}
-    chosen_break = _linked_break(label)
+    listed = [f"{r['run_id']}|{r['key']}|{r['break_type']}" for r in rows]
+    chosen_break = _linked_break(runs, chosen)
+    # The break a link names, or the one shown before a newer run replaced the list, stays
+    # shown (from its run) until another is picked: the page never moves under a reader.
+    options = listed if chosen_break in (None, *listed) else [chosen_break, *listed]
     picked = st.selectbox(
         "Show the records of",
-        list(label),
-        list(label).index(chosen_break) if chosen_break in label else 0,
-        format_func=lambda k: (
-            f"{label[k]['key']} · {label[k]['break_type']} (run {label[k]['run_id']})"
-        ),
+        options,
+        options.index(chosen_break) if chosen_break in options else 0,
+        format_func=_break_label,
         key="recon_break",
     )
     run_id, key, kind_ = picked.split("|", 2)
@@ -291,12 +295,27 @@ def breaks_section(runs: list[dict[str, Any]], reconciliation: str | None) -> No
     detail_section(detail)
 
 
-def _linked_break(label: dict[str, dict[str, Any]]) -> str | None:
-    """The break a pasted link names (`?break_run=N&key=K&type=T`)."""
+def _break_label(shown: str) -> str:
+    run_id, key, kind = shown.split("|", 2)
+    return f"{key} · {kind} (run {run_id})"
+
+
+def _linked_break(runs: list[dict[str, Any]], filters: BreakFilter) -> str | None:
+    """The break the address names (`?break_run=N&key=K&type=T`: a pasted link, or the
+    break shown last), if it is of a run and kind the filters show."""
     params = st.query_params
     if "key" not in params or "type" not in params:
         return None
-    return f"{params.get('break_run', '')}|{params['key']}|{params['type']}"
+    run_id, kind = params.get("break_run", ""), params["type"]
+    shown = {
+        str(run["run_id"])
+        for run in runs
+        if filters.reconciliation in (None, run["reconciliation"])
+        and filters.run_id in (None, run["run_id"])
+    }
+    if run_id not in shown or (filters.kind and not kind.startswith(f"{filters.kind}:")):
+        return None
+    return f"{run_id}|{params['key']}|{kind}"
 
 
 st.title("Reconciliation")

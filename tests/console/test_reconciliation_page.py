@@ -12,6 +12,7 @@ from datetime import timedelta
 
 import psycopg
 import pytest
+import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from demo.seed import seed_users
@@ -122,7 +123,9 @@ def test_accepting_needs_a_reason_then_resolves_the_exception(
     accept.click().run()
     assert any("needs a reason" in e.value for e in app.error)
 
-    app.text_area(key="recon_accept_reason").set_value("posted by hand in the ERP")
+    next(t for t in app.text_area if t.label == "Reason (required)").set_value(
+        "posted by hand in the ERP"
+    )
     next(b for b in app.button if b.label == "Accept difference").click().run()
 
     assert any("Accepted missing_in:erp of INV-2" in s.value for s in app.success)
@@ -142,3 +145,28 @@ def test_before_any_run_the_page_says_how_to_start(
     assert not app.exception and not app.error
     assert "No reconciliation has run yet" in app.info[0].value
     assert not app.get("plotly_chart")
+
+
+def test_the_break_shown_stays_shown_when_a_newer_run_arrives_and_is_the_one_accepted(
+    reconciled_db: str, console_app: Callable[..., AppTest], exports, reconcile
+) -> None:
+    query = {"key": "INV-2", "type": "missing_in:erp", "break_run": "1"}
+    app = console_app(reconciled_db, "finance_ops", "reconciliation", query)
+    assert app.subheader[-1].value == "invoice INV-2 · missing_in:erp"
+
+    # While the reader types a reason, a newer run records the breaks again, and one more
+    # (INV-0, listed first).
+    exports(
+        [billing("INV-0"), billing("INV-1"), billing("INV-2"), billing("INV-3")],
+        [erp("INV-1"), erp("INV-3", taxTotal=20.5, currencyCode="USD")],
+    )
+    assert reconcile(now=NOW + timedelta(minutes=30)).status == "succeeded"
+    st.cache_data.clear()
+    next(t for t in app.text_area if t.label == "Reason (required)").set_value("known")
+    next(b for b in app.button if b.label == "Accept difference").click().run()
+
+    assert any("Accepted missing_in:erp of INV-2" in s.value for s in app.success)
+    with psycopg.connect(reconciled_db) as conn:
+        assert conn.execute(
+            "SELECT key, break_type FROM reconciliation_acceptances"
+        ).fetchall() == [("INV-2", "missing_in:erp")]
