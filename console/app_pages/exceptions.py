@@ -510,6 +510,11 @@ chosen = st.selectbox(
 st.query_params["id"] = str(chosen)  # the address of what is shown, to paste in a ticket
 detail = load(exception_detail, engine(), int(chosen))
 top, bottom = st.columns(3), st.columns(3)
+# Its state now, whichever list it was opened from (the resolution as text: a person wrote it).
+state = [f"Status: {detail['status']}", f"owner: {detail['owner'] or 'nobody'}"]
+if detail["resolution"]:
+    state.append(f"resolution: {detail['resolution']}")
+st.text(" · ".join(state))
 top[0].metric("Customer", detail["customer_id"] or "—")
 top[1].metric("Invoice", detail["invoice_id"] or "—")
 top[2].metric("Amount", amount_text(detail["amount"], detail["currency"]))

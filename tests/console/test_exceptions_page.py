@@ -181,6 +181,10 @@ def test_ignore_until_a_date_or_until_it_recurs_from_the_queue(
     ]
     shown = console_app(console_db, "finance_ops", "exceptions", {"id": str(second)})
     assert any("until its failure recurs" in i.value for i in shown.info)
+    # Not in the default (open) list, its state is still said.
+    assert [t.value for t in shown.text if t.value.startswith("Status:")] == [
+        "Status: ignored · owner: nobody · resolution: supplier fixes it next week"
+    ]
 
 
 def test_regressed_exceptions_are_flagged_and_filtered(
