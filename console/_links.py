@@ -39,7 +39,10 @@ def seed_from_link(fields: Sequence[Linked]) -> None:
         if isinstance(field.default, tuple):
             values = st.query_params.get_all(field.param)
             allowed = tuple(v for v in values if field.choices is None or v in field.choices)
-            st.session_state[field.key] = list(allowed if values else field.default)
+            # An empty value says "any" (write_link's); values none of which may be held
+            # (a mistyped link) say nothing: the default.
+            chosen = values == [""] or bool(allowed)
+            st.session_state[field.key] = list(allowed if chosen else field.default)
         else:
             value = st.query_params.get(field.param)
             valid = value is not None and (field.choices is None or value in field.choices)

@@ -48,6 +48,11 @@ def test_values_a_link_may_not_hold_are_ignored(
     assert app.selectbox(key="f_process").value == "(any)"
     assert app.selectbox(key="f_order").value == "most urgent"
     assert app.multiselect(key="f_status").value == ["open"]
+    mistyped = console_app(console_db, "finance_ops", "exceptions", {"status": "bogus"})
+    default = console_app(console_db, "finance_ops", "exceptions")
+    assert mistyped.multiselect(key="f_status").value == default.multiselect(key="f_status").value
+    cleared = console_app(console_db, "finance_ops", "exceptions", {"status": ""})
+    assert cleared.multiselect(key="f_status").value == []  # "any", as the address said
 
 
 def test_changing_a_filter_writes_it_into_the_address(
