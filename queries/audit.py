@@ -4,7 +4,7 @@ the dead letters behind them), `audit_log` for the rest (sign-ins, tokens, users
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal, get_args
 
 from sqlalchemy import Connection, bindparam, text
 from sqlalchemy.dialects.postgresql import JSONB
@@ -14,6 +14,12 @@ _INSERT = text(
     "VALUES (:actor, :action, :object_type, :object_id, :token_id, :client, :detail)"
 ).bindparams(bindparam("detail", type_=JSONB))
 MAX_ACTOR_CHARS = 64  # a failed sign-in records the name typed, which may be anything
+# What an audit_log row is about (what the Audit log page filters by; exceptions have a
+# trail of their own).
+AuditObject = Literal[
+    "user", "dead_letter", "redrive", "reconciliation_break", "silence", "channel", "saved_view"
+]
+AUDIT_OBJECTS: tuple[AuditObject, ...] = get_args(AuditObject)
 _EXCEPTION_EVENT = text(
     "INSERT INTO exception_events (correlation_id, exception_id, actor, action, before, after, "
     "comment) VALUES (:c, :id, :actor, :action, :before, :after, :comment)"
@@ -51,7 +57,7 @@ def record(
     actor: str,
     action: str,
     *,
-    object_type: str | None = None,
+    object_type: AuditObject | None = None,
     object_id: object = None,
     token_id: int | None = None,
     client: str | None = None,

@@ -11,11 +11,16 @@ import streamlit as st
 
 from console._auth import page_user
 from console._resources import engine, load
+from queries.audit import AUDIT_OBJECTS
 from queries.audit_trail import AuditFilter, audit_actions, count_audit, export_audit, list_audit
 
 user = page_user("audit.view")
 PAGE_ROWS = 200
 ANY = "(any)"
+
+
+def _object_label(kind: str) -> str:
+    return kind.replace("_", " ")
 
 
 @st.cache_data(ttl=5, show_spinner=False)
@@ -43,7 +48,9 @@ a, b, c, d = st.columns(4)
 actor = a.text_input("Actor (user name)", key="a_actor").strip()
 actions = load(audit_actions, engine(), user.username)
 action = b.selectbox("Action", [ANY, *actions], key="a_action")
-object_type = c.selectbox("Object", [ANY, "exception", "user", "token"], key="a_object_type")
+object_type = c.selectbox(
+    "Object", [ANY, "exception", *AUDIT_OBJECTS], key="a_object_type", format_func=_object_label
+)
 object_id = d.text_input("Object ID (number or user name)", key="a_object_id").strip()
 today = datetime.now(UTC).date()
 days = st.date_input(

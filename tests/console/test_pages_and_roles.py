@@ -307,6 +307,20 @@ def test_an_admin_disables_a_user_from_the_console_and_the_audit_log_shows_it(
     assert list(table["object_id"]) == [finance]
     assert list(table["actor"]) == [LOGINS["admin"][0]]
     assert "1 to 1 of 1 matching actions" in audit.caption[0].value
+    audit.selectbox(key="a_object_type").set_value("user").run()
+    assert list(audit.dataframe[0].value["object_id"]) == [finance]
+    # Every kind of object the product audits can be chosen, and no other.
+    assert audit.selectbox(key="a_object_type").options == [
+        "(any)",
+        "exception",
+        "user",
+        "dead letter",
+        "redrive",
+        "reconciliation break",
+        "silence",
+        "channel",
+        "saved view",
+    ]
 
 
 def test_an_admin_cannot_disable_themselves(
