@@ -514,7 +514,8 @@ top, bottom = st.columns(3), st.columns(3)
 state = [f"Status: {detail['status']}", f"owner: {detail['owner'] or 'nobody'}"]
 if detail["resolution"]:
     state.append(f"resolution: {detail['resolution']}")
-st.text(" · ".join(state))
+summary = " · ".join(state)
+st.text(summary)
 top[0].metric("Customer", detail["customer_id"] or "—")
 top[1].metric("Invoice", detail["invoice_id"] or "—")
 top[2].metric("Amount", amount_text(detail["amount"], detail["currency"]))

@@ -247,18 +247,25 @@ def _slo_alert(db: psycopg.Connection, process: str, burn_rates: dict) -> None:
 SLO_ROUTE = {"match": {"event": "slo.alert"}, "to": ["ops-hook"], "group_by": ["process"]}
 
 
-def test_an_slo_alert_with_a_window_without_events_is_told_without_its_rate(
-    db: psycopg.Connection, db_url: str
-) -> None:
-    _slo_alert(db, "invoice_posting", {"5m": 14.4, "1h": None})
+def _told_after_the_wait(db_url: str) -> tuple[int, list]:
+    """A pass now and one a group wait later, routing SLO alerts by process to a webhook:
+    the notifications the second wrote, and the bodies the webhook received."""
     now = datetime.now(UTC)
     with receiver() as hook:
         alerts_config = config(hook.url, routes=[SLO_ROUTE])
         run_pass(db_url, alerts_config, now)
         told = run_pass(db_url, alerts_config, now + GROUP_WAIT)
+    return told.notifications, hook.bodies()
 
-    assert told.notifications == 1
-    [event] = hook.bodies()
+
+def test_an_slo_alert_with_a_window_without_events_is_told_without_its_rate(
+    db: psycopg.Connection, db_url: str
+) -> None:
+    _slo_alert(db, "invoice_posting", {"5m": 14.4, "1h": None})
+
+    notifications, [event] = _told_after_the_wait(db_url)
+
+    assert notifications == 1
     assert "ok → page; burn rates 1h —, 5m 14.4x" in event["data"]["text"]
 
 
@@ -274,12 +281,9 @@ def test_a_group_whose_message_cannot_be_composed_holds_up_no_other(
         return compose(group, base, now)
 
     monkeypatch.setattr(alerts.flush, "compose", compose_or_fail)
-    now = datetime.now(UTC)
-    with receiver() as hook:
-        alerts_config = config(hook.url, routes=[SLO_ROUTE])
-        run_pass(db_url, alerts_config, now)
-        told = run_pass(db_url, alerts_config, now + GROUP_WAIT)
 
-    assert told.notifications == 1
-    assert [body["data"]["title"] for body in hook.bodies()] == ["SLO alert: invoice_posting"]
+    notifications, bodies = _told_after_the_wait(db_url)
+
+    assert notifications == 1
+    assert [body["data"]["title"] for body in bodies] == ["SLO alert: invoice_posting"]
     assert "no notification composed" in caplog.text
