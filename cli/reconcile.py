@@ -16,6 +16,7 @@ import psycopg
 from cli._common import AS_JSON, acting, acting_session, emit, plain
 from q2c.errors import Q2CError
 from q2c.settings import Settings
+from q2c.vocabulary import BREAK_KINDS
 
 if TYPE_CHECKING:
     from reconcile.config import ReconcileConfig
@@ -157,7 +158,7 @@ def reconcile_runs(
 @click.option("--reconciliation", "name", help="Only this reconciliation's.")
 @click.option(
     "--kind",
-    type=click.Choice(["missing_in", "duplicate_in", "mismatch"]),
+    type=click.Choice(BREAK_KINDS),
     help="Only breaks of this kind.",
 )
 @click.option("--field", help="Only mismatches of this field.")
@@ -183,7 +184,7 @@ def reconcile_breaks(
 
     chosen = BreakFilter(run_id, name, kind, field, search)
     with acting_session(ctx, token, claimed) as (engine, actor):
-        rows = list_breaks(engine, actor, run_id, limit, chosen)
+        rows = list_breaks(engine, actor, limit=limit, filters=chosen)
     if as_json:
         click.echo(json.dumps(rows, default=plain, indent=2))
         return

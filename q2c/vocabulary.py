@@ -37,6 +37,10 @@ def records_stage(reconciliation: str) -> str:
     return RECORDS_STAGE_PREFIX + reconciliation
 
 
+# A break of the records is `<kind>:<source or field>` (missing_in:erp, mismatch:amount).
+BREAK_KINDS = ("missing_in", "duplicate_in", "mismatch")
+
+
 Impact = Literal["critical", "high", "medium", "low"]
 IMPACTS: tuple[Impact, ...] = get_args(Impact)  # most urgent first
 

@@ -16,7 +16,6 @@ from queries.exceptions import resolve_in
 from queries.users import allowed_user
 
 MAX_ROWS = 1000  # of one page of runs or breaks
-BREAK_KINDS = ("missing_in", "duplicate_in", "mismatch")  # a break type's part before ':'
 
 _RUNS = """
 SELECT id AS run_id, reconciliation, object, status, started_at, finished_at, source_rows,

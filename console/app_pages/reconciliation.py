@@ -16,8 +16,8 @@ from console._auth import can, page_user
 from console._links import Linked, held, held_index, seed_from_link, write_link
 from console._resources import act, engine, load, show_flash
 from console._widgets import moment_text
+from q2c.vocabulary import BREAK_KINDS
 from queries.reconciliation import (
-    BREAK_KINDS,
     BreakFilter,
     accept_difference,
     accuracy_trend,
@@ -187,7 +187,7 @@ def detail_section(detail: dict[str, Any]) -> None:
 def accept_form(detail: dict[str, Any]) -> None:
     # Keyed by the break it accepts: a click on a form the page has since replaced (the
     # list moved on while the reason was typed) is never applied to another break.
-    shown = f"{detail['run_id']}|{detail['key']}|{detail['break_type']}"
+    shown = _break_id(detail)
     with st.form(f"recon_accept|{shown}", clear_on_submit=True):
         reason = st.text_area(
             "Reason (required)",
@@ -274,7 +274,7 @@ def breaks_section(runs: list[dict[str, Any]], reconciliation: str | None) -> No
             "exception": st.column_config.LinkColumn("exception", display_text=r"id=(\d+)")
         },
     )
-    listed = [f"{r['run_id']}|{r['key']}|{r['break_type']}" for r in rows]
+    listed = [_break_id(row) for row in rows]
     chosen_break = _linked_break(runs, chosen)
     # The break a link names, or the one shown before a newer run replaced the list, stays
     # shown (from its run) until another is picked: the page never moves under a reader.
@@ -286,7 +286,7 @@ def breaks_section(runs: list[dict[str, Any]], reconciliation: str | None) -> No
         format_func=_break_label,
         key="recon_break",
     )
-    run_id, key, kind_ = picked.split("|", 2)
+    run_id, key, kind_ = _break_parts(picked)
     st.query_params.update({"break_run": run_id, "key": key, "type": kind_})
     detail = load(break_detail, engine(), user.username, int(run_id), key, kind_)
     if detail is None:
@@ -295,8 +295,23 @@ def breaks_section(runs: list[dict[str, Any]], reconciliation: str | None) -> No
     detail_section(detail)
 
 
+_SEP = "|"  # between a break's run, key and type (a key may hold one; a run or type not)
+
+
+def _break_id(row: dict[str, Any]) -> str:
+    """A break's identity on this page: its run, key and type."""
+    return _SEP.join((str(row["run_id"]), row["key"], row["break_type"]))
+
+
+def _break_parts(shown: str) -> tuple[str, str, str]:
+    """A break's run, key and type, from its identity."""
+    run_id, rest = shown.split(_SEP, 1)
+    key, kind = rest.rsplit(_SEP, 1)
+    return run_id, key, kind
+
+
 def _break_label(shown: str) -> str:
-    run_id, key, kind = shown.split("|", 2)
+    run_id, key, kind = _break_parts(shown)
     return f"{key} · {kind} (run {run_id})"
 
 
@@ -315,7 +330,7 @@ def _linked_break(runs: list[dict[str, Any]], filters: BreakFilter) -> str | Non
     }
     if run_id not in shown or (filters.kind and not kind.startswith(f"{filters.kind}:")):
         return None
-    return f"{run_id}|{params['key']}|{kind}"
+    return _break_id({"run_id": run_id, "key": params["key"], "break_type": kind})
 
 
 st.title("Reconciliation")
