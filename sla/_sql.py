@@ -263,8 +263,9 @@ SELECT (SELECT count(*) FROM opened), (SELECT count(*) FROM marked)
 """
 
 # Open stalls recorded before stalls were dated from when they became due: dated so once
-# (the wait allowed comes from the policy, so a migration cannot), their impact and due
-# time worked out again by the classification that follows.
+# (the wait allowed comes from the policy, so a migration cannot), answering what their
+# impact and due time are worked out again from (as UNCLASSIFIED does). Their due time is
+# never taken away meanwhile: an exception is classified, and announced as opened, once.
 REDATE_OPEN_STALLS = """
 WITH due AS (
     SELECT x.correlation_id, x.id,
@@ -277,9 +278,10 @@ WITH due AS (
     WHERE x.kind = 'stalled' AND q2c_is_open(x.status)
 )
 UPDATE exceptions e
-SET first_seen = d.became_due, last_seen = d.became_due, due_at = NULL, updated_at = now()
+SET first_seen = d.became_due, last_seen = d.became_due, updated_at = now()
 FROM due d
 WHERE e.correlation_id = d.correlation_id AND e.id = d.id AND d.became_due < e.first_seen
+RETURNING e.id, e.correlation_id, e.process, e.stage, e.kind, e.amount::float8, e.first_seen
 """
 
 # Stalls whose stage has arrived meanwhile (a race with the collector) resolve here.

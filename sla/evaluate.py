@@ -82,7 +82,7 @@ def evaluate(
         report = EvaluationReport(window_start=lower, window_end=max(upper, lower))
         if upper > lower:  # nothing committed since the last window: no window to do
             _evaluate_window(cur, policy, report, {"lower": lower, "upper": upper})
-        _redate_open_stalls_once(cur)
+        _redate_open_stalls_once(cur, policy)
         shortest = min(wait for process in catalog for wait in process.stalled_after)
         report.stalled = _one(cur.execute(_sql.DETECT_STALLED, {"now": now, "shortest": shortest}))[
             0
@@ -140,23 +140,30 @@ def _load_policy(cur: psycopg.Cursor, policy: Policy, catalog: tuple[Process, ..
         cur.executemany("INSERT INTO _reconcile VALUES (%s, %s)", fields)
 
 
-def _redate_open_stalls_once(cur: psycopg.Cursor) -> None:
-    """Date the open stalls of earlier versions from when they became due, once per
-    database (a watermark records it)."""
+def _redate_open_stalls_once(cur: psycopg.Cursor, policy: Policy) -> None:
+    """Date the open stalls of earlier versions from when they became due, and work out
+    their impact and due time again, once per database (a watermark records it)."""
     marker = cur.execute(
         "INSERT INTO watermarks (name, value) VALUES (%s, now()) ON CONFLICT (name) DO NOTHING",
         (_STALLS_REDATED,),
     )
     if marker.rowcount:
-        redated = cur.execute(_sql.REDATE_OPEN_STALLS).rowcount
-        log.info("dated %d open stall(s) from when they became due", redated)
+        redated = cur.execute(_sql.REDATE_OPEN_STALLS).fetchall()
+        if redated:
+            _classify_rows(cur, policy, redated)
+        log.info("dated %d open stall(s) from when they became due", len(redated))
 
 
 def _classify(cur: psycopg.Cursor, policy: Policy) -> int:
     """Give new exceptions their impact (the policy's rules) and due time."""
     rows = cur.execute(_sql.UNCLASSIFIED).fetchall()
-    if not rows:
-        return 0
+    if rows:
+        _classify_rows(cur, policy, rows)
+    return len(rows)
+
+
+def _classify_rows(cur: psycopg.Cursor, policy: Policy, rows: list[tuple]) -> None:
+    """Give the exceptions of `rows` (as UNCLASSIFIED answers) their impact and due time."""
     ids, correlation_ids, impacts, due = [], [], [], []
     for exc_id, correlation_id, process, stage, kind, amount, first_seen in rows:
         impact = policy.impact_of(process, stage, kind, amount)
@@ -168,7 +175,6 @@ def _classify(cur: psycopg.Cursor, policy: Policy) -> int:
         _sql.CLASSIFY,
         {"ids": ids, "correlation_ids": correlation_ids, "impacts": impacts, "due": due},
     )
-    return len(rows)
 
 
 def _one(cur: psycopg.Cursor) -> tuple:

@@ -112,6 +112,11 @@ def test_open_stalls_of_earlier_versions_are_dated_from_when_they_became_due_onc
     (posted_at,) = db.execute("SELECT reached_at FROM stage_events").fetchone()
     assert dated == (posted_at + timedelta(minutes=30), timedelta(days=3))
     assert later[0] > posted_at + timedelta(hours=4)
+    # Classified again in place, not announced again: one exception.opened, when it was new.
+    opened = db.execute(
+        "SELECT count(*) FROM alert_events WHERE type = 'exception.opened'"
+    ).fetchone()
+    assert opened == (1,)
 
 
 def test_an_exception_first_seen_ahead_of_the_database_clock_is_never_of_negative_age(
