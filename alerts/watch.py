@@ -34,7 +34,8 @@ FROM exceptions e
 WHERE q2c_is_open(e.status) AND e.due_at IS NOT NULL
   AND e.due_at > %(since)s AND e.due_at <= %(now)s
 ORDER BY e.id
-ON CONFLICT (exception_id, type) WHERE type IN ('exception.regressed', 'exception.overdue')
+ON CONFLICT (exception_id, type)
+    WHERE type IN ('exception.opened', 'exception.regressed', 'exception.overdue')
 DO NOTHING
 """
 

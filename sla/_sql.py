@@ -309,11 +309,8 @@ SELECT id, correlation_id, process, stage, kind, amount::float8, first_seen
 FROM exceptions WHERE due_at IS NULL ORDER BY id LIMIT 10000
 """
 
-# One found open is announced as opened (migration 0027's trigger tells the appearance of
-# `opened_at`), once: a classification again keeps the time.
 CLASSIFY = """
-UPDATE exceptions e SET impact = c.impact, due_at = c.due_at, updated_at = now(),
-    opened_at = coalesce(e.opened_at, CASE WHEN q2c_is_open(e.status) THEN now() END)
+UPDATE exceptions e SET impact = c.impact, due_at = c.due_at, updated_at = now()
 FROM unnest(%(ids)s::bigint[], %(correlation_ids)s::text[], %(impacts)s::text[],
             %(due)s::timestamptz[]) AS c(id, correlation_id, impact, due_at)
 WHERE e.correlation_id = c.correlation_id AND e.id = c.id

@@ -137,31 +137,3 @@ def test_failure_occurrences_are_backfilled_from_existing_exceptions(empty_db: s
         ("error", "2026-01-01 10:00:00+00", 1, "first"),
         ("error", "2026-01-01 11:00:00+00", 4, "first"),
     ]
-
-
-def test_exceptions_announced_before_keep_the_time_of_their_announcement(empty_db: str) -> None:
-    migrate.upgrade(empty_db, "0026")
-    with psycopg.connect(empty_db) as conn:
-        conn.execute(
-            "INSERT INTO exceptions (correlation_id, stage, system, kind, fingerprint, "
-            "first_seen, last_seen, due_at) VALUES "
-            "('C-1', 'invoice_recorded', 'erp', 'error', 'fp', '2026-01-01T10:00Z', "
-            " '2026-01-01T10:00Z', '2026-01-01T14:00Z'),"
-            "('C-2', 'invoice_recorded', 'erp', 'error', 'fp', '2026-01-01T10:00Z', "
-            " '2026-01-01T10:00Z', '2026-01-01T14:00Z')"
-        )
-        # C-1's announcement is on record; C-2's was pruned (or it predates the outbox).
-        conn.execute(
-            "INSERT INTO alert_events (type, correlation_id, exception_id, facts, occurred_at) "
-            "SELECT 'exception.opened', correlation_id, id, '{}', '2026-01-01T10:01Z' "
-            "FROM exceptions WHERE correlation_id = 'C-1'"
-        )
-
-    migrate.upgrade(empty_db)
-
-    with psycopg.connect(empty_db) as conn:
-        conn.execute("SET TIME ZONE 'UTC'")
-        opened = conn.execute(
-            "SELECT correlation_id, opened_at::text FROM exceptions ORDER BY 1"
-        ).fetchall()
-    assert opened == [("C-1", "2026-01-01 10:01:00+00"), ("C-2", None)]
