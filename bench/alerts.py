@@ -178,7 +178,7 @@ def _cpu_seconds(conn: psycopg.Connection) -> float:
     ]
     used = time.thread_time()
     for pid in pids:
-        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+        with contextlib.suppress(psutil.NoSuchProcess):  # a backend that has just ended
             times = psutil.Process(pid).cpu_times()
             used += times.user + times.system
     return used
@@ -208,6 +208,8 @@ class Round:
 
 
 def _wal_position(conn: psycopg.Connection) -> int:
+    """Bytes of WAL written so far by the server (all its databases: on a server shared by
+    both, the other one is idle while one is evaluated)."""
     (position,) = conn.execute("SELECT pg_current_wal_insert_lsn() - '0/0'::pg_lsn").fetchone() or (
         0,
     )

@@ -263,9 +263,10 @@ SELECT (SELECT count(*) FROM opened), (SELECT count(*) FROM marked)
 """
 
 # Open stalls recorded before stalls were dated from when they became due: dated so once
-# (the wait allowed comes from the policy, so a migration cannot), answering what their
-# impact and due time are worked out again from (as UNCLASSIFIED does). Their due time is
-# never taken away meanwhile: an exception is classified, and announced as opened, once.
+# (the wait allowed comes from the policy, so a migration cannot). It answers, for the
+# classified ones, what their impact and due time are worked out again from (the columns
+# of UNCLASSIFIED): their due time is never taken away, so that an exception is
+# classified, and announced as opened, once. The others are classified as usual.
 REDATE_OPEN_STALLS = """
 WITH due AS (
     SELECT x.correlation_id, x.id,
@@ -281,7 +282,8 @@ UPDATE exceptions e
 SET first_seen = d.became_due, last_seen = d.became_due, updated_at = now()
 FROM due d
 WHERE e.correlation_id = d.correlation_id AND e.id = d.id AND d.became_due < e.first_seen
-RETURNING e.id, e.correlation_id, e.process, e.stage, e.kind, e.amount::float8, e.first_seen
+RETURNING e.id, e.correlation_id, e.process, e.stage, e.kind, e.amount::float8, e.first_seen,
+          e.due_at IS NOT NULL AS classified
 """
 
 # Stalls whose stage has arrived meanwhile (a race with the collector) resolve here.

@@ -142,15 +142,17 @@ def _load_policy(cur: psycopg.Cursor, policy: Policy, catalog: tuple[Process, ..
 
 def _redate_open_stalls_once(cur: psycopg.Cursor, policy: Policy) -> None:
     """Date the open stalls of earlier versions from when they became due, and work out
-    their impact and due time again, once per database (a watermark records it)."""
+    the impact and due time of those classified already again, once per database (a
+    watermark records it)."""
     marker = cur.execute(
         "INSERT INTO watermarks (name, value) VALUES (%s, now()) ON CONFLICT (name) DO NOTHING",
         (_STALLS_REDATED,),
     )
     if marker.rowcount:
         redated = cur.execute(_sql.REDATE_OPEN_STALLS).fetchall()
-        if redated:
-            _classify_rows(cur, policy, redated)
+        classified = [row[:-1] for row in redated if row[-1]]
+        if classified:
+            _classify_rows(cur, policy, classified)
         log.info("dated %d open stall(s) from when they became due", len(redated))
 
 
