@@ -154,7 +154,7 @@ def tiles() -> None:
         delta_text(exc["auto_resolved_pct"], previous["auto_resolved_pct"], " pts"),
         border=True,
     )
-    link(auto, "exceptions", "resolved exceptions", status="resolved")
+    link(auto, "exceptions", "auto-resolved exceptions", status="auto_resolved")
     row = st.columns(4)
     checked = sum(p["reconciliation"]["checked"] for p in current["processes"].values())
     matched = sum(p["reconciliation"]["matched"] for p in current["processes"].values())
