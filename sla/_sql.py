@@ -263,10 +263,10 @@ SELECT (SELECT count(*) FROM opened), (SELECT count(*) FROM marked)
 """
 
 # Open stalls recorded before stalls were dated from when they became due: dated so once
-# (the wait allowed comes from the policy, so a migration cannot). It answers, for the
-# classified ones, what their impact and due time are worked out again from (the columns
-# of UNCLASSIFIED): their due time is never taken away, so that an exception is
-# classified, and announced as opened, once. The others are classified as usual.
+# (the wait allowed comes from the policy, so a migration cannot). It answers each one as
+# UNCLASSIFIED does, and whether it was classified: those are classified again at once,
+# since a due time is never taken away (an exception is classified, and announced as
+# opened, once); the others by the classification that follows.
 REDATE_OPEN_STALLS = """
 WITH due AS (
     SELECT x.correlation_id, x.id,
