@@ -8,13 +8,19 @@ import csv
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, TextIO
+from typing import Any, Literal, TextIO
 
 from sqlalchemy import BindParameter, Connection, Engine, TextClause, bindparam, text
 
 from q2c.errors import Q2CError
 from q2c.masking import configured
-from q2c.vocabulary import CLOSED_STATUSES, IMPACTS, OPEN_STATUSES, TRANSITIONS
+from q2c.vocabulary import (
+    CLOSED_STATUSES,
+    IMPACTS,
+    OPEN_STATUSES,
+    RECORDS_STAGE_PREFIX,
+    TRANSITIONS,
+)
 from queries.audit import record_exception_event
 from queries.search import contains_pattern
 from queries.users import acting_user, allowed_user
@@ -51,6 +57,9 @@ class ExceptionFilter:
     currency: str | None = None
     stages: Sequence[str] = ()  # "process/stage" of the stages to keep
     since: datetime | None = None  # first seen at or after
+    # Only reconciliation breaks found in the telemetry (values the systems reported for a
+    # transaction) or in the records (a reconciliation of the systems' records).
+    reconciled_in: Literal["telemetry", "records"] | None = None
 
 
 # How a list may be ordered: name → ORDER BY (each ends in id, so pages never overlap).
@@ -244,6 +253,11 @@ def _where(filters: ExceptionFilter) -> tuple[list[str], dict[str, Any]]:
     if filters.stages:
         clauses.append("process || '/' || stage IN :stages")
         params["stages"] = list(filters.stages)
+    if filters.reconciled_in is not None:
+        records = "starts_with(stage, :records_stage_prefix)"
+        clauses.append("kind = 'reconciliation'")
+        clauses.append(records if filters.reconciled_in == "records" else f"NOT {records}")
+        params["records_stage_prefix"] = RECORDS_STAGE_PREFIX
     if filters.since is not None:
         clauses.append("first_seen >= :since")
         params["since"] = filters.since

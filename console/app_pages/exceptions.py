@@ -326,6 +326,7 @@ PROCESS = Linked("f_process", "process", ANY, [ANY, *processes])
 KIND = Linked("f_kind", "kind", ANY, [ANY, *EXCEPTION_KINDS])
 OWNER = Linked("f_owner", "owner", ANY, [ANY, *owners])
 AGE = Linked("f_age", "age", "any age", list(AGES))
+RECONCILED_IN = Linked("f_reconciled_in", "reconciled_in", ANY, [ANY, "telemetry", "records"])
 ORDER = Linked("f_order", "order", "most urgent", list(ORDERS))
 LINKED = [
     Linked("f_status", "status", tuple(OPEN_STATUSES), OPEN_STATUSES + CLOSED_STATUSES),
@@ -341,6 +342,7 @@ LINKED = [
     Linked("f_regressed", "regressed", "", ["", "yes"]),
     Linked("f_currency", "currency"),
     Linked("f_close", "close", "", ["", "blocking"]),
+    RECONCILED_IN,
 ]
 seed_from_link(LINKED)
 # The stage's choices follow the process: seeded once its process is known.
@@ -364,9 +366,17 @@ with st.expander("Filters", expanded=True):
     owner = c.selectbox("Owner", OWNER.choices, held_index(OWNER), key=OWNER.key)
     age = d.selectbox("Age", AGE.choices, held_index(AGE), key=AGE.key)
     search = e.text_input("Text (message, IDs)", held("f_search"), key="f_search")
-    a, b = st.columns([1, 4], vertical_alignment="bottom")
+    a, b, c = st.columns([1, 1, 3], vertical_alignment="bottom")
     currency = a.text_input("Currency", held("f_currency"), key="f_currency", max_chars=3)
-    blocking = b.toggle(
+    reconciled_in = b.selectbox(
+        "Reconciliation breaks found in",
+        RECONCILED_IN.choices,
+        held_index(RECONCILED_IN),
+        key=RECONCILED_IN.key,
+        help="telemetry: values the systems reported for a transaction disagree; "
+        "records: a reconciliation of the systems' records found the break",
+    )
+    blocking = c.toggle(
         "Blocking the month-end close (ERP-bound stages, first seen this month)",
         key="close_toggle",
         value=st.session_state["f_close"] == "blocking",
@@ -399,6 +409,7 @@ filters = ExceptionFilter(
     search=search.strip() or None,
     regressed=regressed,
     currency=currency.strip().upper() or None,
+    reconciled_in=None if reconciled_in == ANY else reconciled_in,
 )
 if blocking:
     erp_bound, month_start = close_blocking_scope(policy(), datetime.now(UTC))

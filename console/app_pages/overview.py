@@ -164,7 +164,7 @@ def tiles() -> None:
         border=True,
         help="Transactions whose amounts agree as the systems reported them in telemetry.",
     )
-    link(row[0], "exceptions", "open breaks", kind="reconciliation")
+    link(row[0], "exceptions", "open breaks", reconciled_in="telemetry")
     impact = exc["open_by_impact"]
     row[1].metric("Open exceptions", f"{exc['open']:,}", border=True)
     row[1].caption(f"overdue {exc['overdue']:,}")

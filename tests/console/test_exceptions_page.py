@@ -55,6 +55,28 @@ def test_values_a_link_may_not_hold_are_ignored(
     assert cleared.multiselect(key="f_status").value == []  # "any", as the address said
 
 
+def test_the_overviews_breaks_link_lists_the_telemetrys_breaks_only(
+    console_db: str, console_app: Callable[..., AppTest], db: psycopg.Connection
+) -> None:
+    db.execute(
+        "INSERT INTO exceptions (correlation_id, process, stage, system, kind, fingerprint, "
+        "first_seen, last_seen) VALUES "
+        "('INV-T', 'invoice_posting', 'invoice_recorded', 'erp', 'reconciliation', 'ft', "
+        " now(), now()),"
+        "('INV-R', NULL, 'reconcile:invoices', 'erp', 'reconciliation', 'fr', now(), now())"
+    )
+    (telemetry,) = db.execute(
+        "SELECT count(*) FROM exceptions WHERE kind = 'reconciliation' AND q2c_is_open(status) "
+        "AND NOT starts_with(stage, 'reconcile:')"
+    ).fetchone()
+
+    app = console_app(console_db, "finance_ops", "exceptions", {"reconciled_in": "telemetry"})
+
+    assert not app.exception
+    assert app.selectbox(key="f_reconciled_in").value == "telemetry"
+    assert f"of {telemetry:,} matching exceptions" in _count_caption(app)
+
+
 def test_changing_a_filter_writes_it_into_the_address(
     console_db: str, console_app: Callable[..., AppTest]
 ) -> None:

@@ -64,7 +64,7 @@ def test_each_tile_links_to_the_list_behind_it_that_the_role_may_open(
     assert ("latency per hop", "stages", "process=invoice_posting&hours=24") in viewer
     impacts = [(label, query) for label, page, query in finance if query.startswith("impact=")]
     assert impacts and all(label.split()[1] == query[len("impact=") :] for label, query in impacts)
-    assert ("open breaks", "exceptions", "kind=reconciliation") in finance
+    assert ("open breaks", "exceptions", "reconciled_in=telemetry") in finance
     # The auto-resolved share's list is of the auto-resolved ones, not those a person resolved.
     assert ("auto-resolved exceptions", "exceptions", "status=auto_resolved") in finance
     blocking = [query for _, page, query in finance if "close=blocking" in query]

@@ -149,3 +149,24 @@ def test_the_open_backlogs_costliest_orders_and_its_groups_are_read_from_indexes
     assert "Index Only Scan using exceptions_open_urgency_idx" in urgent
     assert "Index Only Scan using exceptions_open_amount_idx" in largest
     assert "Index Only Scan using exceptions_open_amount_idx" in groups
+
+
+def test_reconciliation_breaks_are_told_apart_by_where_they_were_found(
+    db: psycopg.Connection, engine: Engine
+) -> None:
+    db.execute(
+        "INSERT INTO exceptions (correlation_id, process, stage, system, kind, fingerprint, "
+        "first_seen, last_seen) VALUES "
+        "('INV-1', 'invoice_posting', 'invoice_recorded', 'erp', 'error', 'f1', now(), now()),"
+        "('INV-2', 'invoice_posting', 'invoice_recorded', 'erp', 'reconciliation', 'f2', "
+        " now(), now()),"
+        "('INV-3', NULL, 'reconcile:invoices', 'erp', 'reconciliation', 'f3', now(), now())"
+    )
+
+    def found(**filters: Any) -> list[str]:
+        rows = list_exceptions(engine, ExceptionFilter(**filters), 10, 0)
+        return sorted(row["correlation_id"] for row in rows)
+
+    assert found(kind="reconciliation") == ["INV-2", "INV-3"]
+    assert found(reconciled_in="telemetry") == ["INV-2"]
+    assert found(reconciled_in="records") == ["INV-3"]
