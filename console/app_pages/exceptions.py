@@ -203,6 +203,10 @@ def _run(action: str, ids: list[int], value: str, gone: list[int]) -> None:
             f"{action}: {len(result.changed)} exception(s)"
             + (f" (skipped {skipped})" if skipped else ""),
         )
+        # A reason is given for one action: left in its box, it would go with the next.
+        for box in ("reason", "group_reason"):
+            if value and st.session_state.get(box) == value:
+                st.session_state[box] = ""
     st.cache_data.clear()
 
 

@@ -193,6 +193,8 @@ def test_ignore_until_a_date_or_until_it_recurs_from_the_queue(
     app.button(key="ignore").click().run()
     assert any(f"until {day} 00:00 UTC" in c.value for c in app.caption)
     app.button(key="confirm_action").click().run()
+    assert app.text_input(key="reason").value == ""  # given for that ignore, not the next
+    app.text_input(key="reason").set_value("supplier fixes it next week").run()
     app.radio(key="ignore_for").set_value("until it recurs").run()
     _tick(app, [second])
     app.button(key="ignore").click().run()
