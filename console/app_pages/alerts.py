@@ -62,6 +62,12 @@ def _log(actor: str, filters: LogFilter, page: int) -> pd.DataFrame:
     rows = list_notifications(engine(), actor, filters, PAGE_ROWS, (page - 1) * PAGE_ROWS)
     frame = pd.DataFrame(rows)
     if not frame.empty:
+        # Why it ended as it did, in one column: the receiver's answer or the failure, or
+        # what suppressed it; nothing yet for one still to be delivered.
+        frame["outcome"] = [
+            outcome if isinstance(outcome, str) else f"suppressed by {by}" if by else ""
+            for outcome, by in zip(frame["outcome"], frame["suppressed_by"], strict=True)
+        ]
         frame["exception"] = [
             None if pd.isna(i) else address("exceptions", (), id=int(i))
             for i in frame["exception_id"]
@@ -372,7 +378,6 @@ else:
                 "channel",
                 "status",
                 "outcome",
-                "suppressed_by",
                 "title",
                 "count",
                 "state",
@@ -390,7 +395,6 @@ else:
             "finished_at": st.column_config.DatetimeColumn("finished (UTC)"),
             "outcome": st.column_config.TextColumn("outcome (why)", width="large"),
             "title": st.column_config.TextColumn("title", width="medium"),
-            "suppressed_by": st.column_config.TextColumn("suppressed by"),
             "exception": st.column_config.LinkColumn("exception", display_text="open"),
         },
     )

@@ -15,6 +15,7 @@ import streamlit as st
 import yaml
 from streamlit.testing.v1 import AppTest
 
+from alerts.silences import create_silence
 from q2c.database import create_db_engine
 from q2c.settings import Settings
 from queries.user_admin import set_role
@@ -129,6 +130,32 @@ def test_the_log_lists_real_notifications_newest_first_and_filters_by_status(
     log = next(f.value for f in app.dataframe if "outcome" in f.value.columns)
     assert set(log["status"]) == {"delivered"}
     assert set(log["channel"]) == {"ops-hook"}
+
+
+def test_the_log_says_what_suppressed_a_notification_where_others_say_how_they_ended(
+    console_db: str, alerts_yaml: Path, hook: Receiver, console_app: Callable[..., AppTest]
+) -> None:
+    engine = create_db_engine(console_db, Settings(database_url=None))
+    try:
+        create_silence(
+            engine, "oncall", {"system": "erp"}, datetime.now(UTC) + timedelta(hours=1), "upgrade"
+        )
+    finally:
+        engine.dispose()
+    runner = alerting(console_db, config(hook.url, "http://127.0.0.1:9/nowhere"))
+    try:
+        runner.run_once()
+        runner.run_once(datetime.now(UTC) + timedelta(minutes=1))  # past group_wait
+    finally:
+        runner.close()
+
+    app = console_app(console_db, "oncall", "alerts")
+    log = next(f.value for f in app.dataframe if "outcome" in f.value.columns)
+
+    suppressed = log[log["status"] == "suppressed"]["outcome"]
+    assert len(suppressed) and all(o.startswith("suppressed by silence ") for o in suppressed)
+    assert all(log[log["status"] != "suppressed"]["outcome"].str.len() > 0)
+    assert "suppressed_by" not in log.columns
 
 
 def test_send_test_delivers_through_the_channel_after_confirming(
