@@ -121,6 +121,7 @@ def _list(filters: ExceptionFilter, page: int, order: str) -> pd.DataFrame:
     frame = pd.DataFrame(list_exceptions(engine(), filters, PAGE_ROWS, offset, order))
     if not frame.empty:
         frame["age_hours"] = frame["age"].dt.total_seconds() / 3600
+        frame["owner"] = frame["owner"].fillna("")  # nobody's: a blank cell, not "None"
     return frame
 
 

@@ -161,6 +161,7 @@ def test_each_row_links_to_its_detail_within_the_filters(
     app = console_app(console_db, "finance_ops", "exceptions", {"order": "oldest first"})
 
     editor = next(frame.value for frame in app.dataframe if "select" in frame.value)
+    assert editor["owner"].notna().all()  # an exception nobody has shows a blank owner
     links = dict(zip(editor["id"], editor["link"], strict=True))
     assert links and all(
         link == f"/exceptions?order=oldest+first&id={i}" for i, link in links.items()
