@@ -149,7 +149,8 @@ def records_table(detail: dict[str, Any]) -> None:
     if missing:
         st.caption(f"No record in **{missing[0]}**.")
     if differing:
-        st.caption("Highlighted: " + ", ".join(sorted(differing)) + " differ beyond the tolerance.")
+        verb = "differs" if len(differing) == 1 else "differ"
+        st.caption(f"Highlighted: {', '.join(sorted(differing))} {verb} beyond the tolerance.")
 
 
 def detail_section(detail: dict[str, Any]) -> None:
