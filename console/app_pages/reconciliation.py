@@ -85,7 +85,7 @@ def runs_section(runs: list[dict[str, Any]]) -> None:
                 "pending": run["pending"],
                 "accuracy": _percent(run["accuracy"]),
                 "breaks": sum(run["breaks"].values()),
-                "error": run["error"] and f"{run['error']} ({run['error_at'] or '-'})",
+                "error": f"{run['error']} ({run['error_at'] or '-'})" if run["error"] else "",
                 # The narrow figures first; these wide ones last, to scroll to.
                 "by type": ", ".join(f"{t}: {n}" for t, n in sorted(run["breaks"].items())),
                 "rows read": ", ".join(

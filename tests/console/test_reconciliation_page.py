@@ -72,6 +72,7 @@ def test_runs_show_counts_and_a_failed_runs_reason(
     assert list(runs["status"]) == ["failed", "succeeded"]
     assert (runs["checked"][1], runs["matched"][1], runs["accuracy"][1]) == (4, 1, "25.00%")
     assert runs["breaks"][1] == 4 and "missing_in:erp: 1" in runs["by type"][1]
+    assert runs["error"][1] == "" and "is not a number" in runs["error"][0]
     (chart,) = app.get("plotly_chart")
     assert "Accuracy per run" in chart.proto.spec
 
