@@ -57,15 +57,21 @@ def _config() -> AlertsConfig | list[str]:
         return [str(exc)]
 
 
+def _why(outcome: object, suppressed_by: object) -> str:
+    """Why a notification ended as it did, in one column: the receiver's answer or the
+    failure, or what suppressed it; nothing yet for one still to be delivered."""
+    if isinstance(outcome, str):
+        return outcome
+    return f"suppressed by {suppressed_by}" if isinstance(suppressed_by, str) else ""
+
+
 @st.cache_data(ttl=5, show_spinner=False)
 def _log(actor: str, filters: LogFilter, page: int) -> pd.DataFrame:
     rows = list_notifications(engine(), actor, filters, PAGE_ROWS, (page - 1) * PAGE_ROWS)
     frame = pd.DataFrame(rows)
     if not frame.empty:
-        # Why it ended as it did, in one column: the receiver's answer or the failure, or
-        # what suppressed it; nothing yet for one still to be delivered.
         frame["outcome"] = [
-            outcome if isinstance(outcome, str) else f"suppressed by {by}" if by else ""
+            _why(outcome, by)
             for outcome, by in zip(frame["outcome"], frame["suppressed_by"], strict=True)
         ]
         frame["exception"] = [
