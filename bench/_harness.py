@@ -11,10 +11,11 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from tempfile import TemporaryDirectory
 
+import psutil
 import psycopg
 from sqlalchemy.engine import make_url
 
@@ -52,6 +53,17 @@ def bench_database() -> Iterator[str]:
         finally:
             with psycopg.connect(server, autocommit=True) as conn:
                 conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def cpu_seconds(pids: Iterable[int]) -> float:
+    """User and system CPU seconds the processes `pids` have used so far (none for one that
+    has just ended)."""
+    used = 0.0
+    for pid in pids:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            times = psutil.Process(pid).cpu_times()
+            used += times.user + times.system
+    return used
 
 
 def free_port() -> int:

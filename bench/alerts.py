@@ -39,7 +39,6 @@ from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-import psutil
 import psycopg
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
@@ -47,7 +46,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 from alerts.load import parse_alerts_config
 from alerts.run import Alerting
 from alerts.watch import watch
-from bench._harness import bench_database
+from bench._harness import bench_database, cpu_seconds
 from bench._spans import export_requests, store_requests
 from collectors.writer import PostgresWriter
 from demo.workload import kv
@@ -176,12 +175,7 @@ def _cpu_seconds(conn: psycopg.Connection) -> float:
             "WHERE datname = current_database() AND backend_type = 'client backend'"
         )
     ]
-    used = time.thread_time()
-    for pid in pids:
-        with contextlib.suppress(psutil.NoSuchProcess):  # a backend that has just ended
-            times = psutil.Process(pid).cpu_times()
-            used += times.user + times.system
-    return used
+    return time.thread_time() + cpu_seconds(pids)
 
 
 @dataclass

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import http.client
+import os
 import queue
 import statistics
 import threading
@@ -31,7 +32,7 @@ import psycopg
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from psycopg.types.json import set_json_dumps
 
-from bench._harness import bench_database, collector_process, free_port
+from bench._harness import bench_database, collector_process, cpu_seconds, free_port
 from collectors._pgtypes import pg_datetime
 from collectors.batch import SPANS, SpanRow
 from collectors.mapping import AttributeMap
@@ -156,20 +157,13 @@ def _peak_rss(pid: int, stop: threading.Event, peak: list[int]) -> None:
 def _cpu_seconds(collector_pid: int) -> dict[str, float]:
     """CPU seconds used so far by the collector (with workers), PostgreSQL, and this client."""
 
-    def used(process: psutil.Process) -> float:
-        try:
-            times = process.cpu_times()
-            return times.user + times.system
-        except psutil.NoSuchProcess:
-            return 0.0
-
     collector = psutil.Process(collector_pid)
-    family = [collector, *collector.children(recursive=True)]
-    postgres = [p for p in psutil.process_iter(["name"]) if p.info["name"] in ("postgres",)]
+    family = [collector_pid, *(p.pid for p in collector.children(recursive=True))]
+    postgres = [p.pid for p in psutil.process_iter(["name"]) if p.info["name"] == "postgres"]
     return {
-        "collector": sum(used(p) for p in family),
-        "postgres": sum(used(p) for p in postgres),
-        "client": used(psutil.Process()),
+        "collector": cpu_seconds(family),
+        "postgres": cpu_seconds(postgres),
+        "client": cpu_seconds([os.getpid()]),
     }
 
 
