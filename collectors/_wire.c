@@ -128,9 +128,12 @@ static int read_varint(Reader *r, uint64_t *out) {
     return FALLBACK;
 }
 
+/* A tag is a uint32 varint of at most five bytes: the runtime refuses a longer one even
+ * when its value fits (a zero-padded 0x8a 0x80 0x80 0x80 0x80 0x00). */
 static int read_tag(Reader *r, uint32_t *field, int *wire_type) {
     uint64_t tag;
-    if (read_varint(r, &tag) != OK) return FALLBACK;
+    const uint8_t *start = r->p;
+    if (read_varint(r, &tag) != OK || r->p - start > 5) return FALLBACK;
     *field = (uint32_t)(tag >> 3);
     *wire_type = (int)(tag & 7);
     if (*field == 0 || (tag >> 3) > 0x1FFFFFFF) return FALLBACK;

@@ -89,6 +89,18 @@ def _body_of(span: bytes) -> bytes:
     return field(1, field(2, field(2, span)))
 
 
+def test_a_tag_longer_than_five_bytes_is_left_to_the_runtime() -> None:
+    # Found by `make fuzz`: a six-byte tag whose value fits in 32 bits. The runtime calls
+    # the wire format corrupt; the reader must not read such a body either.
+    for padded_tag in (b"\xd2\xe9\xef\xe5\x8a\x00", b"\x8a\x80\x80\x80\x80\x00"):
+        body = b"\x0a\x00" + padded_tag + b"\x00"
+        assert runtime_batch(body, WINDOWS["all times"]) is None
+        assert read_compiled(body) is None
+    five_bytes = b"\x0a\x00\x8a\x80\x80\x80\x00\x00"  # as long as the runtime allows
+    assert runtime_batch(five_bytes, WINDOWS["all times"]) is not None
+    assert read_compiled(five_bytes) == read_compiled(b"\x0a\x00\x0a\x00")
+
+
 def test_bytes_values_are_left_to_the_runtime() -> None:
     # The runtime turns bytes attribute values into base64 text; the reader stands aside.
     span = Span(attributes=[KeyValue(key="k", value=AnyValue(bytes_value=b"x"))])
