@@ -6,20 +6,24 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+from collections.abc import Callable
 from datetime import timedelta
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 import streamlit as st
 from sqlalchemy.exc import SQLAlchemyError
 
 from console._resources import engine, load, settings
-from q2c.errors import Q2CError
+from q2c.errors import Q2CError, first_line
 from queries.roles import UnknownUser, allows, require
 from queries.sessions import close_session, open_session, resume_session
 from queries.sign_in import sign_in, sso_sign_in
 from queries.users import User, lookup_user
 
 SESSION_KEY = "user"
+NOT_DONE_KEY = "action_not_done"  # an action refused because the sign-in had ended
+T = TypeVar("T")
 
 
 def current_user() -> User | None:
@@ -29,22 +33,70 @@ def current_user() -> User | None:
 
 def refreshed_user() -> User | None:
     """The signed-in user as the database holds them now, so that navigation follows a
-    role change at once; a user disabled or removed since is signed out, and told. A new
-    browser session (a reload, a new tab) resumes the sign-in its cookie holds."""
+    role change at once. A sign-in that has ended since (signed out in another tab,
+    expired, or ended by an admin changing the account) is signed out here too, and the
+    user told. A new browser session (a reload, a new tab) resumes the sign-in its cookie
+    holds."""
     _write_cookie()
     user = current_user() or _resumed_user()
     if user is None:
         return None
     try:
-        fresh = lookup_user(engine(), user.username)
-    except UnknownUser:
-        sign_out()
-        st.warning(f"{user.username} can no longer sign in: the account was disabled or removed.")
-        return None
+        fresh = _signed_in_as_now(user)
     except SQLAlchemyError:
         return user  # the page says what is wrong when it reads; navigation stays as it was
+    if fresh is None:
+        not_done = st.session_state.pop(NOT_DONE_KEY, False)
+        sign_out()
+        st.warning(_ended(user) + (" What you last clicked was not done." if not_done else ""))
+        return None
     st.session_state[SESSION_KEY] = fresh
     return fresh
+
+
+def _signed_in_as_now(user: User) -> User | None:
+    """`user` as the database holds them now if their sign-in still holds: the account
+    enabled and, when this tab has a session, that session open, unexpired and of the
+    user's current role."""
+    token = st.session_state.get(TOKEN_KEY)
+    if token:
+        return resume_session(engine(), token)
+    try:
+        return lookup_user(engine(), user.username)
+    except UnknownUser:
+        return None
+
+
+def _ended(user: User) -> str:
+    """Why `user`'s sign-in ended, as far as the database tells."""
+    try:
+        lookup_user(engine(), user.username)
+    except UnknownUser:
+        return f"{user.username} can no longer sign in: the account was disabled or removed."
+    except SQLAlchemyError:
+        pass
+    return (
+        f"The sign-in of {user.username} has ended: signed out in another tab, expired, or "
+        "ended by an admin (a new role or password). Please sign in again."
+    )
+
+
+def act(command: Callable[..., T], *args: object) -> T | None:
+    """Run a command for the signed-in user, unless their sign-in has ended meanwhile (the
+    page then signs them out and says so); a refusal or failure becomes a message."""
+    user = current_user()
+    if user is None:
+        return None
+    try:
+        if _signed_in_as_now(user) is None:
+            st.session_state[NOT_DONE_KEY] = True
+            return None
+        return command(*args)
+    except Q2CError as exc:
+        st.session_state["flash"] = ("error", str(exc))
+    except SQLAlchemyError as exc:
+        st.session_state["flash"] = ("error", f"Could not save: {first_line(exc)}")
+    return None
 
 
 DESTINATION_KEY = "destination"

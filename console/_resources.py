@@ -56,17 +56,6 @@ def load(reader: Callable[..., T], *args: object) -> T:
     raise AssertionError("st.stop() returned")  # pragma: no cover
 
 
-def act(command: Callable[..., T], *args: object) -> T | None:
-    """Run a command for the signed-in user; a refusal or failure becomes a message."""
-    try:
-        return command(*args)
-    except Q2CError as exc:
-        st.session_state["flash"] = ("error", str(exc))
-    except SQLAlchemyError as exc:
-        st.session_state["flash"] = ("error", f"Could not save: {first_line(exc)}")
-    return None
-
-
 def show_flash() -> None:
     """Show (once) the message the last action left."""
     flash = st.session_state.pop("flash", None)

@@ -6,8 +6,8 @@ from dataclasses import asdict
 import pandas as pd
 import streamlit as st
 
-from console._auth import page_user
-from console._resources import act, engine, load, settings, show_flash
+from console._auth import act, page_user
+from console._resources import engine, load, settings, show_flash
 from q2c.vocabulary import ROLES
 from queries.user_admin import (
     add_user,

@@ -23,9 +23,9 @@ from alerts.silences import (
     expire_silence,
     list_silences,
 )
-from console._auth import can, page_user
+from console._auth import act, can, page_user
 from console._links import address
-from console._resources import act, engine, load, settings, show_flash
+from console._resources import engine, load, settings, show_flash
 from q2c.durations import duration_text, parse_duration
 from q2c.errors import Q2CError
 from queries.alerting import (

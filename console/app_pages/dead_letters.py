@@ -8,9 +8,9 @@ import json
 import pandas as pd
 import streamlit as st
 
-from console._auth import page_user
+from console._auth import act, page_user
 from console._links import linked_id
-from console._resources import act, engine, load, settings, show_flash
+from console._resources import engine, load, settings, show_flash
 from console._widgets import age_text, selectable_table, untick
 from queries.redrives import (
     RedrivePreview,

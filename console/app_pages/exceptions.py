@@ -9,7 +9,7 @@ from typing import IO
 import pandas as pd
 import streamlit as st
 
-from console._auth import page_user
+from console._auth import act, page_user
 from console._links import (
     Linked,
     address,
@@ -20,7 +20,7 @@ from console._links import (
     seed_from_link,
     write_link,
 )
-from console._resources import act, engine, load, policy, show_flash
+from console._resources import engine, load, policy, show_flash
 from console._widgets import (
     age_text,
     amount_text,

@@ -12,9 +12,9 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from console._auth import can, page_user
+from console._auth import act, can, page_user
 from console._links import Linked, held, held_index, seed_from_link, write_link
-from console._resources import act, engine, load, show_flash
+from console._resources import engine, load, show_flash
 from console._widgets import moment_text
 from q2c.vocabulary import BREAK_KINDS
 from queries.reconciliation import (

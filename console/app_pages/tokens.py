@@ -6,8 +6,8 @@ from datetime import timedelta
 import pandas as pd
 import streamlit as st
 
-from console._auth import page_user
-from console._resources import act, engine, load, show_flash
+from console._auth import act, page_user
+from console._resources import engine, load, show_flash
 from console._widgets import moment_text
 from queries.tokens import create_token, list_tokens, revoke_token
 

@@ -17,9 +17,11 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.trace import Status, StatusCode
 from playwright.sync_api import Page, expect
 
+from q2c.database import create_db_engine
 from q2c.settings import Settings
 from q2c.vocabulary import OPEN_STATUSES
 from queries.exceptions import close_exceptions
+from queries.user_admin import reset_password
 from tests.support.console import LOGINS
 from tests.support.otlp import (
     BASE_NS,
@@ -489,6 +491,50 @@ def test_a_sign_in_survives_reloads_and_new_tabs_until_sign_out_or_a_role_change
     page.reload()  # a role change ends the sessions opened with the old role
     expect(page.get_by_role("button", name="Sign in")).to_be_visible()
     assert stored == [(32, True), (32, False)]  # only hashes are kept
+
+
+def _comments(database_url: str) -> list[tuple[str, str]]:
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute(
+            "SELECT actor, comment FROM exception_events WHERE action = 'commented' ORDER BY id"
+        ).fetchall()
+    return [(str(actor), str(comment)) for actor, comment in rows]
+
+
+def _comment_refused(tab: Page, note: str) -> None:
+    """Type `note` and click Add comment in `tab`, open since before its sign-in ended:
+    the tab is signed out, says so, and the comment is not added."""
+    tab.get_by_role("textbox", name="Comment").fill(note)
+    tab.get_by_role("button", name="Add comment").click()
+    expect(tab.get_by_text("What you last clicked was not done.")).to_be_visible()
+    expect(tab.get_by_role("button", name="Sign in")).to_be_visible()
+
+
+def test_an_open_tab_can_do_nothing_once_its_sign_in_has_ended(
+    page: Page, console_url: str, console_db: str
+) -> None:
+    # Signing out in one tab ends the sign-in of every tab, at their next click.
+    _sign_in(page, console_url, "finance_ops")
+    tab = page.context.new_page()
+    tab.goto(f"{console_url}/exceptions")
+    expect(tab.get_by_role("heading", name="Exceptions")).to_be_visible()
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.get_by_role("button", name="Sign in")).to_be_visible()
+
+    _comment_refused(tab, "typed after signing out elsewhere")
+    expect(tab.get_by_text("signed out in another tab")).to_be_visible()
+
+    # An admin's password reset ends the user's open sign-in as well.
+    _sign_in_at(tab, f"{console_url}/exceptions", "finance_ops")
+    expect(tab.get_by_role("heading", name="Exceptions")).to_be_visible()
+    engine = create_db_engine(console_db, Settings(database_url=None))
+    try:
+        reset_password(engine, LOGINS["admin"][0], LOGINS["finance_ops"][0], "a-new-Passw0rd!")
+    finally:
+        engine.dispose()
+    _comment_refused(tab, "typed after an admin reset the password")
+
+    assert _comments(console_db) == []
 
 
 def _send_nested_trace(collector_url: str) -> None:
