@@ -289,7 +289,10 @@ def _refusal(letter, allowed_hosts: frozenset[str], force: bool) -> str | None:
     if letter.status == "discarded":
         return "the dead letter was discarded"
     if letter.status == "replayed" and not force:
-        return "already replayed successfully (request again with force to send it anew)"
+        # Sending a delivered message again may post it twice: only on purpose, by command.
+        return (
+            "already replayed successfully; to send it anew on purpose: q2c replay request --force"
+        )
     return letter.target_error or refusal(letter.target_url, allowed_hosts)
 
 

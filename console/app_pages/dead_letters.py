@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from console._auth import act, page_user
-from console._links import linked_id
+from console._links import Linked, held, held_index, linked_id, seed_from_link, write_link
 from console._resources import engine, load, settings, show_flash
 from console._widgets import age_text, selectable_table, untick
 from queries.redrives import (
@@ -29,6 +29,8 @@ from queries.replays import (
 
 user = page_user("dead_letters.view")
 EDITOR = "dead_letters_editor"
+ANY = "(any)"
+STATUSES = ("dead", "replay_pending", "replayed", "discarded", ANY)
 COLUMNS = [
     "id",
     "occurred_at",
@@ -187,12 +189,15 @@ def confirm(
 
 st.title("Dead letters & replays")
 show_flash()
+# /dead_letters?status=replayed&q=INV-1: that list, to paste in a ticket.
+STATUS = Linked("dl_status", "status", "dead", STATUSES)
+LINKED = [STATUS, Linked("dl_search", "q")]
+seed_from_link(LINKED)
 a, b = st.columns([1, 3])
-status = a.selectbox(
-    "Status", ["dead", "replay_pending", "replayed", "discarded", "(any)"], key="dl_status"
-)
-search = b.text_input("Search (correlation ID, target, error)", key="dl_search")
-frame = load(_letters, user.username, None if status == "(any)" else status, search or None)
+status = a.selectbox("Status", STATUSES, held_index(STATUS), key=STATUS.key)
+search = b.text_input("Search (correlation ID, target, error)", held("dl_search"), key="dl_search")
+write_link(LINKED)
+frame = load(_letters, user.username, None if status == ANY else status, search or None)
 
 if frame.empty:
     st.info("No dead letters match.")
@@ -215,20 +220,28 @@ else:
         else:
             st.warning("Give a reason to discard (it goes into the audit trail).")
 
+
+listed_ids = [] if frame.empty else frame["id"].tolist()
+letters = list(listed_ids)
+linked = linked_id()  # /dead_letters?id=N: this dead letter, in this list or not
+if linked is not None and linked not in letters:
+    letters.insert(0, linked)
+if letters:
     st.subheader("Payload")
-    letters = frame["id"].tolist()
-    linked = linked_id()  # /dead_letters?id=N
     chosen = st.selectbox(
         "Dead letter",
         letters,
         index=letters.index(linked) if linked in letters else 0,
         key="payload_id",
+        format_func=lambda i: str(i) if i in listed_ids else f"{i} (not in this list)",
     )
     st.query_params["id"] = str(chosen)  # the address of what is shown
     detail = load(dead_letter_detail, engine(), user.username, int(chosen))
     shown = pretty(detail["payload"])  # masked by the query layer
     left, right = st.columns(2)
-    left.markdown(f"**{detail['method']}** `{detail['target_url']}`")
+    left.markdown(
+        f"**{detail['method']}** `{detail['target_url']}` · status **{detail['status']}**"
+    )
     left.code(shown, language="json")
     right.markdown("**Headers** (secrets masked)")
     right.json(detail["headers"] or {})

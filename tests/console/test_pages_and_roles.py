@@ -290,6 +290,28 @@ def test_dead_letter_payloads_are_shown_to_on_call(
     assert any('"invoice": "INV-11"' in code.value for code in app.code)
 
 
+def test_a_link_to_a_dead_letter_no_longer_listed_shows_that_letter_and_says_so(
+    console_db: str, console_app: Callable[..., AppTest], db: psycopg.Connection
+) -> None:
+    [(replayed, correlation_id)] = db.execute(
+        "UPDATE dead_letters SET status = 'replayed' "
+        "WHERE id = (SELECT min(id) FROM dead_letters) RETURNING id, correlation_id"
+    ).fetchall()
+
+    app = console_app(console_db, "oncall", "dead_letters", {"id": str(replayed)})
+
+    assert not app.exception
+    shown = app.selectbox(key="payload_id")
+    assert shown.value == replayed  # not the first letter of the list instead
+    assert shown.format_func(replayed) == f"{replayed} (not in this list)"
+    assert any("status **replayed**" in text.value for text in app.markdown)
+    assert app.query_params["id"] == str(replayed)
+
+    listed = console_app(console_db, "oncall", "dead_letters", {"status": "replayed"})
+    assert listed.selectbox(key="dl_status").value == "replayed"  # the link's list
+    assert correlation_id in set(listed.dataframe[0].value["correlation_id"])
+
+
 def test_an_admin_disables_a_user_from_the_console_and_the_audit_log_shows_it(
     console_db: str, console_app: Callable[..., AppTest], db: psycopg.Connection
 ) -> None:
