@@ -127,7 +127,10 @@ def revoke_token(engine: Engine, actor: str, token_id: int) -> TokenInfo:
     revoking twice is refused."""
     with engine.begin() as conn:
         row = conn.execute(
-            text("SELECT username, revoked_at FROM api_tokens WHERE id = :id FOR UPDATE"),
+            text(
+                "SELECT username, name, prefix, revoked_at FROM api_tokens "
+                "WHERE id = :id FOR UPDATE"
+            ),
             {"id": token_id},
         ).one_or_none()
         if row is None:
@@ -152,7 +155,8 @@ def revoke_token(engine: Engine, actor: str, token_id: int) -> TokenInfo:
             object_type="user",
             object_id=row.username,
             token_id=token_id,
-            detail={"revoked_with_it": children} if children else None,
+            detail={"token": f"{row.name or '(no name)'} ({row.prefix}…)"}
+            | ({"revoked_with_it": children} if children else {}),
         )
     return next(_info(r) for r in revoked if r.id == token_id)
 

@@ -9,7 +9,7 @@ import streamlit as st
 from console._auth import act, page_user
 from console._resources import engine, load, show_flash
 from console._widgets import moment_text
-from queries.tokens import create_token, list_tokens, revoke_token
+from queries.tokens import TokenInfo, create_token, list_tokens, revoke_token
 
 LIFETIMES = {"7 days": 7, "30 days": 30, "90 days": 90, "1 year": 366}
 NEW_TOKEN = "new_token"  # session key of the token just created, until it is dismissed
@@ -32,9 +32,28 @@ def _create(name: str, days: int) -> None:
         st.session_state[NEW_TOKEN] = created[0]
 
 
-def _revoke(token_id: int) -> None:
+def _revoke(token_id: int, label: str) -> None:
+    """on_click of the revocation's confirmation."""
     if act(revoke_token, engine(), user.username, token_id) is not None:
-        st.session_state["flash"] = ("ok", f"Token {token_id} revoked.")
+        st.session_state["flash"] = ("ok", f"Token {label} revoked.")
+
+
+def _label(token: TokenInfo) -> str:
+    """`laptop · q2c_pat_AbC… · created 2026-12-04 18:40 UTC`: a token as its owner knows it."""
+    name = token.name or "(no name)"
+    return f"{name} · {token.prefix}… · created {moment_text(token.created_at)}"
+
+
+@st.dialog("Revoke a token")
+def confirm_revoke(token_id: int, label: str) -> None:
+    st.write(
+        f"Revoke **{label}**? Whatever uses it is refused from now on, and the tokens made "
+        "with it are revoked too. This cannot be undone."
+    )
+    if st.button(
+        "Revoke", type="primary", key="confirm_revoke", on_click=_revoke, args=(token_id, label)
+    ):
+        st.rerun()
 
 
 if token := st.session_state.get(NEW_TOKEN):
@@ -75,7 +94,10 @@ else:
         ]
     )
     st.dataframe(rows, hide_index=True)
-    active = [t.id for t in tokens if t.revoked_at is None]
+    active = {t.id: _label(t) for t in tokens if t.revoked_at is None}
     if active:
-        chosen = st.selectbox("Token to revoke", active, key="revoke_id")
-        st.button("Revoke", key="revoke_token", on_click=_revoke, args=(chosen,))
+        chosen = st.selectbox(
+            "Token to revoke", list(active), format_func=active.get, key="revoke_id"
+        )
+        if st.button("Revoke…", key="revoke_token"):
+            confirm_revoke(chosen, active[chosen])

@@ -123,5 +123,5 @@ def test_a_token_made_with_a_token_expires_with_it_and_is_revoked_with_it(
     with pytest.raises(UnknownUser):
         authenticate_token(engine, child["token"], "test")
     assert db.execute("SELECT detail FROM audit_log WHERE action = 'token.revoked'").fetchone() == (
-        {"revoked_with_it": [child["id"]]},
+        {"token": f"(no name) ({info.prefix}…)", "revoked_with_it": [child["id"]]},
     )

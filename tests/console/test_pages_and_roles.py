@@ -128,7 +128,10 @@ def test_a_user_creates_a_token_sees_it_once_and_revokes_it(
     try:
         who = authenticate_token(engine, shown[0], "test").user.username
         app.button(key="dismiss_token").click().run()
+        label = app.selectbox(key="revoke_id").format_func(app.selectbox(key="revoke_id").value)
         app.button(key="revoke_token").click().run()
+        authenticate_token(engine, shown[0], "test")  # asked first: not revoked yet
+        app.button(key="confirm_revoke").click().run()
         with pytest.raises(UnknownUser):
             authenticate_token(engine, shown[0], "test")
     finally:
@@ -140,6 +143,13 @@ def test_a_user_creates_a_token_sees_it_once_and_revokes_it(
     assert not app.code  # shown once
     table = app.dataframe[0].value
     assert table["token"][0] == shown[0][:12] + "…" and table["state"][0] == "revoked"
+    assert label.startswith(f"laptop · {shown[0][:12]}… · created ")  # named, not a number
+    assert [s.value for s in app.success] == [f"Token {label} revoked."]
+    with psycopg.connect(console_db) as conn:
+        [(detail,)] = conn.execute(
+            "SELECT detail FROM audit_log WHERE action = 'token.revoked'"
+        ).fetchall()
+    assert detail == {"token": f"laptop ({shown[0][:12]}…)"}
 
 
 def test_exception_detail_shows_business_context_and_history(
