@@ -35,7 +35,7 @@ CATALOG = (
     ("stages.py", "Quote-to-cash stages", ":material/account_tree:", "dashboards.view"),
     ("exceptions.py", "Exceptions", ":material/report:", "exceptions.view"),
     ("dead_letters.py", "Dead letters & replays", ":material/replay:", "dead_letters.view"),
-    ("explorer.py", "Trace explorer", ":material/travel_explore:", "exceptions.view"),
+    ("explorer.py", "Trace explorer", ":material/travel_explore:", "transactions.view"),
     ("admin.py", "Users & policies", ":material/admin_panel_settings:", "users.manage"),
     ("audit.py", "Audit log", ":material/history:", "audit.view"),
     ("alerts.py", "Alerts", ":material/notifications:", "alerts.view"),

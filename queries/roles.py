@@ -12,6 +12,7 @@ from q2c.vocabulary import ROLES
 PERMISSIONS: dict[str, tuple[str, str]] = {
     "dashboards.view": ("viewer", "viewing dashboards"),
     "exceptions.view": ("finance_ops", "viewing exceptions"),
+    "transactions.view": ("finance_ops", "following transactions in the trace explorer"),
     "exceptions.act": ("finance_ops", "assigning, commenting on, resolving or ignoring exceptions"),
     "dead_letters.view": ("oncall", "viewing dead letters and their payloads"),
     "replays.request": ("oncall", "requesting replays"),

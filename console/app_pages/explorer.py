@@ -15,7 +15,7 @@ from console._waterfall import ERROR, figure, layout, length_text, row_label
 from console._widgets import amount_text, moment_text
 from queries.transactions import find_transactions, journey, recent_transactions
 
-page_user("exceptions.view")
+page_user("transactions.view")
 SPAN_KINDS = {
     0: "unspecified",
     1: "internal",

@@ -31,7 +31,7 @@ PAGES = {  # page → least role
 ROLES = ("viewer", "finance_ops", "oncall", "admin")
 REFUSALS = {
     "exceptions": "viewing exceptions needs the finance_ops role",
-    "explorer": "viewing exceptions needs the finance_ops role",
+    "explorer": "following transactions in the trace explorer needs the finance_ops role",
     "dead_letters": "viewing dead letters and their payloads needs the oncall role",
     "admin": "managing users needs the admin role",
     "audit": "reading the audit log needs the admin role",
