@@ -115,6 +115,21 @@ def count_exceptions(engine: Engine, filters: ExceptionFilter) -> int:
         return int(conn.execute(query.bindparams(*_expanding(params)), params).scalar_one())
 
 
+def amounts_at_stake(engine: Engine, filters: ExceptionFilter) -> list[tuple[str, float, int]]:
+    """Per currency, the amount the exceptions matching `filters` hold up, each transaction
+    counted once (at the largest amount of its exceptions: a dead letter and the stall it
+    causes are one sum of money), and how many transactions: as the overview counts."""
+    clauses, params = _where(filters)
+    query = text(
+        "SELECT coalesce(currency, ''), sum(amount), count(*) FROM ("
+        "SELECT min(currency) AS currency, max(amount) AS amount FROM exceptions "
+        f"WHERE {' AND '.join(clauses)} AND amount IS NOT NULL GROUP BY correlation_id) t "
+        "GROUP BY 1 ORDER BY 1"
+    ).bindparams(*_expanding(params))
+    with engine.connect() as conn:
+        return [(c, float(a), int(n)) for c, a, n in conn.execute(query, params)]
+
+
 def matching_ids(engine: Engine, filters: ExceptionFilter) -> list[int]:
     """The ids of every exception matching `filters` (a group action acts on them all)."""
     clauses, params = _where(filters)

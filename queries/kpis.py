@@ -547,15 +547,15 @@ def _money_at_risk(conn: Connection, policy: Policy, end: datetime) -> MoneyAtRi
     rows = conn.execute(
         text(
             f"""
-            SELECT process, impact, currency, sum(amount),
-                   sum(amount) FILTER (WHERE erp_bound AND first_seen >= :month_start)
+            SELECT process, impact, currency, sum(amount), sum(blocking)
             FROM (
                 SELECT correlation_id, min(process) AS process,
                        ({_IMPACTS})[min(array_position(
                            {_IMPACTS}, impact))] AS impact,
                        min(currency) AS currency, max(amount) AS amount,
-                       min(first_seen) AS first_seen,
-                       bool_or(process || '/' || stage = ANY(:erp_bound)) AS erp_bound
+                       -- what the exceptions list's "blocking the close" shows, once
+                       max(amount) FILTER (WHERE process || '/' || stage = ANY(:erp_bound)
+                                             AND first_seen >= :month_start) AS blocking
                 FROM exceptions
                 WHERE status IN :open AND amount IS NOT NULL
                 GROUP BY correlation_id

@@ -35,6 +35,7 @@ from queries.exceptions import (
     ORDERS,
     ActionResult,
     ExceptionFilter,
+    amounts_at_stake,
     assign,
     close_exceptions,
     comment,
@@ -128,6 +129,11 @@ def _list(filters: ExceptionFilter, page: int, order: str) -> pd.DataFrame:
 @st.cache_data(ttl=5, show_spinner=False)
 def _count(filters: ExceptionFilter) -> int:
     return count_exceptions(engine(), filters)
+
+
+@st.cache_data(ttl=5, show_spinner=False)
+def _at_stake(filters: ExceptionFilter) -> list[tuple[str, float, int]]:
+    return amounts_at_stake(engine(), filters)
 
 
 def _export(filters: ExceptionFilter, order: str) -> Callable[[], IO[str]]:
@@ -447,6 +453,17 @@ frame = load(_list, listed, page, order)
 first = (page - 1) * PAGE_ROWS + 1
 last = first + len(frame) - 1
 st.caption(f"Showing {first:,} to {last:,} of {shown:,} {of_what}")
+if blocking:  # the overview's tiles of the close: the same sums, each transaction once
+    stakes = load(_at_stake, listed)
+    st.caption(
+        "At stake, each transaction counted once (its largest amount), as on the overview: "
+        + "; ".join(
+            f"{amount_text(amount, currency or None)} on {n:,} transaction{'s' * (n != 1)}"
+            for currency, amount, n in stakes
+        )
+        if stakes
+        else "No amount is at stake on these exceptions."
+    )
 # Each row's own address, within the filters in force: opening it shows that detail.
 frame["link"] = [address("exceptions", id=int(i)) for i in frame["id"]]
 frame["money"] = [

@@ -240,7 +240,7 @@ def tiles() -> None:
         with st.container(border=True):
             st.markdown(
                 "**Blocking the month-end close** (open exceptions on ERP-bound stages, "
-                "first seen this month), per currency:"
+                "first seen this month), per currency, each transaction counted once:"
             )
             for cell, m in zip(st.columns(max(len(money), 4)), money, strict=False):
                 cell.metric(m["currency"] or "no currency", amount_text(m["amount"], None))

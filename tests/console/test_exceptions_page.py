@@ -289,6 +289,42 @@ def test_the_overviews_money_link_lists_the_exceptions_blocking_the_close(
     assert "No exceptions match" in other.info[0].value  # the close's money is in USD only
 
 
+def test_the_money_blocking_the_close_counts_each_transaction_once_in_the_list_and_tile(
+    console_db: str, console_app: Callable[..., AppTest], db: psycopg.Connection
+) -> None:
+    erp_bound, month_start = close_blocking_scope(load_policy(), datetime.now(UTC))
+    scope = (
+        "q2c_is_open(status) AND currency = 'USD' AND process || '/' || stage = ANY (%s) "
+        "AND first_seen >= %s"
+    )
+    # A second exception on a transaction that already blocks the close (its dead letter
+    # and the stall it causes): two rows in the list, one sum of money.
+    db.execute(
+        "INSERT INTO exceptions (correlation_id, process, stage, system, kind, fingerprint, "
+        "error_type, message, first_seen, last_seen, occurrences, amount, currency) "
+        "SELECT correlation_id, process, stage, system, 'stalled', md5('second'), 'Stalled', "
+        "'a second failure', first_seen, last_seen, 1, amount, currency FROM exceptions "
+        f"WHERE id = (SELECT min(id) FROM exceptions WHERE {scope})",
+        (erp_bound, month_start),
+    )
+    (stake, transactions, rows) = db.execute(
+        "SELECT sum(amount), count(*), sum(n) FROM (SELECT max(amount) AS amount, count(*) AS n "
+        f"FROM exceptions WHERE {scope} GROUP BY correlation_id) t",
+        (erp_bound, month_start),
+    ).fetchone()
+    said = f"USD {float(stake):,.2f} on {transactions:,} transaction"
+
+    listed = console_app(
+        console_db, "finance_ops", "exceptions", {"close": "blocking", "currency": "USD"}
+    )
+    overview = console_app(console_db, "finance_ops")
+
+    assert rows > transactions  # the list has a row per exception
+    assert f"of {rows:,} matching exceptions" in _count_caption(listed)
+    assert any(c.value.startswith("At stake") and said in c.value for c in listed.caption)
+    assert [m.value for m in overview.metric if m.label == "USD"] == [f"{float(stake):,.2f}"]
+
+
 def test_grouped_the_list_counts_what_its_groups_hold(
     console_db: str, console_app: Callable[..., AppTest], db: psycopg.Connection
 ) -> None:
