@@ -11,7 +11,9 @@ from __future__ import annotations
 import itertools
 import os
 import secrets
+import tempfile
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -48,13 +50,19 @@ def _with_dbname(server_url: str, name: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def pg_server() -> Iterator[str]:
     """URL of a maintenance database on the PostgreSQL server the tests run against."""
     configured = os.environ.get("DATABASE_URL")
     if configured:
         yield libpq_url(configured)
         return
-    with EmbeddedPostgres(tmp_path_factory.mktemp("embedded") / "pgdata") as server:
+    # Not under pytest's basetemp: the server runs as another user (root may not run it),
+    # reaching its folder through the parents pgserver opens to it, and every pytest
+    # session that starts on the machine closes pytest-of-<user> to others again.
+    with (
+        tempfile.TemporaryDirectory(prefix="q2c-test-pg-") as folder,
+        EmbeddedPostgres(Path(folder) / "pgdata") as server,
+    ):
         assert server.url is not None
         yield server.url
 
