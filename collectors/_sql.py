@@ -195,10 +195,11 @@ _SEALED = "('resolved', 'ignored')"  # closed by a person: later telemetry leave
 
 
 def _resolution(stage: str, succeeded_at: str) -> str:
-    """The auto-resolution text: which success of the stage resolved the exception."""
+    """The auto-resolution text: which success of the stage resolved the exception, its
+    time as people read it (`2026-12-04 18:40:22 UTC`)."""
     return (
         f"format('stage %s succeeded at %s', {stage}, "
-        f"to_char({succeeded_at} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'))"
+        f"to_char({succeeded_at} AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS \"UTC\"'))"
     )
 
 

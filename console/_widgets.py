@@ -98,6 +98,34 @@ def moment_text(moment: datetime | None, seconds: bool = False) -> str:
     return moment.astimezone(UTC).strftime(f"%Y-%m-%d %H:%M{':%S' if seconds else ''} UTC")
 
 
+def readable(rows: pd.DataFrame | list[dict], seconds: bool = True) -> pd.DataFrame:
+    """A table as people read it: times in UTC to the second (`moment_text`), nothing
+    where a value is missing (never "None"), a structured value as `key: value` pairs (not
+    JSON)."""
+    frame = pd.DataFrame(rows).copy()
+    for column in frame.columns:
+        values = frame[column]
+        if pd.api.types.is_datetime64_any_dtype(values):
+            frame[column] = [
+                "" if pd.isna(v) else moment_text(v.to_pydatetime(), seconds) for v in values
+            ]
+        elif values.dtype == object:
+            frame[column] = [_cell_text(v, seconds) for v in values]
+    return frame
+
+
+def _cell_text(value: object, seconds: bool) -> object:
+    if value is None or (isinstance(value, float) and pd.isna(value)):
+        return ""
+    if isinstance(value, datetime):
+        return moment_text(value, seconds)
+    if isinstance(value, dict):
+        return ", ".join(f"{k}: {_cell_text(v, seconds)}" for k, v in value.items())
+    if isinstance(value, list):
+        return ", ".join(str(_cell_text(v, seconds)) for v in value)
+    return value
+
+
 def duration_text(ms: float | None) -> str:
     """A duration in minutes from one minute up, in seconds below."""
     return "—" if ms is None else (f"{ms / 60000:.1f} min" if ms >= 60000 else f"{ms / 1000:.1f} s")

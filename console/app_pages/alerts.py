@@ -303,7 +303,7 @@ if silences:
                     "in force": s.active(now),
                     "reason": s.reason,
                     "author": s.author,
-                    "expired by": s.expired_by,
+                    "expired by": s.expired_by or "",
                 }
                 for s in silences
             ]

@@ -28,7 +28,7 @@ def _rows(actor: str, filters: AuditFilter, page: int) -> pd.DataFrame:
     rows = list_audit(engine(), actor, filters, PAGE_ROWS, (page - 1) * PAGE_ROWS)
     return pd.DataFrame(
         rows, columns=["at", "actor", "action", "object_type", "object_id", "client", "detail"]
-    )
+    ).fillna({"object_type": "", "object_id": "", "client": ""})  # blank, not "None"
 
 
 def _export(actor: str, filters: AuditFilter) -> Callable[[], IO[str]]:

@@ -11,7 +11,7 @@ import streamlit as st
 from console._auth import act, page_user
 from console._links import Linked, held, held_index, linked_id, seed_from_link, write_link
 from console._resources import engine, load, settings, show_flash
-from console._widgets import age_text, selectable_table, untick
+from console._widgets import age_text, readable, selectable_table, untick
 from queries.redrives import (
     RedrivePreview,
     cancel_redrive,
@@ -246,7 +246,7 @@ if letters:
     right.markdown("**Headers** (secrets masked)")
     right.json(detail["headers"] or {})
     right.markdown("**Replays of this message**")
-    right.dataframe(pd.DataFrame(detail["replays"]), hide_index=True)
+    right.dataframe(readable(detail["replays"]), hide_index=True)
     edited_payload = st.text_area(
         "Edit the payload before replaying", shown, height=200, key=f"edit_payload_{chosen}"
     )
@@ -318,7 +318,7 @@ def live_status() -> None:
     rows = load(replay_status, engine(), user.username, 50)
     if rows:
         st.dataframe(
-            pd.DataFrame(rows)[
+            readable(rows)[
                 [
                     "id",
                     "dead_letter_id",

@@ -27,6 +27,7 @@ from console._widgets import (
     history_event,
     moment_text,
     money_text,
+    readable,
     selectable_table,
     untick,
 )
@@ -305,7 +306,7 @@ def confirm(action: str, ids: list[int], value: str, gone: list[int]) -> None:
 def group_actions(filters: ExceptionFilter, groups: pd.DataFrame) -> str:
     """The groups of alike failures, the pick of one (whose exceptions the list below
     shows) and actions on every open exception of it. Returns the fingerprint picked."""
-    st.dataframe(groups, hide_index=True)
+    st.dataframe(readable(groups), hide_index=True)
     samples = dict(zip(groups["fingerprint"], groups["sample_message"], strict=True))
     counts = dict(zip(groups["fingerprint"], groups["exceptions"], strict=True))
     a, b, c, d, e = st.columns([4, 3, 2, 2, 2], vertical_alignment="bottom")
@@ -453,6 +454,12 @@ frame = load(_list, listed, page, order)
 first = (page - 1) * PAGE_ROWS + 1
 last = first + len(frame) - 1
 st.caption(f"Showing {first:,} to {last:,} of {shown:,} {of_what}")
+currencies = sorted(set(frame["currency"].dropna()))
+if order == "largest amount" and len(currencies) > 1:  # no exchange rates are known here
+    st.caption(
+        f"Amounts in {', '.join(currencies)} are ranked as numbers, whatever their currency: "
+        "filter one currency to rank like with like."
+    )
 if blocking:  # the overview's tiles of the close: the same sums, each transaction once
     stakes = load(_at_stake, listed)
     st.caption(
@@ -577,10 +584,10 @@ st.caption(
     f"{detail['error_type']}: {detail['message']}"
 )
 st.markdown("**Failures** (each occurrence, with the trace that reported it)")
-st.dataframe(pd.DataFrame(detail["occurrences"]), hide_index=True)
+st.dataframe(readable(detail["occurrences"]), hide_index=True)
 left, right = st.columns(2)
 left.markdown("**Transaction timeline**")
-left.dataframe(pd.DataFrame(detail["timeline"]), hide_index=True)
+left.dataframe(readable(detail["timeline"]), hide_index=True)
 right.markdown("**History**")
 with right.container(height=320):
     for event in reversed(detail["history"]):  # newest first

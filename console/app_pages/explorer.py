@@ -12,7 +12,7 @@ from console._auth import page_user
 from console._links import Linked, held, seed_from_link, write_link
 from console._resources import engine, load
 from console._waterfall import ERROR, figure, layout, length_text, row_label
-from console._widgets import amount_text, moment_text
+from console._widgets import amount_text, moment_text, readable
 from queries.transactions import find_transactions, journey, recent_transactions
 
 page_user("transactions.view")
@@ -164,13 +164,13 @@ def span_detail(span: dict, logs: list[dict], duration_s: float) -> None:
         for e in span["events"] or []
     ]
     if event_rows:
-        events.dataframe(pd.DataFrame(event_rows), hide_index=True)
+        events.dataframe(readable(event_rows), hide_index=True)
     else:
         events.caption("This span recorded no events.")
     mine = [log for log in logs if log["span_id"] == span["span_id"]]
     if mine:
         written.dataframe(
-            pd.DataFrame(mine)[["time", "severity_text", "body", "source"]], hide_index=True
+            readable(mine)[["time", "severity_text", "body", "source"]], hide_index=True
         )
     else:
         written.caption("No log record names this span.")
@@ -259,13 +259,13 @@ else:
 
 st.markdown("**What happened, in time order** (failures, dead letters, replays, stages)")
 st.dataframe(
-    history(trip),
+    readable(history(trip)),
     hide_index=True,
     column_config={"link": st.column_config.LinkColumn("open", display_text="open")},
 )
 if trip["logs"]:
     with st.expander(f"All {len(trip['logs'])} log record(s)"):
         st.dataframe(
-            pd.DataFrame(trip["logs"])[["time", "severity_text", "service_name", "stage", "body"]],
+            readable(trip["logs"])[["time", "severity_text", "service_name", "stage", "body"]],
             hide_index=True,
         )

@@ -233,6 +233,9 @@ def tiles() -> None:
             f"compliance, {choice.lower()}": percent,
             "compliance, period": percent,
             "error budget left": percent,
+            # A burn rate: how many times faster than the budget allows (1 spends it just so).
+            "burn 1h": st.column_config.NumberColumn(format="%.2f"),
+            "burn 6h": st.column_config.NumberColumn(format="%.2f"),
         },
     )
     money = current["money_at_risk"]["erp_bound_this_month"]

@@ -10,6 +10,7 @@ import streamlit as st
 from console._auth import page_user
 from console._links import Linked, held_index, seed_from_link, write_link
 from console._resources import engine, load, policy
+from console._widgets import readable
 from queries.kpis import rollup_window
 from queries.transactions import stalled_transactions
 from sla import histogram
@@ -65,14 +66,15 @@ for i, stage in enumerate(stages):
             "stage": stage,
             "reached": reached[i],
             "failures": errors[i],
-            "conversion": reached[i] / previous if previous else None,
-            "drop-off": previous - reached[i] if previous is not None else None,
+            "conversion": f"{reached[i] / previous:.1%}" if previous else "—",
+            "drop-off": f"{previous - reached[i]:,}" if previous is not None else "—",
         }
     )
-st.dataframe(
-    pd.DataFrame(rows),
-    hide_index=True,
-    column_config={"conversion": st.column_config.NumberColumn(format="percent")},
+st.dataframe(pd.DataFrame(rows), hide_index=True)
+st.caption(
+    "Each stage counts the transactions that reached it within the window. One that reached "
+    "a stage before the window began counts only at the later stages, so a conversion can "
+    "pass 100 % (and a drop-off be negative) when the window cuts through transactions."
 )
 
 
@@ -98,7 +100,7 @@ st.subheader("Stalled transactions")
 stalled = [row for row in load(_stalled) if row["process"] == process]
 if stalled:
     st.dataframe(
-        pd.DataFrame(stalled)[
+        readable(stalled)[
             [
                 "correlation_id",
                 "current_stage",

@@ -80,7 +80,7 @@ def test_sdk_spans_become_transactions_stage_events_and_exceptions(
             "ValidationError",
             "tax code T7 invalid for entity 42",
             "INV-7001",
-            "stage invoice_recorded succeeded at " + _iso(BASE_NS + 61 * NS),
+            "stage invoice_recorded succeeded at " + _utc_text(BASE_NS + 61 * NS),
         )
     ]
     assert db.execute("SELECT actor, action FROM exception_events").fetchall() == [
@@ -88,10 +88,10 @@ def test_sdk_spans_become_transactions_stage_events_and_exceptions(
     ]
 
 
-def _iso(ns: int) -> str:
+def _utc_text(ns: int) -> str:
     from datetime import UTC, datetime
 
-    return datetime.fromtimestamp(ns / NS, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return datetime.fromtimestamp(ns / NS, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def test_sdk_log_exporter_delivers_a_dead_letter(
