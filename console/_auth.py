@@ -151,13 +151,15 @@ def sign_in_form() -> None:
 def _client_address() -> str | None:
     """The browser's address: as the server sees it, or, behind a proxy, the last address
     the proxy added to Q2C_CLIENT_ADDRESS_HEADER (earlier ones are the client's to forge);
-    None when unknown (as under AppTest)."""
+    "localhost" for a browser on this machine; None when unknown (as under AppTest)."""
     header = settings().client_address_header
     if header:
         forwarded = st.context.headers.get(header)
         address = forwarded.split(",")[-1].strip() if isinstance(forwarded, str) else None
     else:
         address = st.context.ip_address
+        if address is None and isinstance(st.context.url, str):
+            address = "localhost"  # Streamlit gives no address for a loopback connection
     return address if isinstance(address, str) and address else None
 
 
