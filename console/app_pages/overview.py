@@ -7,6 +7,7 @@ import plotly.express as px
 import streamlit as st
 
 from console._auth import can, page_user
+from console._links import Linked, held, seed_from_link
 from console._resources import engine, load, policy
 from console._widgets import amount_text, delta_text, duration_delta, duration_text
 from q2c.vocabulary import IMPACTS
@@ -79,10 +80,17 @@ if presence.empty:
     )
     st.stop()
 
+# /?window=Last+7+days: the overview of that window, to paste in a message.
+WINDOW = Linked("window", "window", "Last 24 hours", list(WINDOWS))
+seed_from_link([WINDOW])
 choice = (
-    st.segmented_control("Window", list(WINDOWS), default="Last 24 hours", key="window")
+    st.segmented_control("Window", list(WINDOWS), default=held(WINDOW.key), key=WINDOW.key)
     or "Last 24 hours"  # a second click on the chosen window clears the choice
 )
+if choice == WINDOW.default:  # (write_link would say a cleared choice as "None")
+    st.query_params.pop(WINDOW.param, None)
+else:
+    st.query_params[WINDOW.param] = choice
 window = WINDOWS[choice]
 
 

@@ -71,6 +71,8 @@ def console_app(monkeypatch: pytest.MonkeyPatch) -> Callable[..., AppTest]:
         if role is not None:
             username = LOGINS[role][0]
             app.session_state["user"] = User(username, role, username.title())
+        if page is None:  # the overview, opened by the address holding `query`
+            app.query_params.update(query or {})
         app.run()
         if page is not None:
             try:

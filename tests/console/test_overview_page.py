@@ -71,6 +71,20 @@ def test_each_tile_links_to_the_list_behind_it_that_the_role_may_open(
     assert blocking == ["close=blocking&currency=USD"]
 
 
+def test_the_window_is_in_the_address(
+    console_db: str, console_app: Callable[..., AppTest]
+) -> None:
+    app = console_app(console_db, "viewer", None, {"window": "Last 7 days"})
+
+    assert not app.exception
+    assert app.get("button_group")[0].value == "Last 7 days"  # the pasted link's window
+    assert any("last 7 days" in caption.value for caption in app.caption)
+    assert app.query_params["window"] == "Last 7 days"
+    default = console_app(console_db, "viewer", None, {"window": "no such window"})
+    assert default.get("button_group")[0].value == "Last 24 hours"
+    assert "window" not in default.query_params  # the default says nothing
+
+
 def test_unreachable_database_is_explained_not_thrown(
     console_app: Callable[..., AppTest],
 ) -> None:
