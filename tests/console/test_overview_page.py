@@ -71,9 +71,7 @@ def test_each_tile_links_to_the_list_behind_it_that_the_role_may_open(
     assert blocking == ["close=blocking&currency=USD"]
 
 
-def test_the_window_is_in_the_address(
-    console_db: str, console_app: Callable[..., AppTest]
-) -> None:
+def test_the_window_is_in_the_address(console_db: str, console_app: Callable[..., AppTest]) -> None:
     app = console_app(console_db, "viewer", None, {"window": "Last 7 days"})
 
     assert not app.exception
