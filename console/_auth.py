@@ -47,24 +47,56 @@ def refreshed_user() -> User | None:
         return user  # the page says what is wrong when it reads; navigation stays as it was
     if fresh is None:
         not_done = st.session_state.pop(NOT_DONE_KEY, False)
-        sign_out()
+        # Ended elsewhere: nothing to close. The cookie stays as it is: it may hold a
+        # newer sign-in made in another tab since.
+        _forget()
         st.warning(_ended(user) + (" What you last clicked was not done." if not_done else ""))
+        _end_single_sign_on()
         return None
     st.session_state[SESSION_KEY] = fresh
     return fresh
 
 
 def _signed_in_as_now(user: User) -> User | None:
+    """`user` as the database holds them now if this tab's sign-in still holds."""
+    return _still_signed_in(user, st.session_state.get(TOKEN_KEY))
+
+
+def _still_signed_in(user: User, token: str | None) -> User | None:
     """`user` as the database holds them now if their sign-in still holds: the account
-    enabled and, when this tab has a session, that session open, unexpired and of the
-    user's current role."""
-    token = st.session_state.get(TOKEN_KEY)
+    enabled and, for a sign-in with a session (`token`), that session open, unexpired and
+    of the user's current role."""
     if token:
         return resume_session(engine(), token)
     try:
         return lookup_user(engine(), user.username)
     except UnknownUser:
         return None
+
+
+def sign_in_guard() -> Callable[[], None]:
+    """For work done later, off the page (a download made when its button is clicked, on
+    a thread of its own): a check that this tab's sign-in still holds then, raising
+    Q2CError once it has ended."""
+    user, token = current_user(), st.session_state.get(TOKEN_KEY)
+
+    def check() -> None:
+        if user is None or _still_signed_in(user, token) is None:
+            raise Q2CError("the sign-in has ended: sign in again")
+
+    return check
+
+
+def recheck_sign_in() -> None:
+    """At the top of a section that reruns on its own (a fragment): once the sign-in has
+    ended, rerun the whole page, which signs the tab out and says why."""
+    user = current_user()
+    try:
+        ended = user is None or _signed_in_as_now(user) is None
+    except SQLAlchemyError:
+        return  # the section says what is wrong when it reads
+    if ended:
+        st.rerun(scope="app")
 
 
 def _ended(user: User) -> str:
@@ -151,15 +183,14 @@ def sign_in_form() -> None:
 def _client_address() -> str | None:
     """The browser's address: as the server sees it, or, behind a proxy, the last address
     the proxy added to Q2C_CLIENT_ADDRESS_HEADER (earlier ones are the client's to forge);
-    "localhost" for a browser on this machine; None when unknown (as under AppTest)."""
+    None when unknown: under AppTest, and for a browser on this machine, which must not
+    share one sign-in limit with every other unknown client."""
     header = settings().client_address_header
     if header:
         forwarded = st.context.headers.get(header)
         address = forwarded.split(",")[-1].strip() if isinstance(forwarded, str) else None
     else:
-        address = st.context.ip_address
-        if address is None and isinstance(st.context.url, str):
-            address = "localhost"  # Streamlit gives no address for a loopback connection
+        address = st.context.ip_address  # None for a loopback connection (Streamlit's)
     return address if isinstance(address, str) and address else None
 
 
@@ -183,13 +214,27 @@ def _adopt_sso_user() -> None:
 
 def sign_out() -> None:
     """Forget the session's user, and close their sign-in for every tab."""
-    st.session_state.pop(SESSION_KEY, None)
-    token = st.session_state.pop(TOKEN_KEY, None)
+    token = _forget()
     if token:
         # Database unreachable now: the session still ends when it expires.
         with contextlib.suppress(SQLAlchemyError):
             close_session(engine(), token, _client_address())
     st.session_state[COOKIE_KEY] = None  # the browser forgets it on the next run
+    _end_single_sign_on()
+
+
+def _forget() -> str | None:
+    """Forget this tab's user; the token of its session, if it had one."""
+    st.session_state.pop(SESSION_KEY, None)
+    token: str | None = st.session_state.pop(TOKEN_KEY, None)
+    return token
+
+
+def _end_single_sign_on() -> None:
+    """Signed in by single sign-on: end that too, or the sign-in form would take the
+    identity again at once (each tab keeps its own `st.user` until `st.logout`)."""
+    if _sso_configured() and getattr(st.user, "is_logged_in", False):
+        st.logout()
 
 
 COOKIE = "q2c_session"

@@ -115,14 +115,14 @@ def readable(rows: pd.DataFrame | list[dict], seconds: bool = True) -> pd.DataFr
 
 
 def _cell_text(value: object, seconds: bool) -> object:
-    if value is None or (isinstance(value, float) and pd.isna(value)):
-        return ""
-    if isinstance(value, datetime):
-        return moment_text(value, seconds)
     if isinstance(value, dict):
         return ", ".join(f"{k}: {_cell_text(v, seconds)}" for k, v in value.items())
     if isinstance(value, list):
         return ", ".join(str(_cell_text(v, seconds)) for v in value)
+    if pd.api.types.is_scalar(value) and pd.isna(value):  # None, NaN, NaT, NA
+        return ""
+    if isinstance(value, datetime):
+        return moment_text(value, seconds)
     return value
 
 

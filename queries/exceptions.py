@@ -152,6 +152,7 @@ def still_matching(engine: Engine, filters: ExceptionFilter, ids: Sequence[int])
 
 def export_exceptions(
     engine: Engine,
+    actor: str,
     filters: ExceptionFilter,
     columns: Sequence[str],
     out: TextIO,
@@ -159,13 +160,15 @@ def export_exceptions(
 ) -> int:
     """Write every exception matching `filters` to `out` as CSV (a header of `columns`,
     then one line each, in list order, messages masked), fetched from the database a chunk
-    at a time so that no number of them is held at once. Returns how many were written."""
+    at a time so that no number of them is held at once; finance_ops and up, their role
+    read now. Returns how many were written."""
     query, params = _listing(filters, order)
     masking = configured()
     writer = csv.writer(out)
-    writer.writerow(columns)
     written = 0
     with engine.connect() as conn:
+        allowed_user(conn, actor, "exceptions.view")
+        writer.writerow(columns)
         result = conn.execution_options(stream_results=True, yield_per=_EXPORT_CHUNK).execute(
             query.bindparams(*_expanding(params)), params
         )

@@ -13,7 +13,7 @@ from itertools import pairwise
 
 from sqlalchemy import Connection, Engine, bindparam, text
 
-from q2c.vocabulary import CLOSED_STATUSES, IMPACTS, OPEN_STATUSES, ExceptionStatus
+from q2c.vocabulary import CLOSED_STATUSES, IMPACTS, OPEN_STATUSES, ExceptionStatus, Impact
 from queries.kpi_document import (
     Accuracy,
     BadEvents,
@@ -541,37 +541,44 @@ def close_blocking_scope(policy: Policy, end: datetime) -> tuple[list[str], date
     return erp_bound, end.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
 
 
+# An exception the exceptions list's "blocking the close" holds (ERP-bound, this month's).
+_BLOCKING = "process || '/' || stage = ANY(:erp_bound) AND first_seen >= :month_start"
+
+
 def _money_at_risk(conn: Connection, policy: Policy, end: datetime) -> MoneyAtRisk:
     """Amounts on open exceptions, each transaction counted once (at its highest impact)."""
     erp_bound, month_start = close_blocking_scope(policy, end)
     rows = conn.execute(
         text(
             f"""
-            SELECT process, impact, currency, sum(amount), sum(blocking)
+            SELECT process, impact, currency, sum(amount), blocking_currency, sum(blocking)
             FROM (
                 SELECT correlation_id, min(process) AS process,
                        ({_IMPACTS})[min(array_position(
                            {_IMPACTS}, impact))] AS impact,
                        min(currency) AS currency, max(amount) AS amount,
                        -- what the exceptions list's "blocking the close" shows, once
-                       max(amount) FILTER (WHERE process || '/' || stage = ANY(:erp_bound)
-                                             AND first_seen >= :month_start) AS blocking
+                       min(currency) FILTER (WHERE {_BLOCKING}) AS blocking_currency,
+                       max(amount) FILTER (WHERE {_BLOCKING}) AS blocking
                 FROM exceptions
                 WHERE status IN :open AND amount IS NOT NULL
                 GROUP BY correlation_id
             ) per_transaction
-            GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+            GROUP BY 1, 2, 3, 5 ORDER BY 1, 2, 3, 5
             """
         ).bindparams(bindparam("open", OPEN_STATUSES, expanding=True)),
         {"erp_bound": erp_bound, "month_start": month_start},
     ).all()
+    at_risk: dict[tuple[str, Impact, str], float] = defaultdict(float)
     blocking: dict[str, float] = defaultdict(float)
-    for _, _, currency, _, erp_amount in rows:
+    for process, impact, currency, amount, blocking_currency, erp_amount in rows:
+        at_risk[(process, impact, currency)] += float(amount)
         if erp_amount is not None:
-            blocking[currency or ""] += float(erp_amount)
+            blocking[blocking_currency or ""] += float(erp_amount)
     return {
         "by_process_impact": [
-            {"process": p, "impact": i, "currency": c, "amount": float(a)} for p, i, c, a, _ in rows
+            {"process": p, "impact": i, "currency": c, "amount": a}
+            for (p, i, c), a in at_risk.items()
         ],
         "erp_bound_this_month": [
             {"currency": c, "amount": round(a, 2)} for c, a in sorted(blocking.items())

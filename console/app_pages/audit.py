@@ -9,7 +9,7 @@ from typing import IO
 import pandas as pd
 import streamlit as st
 
-from console._auth import page_user
+from console._auth import page_user, sign_in_guard
 from console._resources import engine, load
 from queries.audit import AUDIT_OBJECTS
 from queries.audit_trail import AuditFilter, audit_actions, count_audit, export_audit, list_audit
@@ -32,9 +32,12 @@ def _rows(actor: str, filters: AuditFilter, page: int) -> pd.DataFrame:
 
 
 def _export(actor: str, filters: AuditFilter) -> Callable[[], IO[str]]:
-    """The CSV of every matching action, made when the button is clicked."""
+    """The CSV of every matching action, made when the button is clicked (on its own
+    thread, so it checks the sign-in itself)."""
+    still_signed_in = sign_in_guard()
 
     def make() -> IO[str]:
+        still_signed_in()
         out = tempfile.TemporaryFile("w+", newline="")  # noqa: SIM115 (Streamlit reads it)
         export_audit(engine(), actor, filters, out)
         out.seek(0)

@@ -8,10 +8,11 @@ import json
 import pandas as pd
 import streamlit as st
 
-from console._auth import act, page_user
+from console._auth import act, page_user, recheck_sign_in
 from console._links import Linked, held, held_index, linked_id, seed_from_link, write_link
 from console._resources import engine, load, settings, show_flash
 from console._widgets import age_text, readable, selectable_table, untick
+from q2c.errors import Q2CError
 from queries.redrives import (
     RedrivePreview,
     cancel_redrive,
@@ -225,7 +226,11 @@ listed_ids = [] if frame.empty else frame["id"].tolist()
 letters = list(listed_ids)
 linked = linked_id()  # /dead_letters?id=N: this dead letter, in this list or not
 if linked is not None and linked not in letters:
-    letters.insert(0, linked)
+    try:
+        dead_letter_detail(engine(), user.username, linked)
+        letters.insert(0, linked)
+    except Q2CError as refused:  # none such (any more): the list's own, and say so
+        st.warning(f"The link's dead letter cannot be shown: {refused}.")
 if letters:
     st.subheader("Payload")
     chosen = st.selectbox(
@@ -296,6 +301,7 @@ def _cancel(redrive_id: int) -> None:
 
 @st.fragment(run_every=2)
 def live_status() -> None:
+    recheck_sign_in()  # it reruns on its own, every 2 s
     redrives = load(list_redrives, engine(), user.username, 5)
     if redrives:
         st.subheader("Redrives (live)")

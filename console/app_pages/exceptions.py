@@ -9,7 +9,7 @@ from typing import IO
 import pandas as pd
 import streamlit as st
 
-from console._auth import act, page_user
+from console._auth import act, page_user, sign_in_guard
 from console._links import (
     Linked,
     address,
@@ -139,12 +139,15 @@ def _at_stake(filters: ExceptionFilter) -> list[tuple[str, float, int]]:
 
 def _export(filters: ExceptionFilter, order: str) -> Callable[[], IO[str]]:
     """The CSV of every matching exception, made when the button is clicked (on its own
-    thread) and spooled to a temporary file rather than held in memory."""
+    thread, so it checks the sign-in itself) and spooled to a temporary file rather than
+    held in memory."""
+    still_signed_in = sign_in_guard()
 
     def make() -> IO[str]:
+        still_signed_in()
         # Left open: Streamlit reads the file it is handed, then drops it.
         out = tempfile.TemporaryFile("w+", newline="")  # noqa: SIM115
-        export_exceptions(engine(), filters, EXPORT_COLUMNS, out, order)
+        export_exceptions(engine(), user.username, filters, EXPORT_COLUMNS, out, order)
         out.seek(0)
         return out
 
@@ -463,7 +466,8 @@ if order == "largest amount" and len(currencies) > 1:  # no exchange rates are k
 if blocking:  # the overview's tiles of the close: the same sums, each transaction once
     stakes = load(_at_stake, listed)
     st.caption(
-        "At stake, each transaction counted once (its largest amount), as on the overview: "
+        "At stake over these exceptions, each transaction counted once (its largest "
+        "amount), as the overview counts: "
         + "; ".join(
             f"{amount_text(amount, currency or None)} on {n:,} transaction{'s' * (n != 1)}"
             for currency, amount, n in stakes

@@ -6,7 +6,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from console._auth import can, page_user
+from console._auth import can, page_user, recheck_sign_in
 from console._links import Linked, held, seed_from_link
 from console._resources import engine, load, policy
 from console._widgets import amount_text, delta_text, duration_delta, duration_text
@@ -123,6 +123,7 @@ def records_tiles(reconciliations: dict) -> None:
 
 @st.fragment(run_every=30)
 def tiles() -> None:
+    recheck_sign_in()  # it reruns on its own, every 30 s
     end = datetime.now(UTC).replace(second=0, microsecond=0)
     current = load(_kpis, int(window.total_seconds()), end)
     previous = load(_before, int(window.total_seconds()), end - window)

@@ -535,11 +535,6 @@ def test_an_open_tab_can_do_nothing_once_its_sign_in_has_ended(
     _comment_refused(tab, "typed after an admin reset the password")
 
     assert _comments(console_db) == []
-    with psycopg.connect(console_db) as conn:
-        clients = conn.execute(
-            "SELECT DISTINCT client FROM audit_log WHERE action LIKE 'session.%'"
-        ).fetchall()
-    assert clients == [("localhost",)]  # where the browser was, as far as Streamlit says
 
 
 def _send_nested_trace(collector_url: str) -> None:

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 import psycopg
+import pytest
 from sqlalchemy import Engine, event
 
 from queries.exceptions import (
@@ -18,6 +19,7 @@ from queries.exceptions import (
     group_exceptions,
     list_exceptions,
 )
+from queries.roles import PermissionDenied
 from tests.support.otlp import stage_span, traces_request
 
 FAILURES = 1_234
@@ -54,11 +56,14 @@ def test_pages_cover_every_match_once_and_the_count_says_how_many(send, engine: 
     assert count_exceptions(engine, ExceptionFilter(search="inv-l0001")) == 10  # 10…19
 
 
-def test_the_export_writes_every_matching_exception_masked(send, engine: Engine) -> None:
+def test_the_export_writes_every_matching_exception_masked(
+    send, engine: Engine, users: dict[str, str]
+) -> None:
     _send_failures(send)
     out = io.StringIO()
+    columns = ["id", "invoice_id", "message"]
 
-    written = export_exceptions(engine, ExceptionFilter(), ["id", "invoice_id", "message"], out)
+    written = export_exceptions(engine, "fin", ExceptionFilter(), columns, out)
 
     rows = list(csv.DictReader(io.StringIO(out.getvalue())))
     assert written == len(rows) == FAILURES
@@ -67,6 +72,10 @@ def test_the_export_writes_every_matching_exception_masked(send, engine: Engine)
     assert [row["id"] for row in rows[:500]] == [
         str(row["id"]) for row in list_exceptions(engine, ExceptionFilter())
     ]
+    refused = io.StringIO()
+    with pytest.raises(PermissionDenied):  # the role is checked when the export is made
+        export_exceptions(engine, "cio", ExceptionFilter(), columns, refused)
+    assert refused.getvalue() == ""
 
 
 def test_largest_amount_pages_run_down_the_amounts_ties_by_id_and_none_last(
