@@ -87,12 +87,17 @@ def sign_in_guard() -> Callable[[], None]:
     return check
 
 
+def _sign_in_ended() -> bool:
+    """Whether this tab has no sign-in, or one that has ended since it was made."""
+    user = current_user()
+    return user is None or _signed_in_as_now(user) is None
+
+
 def recheck_sign_in() -> None:
     """At the top of a section that reruns on its own (a fragment): once the sign-in has
     ended, rerun the whole page, which signs the tab out and says why."""
-    user = current_user()
     try:
-        ended = user is None or _signed_in_as_now(user) is None
+        ended = _sign_in_ended()
     except SQLAlchemyError:
         return  # the section says what is wrong when it reads
     if ended:
@@ -116,11 +121,10 @@ def _ended(user: User) -> str:
 def act(command: Callable[..., T], *args: object) -> T | None:
     """Run a command for the signed-in user, unless their sign-in has ended meanwhile (the
     page then signs them out and says so); a refusal or failure becomes a message."""
-    user = current_user()
-    if user is None:
+    if current_user() is None:
         return None
     try:
-        if _signed_in_as_now(user) is None:
+        if _sign_in_ended():
             st.session_state[NOT_DONE_KEY] = True
             return None
         return command(*args)

@@ -225,9 +225,10 @@ else:
 listed_ids = [] if frame.empty else frame["id"].tolist()
 letters = list(listed_ids)
 linked = linked_id()  # /dead_letters?id=N: this dead letter, in this list or not
+linked_detail = None  # read once, to know it exists, and shown if chosen
 if linked is not None and linked not in letters:
     try:
-        dead_letter_detail(engine(), user.username, linked)
+        linked_detail = dead_letter_detail(engine(), user.username, linked)
         letters.insert(0, linked)
     except Q2CError as refused:  # none such (any more): the list's own, and say so
         st.warning(f"The link's dead letter cannot be shown: {refused}.")
@@ -241,7 +242,11 @@ if letters:
         format_func=lambda i: str(i) if i in listed_ids else f"{i} (not in this list)",
     )
     st.query_params["id"] = str(chosen)  # the address of what is shown
-    detail = load(dead_letter_detail, engine(), user.username, int(chosen))
+    detail = (
+        linked_detail
+        if linked_detail is not None and chosen == linked
+        else load(dead_letter_detail, engine(), user.username, int(chosen))
+    )
     shown = pretty(detail["payload"])  # masked by the query layer
     left, right = st.columns(2)
     left.markdown(
