@@ -1,10 +1,10 @@
-"""One pass of alerting, as the scheduler and `q2c alerts run-once` run it: give new
-exceptions their owners (alerts/ownership.py), file the outbox's new events into their
-groups, turn the due groups into notifications, take the due escalation steps
-(alerts/escalation.py), send the due digests (alerts/digest.py), and deliver the due
-notifications.
+"""One pass of alerting, as the scheduler and `q2c alerts run-once` run it: unpack the
+outbox (alerts/outbox.py), give new exceptions their owners (alerts/ownership.py), file
+the new events into their groups, turn the due groups into notifications, take the due
+escalation steps (alerts/escalation.py), send the due digests (alerts/digest.py), and
+deliver the due notifications.
 
-Routing, flushing, escalations and digests run once at a time across replicas (a
+Unpacking, routing, flushing, escalations and digests run once at a time across replicas (a
 transaction-scoped advisory lock; a replica that finds it taken skips them), delivery on
 every replica at once (each notification is claimed, alerts/delivery.py). Recording the
 events of time passing (the alerting watch, alerts/watch.py) is a job of its own, not part
@@ -28,6 +28,7 @@ from alerts.delivery import Deliverer, DeliveryReport
 from alerts.digest import DigestReport, send_digests
 from alerts.escalation import EscalationReport, escalate
 from alerts.flush import flush
+from alerts.outbox import unpack
 from alerts.ownership import OwnershipReport, assign_owners
 from alerts.router import BATCH, route_batch
 from q2c.settings import load_settings
@@ -40,10 +41,12 @@ LOCK_KEY = 0x51324341  # "Q2CA": the router's advisory lock
 @dataclass
 class RunReport:
     """What one pass did. `routing_skipped`: another replica was routing, so this one only
-    delivered. `groups`: the groups events were filed into; `told` those notified, and
+    delivered. `unpacked`: events taken from the outbox's rows; `events`: events routed.
+    `groups`: the groups events were filed into; `told` those notified, and
     `closed` those that ended (resolved, or their route is gone)."""
 
     routing_skipped: bool = False
+    unpacked: int = 0
     events: int = 0
     groups: list[int] = field(default_factory=list)
     notifications: int = 0
@@ -83,32 +86,39 @@ class Alerting:
         """Route, flush and deliver as of `now` (default: the current time). Never raises
         for a channel's failure: that is recorded in the notification log and reported."""
         now = now or datetime.now(UTC)
-        report = RunReport(ownership=assign_owners(self.engine, self.config))
-        self._route_and_flush(now, report)
+        report = RunReport()
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            with conn.transaction():
+                if _locked(conn):
+                    report.unpacked += unpack(conn)
+            # With the events of the statements committed so far unpacked, so that a new
+            # exception's opening and its assignment are routed together.
+            report.ownership = assign_owners(self.engine, self.config)
+            self._route_and_flush(conn, now, report)
         report.delivery = self.deliverer.run_once(now)
         return report
 
-    def _route_and_flush(self, now: datetime, report: RunReport) -> None:
-        with psycopg.connect(self.url, autocommit=True) as conn:
-            while True:
-                with conn.transaction():
-                    if not _locked(conn):
-                        report.routing_skipped = True
-                        return
-                    routed = route_batch(conn, self.config, now)
-                report.events += routed.events
-                report.groups.extend(sorted(set(routed.groups) - set(report.groups)))
-                if routed.events < BATCH:
-                    break
+    def _route_and_flush(self, conn: psycopg.Connection, now: datetime, report: RunReport) -> None:
+        while True:
             with conn.transaction():
                 if not _locked(conn):
                     report.routing_skipped = True
                     return
-                flushed = flush(conn, self.config, self.console_url, now)
-                report.escalation = escalate(conn, self.config, self.console_url, now)
-                report.digests = send_digests(
-                    conn, self.engine, self.config, self.console_url, now, self.policy
-                )
+                report.unpacked += unpack(conn)  # the owners' assignments just made, for one
+                routed = route_batch(conn, self.config, now)
+            report.events += routed.events
+            report.groups.extend(sorted(set(routed.groups) - set(report.groups)))
+            if routed.events < BATCH:
+                break
+        with conn.transaction():
+            if not _locked(conn):
+                report.routing_skipped = True
+                return
+            flushed = flush(conn, self.config, self.console_url, now)
+            report.escalation = escalate(conn, self.config, self.console_url, now)
+            report.digests = send_digests(
+                conn, self.engine, self.config, self.console_url, now, self.policy
+            )
         report.notifications = flushed.notifications
         report.told, report.closed = flushed.told, flushed.closed
 

@@ -1,7 +1,8 @@
-"""The events of time passing, recorded in the outbox (`alert_events`) beside those of
-changes, which triggers write (migration 0017): an open exception falling due
-(`exception.overdue`, once per exception) and a process's SLO alert state changing between
-ok, ticket and page (`slo.alert`, with its burn rates).
+"""The events of time passing, recorded in the outbox beside those of changes, which
+triggers write (migrations 0017 and 0027): an open exception falling due
+(`exception.overdue`, once per exception: into `alert_outbox`, as the exception's other
+events) and a process's SLO alert state changing between ok, ticket and page (`slo.alert`,
+with its burn rates: into `alert_events`).
 
 One watch runs at a time across replicas (a transaction-scoped advisory lock; a second one
 skips), and what it records commits with what it read, so a change is announced once."""
@@ -27,16 +28,23 @@ LOCK_KEY = 0x51324357  # "Q2CW": the alerting watch's advisory lock
 LOOKBACK = timedelta(days=1)
 _WATERMARK = "alerts.overdue"
 
+# Into the outbox, one row for all of them (migration 0027); one told overdue before (its due
+# time moved since) is left out here, and kept from repeating by the unpacking anyway.
 RECORD_OVERDUE = """
-INSERT INTO alert_events (type, correlation_id, exception_id, impact, status, owner, facts)
-SELECT 'exception.overdue', e.correlation_id, e.id, e.impact, e.status, e.owner, '{}'
-FROM exceptions e
-WHERE q2c_is_open(e.status) AND e.due_at IS NOT NULL
-  AND e.due_at > %(since)s AND e.due_at <= %(now)s
-ORDER BY e.id
-ON CONFLICT (exception_id, type)
-    WHERE type IN ('exception.opened', 'exception.regressed', 'exception.overdue')
-DO NOTHING
+INSERT INTO alert_outbox (types, correlation_ids, exception_ids, impacts, statuses, owners,
+                          resolutions, facts)
+SELECT array_agg('exception.overdue'::text), array_agg(e.correlation_id), array_agg(e.id),
+       array_agg(e.impact), array_agg(e.status), array_agg(e.owner), array_agg(NULL::text),
+       array_agg(NULL::jsonb)
+FROM (SELECT e.correlation_id, e.id, e.impact, e.status, e.owner
+      FROM exceptions e
+      WHERE q2c_is_open(e.status) AND e.due_at IS NOT NULL
+        AND e.due_at > %(since)s AND e.due_at <= %(now)s
+        AND NOT EXISTS (SELECT 1 FROM alert_events a
+                        WHERE a.exception_id = e.id AND a.type = 'exception.overdue')
+      ORDER BY e.id) AS e
+HAVING count(*) > 0
+RETURNING cardinality(exception_ids)
 """
 
 # The states as last announced, and the change of one (the event in the same statement).
@@ -82,7 +90,8 @@ def watch(conn: psycopg.Connection, engine: Engine, policy: Policy, now: datetim
         report = WatchReport()
         row = cur.execute("SELECT value FROM watermarks WHERE name = %s", (_WATERMARK,)).fetchone()
         since = max(row[0], now - LOOKBACK) if row else now - LOOKBACK
-        report.overdue = cur.execute(RECORD_OVERDUE, {"since": since, "now": now}).rowcount
+        recorded = cur.execute(RECORD_OVERDUE, {"since": since, "now": now}).fetchone()
+        report.overdue = recorded[0] if recorded else 0
         cur.execute(
             "INSERT INTO watermarks (name, value) VALUES (%s, %s) ON CONFLICT (name) "
             "DO UPDATE SET value = greatest(watermarks.value, excluded.value), updated_at = now()",

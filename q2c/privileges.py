@@ -48,6 +48,9 @@ RUNTIME_GRANTS: dict[str, str] = {
     "reconciliations": _WRITE,
     "kpi_counts": _WRITE,
     "watermarks": _WRITE,
+    # An exception's events, a statement's in a row, written by triggers as the runtime role
+    # and unpacked into alert_events with the owner's rights: never deleted by the runtime.
+    "alert_outbox": _APPEND,
     "alert_events": _WRITE,  # written by triggers as the runtime role, routed by the scheduler
     "slo_alert_states": _WRITE,
     "alert_groups": _WRITE,  # alert routing: the router files events into groups
@@ -62,11 +65,13 @@ RUNTIME_GRANTS: dict[str, str] = {
     "reconciliation_acceptances": _APPEND,  # an acceptance is never changed once given
 }
 # Functions the runtime role runs with the owner's rights, within their limits: the writer
-# creates the day partitions rows land in, the scheduler maintains them and prunes alerting
+# creates the day partitions rows land in, the scheduler maintains them, unpacks the alerting
+# outbox and prunes alerting
 # and reconciliation.
 DEFINER_FUNCTIONS = (
     "q2c_ensure_partition(regclass, date)",
     "q2c_maintain_partitions()",
+    "q2c_unpack_alert_outbox(integer)",  # the outbox's rows into alert_events
     "q2c_prune_alerts(interval, integer)",  # alerting rows past Q2C_ALERTS_RETENTION_DAYS
     # reconciliation runs and their breaks past Q2C_RECONCILE_RETENTION_DAYS
     "q2c_prune_reconciliation_runs(interval, integer)",

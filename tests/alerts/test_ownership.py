@@ -9,6 +9,7 @@ import psycopg
 from sqlalchemy import Engine
 
 from alerts.load import parse_alerts_config
+from alerts.outbox import unpack
 from alerts.ownership import assign_owners
 from queries.exceptions import assign
 from tests.support.otlp import BASE_NS, NS, stage_span, traces_request
@@ -56,6 +57,7 @@ def test_the_first_matching_rule_assigns_a_new_exception_once(
     run_evaluation()
     taken = _state(db, "INV-O3")[0]
     assign(engine, "fin", [taken], "ops")  # a person was quicker: the rule leaves it be
+    unpack(db)  # as the alerting pass does first
 
     first = assign_owners(engine, CONFIG)
     again = assign_owners(engine, CONFIG)
@@ -73,6 +75,7 @@ def test_the_first_matching_rule_assigns_a_new_exception_once(
     ).fetchall()
     assert actor == "system"
     assert comment == "ownership rule 1 of alerts.yaml (process=invoice_posting system=erp)"
+    unpack(db)
     events = db.execute(
         "SELECT type, q2c_event_facts(a)->>'owner' FROM alert_events a "
         "WHERE exception_id = %s ORDER BY id",

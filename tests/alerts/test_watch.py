@@ -11,6 +11,7 @@ import psycopg
 import pytest
 from sqlalchemy import Engine
 
+from alerts.outbox import unpack
 from alerts.watch import LOCK_KEY, WatchReport, watch
 from queries.exceptions import close_exceptions
 from sla.policy import Policy
@@ -27,6 +28,7 @@ def watch_at(db_url: str, engine: Engine, policy: Policy) -> Callable[[datetime]
 
 
 def _events(db: psycopg.Connection, kind: str) -> list[tuple]:
+    unpack(db)  # as the alerting pass does before it reads them
     return db.execute(
         "SELECT correlation_id, exception_id, q2c_event_facts(a) FROM alert_events a "
         "WHERE type = %s ORDER BY id",

@@ -11,6 +11,7 @@ import psycopg
 import pytest
 from sqlalchemy import Engine
 
+from alerts.outbox import unpack
 from q2c.settings import Settings
 from queries.exceptions import assign, close_exceptions, reopen, unassign
 from queries.replays import request_replays
@@ -41,6 +42,7 @@ def _failure(invoice: str, at_s: float, seq: int, error: str | None = "ledger cl
 
 
 def _events(db: psycopg.Connection, correlation_id: str) -> list[tuple]:
+    unpack(db)  # as the alerting pass does before it reads them
     return db.execute(
         "SELECT type, exception_id, q2c_event_facts(a) FROM alert_events a "
         "WHERE correlation_id = %s ORDER BY id",
@@ -249,3 +251,54 @@ def test_a_dead_letter_and_its_failed_replay_are_events(
 def test_the_runtime_role_cannot_delete_from_the_outbox(db: psycopg.Connection) -> None:
     with pytest.raises(psycopg.errors.InsufficientPrivilege):
         db.execute("DELETE FROM alert_events")
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        db.execute("DELETE FROM alert_outbox")
+
+
+def test_a_statement_s_events_are_one_outbox_row_unpacked_once_in_order(
+    send, db: psycopg.Connection, run_evaluation
+) -> None:
+    send(*(_failure(f"INV-B{n}", 1, 100 + n) for n in range(3)))
+    run_evaluation()  # one statement classifies all three
+
+    packed = db.execute(
+        "SELECT types, correlation_ids FROM alert_outbox WHERE 'exception.opened' = ANY(types)"
+    ).fetchall()
+    assert [(types, sorted(ids)) for types, ids in packed] == [
+        (["exception.opened"] * 3, ["INV-B0", "INV-B1", "INV-B2"])
+    ]
+    assert unpack(db) == 3 and unpack(db) == 0
+    assert db.execute("SELECT count(*) FROM alert_outbox").fetchone() == (0,)
+    opened = db.execute(
+        "SELECT correlation_id FROM alert_events WHERE type = 'exception.opened' ORDER BY id"
+    ).fetchall()
+    assert [c for (c,) in opened] == packed[0][1]  # in the outbox row's order
+
+
+def test_a_closing_is_told_against_an_opening_unpacked_by_an_earlier_pass(
+    send, db: psycopg.Connection, run_evaluation
+) -> None:
+    send(_failure("INV-B5", 1, 150))
+    run_evaluation()
+    assert unpack(db) == 1  # a pass told the opening
+    send(_failure("INV-B5", 5, 151, error=None))
+
+    assert _types(db, "INV-B5") == ["exception.opened", "exception.auto_resolved"]
+
+
+def test_an_opening_repeated_in_the_outbox_is_dropped_and_the_rest_unpacked(
+    send, db: psycopg.Connection, owner_db: psycopg.Connection, run_evaluation
+) -> None:
+    send(_failure("INV-B6", 1, 160))
+    run_evaluation()
+    exception_id = _exception_id(db, "INV-B6")
+    # The once-only rule broken by hand: announced twice, then assigned.
+    for kind in ("exception.opened", "exception.assigned"):
+        owner_db.execute(
+            "INSERT INTO alert_outbox (types, correlation_ids, exception_ids, impacts, statuses, "
+            "owners, resolutions, facts) VALUES (ARRAY[%s], ARRAY['INV-B6'], ARRAY[%s::bigint], "
+            "ARRAY['high'], ARRAY['open'], ARRAY['ops'], ARRAY[NULL], ARRAY[NULL::jsonb])",
+            (kind, exception_id),
+        )
+
+    assert _types(db, "INV-B6") == ["exception.opened", "exception.assigned"]

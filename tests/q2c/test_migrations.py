@@ -32,6 +32,7 @@ CANONICAL_TABLES = {
     "console_sessions",
     "redrives",
     "saved_views",
+    "alert_outbox",
     "alert_events",
     "slo_alert_states",
     "alert_groups",
@@ -83,6 +84,26 @@ def test_downgrade_to_base_removes_everything_and_upgrade_restores_it(empty_db: 
 
     migrate.upgrade(empty_db)
     assert _tables(empty_db) == CANONICAL_TABLES | {"alembic_version"}
+
+
+def test_downgrading_the_packed_outbox_unpacks_what_it_holds(empty_db: str) -> None:
+    migrate.upgrade(empty_db)
+    with psycopg.connect(empty_db) as conn:
+        conn.execute(
+            "INSERT INTO alert_outbox (types, correlation_ids, exception_ids, impacts, statuses, "
+            "owners, resolutions, facts) VALUES (ARRAY['exception.assigned'], ARRAY['INV-1'], "
+            "ARRAY[7], ARRAY['high'], ARRAY['assigned'], ARRAY['ops'], ARRAY[NULL], "
+            "ARRAY[NULL::jsonb])"
+        )
+
+    migrate.downgrade(empty_db, "0026")
+
+    with psycopg.connect(empty_db) as conn:
+        events = conn.execute(
+            "SELECT type, correlation_id, exception_id, owner, facts FROM alert_events"
+        ).fetchall()
+    assert events == [("exception.assigned", "INV-1", 7, "ops", {})]
+    assert "alert_outbox" not in _tables(empty_db)
 
 
 def test_concurrent_migrations_apply_once(empty_db: str) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import psycopg
 
+from alerts.outbox import unpack
 from tests.support.otlp import stage_span, traces_request
 from tests.support.reconciling import BILLING_FIELDS, COMPARE, ERP_FIELDS, billing, erp
 
@@ -26,6 +27,7 @@ def test_a_break_is_classified_by_the_impact_rules_and_announced(
         ("INV-SMALL", "medium"),
     ]
     assert all(due is not None for *_, due in rows)
+    unpack(db)
     announced = db.execute(
         "SELECT q2c_event_facts(a)->>'kind', q2c_event_facts(a)->>'fingerprint' "
         "FROM alert_events a WHERE type = 'exception.opened'"

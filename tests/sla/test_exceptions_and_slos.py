@@ -12,6 +12,7 @@ import psycopg
 import pytest
 from click.testing import CliRunner
 
+from alerts.outbox import unpack
 from cli.main import main
 from queries.exceptions import ExceptionFilter, list_exceptions
 from queries.kpis import comparison_kpis
@@ -113,6 +114,7 @@ def test_open_stalls_of_earlier_versions_are_dated_from_when_they_became_due_onc
     assert dated == (posted_at + timedelta(minutes=30), timedelta(days=3))
     assert later[0] > posted_at + timedelta(hours=4)
     # Classified again in place, not announced again: one exception.opened, when it was new.
+    unpack(db)
     opened = db.execute(
         "SELECT count(*) FROM alert_events WHERE type = 'exception.opened'"
     ).fetchone()
