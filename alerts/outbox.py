@@ -11,16 +11,11 @@ from __future__ import annotations
 
 import psycopg
 
-BATCHES = 20  # outbox rows (statements) unpacked per call; each may hold thousands of events
+BATCHES = 20  # outbox rows (statements) unpacked per transaction; each may hold thousands
 
 
-def unpack(conn: psycopg.Connection) -> int:
-    """Unpack every outbox row committed so far, in the caller's transaction (which holds
-    the router's lock); the events written."""
-    written = 0
-    while True:
-        row = conn.execute("SELECT * FROM q2c_unpack_alert_outbox(%s)", (BATCHES,)).fetchone()
-        taken, events = row if row else (0, 0)
-        written += events
-        if taken < BATCHES:
-            return written
+def unpack(conn: psycopg.Connection) -> tuple[int, int]:
+    """Unpack the oldest outbox rows (up to BATCHES), in the caller's transaction (which
+    holds the router's lock): the rows taken and the events written."""
+    row = conn.execute("SELECT * FROM q2c_unpack_alert_outbox(%s)", (BATCHES,)).fetchone()
+    return (row[0], row[1]) if row else (0, 0)

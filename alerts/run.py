@@ -28,7 +28,7 @@ from alerts.delivery import Deliverer, DeliveryReport
 from alerts.digest import DigestReport, send_digests
 from alerts.escalation import EscalationReport, escalate
 from alerts.flush import flush
-from alerts.outbox import unpack
+from alerts.outbox import BATCHES, unpack
 from alerts.ownership import OwnershipReport, assign_owners
 from alerts.router import BATCH, route_batch
 from q2c.settings import load_settings
@@ -88,9 +88,13 @@ class Alerting:
         now = now or datetime.now(UTC)
         report = RunReport()
         with psycopg.connect(self.url, autocommit=True) as conn:
-            with conn.transaction():
-                if _locked(conn):
-                    report.unpacked += unpack(conn)
+            taken = BATCHES
+            while taken == BATCHES:  # a transaction for each BATCHES statements' events
+                with conn.transaction():
+                    if not _locked(conn):
+                        break
+                    taken, written = unpack(conn)
+                report.unpacked += written
             # With the events of the statements committed so far unpacked, so that a new
             # exception's opening and its assignment are routed together.
             report.ownership = assign_owners(self.engine, self.config)
@@ -104,11 +108,13 @@ class Alerting:
                 if not _locked(conn):
                     report.routing_skipped = True
                     return
-                report.unpacked += unpack(conn)  # the owners' assignments just made, for one
+                # What committed since: the owners' assignments just made, for one.
+                taken, written = unpack(conn)
                 routed = route_batch(conn, self.config, now)
+            report.unpacked += written
             report.events += routed.events
             report.groups.extend(sorted(set(routed.groups) - set(report.groups)))
-            if routed.events < BATCH:
+            if routed.events < BATCH and taken < BATCHES:
                 break
         with conn.transaction():
             if not _locked(conn):
