@@ -3,19 +3,29 @@ statement, in the transaction of the change (migration 0027); the alerting pass 
 them into `alert_events`, one row per event, before it assigns owners and routes.
 
 Unpacking runs with the owner's rights (`q2c_unpack_alert_outbox`: the runtime role may
-not delete from the outbox) and under the router's lock, so that events get their ids in
-the order they happened, and each outbox row is unpacked once: its deletion commits with
-the events it became."""
+not delete from the outbox) and under the router's lock, which the function takes itself,
+so that events get their ids in the order they happened; each outbox row is unpacked
+once, its deletion committing with the events it became."""
 
 from __future__ import annotations
 
 import psycopg
 
-BATCHES = 20  # outbox rows (statements) unpacked per transaction; each may hold thousands
+BATCHES = 20  # outbox rows (statements) unpacked per call; each may hold thousands of events
 
 
-def unpack(conn: psycopg.Connection) -> tuple[int, int]:
-    """Unpack the oldest outbox rows (up to BATCHES), in the caller's transaction (which
-    holds the router's lock): the rows taken and the events written."""
-    row = conn.execute("SELECT * FROM q2c_unpack_alert_outbox(%s)", (BATCHES,)).fetchone()
-    return (row[0], row[1]) if row else (0, 0)
+def horizon(conn: psycopg.Connection) -> int:
+    """The newest outbox row's id (0 for none): a pass unpacks up to there, so that writers
+    that keep adding rows never keep it from routing and delivering."""
+    row = conn.execute("SELECT coalesce(max(id), 0) FROM alert_outbox").fetchone()
+    return int(row[0]) if row else 0
+
+
+def unpack(conn: psycopg.Connection, up_to: int | None = None) -> tuple[int, bool]:
+    """Unpack the oldest outbox rows (up to BATCHES, of those up to id `up_to`; None: of
+    all) in the caller's transaction: the events written, and whether rows up to `up_to`
+    remain."""
+    row = conn.execute(
+        "SELECT written, more FROM q2c_unpack_alert_outbox(%s, %s)", (BATCHES, up_to)
+    ).fetchone()
+    return (int(row[0]), bool(row[1])) if row else (0, False)

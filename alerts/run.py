@@ -28,7 +28,7 @@ from alerts.delivery import Deliverer, DeliveryReport
 from alerts.digest import DigestReport, send_digests
 from alerts.escalation import EscalationReport, escalate
 from alerts.flush import flush
-from alerts.outbox import BATCHES, unpack
+from alerts.outbox import horizon, unpack
 from alerts.ownership import OwnershipReport, assign_owners
 from alerts.router import BATCH, route_batch
 from q2c.settings import load_settings
@@ -41,7 +41,7 @@ LOCK_KEY = 0x51324341  # "Q2CA": the router's advisory lock
 @dataclass
 class RunReport:
     """What one pass did. `routing_skipped`: another replica was routing, so this one only
-    delivered. `unpacked`: events taken from the outbox's rows; `events`: events routed.
+    delivered. `unpacked`: events written from the outbox's rows; `events`: events routed.
     `groups`: the groups events were filed into; `told` those notified, and
     `closed` those that ended (resolved, or their route is gone)."""
 
@@ -87,20 +87,33 @@ class Alerting:
         for a channel's failure: that is recorded in the notification log and reported."""
         now = now or datetime.now(UTC)
         report = RunReport()
-        with psycopg.connect(self.url, autocommit=True) as conn:
-            taken = BATCHES
-            while taken == BATCHES:  # a transaction for each BATCHES statements' events
-                with conn.transaction():
-                    if not _locked(conn):
-                        break
-                    taken, written = unpack(conn)
-                report.unpacked += written
-            # With the events of the statements committed so far unpacked, so that a new
-            # exception's opening and its assignment are routed together.
-            report.ownership = assign_owners(self.engine, self.config)
-            self._route_and_flush(conn, now, report)
-        report.delivery = self.deliverer.run_once(now)
+        try:
+            with psycopg.connect(self.url, autocommit=True) as conn:
+                # A new exception's opening is unpacked before the ownership rules, and
+                # the assignments they make before routing, so both are told together.
+                unpacked = self._unpack(conn, report)
+                if unpacked:
+                    report.ownership = assign_owners(self.engine, self.config)
+                    unpacked = self._unpack(conn, report)
+                if unpacked:
+                    self._route_and_flush(conn, now, report)
+                else:
+                    report.routing_skipped = True
+        finally:  # what is due is delivered even if routing failed
+            report.delivery = self.deliverer.run_once(now)
         return report
+
+    def _unpack(self, conn: psycopg.Connection, report: RunReport) -> bool:
+        """Unpack the outbox rows committed so far, BATCHES a transaction; False when
+        another replica holds the router's lock."""
+        up_to, more = horizon(conn), True
+        while more:
+            with conn.transaction():
+                if not _locked(conn):
+                    return False
+                written, more = unpack(conn, up_to)
+            report.unpacked += written
+        return True
 
     def _route_and_flush(self, conn: psycopg.Connection, now: datetime, report: RunReport) -> None:
         while True:
@@ -108,13 +121,10 @@ class Alerting:
                 if not _locked(conn):
                     report.routing_skipped = True
                     return
-                # What committed since: the owners' assignments just made, for one.
-                taken, written = unpack(conn)
                 routed = route_batch(conn, self.config, now)
-            report.unpacked += written
             report.events += routed.events
             report.groups.extend(sorted(set(routed.groups) - set(report.groups)))
-            if routed.events < BATCH and taken < BATCHES:
+            if routed.events < BATCH:
                 break
         with conn.transaction():
             if not _locked(conn):

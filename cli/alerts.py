@@ -183,6 +183,7 @@ def alerts_run_once(ctx: click.Context, as_json: bool, path: Path | None) -> Non
         "escalated": {str(k): v for k, v in report.escalation.escalated.items()},
         "digests": {k: v.isoformat() for k, v in report.digests.sent.items()},
         "routing_skipped": report.routing_skipped,
+        "events_unpacked": report.unpacked,
         "events_routed": report.events,
         "groups": report.groups,
         "notifications": report.notifications,
@@ -197,7 +198,8 @@ def alerts_run_once(ctx: click.Context, as_json: bool, path: Path | None) -> Non
         return
     click.echo(
         f"recorded {watched.overdue} overdue exception(s) and {len(watched.slo_changes)} SLO "
-        f"change(s); routed {report.events} event(s) into {len(report.groups)} group(s)"
+        f"change(s); unpacked {report.unpacked} event(s) from the outbox, routed "
+        f"{report.events} into {len(report.groups)} group(s)"
         + (" (another scheduler was routing)" if report.routing_skipped else "")
     )
     for change in watched.slo_changes:

@@ -66,12 +66,11 @@ RUNTIME_GRANTS: dict[str, str] = {
 }
 # Functions the runtime role runs with the owner's rights, within their limits: the writer
 # creates the day partitions rows land in, the scheduler maintains them, unpacks the alerting
-# outbox and prunes alerting
-# and reconciliation.
+# outbox and prunes alerting and reconciliation.
 DEFINER_FUNCTIONS = (
     "q2c_ensure_partition(regclass, date)",
     "q2c_maintain_partitions()",
-    "q2c_unpack_alert_outbox(integer)",  # the outbox's rows into alert_events
+    "q2c_unpack_alert_outbox(integer, bigint)",  # the outbox's rows into alert_events
     "q2c_prune_alerts(interval, integer)",  # alerting rows past Q2C_ALERTS_RETENTION_DAYS
     # reconciliation runs and their breaks past Q2C_RECONCILE_RETENTION_DAYS
     "q2c_prune_reconciliation_runs(interval, integer)",

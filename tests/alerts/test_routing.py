@@ -49,6 +49,7 @@ def test_a_storm_of_5000_alike_failures_is_one_notification_that_counts_them(
     assert logged["status"] == "delivered" and logged["message"]["count"] == 5000
     unrouted = db.execute("SELECT count(*) FROM alert_events WHERE routed_at IS NULL").fetchone()
     assert unrouted == (0,)
+    assert db.execute("SELECT count(*) FROM alert_outbox").fetchone() == (0,)  # all unpacked
 
 
 def test_a_group_waits_then_batches_changes_per_interval_and_repeats_while_firing(

@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import Engine
 
 from alerts.outbox import unpack
+from alerts.run import LOCK_KEY
 from q2c.settings import Settings
 from queries.exceptions import assign, close_exceptions, reopen, unassign
 from queries.replays import request_replays
@@ -165,6 +166,19 @@ def test_a_later_success_auto_resolves_an_announced_exception(
     assert _types(db, "INV-A3") == ["exception.opened", "exception.auto_resolved"]
 
 
+def test_an_exception_closed_before_it_was_classified_is_no_event_until_reopened(
+    send, engine: Engine, users, db: psycopg.Connection, run_evaluation
+) -> None:
+    send(_failure("INV-B7", 1, 170))
+    exception_id = _exception_id(db, "INV-B7")
+    close_exceptions(engine, "fin", [exception_id], "resolved", "a retry went through")
+    run_evaluation()  # classified once closed: nobody is told it opened
+    reopen(engine, "fin", [exception_id], "the retry failed after all")
+    close_exceptions(engine, "fin", [exception_id], "resolved", "reposted")
+
+    assert _types(db, "INV-B7") == ["exception.reopened", "exception.resolved"]
+
+
 def test_an_exception_closed_before_anyone_was_told_is_no_event(
     send, db: psycopg.Connection, run_evaluation
 ) -> None:
@@ -255,6 +269,41 @@ def test_the_runtime_role_cannot_delete_from_the_outbox(db: psycopg.Connection) 
         db.execute("DELETE FROM alert_outbox")
 
 
+_PACKED = (
+    "INSERT INTO alert_outbox (types, correlation_ids, exception_ids, impacts, statuses, "
+    "owners, resolutions, facts) VALUES (%s, %s, %s, ARRAY['high'], ARRAY['open'], "
+    "ARRAY[NULL], ARRAY[NULL], ARRAY[NULL::jsonb])"
+)
+
+
+@pytest.mark.parametrize(
+    ("types", "correlation_ids", "exception_ids"),
+    [
+        (["exception.assigned", "slo.alert"], ["INV-1", "INV-1"], [1, 1]),  # not an exception's
+        ([None], ["INV-1"], [1]),
+        (["exception.assigned"], [None], [1]),
+        (["exception.assigned"], ["INV-1"], [None]),
+        (["exception.assigned", "exception.resolved"], ["INV-1"], [1]),  # not as long
+    ],
+)
+def test_an_outbox_row_that_unpacking_would_fail_on_is_refused(
+    db: psycopg.Connection, types: list, correlation_ids: list, exception_ids: list
+) -> None:
+    with pytest.raises(psycopg.errors.CheckViolation):
+        db.execute(_PACKED, (types, correlation_ids, exception_ids))
+
+
+def test_unpacking_waits_for_the_router_s_lock(db: psycopg.Connection, db_url: str) -> None:
+    db.execute(_PACKED, (["exception.assigned"], ["INV-L1"], [1]))
+    with psycopg.connect(db_url) as router:
+        router.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_KEY,))  # a pass routing
+        with psycopg.connect(db_url, autocommit=True) as other:
+            other.execute("SET lock_timeout = '200ms'")
+            with pytest.raises(psycopg.errors.LockNotAvailable):
+                unpack(other)
+        assert unpack(router) == (1, False)  # the lock's holder unpacks
+
+
 def test_a_statement_s_events_are_one_outbox_row_unpacked_once_in_order(
     send, db: psycopg.Connection, run_evaluation
 ) -> None:
@@ -267,7 +316,7 @@ def test_a_statement_s_events_are_one_outbox_row_unpacked_once_in_order(
     assert [(types, sorted(ids)) for types, ids in packed] == [
         (["exception.opened"] * 3, ["INV-B0", "INV-B1", "INV-B2"])
     ]
-    assert unpack(db)[1] == 3 and unpack(db) == (0, 0)
+    assert unpack(db) == (3, False) and unpack(db) == (0, False)
     assert db.execute("SELECT count(*) FROM alert_outbox").fetchone() == (0,)
     opened = db.execute(
         "SELECT correlation_id FROM alert_events WHERE type = 'exception.opened' ORDER BY id"
@@ -280,7 +329,7 @@ def test_a_closing_is_told_against_an_opening_unpacked_by_an_earlier_pass(
 ) -> None:
     send(_failure("INV-B5", 1, 150))
     run_evaluation()
-    assert unpack(db)[1] == 1  # a pass told the opening
+    assert unpack(db) == (1, False)  # a pass told the opening
     send(_failure("INV-B5", 5, 151, error=None))
 
     assert _types(db, "INV-B5") == ["exception.opened", "exception.auto_resolved"]

@@ -15,18 +15,29 @@ with the change, as the events did; the alerting pass unpacks it before it assig
 and routes (`q2c_unpack_alert_outbox`, under the router's lock), in outbox order, into the
 same `alert_events` rows as before, which everything downstream reads unchanged.
 
-Unpacking decides what the triggers decided by probing `alert_events`, now that the events
-are there:
+Two rules change place:
 
-- an exception's closing is told only if its opening was (an `exception.opened` already in
-  `alert_events`, or in an earlier outbox row of the same unpacking: one statement never
-  both opens and closes an exception);
+- An exception's closing is told only if it was announced. The trigger probed
+  `alert_events` for its `exception.opened`, which may now still wait in the outbox; it
+  asks instead whether the exception had been classified before it closed (a due time,
+  which is never taken away): classified while open, it was announced as opened; classified
+  once closed, it can close again only after a reopening, which was announced. (An
+  exception classified before alerting existed, migration 0017, has its closing told.)
 - `exception.opened`, `exception.regressed` and `exception.overdue` are kept once per
-  exception by `alert_events_once_idx` with ON CONFLICT DO NOTHING: a repeat is dropped,
-  never an error that would stop every later event.
+  exception by `alert_events_once_idx` with ON CONFLICT DO NOTHING when unpacked: a repeat
+  is dropped, never an error that would stop every later event.
 
-The runtime role may insert into the outbox (the triggers run as it) and read it, not
-delete from it: unpacking runs with the owner's rights, as pruning does (migration 0023).
+An outbox row's arrays are checked when written (as long as one another, only exceptions'
+event types, no event without its type, exception or correlation ID), so that no row can
+be written that unpacking would fail on. The runtime role may insert into the outbox (the
+triggers run as it) and read it, not delete from it: unpacking runs with the owner's
+rights, as pruning does (migration 0023), and takes the router's lock itself, so that two
+never interleave.
+
+Events other than an exception's (a dead letter, a failed replay, an SLO's state, a
+digest) are still written to `alert_events` at once, so a dead letter's
+`dead_letter.created` may get a lower id than an event of its exception recorded before
+it; the router files each into its groups all the same.
 """
 
 from alembic import op
@@ -36,9 +47,10 @@ down_revision = "0026"
 branch_labels = None
 depends_on = None
 
-# Which transitions of a statement's rows are which events, and what each records: the
-# exception's impact, status, owner and resolution as they are after the change, and in
-# `facts` (NULL for none) what the event adds. One SELECT per event type, in the order an
+# Which transitions of a statement's rows are which events (a closing only of an exception
+# classified before, so announced), and what each records: the exception's impact, status,
+# owner and resolution as they are after the change, and in `facts` (NULL for none) what
+# the event adds. One SELECT per event type, in the order an
 # exception's events happen; the arrays keep the order of the UNION ALL's branches.
 _CHANGE = """
     WITH change AS MATERIALIZED (
@@ -53,7 +65,7 @@ _CHANGE = """
                NOT q2c_is_open(o.status) AND q2c_is_open(n.status) AND n.due_at IS NOT NULL
                    AS reopened,
                n.status IS DISTINCT FROM o.status AND n.status IN ('resolved', 'auto_resolved')
-                   AS closed,
+                   AND o.due_at IS NOT NULL AS closed,
                o.owner AS previous_owner, o.status AS previous_status
         FROM before o JOIN after n ON n.correlation_id = o.correlation_id AND n.id = o.id
         WHERE (o.due_at IS NULL AND n.due_at IS NOT NULL)
@@ -90,6 +102,14 @@ _CHANGE = """
     FROM events HAVING count(*) > 0
 """
 
+# The router's advisory lock (alerts/run.py LOCK_KEY, 0x51324341 "Q2CA").
+_ROUTER_LOCK = 1362248513
+_EXCEPTION_EVENTS = """'exception.opened', 'exception.regressed', 'exception.reopened',
+    'exception.assigned', 'exception.unassigned', 'exception.resolved',
+    'exception.auto_resolved', 'exception.overdue'"""
+_ARRAYS = ("correlation_ids", "exception_ids", "impacts", "statuses", "owners", "resolutions")
+_ALIGNED = "\n        AND ".join(f"cardinality({a}) = cardinality(types)" for a in _ARRAYS)
+
 _UPGRADE = f"""
 CREATE TABLE alert_outbox (
     id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -102,23 +122,15 @@ CREATE TABLE alert_outbox (
     owners          text[] NOT NULL,
     resolutions     text[] NOT NULL,
     facts           jsonb[] NOT NULL,  -- NULL elements: the event adds nothing
-    occurred_at     timestamptz NOT NULL DEFAULT clock_timestamp()
+    occurred_at     timestamptz NOT NULL DEFAULT clock_timestamp(),
+    -- What unpacking needs of every row; <@ is false for a NULL type too.
+    CONSTRAINT alert_outbox_events_check CHECK (
+        types <@ ARRAY[{_EXCEPTION_EVENTS}]
+        AND {_ALIGNED}
+        AND cardinality(facts) = cardinality(types)
+        AND array_position(exception_ids, NULL) IS NULL
+        AND array_position(correlation_ids, NULL) IS NULL)
 );
--- A storm's row holds hundreds of kilobytes of arrays, stored out of line: compressed with
--- lz4 at a fraction of pglz's cost (pglz took 16 ms of a 10,000-event row), or, on a
--- server built without lz4, not compressed at all (more WAL, less CPU than pglz).
-DO $$
-DECLARE
-    arrays text[] := ARRAY['types', 'correlation_ids', 'exception_ids', 'impacts', 'statuses',
-                           'owners', 'resolutions', 'facts'];
-BEGIN
-    EXECUTE 'ALTER TABLE alert_outbox ' || (
-        SELECT string_agg(format('ALTER %I SET COMPRESSION lz4', a), ', ') FROM unnest(arrays) a);
-EXCEPTION WHEN feature_not_supported THEN
-    EXECUTE 'ALTER TABLE alert_outbox ' || (
-        SELECT string_agg(format('ALTER %I SET STORAGE EXTERNAL', a), ', ') FROM unnest(arrays) a);
-END $$;
-
 CREATE OR REPLACE FUNCTION q2c_exceptions_added() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO alert_outbox (types, correlation_ids, exception_ids, impacts, statuses,
@@ -144,57 +156,56 @@ BEGIN
     RETURN NULL;
 END $$;
 
--- Unpack up to `batches` outbox rows, oldest first, into alert_events: the rows taken and
--- the events written. The caller holds the router's lock, so events get their ids in the
--- order they happened.
-CREATE FUNCTION q2c_unpack_alert_outbox(batches integer, OUT taken integer, OUT written bigint)
+-- Unpack up to `batches` outbox rows (at most 1,000), oldest first, of those up to `up_to`
+-- (NULL: all), into alert_events: the events written, and whether rows up to `up_to`
+-- remain. Under the router's lock (which a pass already holds), so that events get their
+-- ids in the order they happened.
+CREATE FUNCTION q2c_unpack_alert_outbox(batches integer, up_to bigint,
+                                        OUT written bigint, OUT more boolean)
 LANGUAGE plpgsql AS $$
 DECLARE
     ids bigint[];
 BEGIN
+    PERFORM pg_advisory_xact_lock({_ROUTER_LOCK});
     SELECT coalesce(array_agg(id ORDER BY id), '{{}}') INTO ids
-    FROM (SELECT id FROM alert_outbox ORDER BY id LIMIT batches FOR UPDATE) AS b;
-    taken := cardinality(ids);
+    FROM (SELECT id FROM alert_outbox WHERE up_to IS NULL OR id <= up_to
+          ORDER BY id LIMIT least(batches, 1000) FOR UPDATE) AS b;
     WITH batch AS (
         DELETE FROM alert_outbox WHERE id = ANY(ids) RETURNING *
-    ), item AS MATERIALIZED (
-        SELECT b.id AS batch, u.*, b.occurred_at
-        FROM batch b,
-             unnest(b.types, b.correlation_ids, b.exception_ids, b.impacts, b.statuses,
-                    b.owners, b.resolutions, b.facts)
-                 WITH ORDINALITY AS u(type, correlation_id, exception_id, impact, status,
-                                      owner, resolution, facts, ordinal)
-    ), opened_here AS (
-        SELECT i.exception_id, min(i.batch) AS batch FROM item i
-        WHERE i.type = 'exception.opened' GROUP BY i.exception_id
     )
     INSERT INTO alert_events (type, correlation_id, exception_id, impact, status, owner,
                               resolution, facts, occurred_at)
-    SELECT i.type, i.correlation_id, i.exception_id, i.impact, i.status, i.owner,
-           i.resolution, coalesce(i.facts, '{{}}'), i.occurred_at
-    FROM item i LEFT JOIN opened_here h ON h.exception_id = i.exception_id
-    WHERE i.type NOT IN ('exception.resolved', 'exception.auto_resolved')
-       OR h.batch < i.batch
-       OR EXISTS (SELECT 1 FROM alert_events a
-                  WHERE a.exception_id = i.exception_id AND a.type = 'exception.opened')
-    ORDER BY i.batch, i.ordinal
+    SELECT u.type, u.correlation_id, u.exception_id, u.impact, u.status, u.owner,
+           u.resolution, coalesce(u.facts, '{{}}'), b.occurred_at
+    FROM batch b,
+         unnest(b.types, b.correlation_ids, b.exception_ids, b.impacts, b.statuses,
+                b.owners, b.resolutions, b.facts)
+             WITH ORDINALITY AS u(type, correlation_id, exception_id, impact, status, owner,
+                                  resolution, facts, ordinal)
+    ORDER BY b.id, u.ordinal
     ON CONFLICT (exception_id, type)
         WHERE type IN ('exception.opened', 'exception.regressed', 'exception.overdue')
     DO NOTHING;
     GET DIAGNOSTICS written = ROW_COUNT;
+    more := EXISTS (SELECT FROM alert_outbox WHERE up_to IS NULL OR id <= up_to);
 END $$;
 
 DO $$ BEGIN
-    EXECUTE format('ALTER FUNCTION q2c_unpack_alert_outbox(integer) SECURITY DEFINER '
+    EXECUTE format('ALTER FUNCTION q2c_unpack_alert_outbox(integer, bigint) SECURITY DEFINER '
                    'SET search_path = %I, pg_temp', current_schema());
 END $$;
-REVOKE ALL ON FUNCTION q2c_unpack_alert_outbox(integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION q2c_unpack_alert_outbox(integer, bigint) FROM PUBLIC;
 """
 
 # The triggers as migrations 0022, 0025 and 0026 left them.
+# Writers wait (or fail) while what the outbox holds is unpacked: none is lost with it.
 _DOWNGRADE = """
-SELECT q2c_unpack_alert_outbox(2147483647);
-DROP FUNCTION q2c_unpack_alert_outbox(integer);
+LOCK TABLE alert_outbox IN ACCESS EXCLUSIVE MODE;
+DO $$ BEGIN
+    WHILE (SELECT more FROM q2c_unpack_alert_outbox(1000, NULL)) LOOP
+    END LOOP;
+END $$;
+DROP FUNCTION q2c_unpack_alert_outbox(integer, bigint);
 
 CREATE OR REPLACE FUNCTION q2c_exceptions_added() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
