@@ -5,6 +5,7 @@ the canonical model. Every statement is idempotent: staged rows already stored c
 from collectors.batch import LOGS, SPANS, STAGINGS
 from q2c.audit_sql import audit_auto_resolved
 from q2c.catalog import CATALOG_TABLE
+from q2c.vocabulary import sql_reopened_status
 
 # The writer's session: JIT compilation off. Its statements touch a batch's rows by key and
 # run in milliseconds; when the planner's estimates cross jit_above_cost (as they may once
@@ -367,7 +368,8 @@ WITH pair_exception AS (  -- the exceptions of the batch's (transaction, stage) 
         kind = n.kind, error_type = n.error_type, message = n.message, process = n.process,
         system = n.system,
         status = CASE WHEN isfinite(n.ends_at) AND q2c_is_open(e.status)
-                      THEN 'auto_resolved' WHEN n.recurs THEN 'open' ELSE e.status END,
+                      THEN 'auto_resolved' WHEN n.recurs THEN {sql_reopened_status("e.owner")}
+                      ELSE e.status END,
         resolved_at = CASE WHEN isfinite(n.ends_at) AND q2c_is_open(e.status)
                            THEN clock_timestamp() WHEN n.recurs THEN NULL
                            ELSE e.resolved_at END,

@@ -70,8 +70,20 @@ TRANSITIONS: dict[Action, tuple[tuple[ExceptionStatus, ...], ExceptionStatus | N
     "resolve": (OPEN_STATUSES, "resolved"),
     "ignore": (OPEN_STATUSES, "ignored"),
     # Only what a person closed: an auto-resolved exception ended with its stage's success.
+    # Open again, one somebody owns is `assigned` (reopened_status).
     "reopen": (("resolved", "ignored"), "open"),
 }
+
+
+def reopened_status(owner: str | None) -> ExceptionStatus:
+    """The status of an exception opened again (by a person, an ignore's end or its
+    failure's recurrence): still its owner's, or back in the queue if nobody's."""
+    return "open" if owner is None else "assigned"
+
+
+def sql_reopened_status(owner: str) -> str:
+    """reopened_status in SQL, of the owner column `owner`."""
+    return f"(CASE WHEN {owner} IS NULL THEN 'open' ELSE 'assigned' END)"
 
 
 def sql_list(words: Iterable[str]) -> str:

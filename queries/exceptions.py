@@ -20,6 +20,7 @@ from q2c.vocabulary import (
     OPEN_STATUSES,
     RECORDS_STAGE_PREFIX,
     TRANSITIONS,
+    reopened_status,
 )
 from queries.audit import record_exception_event
 from queries.search import contains_pattern
@@ -399,10 +400,11 @@ def unassign(engine: Engine, actor: str, ids: Sequence[int]) -> ActionResult:
 
 def reopen(engine: Engine, actor: str, ids: Sequence[int], reason: str) -> ActionResult:
     """Open again exceptions a person resolved or ignored (the failure is not over after
-    all), with the reason. One whose failure has a newer open exception stays closed."""
+    all), with the reason: still their owner's if they had one. One whose failure has a
+    newer open exception stays closed."""
     if not reason.strip():
         raise Q2CError("reopening exceptions needs a reason")
-    starts_from, status = TRANSITIONS["reopen"]
+    starts_from, _ = TRANSITIONS["reopen"]
     with engine.begin() as conn:
         newer = _open_successors(conn, ids)
         result = _act(
@@ -411,7 +413,11 @@ def reopen(engine: Engine, actor: str, ids: Sequence[int], reason: str) -> Actio
             [i for i in ids if i not in newer],
             "reopened",
             reason,
-            lambda row: {"status": status, "resolution": None, **_ignore_ended(row)},
+            lambda row: {
+                "status": reopened_status(row.owner),
+                "resolution": None,
+                **_ignore_ended(row),
+            },
             allowed=starts_from,
         )
     for closed, successor in newer.items():

@@ -7,7 +7,7 @@ rollup pairs are remembered in rollup_progress, exceptions obey the one-open rul
 
 from q2c.audit_sql import audit_auto_resolved
 from q2c.catalog import CATALOG_TABLE
-from q2c.vocabulary import ONE_OPEN_INDEX_PREDICATE, RECORDS_STAGE_PREFIX
+from q2c.vocabulary import ONE_OPEN_INDEX_PREDICATE, RECORDS_STAGE_PREFIX, sql_reopened_status
 
 # Rows stamped before the oldest running writer's start are all committed (ingest times
 # are clock_timestamp()); the window ends there, so nothing committed late is skipped.
@@ -352,7 +352,8 @@ WITH due AS (
     WHERE x.ignored_until <= %(now)s AND x.status = 'ignored'
 ), ended AS (
     UPDATE exceptions e
-    SET status = CASE WHEN d.open_id IS NULL AND d.nth = 1 THEN 'open' ELSE e.status END,
+    SET status = CASE WHEN d.open_id IS NULL AND d.nth = 1 THEN {sql_reopened_status("e.owner")}
+                      ELSE e.status END,
         resolved_at = CASE WHEN d.open_id IS NULL AND d.nth = 1 THEN NULL ELSE e.resolved_at END,
         resolution = CASE WHEN d.open_id IS NULL AND d.nth = 1 THEN NULL ELSE e.resolution END,
         ignored_until = NULL, updated_at = now()

@@ -91,6 +91,20 @@ def test_reopen_opens_what_a_person_closed_with_a_reason(
     assert comment == "customer still sees the invoice"
 
 
+def test_an_owned_exception_reopened_is_its_owner_s_still_and_can_be_unassigned(
+    engine: Engine, db: psycopg.Connection, ids: list[int]
+) -> None:
+    assign(engine, "fin", ids[:1], "ops")
+    close_exceptions(engine, "fin", ids[:1], "resolved", "credit note issued")
+
+    reopen(engine, "fin", ids[:1], "customer still sees the invoice")
+    reopened = _states(db, ids[:1])
+    unassigned = unassign(engine, "fin", ids[:1])
+
+    assert reopened == [("assigned", "ops", None, False)]
+    assert unassigned.changed == ids[:1] and _states(db, ids[:1]) == [("open", None, None, False)]
+
+
 def test_an_exception_whose_failure_is_open_again_elsewhere_stays_closed(
     send, engine: Engine, db: psycopg.Connection, ids: list[int]
 ) -> None:

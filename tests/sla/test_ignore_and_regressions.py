@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import Engine
 
 from q2c.errors import Q2CError
-from queries.exceptions import ExceptionFilter, close_exceptions, list_exceptions
+from queries.exceptions import ExceptionFilter, assign, close_exceptions, list_exceptions
 from sla.evaluate import EvaluationReport, evaluate
 from sla.policy import Policy
 from tests.support.otlp import BASE_NS, NS, stage_span, traces_request
@@ -87,6 +87,28 @@ def test_an_ignore_until_a_date_reopens_once_the_date_has_passed(
     assert _system_events(db, target) == [
         ("reopened", "ignored until 2099-01-01T00:00:00Z, which has passed")
     ]
+
+
+def test_an_owned_exception_whose_ignore_ends_or_failure_recurs_is_its_owner_s_again(
+    send, engine: Engine, users, db: psycopg.Connection, evaluate_at
+) -> None:
+    send(_failure("INV-D9", 1, 190))
+    [(target, *_)] = _exceptions(db, "INV-D9")
+    until = datetime(2099, 1, 1, tzinfo=UTC)
+    assign(engine, "fin", [target], "ops")
+    close_exceptions(engine, "fin", [target], "ignored", "month-end freeze", until=until)
+
+    send(_failure("INV-D8", 10, 180))
+    [(recurring, *_)] = _exceptions(db, "INV-D8")
+    assign(engine, "fin", [recurring], "ops")
+    close_exceptions(engine, "fin", [recurring], "ignored", "flaky", until_recurs=True)
+
+    evaluate_at(until)
+    send(_failure("INV-D8", 40, 181))  # recurs
+
+    owned = "SELECT status, owner FROM exceptions WHERE id = %s"
+    assert db.execute(owned, (target,)).fetchone() == ("assigned", "ops")
+    assert db.execute(owned, (recurring,)).fetchone() == ("assigned", "ops")
 
 
 def test_an_expired_ignore_leaves_a_newer_open_exception_of_its_failure_alone(
