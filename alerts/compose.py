@@ -62,6 +62,7 @@ class GroupView:
     last_facts: dict[str, Any]
     dead_letter_id: int | None
     exception_id: int | None  # one of its exceptions
+    told_state: Status | None = None  # what its last notification said; None: none yet
 
 
 def dedup_key(group_id: int) -> str:
@@ -82,6 +83,7 @@ def compose(group: GroupView, base: str, now: datetime) -> Notification:
         link=_link(group, base),
         time=now,
         status=group.state,
+        opens=group.told_state is None,
         severity=impact if impact in IMPACTS else None,
         correlation_id=labels.get("correlation_id"),  # when all its events share one
         group_key=dedup_key(group.id),

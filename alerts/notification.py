@@ -44,10 +44,11 @@ class Notification:
     `webhook-id` and CloudEvents `id`, the email's Message-ID), and holds no `.` (Standard
     Webhooks signs `{id}.{timestamp}.{body}`). `group_key` names the group it speaks for:
     PagerDuty's `dedup_key`, so that a later `resolved` notification of the same group
-    closes the incident its `firing` one opened. `count` is how many alike occurrences it
-    stands for. `details` are labelled facts (process, stage, system, amount, …), shown
-    as fields and sent as data. `owner` is the person an assignment is for: an email
-    channel with `to_owner` writes to them, a Slack one names them.
+    closes the incident its `firing` one opened; `opens` says it is the group's first (an
+    incident is yet to be opened, even if it is acknowledged already). `count` is how many
+    alike occurrences it stands for. `details` are labelled facts (process, stage, system,
+    amount, …), shown as fields and sent as data. `owner` is the person an assignment is
+    for: an email channel with `to_owner` writes to them, a Slack one names them.
     """
 
     id: str
@@ -57,6 +58,7 @@ class Notification:
     link: str
     time: datetime
     status: Status = "firing"
+    opens: bool = False
     severity: Impact | None = None
     correlation_id: str | None = None
     group_key: str = ""

@@ -1,6 +1,9 @@
 """PagerDuty Events API v2: a `firing` notification is a `trigger`, an `acknowledged` one
 an `acknowledge`, a `resolved` one a `resolve`, all with the group's `dedup_key`, so that
-one incident follows one group from start to end.
+one incident follows one group from start to end. A group whose first notification is
+acknowledged already (an ownership rule assigned its exception before anybody was told)
+is a `trigger` then an `acknowledge`: PagerDuty drops an acknowledge of an incident it
+does not have, and the incident would never exist.
 
 A trigger's payload: `summary` the headline, `source` the system at fault (the detail
 `system`, else `q2c`), `component` its stage, `group` its process, `class` the event,
@@ -13,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from alerts.channel import DeliveryResult
@@ -46,10 +50,16 @@ def dedup_key(notification: Notification) -> str:
     return key if len(key) <= DEDUP_KEY_CHARS else hashlib.sha256(key.encode()).hexdigest()
 
 
-def event(notification: Notification, routing_key: str) -> dict[str, Any]:
-    """The JSON body of POST /v2/enqueue."""
+def actions(notification: Notification) -> tuple[str, ...]:
+    """The events that tell PagerDuty `notification`, in order."""
+    if notification.opens and notification.status == "acknowledged":
+        return ("trigger", "acknowledge")
+    return (ACTIONS[notification.status],)
+
+
+def event(notification: Notification, routing_key: str, action: str) -> dict[str, Any]:
+    """The JSON body of POST /v2/enqueue for `action` (one of `actions(notification)`)."""
     n = notification
-    action = ACTIONS[n.status]
     body: dict[str, Any] = {
         "routing_key": routing_key,
         "event_action": action,
@@ -58,7 +68,8 @@ def event(notification: Notification, routing_key: str) -> dict[str, Any]:
     if action != "trigger":
         return body  # acknowledge and resolve name the alert; they carry no payload
     payload: dict[str, Any] = {
-        "summary": n.headline()[:SUMMARY_CHARS],
+        # The incident's title says what is wrong, not that it is taken already.
+        "summary": replace(n, status="firing").headline()[:SUMMARY_CHARS],
         "source": str(n.details.get("system", "q2c")),
         "severity": SEVERITIES[n.severity],
         "timestamp": n.time.isoformat(),
@@ -100,7 +111,15 @@ class PagerDutyChannel:
     def send(self, notification: Notification) -> DeliveryResult:
         if not self._routing_key:
             return DeliveryResult.failure(f"${self._config.routing_key_env} is not set")
-        body = event(notification, self._routing_key)
+        accepted = []
+        for action in actions(notification):  # a retry sends each again: PagerDuty dedups
+            result = self._send(event(notification, self._routing_key, action))
+            if not result.delivered:
+                return result
+            accepted.append(result.reason)
+        return DeliveryResult.success("; ".join(accepted))
+
+    def _send(self, body: dict[str, Any]) -> DeliveryResult:
         answer = post(
             self._transport,
             self._config.url,

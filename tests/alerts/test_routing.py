@@ -133,6 +133,29 @@ def test_assigning_one_of_its_exceptions_acknowledges_the_group(
     assert acknowledged.notifications == 2 and quiet.notifications == 0  # no repeat once taken
 
 
+def test_a_group_first_told_acknowledged_opens_its_incident_then_acknowledges_it(
+    send, run_evaluation, engine: Engine, users, db: psycopg.Connection, db_url: str
+) -> None:
+    send(storm(2, first_seq=4_200_000, prefix="INV-Q"))
+    run_evaluation()
+    t0 = datetime.now(UTC)
+    with receiver() as hook, receiver() as pager:
+        alerts_config = config(hook.url, pager.url)
+        run_pass(db_url, alerts_config, t0)  # the group opens and waits group_wait
+        (exception_id,) = db.execute(
+            "SELECT id FROM exceptions WHERE correlation_id = 'INV-Q0'"
+        ).fetchone()
+        assign(engine, "fin", [exception_id], "ops")  # taken before anybody was told
+        run_pass(db_url, alerts_config, t0 + GROUP_WAIT)
+
+    sent = pager.bodies()
+    # PagerDuty drops an acknowledge of an incident it does not have.
+    assert [body["event_action"] for body in sent] == ["trigger", "acknowledge"]
+    assert sent[0]["dedup_key"] == sent[1]["dedup_key"]
+    assert sent[0]["payload"]["summary"].startswith("[")  # "[high] Exception opened: …"
+    assert hook.bodies()[0]["data"]["status"] == "acknowledged"
+
+
 def test_unassigning_its_only_taken_exception_sets_the_group_firing_again(
     send, run_evaluation, engine: Engine, users, db: psycopg.Connection, db_url: str
 ) -> None:
