@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -60,8 +61,8 @@ WITH due AS (
     FOR UPDATE OF n SKIP LOCKED
 )
 UPDATE alert_notifications n
-SET status = 'delivering', attempts = n.attempts + 1, last_attempt_at = %(now)s,
-    lease_until = %(now)s + make_interval(secs => %(lease)s)
+SET status = 'delivering', attempts = n.attempts + 1, last_attempt_at = %(at)s,
+    lease_until = %(at)s + make_interval(secs => %(lease)s)
 FROM due, alert_groups g
 WHERE n.id = due.id AND g.id = n.group_id
 RETURNING n.id, n.attempts, n.message, g.labels
@@ -72,8 +73,10 @@ _RECORD = """
 UPDATE alert_notifications
 SET status = %(status)s::text, outcome = %(outcome)s::text,
     suppressed_by = %(suppressed_by)s::text, lease_until = NULL,
+    -- A suppressed attempt sent nothing: it is no attempt.
+    attempts = CASE WHEN %(status)s::text = 'suppressed' THEN attempts - 1 ELSE attempts END,
     next_attempt_at = coalesce(%(next_at)s::timestamptz, next_attempt_at),
-    finished_at = CASE WHEN %(status)s::text <> 'pending' THEN %(now)s::timestamptz END
+    finished_at = CASE WHEN %(status)s::text <> 'pending' THEN %(at)s::timestamptz END
 WHERE id = %(id)s AND status = 'delivering' AND attempts = %(attempt)s
 """
 
@@ -140,14 +143,21 @@ class Deliverer:
         one failed in a way worth retrying (the channel is down: the rest wait)."""
         report = DeliveryReport()
         lease = (self.config.channels[name].timeout + LEASE_MARGIN).total_seconds()
+        started = time.monotonic()
+
+        def clock() -> datetime:
+            """`now` moved on by the time this pass has taken: sending at a channel's rate
+            takes seconds, and the log says when each attempt was made and ended."""
+            return now + timedelta(seconds=time.monotonic() - started)
+
         with psycopg.connect(self.url, autocommit=True, row_factory=namedtuple_row) as conn:
             for _ in range(PER_PASS):
                 claimed: Any = conn.execute(
-                    _CLAIM, {"channel": name, "now": now, "lease": lease}
+                    _CLAIM, {"channel": name, "now": now, "at": clock(), "lease": lease}
                 ).fetchone()
                 if claimed is None:
                     break
-                status = self._handle(conn, name, claimed, suppressor, now, report)
+                status = self._handle(conn, name, claimed, suppressor, clock, report)
                 if status == "pending":
                     break
         return report
@@ -158,14 +168,13 @@ class Deliverer:
         name: str,
         claimed: Any,
         suppressor: Suppressor,
-        now: datetime,
+        clock: Callable[[], datetime],
         report: DeliveryReport,
     ) -> str:
         """Send (or suppress) one claimed notification and record it; its new status."""
         params: dict[str, Any] = {
             "id": claimed.id,
             "attempt": claimed.attempts,
-            "now": now,
             "suppressed_by": None,
             "next_at": None,
         }
@@ -177,11 +186,11 @@ class Deliverer:
             result = self._send(conn, name, claimed)
             status, params["outcome"] = self._status(result, claimed.attempts), result.reason
             if status == "pending":
-                params["next_at"] = now + timedelta(seconds=_delay(result, claimed.attempts))
+                params["next_at"] = clock() + timedelta(seconds=_delay(result, claimed.attempts))
             elif status == "failed" and result.retryable:
                 params["outcome"] += f"; gave up after {claimed.attempts} attempts"
         params["outcome"] = _text(params["outcome"])
-        if conn.execute(_RECORD, {**params, "status": status}).rowcount:
+        if conn.execute(_RECORD, {**params, "status": status, "at": clock()}).rowcount:
             {
                 "delivered": report.delivered,
                 "pending": report.retrying,

@@ -1,7 +1,8 @@
 """Ownership rules (alerts.yaml `owners`): a new exception is assigned to the owner of the
-first rule it matches, as the system, the audit row naming the rule. The assignment is a
-change like a person's, so its `exception.assigned` event (migration 0017) reaches the
-routes that tell the new owner.
+first rule it matches whose owner is an enabled user (a rule naming someone unknown or
+disabled is passed over, and logged), as the system, the audit row naming the rule. The
+assignment is a change like a person's, so its `exception.assigned` event (migration 0017)
+reaches the routes that tell the new owner.
 
 A new exception is one whose `exception.opened` event is not routed yet, still open and
 nobody's: rules are applied before the routing of a pass, so the opening and the
@@ -56,14 +57,17 @@ def assign_owners(engine: Engine, config: AlertsConfig) -> OwnershipReport:
     with engine.begin() as conn:
         for correlation_id, exception_id, facts in conn.execute(_NEW, {"limit": BATCH}):
             labels = event_labels("exception.opened", correlation_id, facts)
-            found = next(
-                ((n, r) for n, r in enumerate(config.owners, 1) if matches(r.match, labels)),
-                None,
-            )
-            if found is not None:
-                _assign(conn, correlation_id, exception_id, *found, report)
+            for number, rule in enumerate(config.owners, 1):
+                if matches(rule.match, labels) and _assign(
+                    conn, correlation_id, exception_id, number, rule, report
+                ):
+                    break
     if report.unknown:
-        log.warning("ownership rules name no such user: %s", ", ".join(sorted(report.unknown)))
+        log.warning(
+            "ownership rules name users who are unknown or disabled: %s (their exceptions "
+            "go to the next rule that matches, else stay in the queue)",
+            ", ".join(sorted(report.unknown)),
+        )
     return report
 
 
@@ -74,17 +78,19 @@ def _assign(
     number: int,
     rule: OwnerRule,
     report: OwnershipReport,
-) -> None:
+) -> bool:
+    """Assign the exception by rule `number`; False when its owner is no enabled user (the
+    next matching rule is tried), True when it is done (assigned, or someone took it)."""
     if rule.owner in report.unknown:
-        return
+        return False
     try:
         owner = acting_user(conn, rule.owner).username
     except UnknownUser:
         report.unknown.add(rule.owner)
-        return
+        return False
     taken = conn.execute(_ASSIGN, {"owner": owner, "c": correlation_id, "id": exception_id})
     if taken.one_or_none() is None:  # someone (or another replica) took it meanwhile
-        return
+        return True
     record_exception_event(
         conn,
         correlation_id,
@@ -96,3 +102,4 @@ def _assign(
         comment=f"ownership rule {number} of alerts.yaml ({rule.match.describe()})",
     )
     report.assigned[exception_id] = owner
+    return True

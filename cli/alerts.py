@@ -249,6 +249,8 @@ def alerts_log(
         matching = count_notifications(engine, actor, filters) if len(rows) == limit else len(rows)
     if matching > len(rows):
         click.echo(f"{len(rows):,} of {matching:,} notifications shown (--limit)", err=True)
+    if not as_json:  # a suppressed one's outcome is why (JSON keeps `suppressed_by` apart)
+        rows = [{**row, "outcome": row["outcome"] or row["suppressed_by"]} for row in rows]
     emit(
         rows,
         ("id", "created_at", "channel", "state", "status", "attempts", "title", "outcome"),

@@ -28,6 +28,27 @@ _BY_TRANSACTION = [
 ]
 
 
+def test_the_log_says_when_each_notification_was_sent_not_when_the_pass_began(
+    send, run_evaluation, db: psycopg.Connection, db_url: str
+) -> None:
+    send(storm(3, first_seq=6_100_000, prefix="INV-W"))  # three groups, one per invoice
+    run_evaluation()
+    t0 = datetime.now(UTC)
+    with receiver() as hook:
+        alerts_config = config(hook.url, routes=_BY_TRANSACTION)
+        run_pass(db_url, alerts_config, t0)
+        run_pass(db_url, alerts_config, t0 + GROUP_WAIT)
+
+    sent = db.execute(
+        "SELECT created_at, last_attempt_at, finished_at FROM alert_notifications "
+        "WHERE status = 'delivered' ORDER BY finished_at"
+    ).fetchall()
+    assert len(sent) == 3
+    assert all(created <= tried < finished for created, tried, finished in sent)
+    # One after another through the channel, each logged as it ended.
+    assert sent[0][2] < sent[1][2] < sent[2][2]
+
+
 def test_two_schedulers_at_once_deliver_each_notification_once(
     send, run_evaluation, db: psycopg.Connection, db_url: str
 ) -> None:
@@ -122,7 +143,8 @@ def test_a_resolve_waits_for_its_trigger_still_to_be_retried(
         run_pass(db_url, alerts_config, t0 + GROUP_WAIT)  # the trigger: asked to wait an hour
         send(successes(["INV-O0"], first_seq=6_260_000))
         held = run_pass(db_url, alerts_config, t0 + GROUP_WAIT + timedelta(minutes=5))
-        both = run_pass(db_url, alerts_config, t0 + GROUP_WAIT + timedelta(hours=1))
+        # An hour after PagerDuty answered (a moment after the pass began).
+        both = run_pass(db_url, alerts_config, t0 + GROUP_WAIT + timedelta(hours=1, minutes=1))
 
     assert held.notifications == 2 and len(held.delivery.delivered) == 1  # the webhook only
     assert [body["event_action"] for body in pager.bodies()] == ["trigger", "trigger", "resolve"]

@@ -12,6 +12,7 @@ from alerts.load import parse_alerts_config
 from alerts.outbox import unpack
 from alerts.ownership import assign_owners
 from queries.exceptions import assign
+from queries.user_admin import set_disabled
 from tests.support.otlp import BASE_NS, NS, stage_span, traces_request
 
 
@@ -92,3 +93,28 @@ def test_without_rules_no_exception_is_assigned(
 
     assert assign_owners(engine, _config([])).assigned == {}
     assert _state(db, "INV-O4")[1:] == (None, "open")
+
+
+def test_a_rule_whose_owner_is_disabled_is_passed_over_for_the_next_that_matches(
+    send, run_evaluation, engine: Engine, users, db: psycopg.Connection
+) -> None:
+    send(_failure("INV-O5", "erp", 50))
+    run_evaluation()
+    unpack(db)
+    set_disabled(engine, "ada", "fin", True)
+    rules = _config(
+        [
+            {"match": {"system": "erp"}, "owner": "fin"},  # disabled
+            {"match": {"process": "invoice_posting"}, "owner": "ops"},
+        ]
+    )
+
+    report = assign_owners(engine, rules)
+
+    assert report.unknown == {"fin"}
+    assert _state(db, "INV-O5")[1:] == ("ops", "assigned")
+    [(comment,)] = db.execute(
+        "SELECT comment FROM exception_events WHERE action = 'assigned' AND exception_id = %s",
+        (_state(db, "INV-O5")[0],),
+    ).fetchall()
+    assert comment == "ownership rule 2 of alerts.yaml (process=invoice_posting)"

@@ -40,6 +40,7 @@ def test_a_silence_suppresses_what_it_matches_and_the_log_says_which(
     [suppressed] = [row for row in notifications(db) if row["status"] == "suppressed"]
     assert suppressed["suppressed_by"].startswith(f"silence {silence.id} by ops until ")
     assert suppressed["suppressed_by"].endswith(": ERP upgrade")
+    assert suppressed["attempts"] == 0  # nothing was sent
     statuses = db.execute(
         "SELECT DISTINCT status FROM exceptions WHERE correlation_id LIKE 'INV-Q%'"
     ).fetchall()

@@ -164,3 +164,32 @@ def test_the_scheduler_runs_alerting_once_an_alerts_yaml_is_configured(tmp_path:
     assert "alerts" in {job.id for job in configured.get_jobs()}
     # A file that does not load leaves alerting off and every other job running.
     assert {job.id for job in refused.get_jobs()} == {job.id for job in unconfigured.get_jobs()}
+
+
+def test_the_log_in_text_says_why_a_notification_was_suppressed(
+    cli, send, run_evaluation, engine: Engine, users, db: psycopg.Connection, tmp_path: Path
+) -> None:
+    fin = create_token(engine, "fin", "fin")[0]
+    send(
+        traces_request(
+            stage_span(
+                "INV-C9", "invoice_posting", "invoice_recorded", "erp", at_s=1, seq=90, error="down"
+            )
+        )
+    )
+    run_evaluation()
+    ops = create_token(engine, "ops", "ops")[0]
+    silenced = cli(
+        "silences", "add", "--token", ops, "--match", "system=erp", "--for", "2h", "--reason", "ERP"
+    )
+    with receiver() as hook:
+        path = _config(tmp_path, hook.url)
+        cli("alerts", "run-once", "--config", str(path))
+        db.execute("UPDATE alert_groups SET next_flush_at = now() - interval '1 second'")
+        cli("alerts", "run-once", "--config", str(path))
+    log = cli("alerts", "log", "--token", fin, "--status", "suppressed")
+
+    assert silenced.exit_code == 0, silenced.output
+    assert log.exit_code == 0, log.output
+    assert "silence" in log.stdout and ": ERP" in log.stdout
+    assert hook.received == []
