@@ -75,7 +75,12 @@ def parse_matchers(matchers: Mapping[str, Any]) -> SilenceMatch:
     try:
         match = SilenceMatch.model_validate(dict(matchers))
     except ValidationError as exc:
-        problems = [f"{key_path(list(e['loc']))}: {e['msg']}" for e in exc.errors()]
+        keys = ", ".join(SilenceMatch.model_fields)
+        problems = [
+            f"{key_path(list(e['loc']))}: "
+            + (f"unknown key (use {keys})" if e["type"] == "extra_forbidden" else e["msg"])
+            for e in exc.errors()
+        ]
         raise Q2CError("invalid silence matchers: " + "; ".join(problems)) from None
     if all(values is None for _, values in match):
         raise Q2CError("a silence needs at least one matcher (system=erp, say)")

@@ -22,6 +22,7 @@ from alerts.silences import (
     create_silence,
     expire_silence,
     list_silences,
+    parse_matchers,
 )
 from console._auth import act, can, page_user
 from console._links import address
@@ -333,6 +334,7 @@ if MANAGES_SILENCES:
                 matchers = parse_matcher_lines(lines)
                 if not matchers:
                     raise Q2CError("give at least one matcher (system=erp, say)")
+                parse_matchers(matchers)  # a mistyped key or value is said before confirming
                 ends_at = silence_end(length, datetime.now(UTC))
                 if not reason.strip():
                     raise Q2CError("give a reason (it goes into the audit trail)")
