@@ -111,6 +111,13 @@ def readable(rows: pd.DataFrame | list[dict], seconds: bool = True) -> pd.DataFr
             ]
         elif values.dtype == object:
             frame[column] = [_cell_text(v, seconds) for v in values]
+        elif pd.api.types.is_numeric_dtype(values) and values.isna().any():
+            # A missing number (an HTTP code not yet known) makes the column float: shown
+            # as text, blank where missing, whole numbers without ".0".
+            frame[column] = [
+                "" if pd.isna(v) else str(int(v)) if float(v).is_integer() else str(v)
+                for v in values
+            ]
     return frame
 
 

@@ -88,13 +88,15 @@ def when_empty() -> None:
 def history(trip: dict) -> pd.DataFrame:
     """What happened to the transaction, in time order: stages reached, failures, dead
     letters and replays, each with the address of its page."""
-    # (time, what, detail, link) of each event.
-    rows: list[tuple[Any, str, str, str | None]] = [
+    # (time, what, detail, link) of each event; a stage's is its process's funnel.
+    process = trip["transaction"].get("process")
+    funnel = f"/stages?process={process}" if process else "/stages"
+    rows: list[tuple[Any, str, str, str]] = [
         (
             s["reached_at"],
             f"stage reached · {s['status'] or '—'}",
             f"{s['stage']} ({s['system'] or 'any system'})",
-            None,
+            funnel,
         )
         for s in trip["stages"]
     ]

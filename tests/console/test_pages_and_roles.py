@@ -276,6 +276,8 @@ def test_trace_explorer_opens_on_the_failed_span_with_links_to_the_exception(
     links = set(happened["link"].dropna())
     assert any(link.startswith("/exceptions?id=") for link in links), links
     assert any(link.startswith("/dead_letters?id=") for link in links), links
+    stages = happened[happened["what"].str.startswith("stage reached")]
+    assert set(stages["link"]) == {"/stages?process=invoice_posting"}  # every row opens
     assert app.query_params["span"]  # the span shown has its own address
 
 
