@@ -302,11 +302,15 @@ def _cancel(redrive_id: int) -> None:
     cancelled = act(cancel_redrive, engine(), user.username, redrive_id)
     if cancelled is not None:
         st.session_state["flash"] = ("ok", f"Redrive {redrive_id}: {cancelled} cancelled")
+    # The click reruns only this section; the page's message and list are to follow.
+    st.session_state["rerun_page"] = True
 
 
 @st.fragment(run_every=2)
 def live_status() -> None:
     recheck_sign_in()  # it reruns on its own, every 2 s
+    if st.session_state.pop("rerun_page", False):
+        st.rerun()  # the whole page: the cancelled letters are back in the list
     redrives = load(list_redrives, engine(), user.username, 5)
     if redrives:
         st.subheader("Redrives (live)")

@@ -285,6 +285,9 @@ def test_a_redrive_is_dry_run_rate_limited_shown_and_cancelled(
     page.get_by_role("button", name="Cancel").click()
 
     expect(page.get_by_text(re.compile(r"5 of 5 done · 5 cancelled"))).to_be_visible()
+    # The whole page follows: its message, and the letters back in the list.
+    expect(page.get_by_text(re.compile(r"Redrive \d+: 5 cancelled"))).to_be_visible()
+    expect(page.get_by_text("5 replay(s) queued at 0.5 a second")).to_have_count(0)
     with psycopg.connect(console_db) as conn:
         gaps = conn.execute(
             "SELECT extract(epoch FROM next_attempt_at - lag(next_attempt_at) OVER (ORDER BY id)),"
