@@ -146,7 +146,8 @@ def remember_destination() -> None:
         return
     path = urlsplit(url).path.strip("/")
     if path and DESTINATION_KEY not in st.session_state:
-        st.session_state[DESTINATION_KEY] = (path, dict(st.query_params.to_dict()))
+        query = {key: st.query_params.get_all(key) for key in st.query_params}  # repeats too
+        st.session_state[DESTINATION_KEY] = (path, query)
 
 
 def go_to_destination(pages: list[st.Page]) -> None:
@@ -157,6 +158,10 @@ def go_to_destination(pages: list[st.Page]) -> None:
     path, query = destination
     for page in pages:
         if page.url_path == path:
+            # This run's output, the session cookie's script among it, is dropped by the
+            # switch: the destination's run writes the cookie again.
+            if token := st.session_state.get(TOKEN_KEY):
+                st.session_state[COOKIE_KEY] = token
             st.switch_page(page, query_params=query)
 
 

@@ -459,6 +459,21 @@ def test_a_pasted_link_leads_to_its_object_after_sign_in(
     expect(page.get_by_text("correlation INV-11")).to_be_visible()
 
 
+def test_signing_in_at_any_page_s_address_keeps_the_sign_in_and_every_filter(
+    page: Page, console_url: str
+) -> None:
+    _sign_in_at(page, f"{console_url}/audit", "admin")
+    expect(page.get_by_role("heading", name="Audit log")).to_be_visible()
+    page.reload()  # the session cookie was written on the way there
+    expect(page.get_by_role("heading", name="Audit log")).to_be_visible()
+    expect(page.get_by_label("User name")).to_have_count(0)
+
+    page.context.clear_cookies()
+    _sign_in_at(page, f"{console_url}/exceptions?impact=critical&impact=high", "finance_ops")
+    expect(page.get_by_role("heading", name="Exceptions")).to_be_visible()
+    expect(page).to_have_url(re.compile(r"impact=critical&impact=high"))
+
+
 def test_a_page_the_role_may_not_open_names_the_role_it_needs(page: Page, console_url: str) -> None:
     _sign_in_at(page, f"{console_url}/admin", "viewer")
 
