@@ -557,6 +557,10 @@ def _act(
             continue
         after = changes(row)
         before = {key: getattr(row, key) for key in after}
+        if after and after == before:  # assigned to whom it is assigned to: no change
+            owned = f" to {row.owner}" if row.owner else ""
+            result.skipped[exception_id] = f"already {row.status}{owned}"
+            continue
         if after:
             assignments = ", ".join(f"{key} = :{key}" for key in after)
             closing = ""  # when it was closed: set as it closes, cleared as it reopens

@@ -91,6 +91,19 @@ def test_reopen_opens_what_a_person_closed_with_a_reason(
     assert comment == "customer still sees the invoice"
 
 
+def test_assigning_to_the_owner_it_has_changes_and_records_nothing(
+    engine: Engine, db: psycopg.Connection, ids: list[int]
+) -> None:
+    assign(engine, "fin", ids[:1], "ops")
+    again = assign(engine, "fin", ids[:1], "ops")
+
+    assert again.changed == [] and again.skipped == {ids[0]: "already assigned to ops"}
+    assert db.execute(
+        "SELECT count(*) FROM exception_events WHERE exception_id = %s AND action = 'assigned'",
+        (ids[0],),
+    ).fetchone() == (1,)
+
+
 def test_an_owned_exception_reopened_is_its_owner_s_still_and_can_be_unassigned(
     engine: Engine, db: psycopg.Connection, ids: list[int]
 ) -> None:
