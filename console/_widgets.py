@@ -109,7 +109,7 @@ def readable(rows: pd.DataFrame | list[dict], seconds: bool = True) -> pd.DataFr
             frame[column] = [
                 "" if pd.isna(v) else moment_text(v.to_pydatetime(), seconds) for v in values
             ]
-        elif values.dtype == object:
+        elif values.dtype == object or pd.api.types.is_string_dtype(values):  # (pandas 3: str)
             frame[column] = [_cell_text(v, seconds) for v in values]
         elif pd.api.types.is_numeric_dtype(values) and values.isna().any():
             # A missing number (an HTTP code not yet known) makes the column float: shown

@@ -124,6 +124,7 @@ def _list(filters: ExceptionFilter, page: int, order: str) -> pd.DataFrame:
     if not frame.empty:
         frame["age_hours"] = frame["age"].dt.total_seconds() / 3600
         frame["owner"] = frame["owner"].fillna("")  # nobody's: a blank cell, not "None"
+        frame["overdue"] = frame["overdue"].eq(True)  # no due time yet: not overdue
     return frame
 
 

@@ -18,6 +18,12 @@ def test_a_missing_number_is_blank_and_the_others_keep_their_spelling() -> None:
     assert list(shown["attempts"]) == [1, 2]  # nothing missing: left a number
 
 
+def test_a_missing_text_is_blank_in_a_column_of_texts() -> None:
+    shown = readable([{"process": "invoice_posting"}, {"process": None}])
+
+    assert list(shown["process"]) == ["invoice_posting", ""]  # pandas 3 types it str, not object
+
+
 def test_times_are_utc_to_the_second_and_structures_read_as_pairs() -> None:
     rows = [
         {"at": datetime(2026, 12, 7, 9, 5, 3, tzinfo=UTC), "detail": {"owner": "ops"}},
