@@ -19,34 +19,56 @@ def selectable_table(
 
     Ticks are kept by row id in the session, not by the editor, whose edits are by row
     position: live data adds, removes and reorders rows, and a tick must neither vanish
-    nor move to another row. The editor is keyed by the rows it shows, so that an edit
-    made on one list of rows never applies to another."""
-    store = f"{key}:ticked"
-    ticked: list[int] = st.session_state.get(store, [])
+    nor move to another row. An editor shows its rows with the ticks they had when it was
+    made (its base), and keeps the person's ticks since as its edits, which are read into
+    the ticks at each run. A new editor is made only when the rows change or ticks are
+    taken away (untick): one made at each tick would lose the next tick, made on the
+    editor it replaced, and an editor handed new data resets its edits and reruns the
+    page, closing any dialog just opened."""
+    store, base_store = f"{key}:ticked", f"{key}:base"
+    ticked: list[int] = list(st.session_state.get(store, []))
     ids = [int(i) for i in frame["id"]]
+    reset = st.session_state.pop(f"{key}:reset", False)
+    base: tuple[list[int], list[bool]] | None = st.session_state.get(base_store)
+    if base is not None and not reset:
+        for i, tick in _edited_ticks(key, base).items():
+            if not tick and i in ticked:
+                ticked.remove(i)
+            elif tick and i not in ticked:
+                ticked.append(i)
+    if base is None or base[0] != ids or reset:
+        base = (ids, [i in ticked for i in ids])
+        st.session_state[base_store] = base
     table = frame[columns].copy()
-    table.insert(0, "select", [i in ticked for i in ids])
-    # The editor's identity: the rows it shows and their ticks as given. Either changing
-    # makes a new editor, which starts from the ticks given (an editor handed new data
-    # would reset its edits and rerun the page, closing any dialog just opened).
-    shown = repr((ids, list(table["select"])))
-    rows = hashlib.blake2b(shown.encode(), digest_size=8).hexdigest()
+    table.insert(0, "select", base[1])
     with st.container(key=key):  # one stable name for the table, whichever rows it shows
-        edited = st.data_editor(
+        st.data_editor(
             table,
             hide_index=True,
-            key=f"{key}:{rows}",
+            key=_editor_key(key, base),
             disabled=columns,
             column_config={
                 "select": st.column_config.CheckboxColumn("✓"),
                 **(column_config or {}),
             },
         )
-    on_screen = {i: bool(tick) for i, tick in zip(ids, edited["select"], strict=True)}
-    kept = [i for i in ticked if on_screen.get(i, True)]
-    ticked = kept + [i for i, tick in on_screen.items() if tick and i not in kept]
     st.session_state[store] = ticked
     return ticked
+
+
+def _editor_key(key: str, base: tuple[list[int], list[bool]]) -> str:
+    return f"{key}:{hashlib.blake2b(repr(base).encode(), digest_size=8).hexdigest()}"
+
+
+def _edited_ticks(key: str, base: tuple[list[int], list[bool]]) -> dict[int, bool]:
+    """The ticks the person changed on the editor made from `base`: row id → ticked."""
+    state = st.session_state.get(_editor_key(key, base))
+    edited = state.get("edited_rows", {}) if isinstance(state, dict) else {}
+    return {
+        base[0][int(row)]: bool(change["select"])
+        for row, change in edited.items()
+        if "select" in change and 0 <= int(row) < len(base[0])
+    }
 
 
 def untick(key: str, ids: Iterable[int]) -> None:
@@ -54,6 +76,7 @@ def untick(key: str, ids: Iterable[int]) -> None:
     store = f"{key}:ticked"
     done = set(ids)
     st.session_state[store] = [i for i in st.session_state.get(store, []) if i not in done]
+    st.session_state[f"{key}:reset"] = True  # the editor shown still has them ticked
 
 
 def money_text(amounts: dict[str, float]) -> str:

@@ -375,6 +375,18 @@ def test_ticks_survive_live_data_and_the_action_changes_exactly_the_ticked(
     assert events == [(i, "finance") for i in sorted(ticked)]
 
 
+def test_each_tick_counts_at_the_first_click(page: Page, console_url: str) -> None:
+    _sign_in(page, console_url, "finance_ops")
+    page.get_by_role("link", name="Exceptions", exact=True).click()
+    _tick_row(page, "exceptions_editor", 1, "Act on 1 selected")  # the grid takes clicks
+    grid = page.locator(".st-key-exceptions_editor [data-testid='stDataFrameResizable']")
+    for row in (2, 3):  # one click each, as a person clicks
+        box = grid.bounding_box()
+        assert box is not None
+        page.mouse.click(box["x"] + CHECKBOX_X, box["y"] + HEADER_HEIGHT + ROW_HEIGHT * (row - 0.5))
+        expect(page.get_by_text(f"Act on {row} selected")).to_be_visible()
+
+
 def test_a_ticked_exception_someone_else_closed_is_named_and_left_alone(
     page: Page, console_url: str, console_db: str, engine
 ) -> None:
