@@ -56,9 +56,20 @@ def load(reader: Callable[..., T], *args: object) -> T:
     raise AssertionError("st.stop() returned")  # pragma: no cover
 
 
+SHOWN_FLASH_KEY = "flash_shown"
+
+
 def show_flash() -> None:
     """Show (once) the message the last action left."""
     flash = st.session_state.pop("flash", None)
+    st.session_state[SHOWN_FLASH_KEY] = flash
     if flash:
         kind, message = flash
         (st.error if kind == "error" else st.success)(message)
+
+
+def rerun_for_news() -> None:
+    """Rerun the whole page for what changed in the background, the last action's message
+    still shown (a rerun would otherwise take it away before it is read)."""
+    st.session_state["flash"] = st.session_state.get(SHOWN_FLASH_KEY)
+    st.rerun()

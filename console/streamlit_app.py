@@ -43,10 +43,23 @@ CATALOG = (
 )
 ACCOUNT = (("tokens.py", "API tokens", ":material/key:", "dashboards.view"),)
 
+
+def _sign_in_at(file: str) -> st.Page:
+    """The sign-in form, at a page's address (which a pasted link keeps)."""
+
+    def page() -> None:
+        sign_in_form()
+
+    page.__name__ = f"sign_in_{Path(file).stem}"  # a distinct page for Streamlit
+    return st.Page(page, title="Sign in", url_path=Path(file).stem, default=file == "overview.py")
+
+
 user = refreshed_user()
 if user is None:
     remember_destination()  # a pasted link leads there once signed in
-    sign_in_form()
+    # A menu of its own, hidden: the one of a sign-in just ended (signed out in another
+    # tab, expired) would otherwise stay on screen beside the form.
+    st.navigation([_sign_in_at(file) for file, *_ in CATALOG + ACCOUNT], position="hidden").run()
     st.stop()
 
 

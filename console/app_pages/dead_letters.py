@@ -10,7 +10,7 @@ import streamlit as st
 
 from console._auth import act, page_user, recheck_sign_in
 from console._links import Linked, held, held_index, linked_id, seed_from_link, write_link
-from console._resources import engine, load, settings, show_flash
+from console._resources import engine, load, rerun_for_news, settings, show_flash
 from console._widgets import age_text, readable, selectable_table, untick
 from q2c.errors import Q2CError
 from queries.redrives import (
@@ -306,6 +306,20 @@ def _cancel(redrive_id: int) -> None:
     st.session_state["rerun_page"] = True
 
 
+SEEN_REPLAYS_KEY = "seen_replay_statuses"
+
+
+def _rerun_page_when_replays_moved(rows: list[dict]) -> None:
+    """Rerun the whole page when a replay has moved on (sent, failed, a new one) since the
+    section last looked: the list and the payload pane above, which this section does not
+    redraw, would otherwise still say "dead" or "replay_pending" of a letter replayed."""
+    statuses = {row["id"]: row["status"] for row in rows}
+    seen = st.session_state.get(SEEN_REPLAYS_KEY)
+    st.session_state[SEEN_REPLAYS_KEY] = statuses
+    if seen is not None and seen != statuses:
+        rerun_for_news()  # the page's run sees these statuses again: no second rerun
+
+
 @st.fragment(run_every=2)
 def live_status() -> None:
     recheck_sign_in()  # it reruns on its own, every 2 s
@@ -331,6 +345,7 @@ def live_status() -> None:
             b.caption("cancelled")
     st.subheader("Replays (live)")
     rows = load(replay_status, engine(), user.username, 50)
+    _rerun_page_when_replays_moved(rows)
     if rows:
         st.dataframe(
             readable(rows)[

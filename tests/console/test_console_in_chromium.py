@@ -202,6 +202,24 @@ def test_one_click_adds_a_comment_clears_the_box_and_history_shows_it(
     assert comments == [("finance", "calling the ERP team about the *closed* period")]
 
 
+def test_the_payload_pane_follows_a_replay_sent_in_the_background(
+    page: Page, console_url: str, console_db: str
+) -> None:
+    _sign_in(page, console_url, "oncall")
+    page.get_by_role("link", name="Dead letters & replays", exact=True).click()
+    page.get_by_role("button", name="Replay with this payload").click()
+    page.get_by_role("button", name="Replay", exact=True).click()
+    expect(page.get_by_text("Replays: 1 queued")).to_be_visible()
+    expect(page.get_by_text(re.compile(r"· status replay_pending"))).to_be_visible()
+
+    with psycopg.connect(console_db) as conn:  # as the dispatcher does on delivery
+        conn.execute("UPDATE replays SET status = 'succeeded', finished_at = now()")
+        conn.execute("UPDATE dead_letters SET status = 'replayed' WHERE status = 'replay_pending'")
+
+    # No click: the live section, which sees the replay move on, redraws the pane too.
+    expect(page.get_by_text(re.compile(r"· status replayed"))).to_be_visible(timeout=20_000)
+
+
 def test_one_click_replays_an_edited_payload(page: Page, console_url: str, console_db: str) -> None:
     _sign_in(page, console_url, "oncall")
     page.get_by_role("link", name="Dead letters & replays", exact=True).click()
@@ -553,6 +571,9 @@ def test_an_open_tab_can_do_nothing_once_its_sign_in_has_ended(
 
     _comment_refused(tab, "typed after signing out elsewhere")
     expect(tab.get_by_text("signed out in another tab")).to_be_visible()
+    # The sign-in form stands alone: no menu of the pages the ended sign-in could open.
+    expect(tab.get_by_role("navigation", name="App pages")).to_have_count(0)
+    expect(page.get_by_role("navigation", name="App pages")).to_have_count(0)
 
     # An admin's password reset ends the user's open sign-in as well.
     _sign_in_at(tab, f"{console_url}/exceptions", "finance_ops")
