@@ -496,7 +496,8 @@ def test_signing_in_at_any_page_s_address_keeps_the_sign_in_and_every_filter(
     expect(page.get_by_role("heading", name="Audit log")).to_be_visible()
     page.reload()  # the session cookie was written on the way there
     expect(page.get_by_role("heading", name="Audit log")).to_be_visible()
-    expect(page.get_by_label("User name")).to_have_count(0)
+    expect(page.get_by_label("Actor (user name)")).to_be_visible()  # the page, drawn whole
+    expect(page.get_by_label("User name", exact=True)).to_have_count(0)  # no sign-in form
 
     page.context.clear_cookies()
     _sign_in_at(page, f"{console_url}/exceptions?impact=critical&impact=high", "finance_ops")
