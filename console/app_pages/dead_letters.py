@@ -4,6 +4,7 @@ matches at a set rate (dry run, progress, cancel), and watch the replays live.""
 
 import difflib
 import json
+import math
 
 import pandas as pd
 import streamlit as st
@@ -115,7 +116,7 @@ def confirm_redrive(search: str | None, rate: float, preview: RedrivePreview) ->
     count = len(preview.replayable)
     st.write(
         f"**Replay {count} dead letter(s)** matching “{search or 'anything'}”, at most "
-        f"{rate:g} a second (about {count / rate:,.0f} s)?"
+        f"{rate:g} a second (about {_seconds(count, rate)})?"
     )
     for why, refused in preview.refused.items():
         st.caption(f"{refused} left alone: {why}")
@@ -130,7 +131,12 @@ def confirm_redrive(search: str | None, rate: float, preview: RedrivePreview) ->
         st.rerun()
 
 
-def _replay(ids: list[int], payload: str | None, gone: list[int]) -> None:
+def _seconds(count: int, rate: float) -> str:
+    """How long `count` replays take at `rate` a second, rounded up ("1 s", not "0 s")."""
+    return f"{math.ceil(count / rate):,} s"
+
+
+def _replay(ids: list[int], payload: str | None, gone: list[int], original: str) -> None:
     """on_click of the confirmation: request the replays, report what happened; the
     letters replayed, and those named as gone, are unticked."""
     untick(EDITOR, [*ids, *gone])
@@ -138,6 +144,9 @@ def _replay(ids: list[int], payload: str | None, gone: list[int]) -> None:
         request_replays, engine(), user.username, ids, settings().allowed_replay_hosts, payload
     )
     if outcome is not None:
+        if payload is not None:  # the box shows the original again: an edit sent is not
+            for letter in outcome.created:  # sent again by the next click
+                st.session_state[f"edit_payload_{letter}"] = original
         parts = [f"{len(outcome.created)} queued"]
         if outcome.existing:
             parts.append(f"{len(outcome.existing)} already under way")
@@ -183,7 +192,7 @@ def confirm(
         key="confirm_replay",
         disabled=not ids,
         on_click=_replay,
-        args=(ids, payload, gone or []),
+        args=(ids, payload, gone or [], original),
     ):
         st.rerun()
 
@@ -242,6 +251,8 @@ if letters:
         format_func=lambda i: str(i) if i in listed_ids else f"{i} (not in this list)",
     )
     st.query_params["id"] = str(chosen)  # the address of what is shown
+    if chosen not in listed_ids:  # the box may still show the label it had in the list
+        st.caption(f"Dead letter {chosen} is not in this list (filters or status changed).")
     detail = (
         linked_detail
         if linked_detail is not None and chosen == linked
@@ -289,7 +300,7 @@ with st.expander("Redrive every dead letter matching the search", expanded=False
         preview = _preview(search or None)
         st.info(
             f"{preview.matching} dead letter(s) match; {len(preview.replayable)} would be "
-            f"replayed in about {len(preview.replayable) / rate:,.0f} s."
+            f"replayed in about {_seconds(len(preview.replayable), rate)}."
             + "".join(f"\n\n{n} left alone: {why}" for why, n in preview.refused.items())
         )
     if c.button("Redrive…", type="primary", key="redrive"):

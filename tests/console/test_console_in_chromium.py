@@ -218,6 +218,7 @@ def test_the_payload_pane_follows_a_replay_sent_in_the_background(
 
     # No click: the live section, which sees the replay move on, redraws the pane too.
     expect(page.get_by_text(re.compile(r"· status replayed"))).to_be_visible(timeout=20_000)
+    expect(page.get_by_text("is not in this list (filters or status changed)")).to_be_visible()
 
 
 def test_one_click_replays_an_edited_payload(page: Page, console_url: str, console_db: str) -> None:
@@ -236,6 +237,7 @@ def test_one_click_replays_an_edited_payload(page: Page, console_url: str, conso
     page.get_by_role("button", name="Replay", exact=True).click()
 
     expect(page.get_by_text("Replays: 1 queued")).to_be_visible()
+    expect(editor).not_to_have_value(edited)  # the next click does not send it again
     with psycopg.connect(console_db) as conn:
         replays = conn.execute("SELECT requested_by, payload_override FROM replays").fetchall()
     assert replays == [("oncall", edited)]
@@ -403,6 +405,28 @@ def test_each_tick_counts_at_the_first_click(page: Page, console_url: str) -> No
         assert box is not None
         page.mouse.click(box["x"] + CHECKBOX_X, box["y"] + HEADER_HEIGHT + ROW_HEIGHT * (row - 0.5))
         expect(page.get_by_text(f"Act on {row} selected")).to_be_visible()
+
+
+def test_ticks_acted_on_do_not_come_back_with_the_next_tick(
+    page: Page, console_url: str, console_db: str
+) -> None:
+    _sign_in(page, console_url, "finance_ops")
+    page.goto(f"{console_url}/exceptions?order=oldest+first")  # the rows keep their places
+    _tick_row(page, "exceptions_editor", 1, "Act on 1 selected")
+    _tick_row(page, "exceptions_editor", 2, "Act on 2 selected")
+    page.get_by_role("button", name="Start work").click()
+    started = _asked_ids(page, "Start work on 2 exceptions?")
+    page.get_by_role("button", name="Confirm").click()
+    expect(page.get_by_text("start work: 2 exception(s)")).to_be_visible()
+    expect(page.get_by_text("Act on 0 selected")).to_be_visible()
+
+    _tick_row(page, "exceptions_editor", 3, "Act on 1 selected")  # this one alone
+
+    page.get_by_role("button", name="Resolve").click()
+    page.get_by_role("textbox", name="Reason (to resolve, ignore or reopen)").fill("fixed")
+    page.get_by_role("button", name="Resolve").click()
+    [third] = _asked_ids(page, "Resolve 1 exception?")
+    assert third not in started
 
 
 def test_a_ticked_exception_someone_else_closed_is_named_and_left_alone(
