@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 
@@ -384,3 +385,13 @@ def test_a_stages_link_opens_that_process_and_window_and_follows_the_choice(
     bad = console_app(console_db, "viewer", "stages", {"process": "no_such", "hours": "5"})
     assert not bad.exception  # a link's unknown values are ignored
     assert bad.selectbox(key="hours").value == "24"
+
+
+def test_the_funnel_gives_its_percentages_to_a_tenth_as_the_table_does(
+    console_db: str, console_app: Callable[..., AppTest]
+) -> None:
+    app = console_app(console_db, "viewer", "stages", {"process": "invoice_posting"})
+
+    funnel = json.loads(app.get("plotly_chart")[0].proto.spec)["data"][0]  # the first chart
+    assert funnel["type"] == "funnel"
+    assert funnel["texttemplate"] == "%{value:,} (%{percentInitial:.1%})"  # 99.8 %, not 100 %
