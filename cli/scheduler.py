@@ -16,6 +16,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import psycopg
+from apscheduler.events import EVENT_JOB_MAX_INSTANCES, JobSubmissionEvent
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import Engine
 
@@ -52,6 +53,7 @@ JOB_OPTIONS = {"coalesce": True, "max_instances": 1, "misfire_grace_time": 60}  
 def build_scheduler(settings: Settings, database_url: str, policy: Policy) -> BackgroundScheduler:
     """The scheduler with every Q2C job registered (not started); each runs once at start."""
     scheduler = BackgroundScheduler(timezone="UTC")
+    say_overruns(scheduler)
     scheduler.add_job(
         _logged("evaluate", lambda: _evaluate(database_url, policy, settings)),
         "interval",
@@ -121,6 +123,31 @@ def build_scheduler(settings: Settings, database_url: str, policy: Policy) -> Ba
         **JOB_OPTIONS,
     )
     return scheduler
+
+
+class _NotOverrunWarnings(logging.Filter):
+    """Drops APScheduler's warning that a job's run was skipped because it was still
+    running: `say_overruns` says it, as what it is."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "maximum number of running instances reached" not in record.getMessage()
+
+
+def say_overruns(scheduler: BackgroundScheduler) -> None:
+    """Log a run skipped because the job's previous run was still going, at INFO and in
+    plain words: a job never overlaps itself by design (max_instances=1), so this is a
+    slow run, not a fault; APScheduler's own warning of it is dropped."""
+    logger = logging.getLogger("apscheduler.scheduler")
+    if not any(isinstance(f, _NotOverrunWarnings) for f in logger.filters):
+        logger.addFilter(_NotOverrunWarnings())
+
+    def overran(event: JobSubmissionEvent) -> None:
+        log.info(
+            "%s: still running at its next time; that run is skipped (a job never overlaps itself)",
+            event.job_id,
+        )
+
+    scheduler.add_listener(overran, EVENT_JOB_MAX_INSTANCES)
 
 
 def run_scheduler(settings: Settings, database_url: str, policy: Policy) -> None:

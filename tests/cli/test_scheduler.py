@@ -3,16 +3,21 @@ evaluate a window twice, and a scheduler stops on SIGTERM whatever it is doing."
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+from datetime import UTC, datetime
 from itertools import pairwise
 
 import psycopg
+from apscheduler.events import EVENT_JOB_MAX_INSTANCES
+from apscheduler.schedulers.background import BackgroundScheduler
 
-from cli.scheduler import JOB_OPTIONS, build_scheduler
+from cli.scheduler import JOB_OPTIONS, build_scheduler, say_overruns
 from q2c.settings import Settings
 from sla.policy import load_policy
 from tests.support.otlp import stage_span, traces_request
@@ -134,3 +139,34 @@ def test_sigterm_lets_the_running_job_finish_and_exits_cleanly() -> None:
             assert proc.stdout.read() == b"finished\n"
         finally:
             proc.kill()
+
+
+def test_a_job_still_running_at_its_next_time_is_said_plainly_not_warned(caplog) -> None:
+    scheduler = BackgroundScheduler(timezone="UTC")
+    say_overruns(scheduler)
+    started, release, skipped = threading.Event(), threading.Event(), threading.Event()
+
+    def slow() -> None:
+        started.set()
+        release.wait(DEADLINE)
+
+    scheduler.add_job(slow, "interval", seconds=3600, id="slow", **JOB_OPTIONS)
+    scheduler.add_listener(lambda _: skipped.set(), EVENT_JOB_MAX_INSTANCES)  # after ours
+    caplog.set_level(logging.INFO)
+    scheduler.start()
+    try:
+        scheduler.modify_job("slow", next_run_time=datetime.now(UTC))
+        assert started.wait(DEADLINE)
+        scheduler.modify_job("slow", next_run_time=datetime.now(UTC))  # due while running
+        assert skipped.wait(DEADLINE)
+    finally:
+        release.set()
+        scheduler.shutdown(wait=True)
+
+    said = [(r.name, r.levelname, r.getMessage()) for r in caplog.records]
+    assert (
+        "cli.scheduler",
+        "INFO",
+        "slow: still running at its next time; that run is skipped (a job never overlaps itself)",
+    ) in said
+    assert not [s for s in said if "maximum number of running instances" in s[2]], said
