@@ -31,7 +31,13 @@ from console._widgets import (
     selectable_table,
     untick,
 )
-from q2c.vocabulary import CLOSED_STATUSES, EXCEPTION_KINDS, IMPACTS, OPEN_STATUSES
+from q2c.vocabulary import (
+    CLOSED_STATUSES,
+    EXCEPTION_KINDS,
+    IMPACTS,
+    OPEN_STATUSES,
+    RECORDS_STAGE_PREFIX,
+)
 from queries.exceptions import (
     ORDERS,
     ActionResult,
@@ -290,6 +296,13 @@ def confirm(action: str, ids: list[int], value: str, gone: list[int]) -> None:
         st.caption(f"owner: {value}" if action == "assign" else f"reason: {value}")
     if action == "ignored":
         st.caption(f"ignored {_ignore_terms()[1]}")
+    if action == "resolved" and (breaks := _record_breaks(ids)):
+        st.info(
+            f"{breaks} of these {'is a break' if breaks == 1 else 'are breaks'} between the "
+            "systems of record: resolved here, a break still in the records opens again at "
+            "the reconciliation's next run. To keep a known difference closed, accept it on "
+            "the [Reconciliation](/reconciliation) page (with its reason)."
+        )
     if gone:
         st.warning(
             f"Left alone: {', '.join(map(str, gone))} no longer match this list (closed or "
@@ -305,6 +318,13 @@ def confirm(action: str, ids: list[int], value: str, gone: list[int]) -> None:
         args=(action, ids, value, gone),
     ):
         st.rerun()
+
+
+def _record_breaks(ids: list[int]) -> int:
+    """How many of `ids`, among the rows listed, are breaks a reconciliation of the records
+    opened (their stage `reconcile:<name>`)."""
+    listed = frame[frame["id"].isin(ids)]
+    return int(listed["stage"].fillna("").str.startswith(RECORDS_STAGE_PREFIX).sum())
 
 
 def group_actions(filters: ExceptionFilter, groups: pd.DataFrame) -> str:

@@ -339,3 +339,31 @@ def test_grouped_the_list_counts_what_its_groups_hold(
     assert "matching" not in groups.columns  # the total is the caption's, not a column
     assert groups["exceptions"].sum() == open_ones
     assert f"of {open_ones:,} matching exceptions" in _count_caption(app)
+
+
+def test_resolving_a_break_of_the_records_says_it_comes_back_unless_accepted(
+    console_db: str, console_app: Callable[..., AppTest], db: psycopg.Connection
+) -> None:
+    [(records_break,)] = db.execute(
+        "INSERT INTO exceptions (correlation_id, process, stage, system, kind, fingerprint, "
+        "first_seen, last_seen) VALUES "
+        "('INV-R', NULL, 'reconcile:invoices', 'erp', 'reconciliation', 'fr', now(), now()) "
+        "RETURNING id"
+    ).fetchall()
+    [(telemetry,)] = db.execute(
+        "SELECT min(id) FROM exceptions WHERE q2c_is_open(status) AND kind <> 'reconciliation'"
+    ).fetchall()
+    said = "opens again at the reconciliation's next run"
+
+    app = console_app(console_db, "finance_ops", "exceptions", {"kind": "reconciliation"})
+    app.text_input(key="reason").set_value("posted by hand").run()
+    _tick(app, [records_break])
+    app.button(key="resolve").click().run()
+    assert any(said in info.value for info in app.info)
+
+    other = console_app(console_db, "finance_ops", "exceptions")
+    other.text_input(key="reason").set_value("fixed").run()
+    _tick(other, [telemetry])
+    other.button(key="resolve").click().run()
+    assert any("Resolve 1 exception?" in text.value for text in other.markdown)
+    assert not any(said in info.value for info in other.info)
