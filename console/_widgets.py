@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
@@ -22,17 +21,15 @@ def selectable_table(
     position: live data adds, removes and reorders rows, and a tick must neither vanish
     nor move to another row. An editor shows its rows with the ticks they had when it was
     made (its base), and keeps the person's ticks since as its edits, which are read into
-    the ticks at each run. A new editor is made only when the rows or their shown values
-    change, or ticks are taken away (untick): one made at each tick would lose the next
-    tick, made on the editor it replaced, and an editor handed new data resets its edits
-    and reruns the page, closing any dialog just opened. Each new editor has a name never
-    used before: one that took an earlier editor's name would take its edits too (ticks
-    already acted on, back again)."""
+    the ticks at each run. A new editor is made only when the rows change or ticks are
+    taken away (untick): one made at each tick would lose the next tick, made on the
+    editor it replaced, and an editor handed new data resets its edits and reruns the
+    page, closing any dialog just opened. Each new editor has a name never used before:
+    one that took an earlier editor's name would take its edits too (ticks already acted
+    on, back again)."""
     store, base_store = f"{key}:ticked", f"{key}:base"
     ticked: list[int] = list(st.session_state.get(store, []))
     ids = [int(i) for i in frame["id"]]
-    table = frame[columns].copy()
-    shown = hashlib.blake2b(table.to_csv(index=False).encode(), digest_size=8).hexdigest()
     reset = st.session_state.pop(f"{key}:reset", False)
     base: _Base | None = st.session_state.get(base_store)
     if base is not None and not reset:
@@ -41,10 +38,11 @@ def selectable_table(
                 ticked.remove(i)
             elif tick and i not in ticked:
                 ticked.append(i)
-    if base is None or base.ids != ids or base.shown != shown or reset:
+    if base is None or base.ids != ids or reset:
         generation = 0 if base is None else base.generation + 1
-        base = _Base(generation, ids, [i in ticked for i in ids], shown)
+        base = _Base(generation, ids, [i in ticked for i in ids])
         st.session_state[base_store] = base
+    table = frame[columns].copy()
     table.insert(0, "select", base.ticks)
     with st.container(key=key):  # one stable name for the table, whichever rows it shows
         st.data_editor(
@@ -67,7 +65,6 @@ class _Base(NamedTuple):
     generation: int  # the editors of a table so far: each has its own name
     ids: list[int]  # its rows' ids, in order
     ticks: list[bool]  # its rows' ticks when it was made
-    shown: str  # a digest of the values it shows
 
 
 def _editor_key(key: str, base: _Base) -> str:

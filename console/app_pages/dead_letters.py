@@ -328,6 +328,7 @@ def _rerun_page_when_replays_moved(rows: list[dict]) -> None:
     seen = st.session_state.get(SEEN_REPLAYS_KEY)
     st.session_state[SEEN_REPLAYS_KEY] = statuses
     if seen is not None and seen != statuses:
+        _letters.clear()  # read afresh, not the list of a few seconds ago
         rerun_for_news()  # the page's run sees these statuses again: no second rerun
 
 

@@ -202,6 +202,25 @@ def test_one_click_adds_a_comment_clears_the_box_and_history_shows_it(
     assert comments == [("finance", "calling the ERP team about the *closed* period")]
 
 
+def test_the_list_shows_a_letter_s_new_status_without_a_click(
+    page: Page, console_url: str, console_db: str
+) -> None:
+    _sign_in(page, console_url, "oncall")
+    page.goto(f"{console_url}/dead_letters?status=%28any%29")  # replayed letters stay listed
+    first_status = page.locator(".st-key-dead_letters_editor [data-testid='glide-cell-7-0']")
+    expect(first_status).to_have_text("dead")
+    page.get_by_role("button", name="Replay with this payload").click()  # the first letter's
+    page.get_by_role("button", name="Replay", exact=True).click()
+    expect(page.get_by_text("Replays: 1 queued")).to_be_visible()
+    expect(first_status).to_have_text("replay_pending")
+
+    with psycopg.connect(console_db) as conn:  # as the dispatcher does on delivery
+        conn.execute("UPDATE replays SET status = 'succeeded', finished_at = now()")
+        conn.execute("UPDATE dead_letters SET status = 'replayed' WHERE status = 'replay_pending'")
+
+    expect(first_status).to_have_text("replayed", timeout=20_000)
+
+
 def test_the_payload_pane_follows_a_replay_sent_in_the_background(
     page: Page, console_url: str, console_db: str
 ) -> None:
