@@ -438,6 +438,9 @@ def test_ticks_acted_on_do_not_come_back_with_the_next_tick(
     page.get_by_role("button", name="Confirm").click()
     expect(page.get_by_text("start work: 2 exception(s)")).to_be_visible()
     expect(page.get_by_text("Act on 0 selected")).to_be_visible()
+    tick_boxes = page.locator(".st-key-exceptions_editor [data-testid^='glide-cell-0-']")
+    expect(tick_boxes.first).to_have_text("false")  # none drawn ticked any more
+    assert set(tick_boxes.all_inner_texts()) == {"false"}
 
     _tick_row(page, "exceptions_editor", 3, "Act on 1 selected")  # this one alone
 
