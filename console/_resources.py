@@ -60,12 +60,16 @@ SHOWN_FLASH_KEY = "flash_shown"
 
 
 def show_flash() -> None:
-    """Show (once) the message the last action left."""
+    """Show (once) the message the last action left, in a slot of its own that is there on
+    every run: else the run after an action, whose message is gone, moves every element
+    below up one, and Streamlit draws them anew (an open expander closing under the
+    person typing into it)."""
     flash = st.session_state.pop("flash", None)
     st.session_state[SHOWN_FLASH_KEY] = flash
-    if flash:
-        kind, message = flash
-        (st.error if kind == "error" else st.success)(message)
+    with st.container():
+        if flash:
+            kind, message = flash
+            (st.error if kind == "error" else st.success)(message)
 
 
 def rerun_for_news() -> None:

@@ -137,13 +137,22 @@ def _conditions(filters: AuditFilter) -> tuple[list[str], list[str], dict[str, A
         bare = filters.action.removeprefix(EXCEPTION_ACTION_PREFIX)
         events.append("action = :bare_action" if bare != filters.action else "false")
         params["bare_action"] = bare
+    # A dead letter's actions (replays asked, delivered, failed; discards) are in the trail
+    # of its exception, each naming the letter in `after`.
+    letters = filters.object_type == "dead_letter"
     if filters.object_type:
         log.append("object_type = :object_type")
-        if filters.object_type != "exception":
+        if letters:
+            events.append("after ? 'dead_letter_id'")
+        elif filters.object_type != "exception":
             events.append("false")
         params["object_type"] = filters.object_type
     if filters.object_id:
         log.append("object_id = :object_id")
-        events.append("exception_id::text = :object_id")
+        events.append(
+            "after ->> 'dead_letter_id' = :object_id"
+            if letters
+            else "exception_id::text = :object_id"
+        )
         params["object_id"] = filters.object_id
     return log, events, params

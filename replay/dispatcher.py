@@ -91,7 +91,8 @@ INSERT INTO exception_events (correlation_id, exception_id, actor, action, befor
 SELECT %(c)s, %(exception)s, 'system:replay', 'replayed',
        (SELECT jsonb_build_object('status', before_status) FROM changed),
        jsonb_build_object('status', coalesce((SELECT 'replayed' FROM changed), 'unchanged'),
-                          'replay_id', %(id)s::bigint, 'response_code', %(code)s::integer),
+                          'replay_id', %(id)s::bigint, 'dead_letter_id', %(dead_letter)s::bigint,
+                          'response_code', %(code)s::integer),
        'replay delivered'
 WHERE %(exception)s::bigint IS NOT NULL
 """
@@ -102,7 +103,8 @@ WITH letter AS (
 )
 INSERT INTO exception_events (correlation_id, exception_id, actor, action, before, after, comment)
 SELECT %(c)s, %(exception)s, 'system:replay', 'replay_failed', NULL,
-       jsonb_build_object('replay_id', %(id)s::bigint, 'response_code', %(code)s::integer),
+       jsonb_build_object('replay_id', %(id)s::bigint, 'dead_letter_id', %(dead_letter)s::bigint,
+                          'response_code', %(code)s::integer),
        %(error)s::text
 WHERE %(exception)s::bigint IS NOT NULL
 """

@@ -104,18 +104,21 @@ def parse_matcher_lines(lines: str) -> dict[str, list[str]]:
 
 def silence_end(given: str, now: datetime) -> datetime:
     """When a silence given as a duration (`2h`) or an end (`2026-12-24 06:00`, in UTC
-    unless it says otherwise) ends; Q2CError saying what is accepted."""
+    unless it says otherwise) ends, after `now`; Q2CError saying what is accepted."""
     try:
-        return now + parse_duration(given.strip())
+        end = now + parse_duration(given.strip())
     except ValueError:
-        pass
-    try:
-        end = datetime.fromisoformat(given.strip())
-    except ValueError:
-        raise Q2CError(
-            f"{given.strip()!r} is neither a duration (30m, 2h, 1d) nor a time (2026-12-24 06:00)"
-        ) from None
-    return end if end.tzinfo else end.replace(tzinfo=UTC)
+        try:
+            end = datetime.fromisoformat(given.strip())
+        except ValueError:
+            raise Q2CError(
+                f"{given.strip()!r} is neither a duration (30m, 2h, 1d) nor a time "
+                "(2026-12-24 06:00)"
+            ) from None
+        end = end if end.tzinfo else end.replace(tzinfo=UTC)
+    if end <= now:
+        raise Q2CError(f"a silence must end after it starts (now); {given.strip()!r} does not")
+    return end
 
 
 def _matchers_text(matchers: Mapping[str, Sequence[str]]) -> str:
@@ -223,11 +226,7 @@ def confirm_expire(silence_id: int, shown: str) -> None:
 
 
 st.title("Alerts")
-# The flash in a slot of its own, there on every run: else the run after an action, whose
-# flash is gone, moves every element up one, and Streamlit redraws them as new ones — an
-# open "Create a silence" closing under the engineer typing into it.
-with st.container():
-    show_flash()
+show_flash()
 config = _config()
 
 st.subheader("Channels")

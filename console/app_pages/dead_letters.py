@@ -56,7 +56,7 @@ def _letters(username: str, status: str | None, search: str | None) -> pd.DataFr
     frame = pd.DataFrame(list_dead_letters(engine(), username, status, search))
     if not frame.empty:
         frame["age"] = frame["age"].map(age_text)
-    return frame
+    return readable(frame)  # times in UTC as on every page, blanks for what is missing
 
 
 def pretty(payload: str | None) -> str:
@@ -78,6 +78,8 @@ def _discard(ids: list[int], reason: str) -> None:
             "ok" if result.changed else "error",
             f"Discarded {len(result.changed)}" + (f" (left alone {left})" if left else ""),
         )
+        if st.session_state.get("discard_reason") == reason:  # given for this discard only
+            st.session_state["discard_reason"] = ""
     st.cache_data.clear()
 
 
@@ -173,8 +175,8 @@ def confirm(
     )
     if gone:
         st.warning(
-            f"Left alone: {', '.join(map(str, gone))} are no longer in this list (replayed or "
-            "discarded by someone else since you ticked them)."
+            f"Left alone: {', '.join(map(str, gone))} are no longer in this list: outside "
+            "the filters now in force, or replayed or discarded since you ticked them."
         )
     if payload is not None:
         st.caption(
@@ -209,26 +211,27 @@ search = b.text_input("Search (correlation ID, target, error)", held("dl_search"
 write_link(LINKED)
 frame = load(_letters, user.username, None if status == ANY else status, search or None)
 
-if frame.empty:
-    st.info("No dead letters match.")
-else:
-    selected = selectable_table(frame, COLUMNS, EDITOR)
-    listed = set(frame["id"])
-    a, b, c = st.columns([2, 3, 2], vertical_alignment="bottom")
-    if a.button(
-        f"Replay {len(selected)} selected",
-        disabled=not selected,
-        type="primary",
-        key="replay_selected",
-    ):
-        confirm(selected, None, [i for i in selected if i not in listed])
-    why = b.text_input("Reason (to discard)", key="discard_reason")
-    # Not disabled for want of a reason: a browser commits the typed reason with the click.
-    if c.button(f"Discard {len(selected)} selected", disabled=not selected, key="discard"):
-        if why.strip():
-            confirm_discard(selected, why)
-        else:
-            st.warning("Give a reason to discard (it goes into the audit trail).")
+with st.container():  # one slot, list or none: the sections below keep their places
+    if frame.empty:
+        st.info("No dead letters match.")
+    else:
+        selected = selectable_table(frame, COLUMNS, EDITOR)
+        listed = set(frame["id"])
+        a, b, c = st.columns([2, 3, 2], vertical_alignment="bottom")
+        if a.button(
+            f"Replay {len(selected)} selected",
+            disabled=not selected,
+            type="primary",
+            key="replay_selected",
+        ):
+            confirm(selected, None, [i for i in selected if i not in listed])
+        why = b.text_input("Reason (to discard)", key="discard_reason")
+        # Not disabled for want of a reason: a browser commits the typed reason with the click.
+        if c.button(f"Discard {len(selected)} selected", disabled=not selected, key="discard"):
+            if why.strip():
+                confirm_discard(selected, why)
+            else:
+                st.warning("Give a reason to discard (it goes into the audit trail).")
 
 
 listed_ids = [] if frame.empty else frame["id"].tolist()
@@ -289,7 +292,7 @@ def _preview(search: str | None) -> RedrivePreview:
     return load(preview_redrive, engine(), user.username, search, settings().allowed_replay_hosts)
 
 
-with st.expander("Redrive every dead letter matching the search", expanded=False):
+with st.expander("Redrive every dead letter matching the search", key="redrive_section"):
     st.caption(
         "Replays every dead (not yet replayed) letter the search above matches, however many, "
         "at most the rate below: the targets are not flooded. A dry run counts first."
@@ -313,7 +316,9 @@ def _cancel(redrive_id: int) -> None:
     cancelled = act(cancel_redrive, engine(), user.username, redrive_id)
     if cancelled is not None:
         st.session_state["flash"] = ("ok", f"Redrive {redrive_id}: {cancelled} cancelled")
-    # The click reruns only this section; the page's message and list are to follow.
+    # The click reruns only this section; the page's message and list are to follow, the
+    # list read afresh (the cancelled letters are dead again).
+    _letters.clear()
     st.session_state["rerun_page"] = True
 
 

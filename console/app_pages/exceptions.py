@@ -305,8 +305,8 @@ def confirm(action: str, ids: list[int], value: str, gone: list[int]) -> None:
         )
     if gone:
         st.warning(
-            f"Left alone: {', '.join(map(str, gone))} no longer match this list (closed or "
-            "changed by someone else since you ticked them)."
+            f"Left alone: {', '.join(map(str, gone))} no longer match this list: outside "
+            "the filters now in force, or closed or changed since you ticked them."
         )
     # The callback acts; the rerun closes the dialog (a dialog reruns alone otherwise).
     if st.button(

@@ -270,6 +270,10 @@ def test_a_silence_may_be_given_an_end_instead_of_a_duration(
     app.text_input(key="silence_for").set_value("soon").run()
     app.button(key="create_silence").click().run()
     assert "'soon' is neither a duration" in _texts(app)
+    app.text_input(key="silence_for").set_value("2020-01-01 00:00").run()
+    app.button(key="create_silence").click().run()
+    assert "a silence must end after it starts (now)" in _texts(app)  # before confirming
+    assert "confirm_silence" not in [button.key for button in app.button]
 
 
 def test_the_page_and_the_test_send_read_the_role_from_the_database(

@@ -327,6 +327,11 @@ def test_a_redrive_is_dry_run_rate_limited_shown_and_cancelled(
     # The whole page follows: its message, and the letters back in the list.
     expect(page.get_by_text(re.compile(r"Redrive \d+: 5 cancelled"))).to_be_visible()
     expect(page.get_by_text("5 replay(s) queued at 0.5 a second")).to_have_count(0)
+    expect(page.get_by_role("button", name="Replay 0 selected")).to_be_visible()  # listed
+    expect(page.get_by_text("No dead letters match.")).to_have_count(0)
+    # The section stays open, as the message comes and goes: its dry run is read at once.
+    page.get_by_role("button", name="Dry run").click()
+    expect(page.get_by_text("5 dead letter(s) match; 5 would be replayed")).to_be_visible()
     with psycopg.connect(console_db) as conn:
         gaps = conn.execute(
             "SELECT extract(epoch FROM next_attempt_at - lag(next_attempt_at) OVER (ORDER BY id)),"

@@ -12,11 +12,12 @@ from sqlalchemy import Engine
 
 from queries.audit_trail import AuditFilter, audit_actions, count_audit, export_audit, list_audit
 from queries.exceptions import ExceptionFilter, assign, comment, list_exceptions
+from queries.replays import discard_dead_letters, list_dead_letters
 from queries.roles import PermissionDenied
 from queries.sign_in import sign_in
 from queries.user_admin import set_role
 from tests.support.fixtures import PASSWORD
-from tests.support.otlp import stage_span, traces_request
+from tests.support.otlp import dead_letter_record, logs_request, stage_span, traces_request
 
 
 @pytest.fixture
@@ -107,3 +108,25 @@ def test_only_admins_read_the_audit_log(engine: Engine, trail: int) -> None:
     ):
         with pytest.raises(PermissionDenied, match="reading the audit log needs the admin role"):
             reader()
+
+
+def test_a_dead_letters_object_filter_finds_what_was_done_to_it(
+    send, engine: Engine, users: dict[str, str]
+) -> None:
+    send(
+        logs_request(
+            dead_letter_record("INV-D1", at_s=0, target="http://erp.test/a", payload="{}"),
+            dead_letter_record("INV-D2", at_s=1, target="http://erp.test/b", payload="{}"),
+        ),
+        path="/v1/logs",
+    )
+    first, second = sorted(letter["id"] for letter in list_dead_letters(engine, "ops"))
+    discard_dead_letters(engine, "ops", [first], "posted by hand")
+    discard_dead_letters(engine, "ops", [second], "duplicate")
+
+    letters = list_audit(engine, "ada", AuditFilter(object_type="dead_letter"))
+    one = list_audit(engine, "ada", AuditFilter(object_type="dead_letter", object_id=str(first)))
+
+    assert [row["action"] for row in letters] == ["exception.dead_letter_discarded"] * 2
+    assert [row["detail"]["comment"] for row in one] == ["posted by hand"]
+    assert count_audit(engine, "ada", AuditFilter(object_type="dead_letter")) == 2
