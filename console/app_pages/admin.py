@@ -36,15 +36,21 @@ st.dataframe(
     column_config={"disabled": st.column_config.CheckboxColumn("disabled")},
 )
 
+NEW_USER_KEYS = ("new_user_name", "new_user_role", "new_user_password")
+if st.session_state.pop("new_user_added", False):  # emptied for the next, once added
+    for key in NEW_USER_KEYS:
+        st.session_state.pop(key, None)
 left, right = st.columns(2)
-with left.form("add_user", clear_on_submit=True):
+# Not cleared on submit: a refused user (a short password, say) is corrected, not retyped.
+with left.form("add_user"):
     st.markdown("**Add a user**")
-    username = st.text_input("User name")
-    role = st.selectbox("Role", ROLES)
-    password = st.text_input("Initial password", type="password")
+    username = st.text_input("User name", key=NEW_USER_KEYS[0])
+    role = st.selectbox("Role", ROLES, key=NEW_USER_KEYS[1])
+    password = st.text_input("Initial password", type="password", key=NEW_USER_KEYS[2])
     if st.form_submit_button("Add"):
         if act(add_user, engine(), user.username, username.strip(), role, password) is not None:
             _done(f"added {username} ({role})")
+            st.session_state["new_user_added"] = True
         st.rerun()
 
 with right:

@@ -358,6 +358,26 @@ def test_an_admin_disables_a_user_from_the_console_and_the_audit_log_shows_it(
     ]
 
 
+def test_a_refused_new_user_stays_in_the_form_to_correct_and_an_added_one_leaves_it(
+    console_db: str, console_app: Callable[..., AppTest], db: psycopg.Connection
+) -> None:
+    app = console_app(console_db, "admin", "admin")
+    app.text_input(key="new_user_name").set_value("grace")
+    app.selectbox(key="new_user_role").set_value("oncall")
+    app.text_input(key="new_user_password").set_value("short")
+    next(b for b in app.button if b.label == "Add").click().run()
+
+    assert any("10 characters" in e.value for e in app.error)
+    assert app.text_input(key="new_user_name").value == "grace"  # kept, to correct
+    assert app.selectbox(key="new_user_role").value == "oncall"
+    app.text_input(key="new_user_password").set_value("a-long-Passw0rd!")
+    next(b for b in app.button if b.label == "Add").click().run()
+
+    assert [s.value for s in app.success] == ["added grace (oncall)"]
+    assert app.text_input(key="new_user_name").value == ""  # emptied for the next
+    assert db.execute("SELECT role FROM users WHERE username = 'grace'").fetchone() == ("oncall",)
+
+
 def test_an_admin_cannot_disable_themselves(
     console_db: str, console_app: Callable[..., AppTest]
 ) -> None:
