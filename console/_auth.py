@@ -158,6 +158,10 @@ def go_to_destination(pages: list[st.Page]) -> None:
     path, query = destination
     for page in pages:
         if page.url_path == path:
+            # This run's output, the session cookie's script among it, is dropped by the
+            # switch: the destination's run writes the cookie again.
+            if token := st.session_state.get(TOKEN_KEY):
+                st.session_state[COOKIE_KEY] = token
             st.switch_page(page, query_params=query)
 
 
@@ -275,17 +279,10 @@ def _resumed_user() -> User | None:
 
 
 def _write_cookie() -> None:
-    """Hand the browser the session cookie to keep (or to drop, after sign-out). A new
-    sign-in's is handed again at every run until the browser shows it (a new connection,
-    a reload, sends it): a run cut short by a page switch or a rerun may never have
-    reached the browser with it."""
-    if COOKIE_KEY in st.session_state:
-        token = st.session_state.pop(COOKIE_KEY)
-    else:
-        token = st.session_state.get(TOKEN_KEY)
-        cookies = st.context.cookies
-        if not token or not hasattr(cookies, "get") or cookies.get(COOKIE) == token:
-            return
+    """Hand the browser the session cookie to keep (or to drop, after sign-out), once."""
+    if COOKIE_KEY not in st.session_state:
+        return
+    token = st.session_state.pop(COOKIE_KEY)
     age = settings().session_hours * 3600 if token else 0
     value = json.dumps(f"{COOKIE}={token or ''}; Path=/; Max-Age={age}; SameSite=Strict")
     st.html(
