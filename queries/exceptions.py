@@ -151,6 +151,20 @@ def still_matching(engine: Engine, filters: ExceptionFilter, ids: Sequence[int])
         return set(conn.execute(query, {**params, "ids": list(ids)}).scalars())
 
 
+def record_breaks(engine: Engine, ids: Sequence[int]) -> int:
+    """How many of `ids` are breaks a reconciliation of the records opened (its stage
+    `reconcile:<name>`): resolved by hand, such a break opens again at the next run."""
+    if not ids:
+        return 0
+    query = text(
+        "SELECT count(*) FROM exceptions WHERE id = ANY (:ids) AND starts_with(stage, :prefix)"
+    )
+    with engine.connect() as conn:
+        return int(
+            conn.execute(query, {"ids": list(ids), "prefix": RECORDS_STAGE_PREFIX}).scalar_one()
+        )
+
+
 def export_exceptions(
     engine: Engine,
     actor: str,

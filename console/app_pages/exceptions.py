@@ -31,13 +31,7 @@ from console._widgets import (
     selectable_table,
     untick,
 )
-from q2c.vocabulary import (
-    CLOSED_STATUSES,
-    EXCEPTION_KINDS,
-    IMPACTS,
-    OPEN_STATUSES,
-    RECORDS_STAGE_PREFIX,
-)
+from q2c.vocabulary import CLOSED_STATUSES, EXCEPTION_KINDS, IMPACTS, OPEN_STATUSES
 from queries.exceptions import (
     ORDERS,
     ActionResult,
@@ -52,6 +46,7 @@ from queries.exceptions import (
     group_exceptions,
     list_exceptions,
     matching_ids,
+    record_breaks,
     reopen,
     start_work,
     still_matching,
@@ -296,12 +291,16 @@ def confirm(action: str, ids: list[int], value: str, gone: list[int]) -> None:
         st.caption(f"owner: {value}" if action == "assign" else f"reason: {value}")
     if action == "ignored":
         st.caption(f"ignored {_ignore_terms()[1]}")
-    if action == "resolved" and (breaks := _record_breaks(ids)):
+    if action == "resolved" and (breaks := load(record_breaks, engine(), ids)):
+        which = (
+            "This is a break"
+            if len(ids) == 1
+            else f"{breaks} of these {'is a break' if breaks == 1 else 'are breaks'}"
+        )
         st.info(
-            f"{breaks} of these {'is a break' if breaks == 1 else 'are breaks'} between the "
-            "systems of record: resolved here, a break still in the records opens again at "
-            "the reconciliation's next run. To keep a known difference closed, accept it on "
-            "the [Reconciliation](/reconciliation) page (with its reason)."
+            f"{which} between the systems of record: resolved here, a break still in the "
+            "records opens again at the reconciliation's next run. To keep a known difference "
+            "closed, accept it on the [Reconciliation](/reconciliation) page (with its reason)."
         )
     if gone:
         st.warning(
@@ -318,13 +317,6 @@ def confirm(action: str, ids: list[int], value: str, gone: list[int]) -> None:
         args=(action, ids, value, gone),
     ):
         st.rerun()
-
-
-def _record_breaks(ids: list[int]) -> int:
-    """How many of `ids`, among the rows listed, are breaks a reconciliation of the records
-    opened (their stage `reconcile:<name>`)."""
-    listed = frame[frame["id"].isin(ids)]
-    return int(listed["stage"].fillna("").str.startswith(RECORDS_STAGE_PREFIX).sum())
 
 
 def group_actions(filters: ExceptionFilter, groups: pd.DataFrame) -> str:

@@ -367,3 +367,11 @@ def test_resolving_a_break_of_the_records_says_it_comes_back_unless_accepted(
     other.button(key="resolve").click().run()
     assert any("Resolve 1 exception?" in text.value for text in other.markdown)
     assert not any(said in info.value for info in other.info)
+
+    query = {"kind": "reconciliation", "grouped": "yes"}
+    grouped = console_app(console_db, "finance_ops", "exceptions", query)
+    grouped.selectbox(key="group_pick").set_value("fr").run()  # the break's group
+    grouped.text_input(key="group_reason").set_value("posted by hand").run()
+    grouped.button(key="group_resolved").click().run()
+    assert not grouped.exception
+    assert any(said in info.value for info in grouped.info)
