@@ -325,16 +325,23 @@ def _cancel(redrive_id: int) -> None:
 SEEN_REPLAYS_KEY = "seen_replay_statuses"
 
 
-def _rerun_page_when_replays_moved(rows: list[dict]) -> None:
-    """Rerun the whole page when a replay has moved on (sent, failed, a new one) since the
-    section last looked: the list and the payload pane above, which this section does not
-    redraw, would otherwise still say "dead" or "replay_pending" of a letter replayed."""
-    statuses = {row["id"]: row["status"] for row in rows}
+def _rerun_page_when_replays_moved(rows: list[dict], redriving: bool) -> None:
+    """Rerun the whole page when a replay of a letter it shows (listed, or in the payload
+    pane) has moved on (sent, failed, a new one) since this section last looked: the list
+    and the pane, which this section does not redraw, would otherwise still say "dead" or
+    "replay_pending" of a letter replayed. Only from this section's own runs (the page's
+    run has just read them), and not while a redrive is under way, whose replays move
+    every few seconds: the page would rerun all the time, closing any dialog opened on it.
+    Its progress is shown here; the page follows once it is over."""
+    shown = set(letters)
+    statuses = {row["id"]: row["status"] for row in rows if row["dead_letter_id"] in shown}
     seen = st.session_state.get(SEEN_REPLAYS_KEY)
+    if redriving and seen is not None:
+        return  # compared with what was seen before the redrive, once it is over
     st.session_state[SEEN_REPLAYS_KEY] = statuses
     if seen is not None and seen != statuses:
         _letters.clear()  # read afresh, not the list of a few seconds ago
-        rerun_for_news()  # the page's run sees these statuses again: no second rerun
+        rerun_for_news()  # the page's run records what it shows: no second rerun
 
 
 @st.fragment(run_every=2)
@@ -362,7 +369,8 @@ def live_status() -> None:
             b.caption("cancelled")
     st.subheader("Replays (live)")
     rows = load(replay_status, engine(), user.username, 50)
-    _rerun_page_when_replays_moved(rows)
+    redriving = any(r.pending and r.cancelled_at is None for r in redrives)
+    _rerun_page_when_replays_moved(rows, redriving)
     if rows:
         st.dataframe(
             readable(rows)[
@@ -383,4 +391,5 @@ def live_status() -> None:
         st.caption("No replays requested yet.")
 
 
+st.session_state[SEEN_REPLAYS_KEY] = None  # this run shows the latest: its section records
 live_status()
