@@ -38,8 +38,10 @@ st.dataframe(
 
 NEW_USER_KEYS = ("new_user_name", "new_user_role", "new_user_password")
 if st.session_state.pop("new_user_added", False):  # emptied for the next, once added
-    for key in NEW_USER_KEYS:
-        st.session_state.pop(key, None)
+    # Set, not deleted: a deleted widget value is not sent to the browser, which would
+    # keep showing (and sending back) the name and password just used.
+    for key, empty in zip(NEW_USER_KEYS, ("", ROLES[0], ""), strict=True):
+        st.session_state[key] = empty
 left, right = st.columns(2)
 # Not cleared on submit: a refused user (a short password, say) is corrected, not retyped.
 with left.form("add_user"):

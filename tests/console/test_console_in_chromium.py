@@ -707,3 +707,22 @@ def test_the_waterfall_shows_nested_spans_with_durations(
             re.compile(r"POST /erp/invoices")
         )
         expect(page.get_by_text(re.compile(r"POST /erp/invoices · billing-sync"))).to_be_visible()
+
+
+def test_an_added_user_leaves_the_form_in_the_browser_too(page: Page, console_url: str) -> None:
+    _sign_in(page, console_url, "admin")
+    page.get_by_role("link", name="Users & policies", exact=True).click()
+    name = page.get_by_role("textbox", name="User name", exact=True)
+    password = page.get_by_role("textbox", name="Initial password")
+    name.fill("grace")
+    password.fill("short")
+    page.get_by_role("button", name="Add", exact=True).click()
+    expect(page.get_by_text("at least 10 characters")).to_be_visible()
+    expect(name).to_have_value("grace")  # refused: kept, to correct
+
+    password.fill("a-long-Passw0rd!")
+    page.get_by_role("button", name="Add", exact=True).click()
+
+    expect(page.get_by_text("added grace (viewer)")).to_be_visible()
+    expect(name).to_have_value("")  # shown empty, not only emptied on the server
+    expect(password).to_have_value("")
