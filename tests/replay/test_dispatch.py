@@ -47,6 +47,11 @@ def test_a_replay_retries_on_503_and_then_succeeds_once(
         ("ops", "replay_requested"),
         ("system:replay", "replayed"),
     ]
+    # Each names its dead letter, by which the audit log finds them.
+    named = db.execute(
+        "SELECT (after ->> 'dead_letter_id')::bigint FROM exception_events ORDER BY id"
+    )
+    assert [n for (n,) in named.fetchall()] == [letter, letter]
 
 
 def test_retry_after_from_the_target_sets_the_next_attempt(
@@ -81,10 +86,9 @@ def test_a_permanent_rejection_fails_without_retrying(
         422,
     )
     assert db.execute("SELECT status FROM dead_letters").fetchone() == ("dead",)
-    assert db.execute("SELECT action FROM exception_events ORDER BY id").fetchall() == [
-        ("replay_requested",),
-        ("replay_failed",),
-    ]
+    assert db.execute(
+        "SELECT action, (after ->> 'dead_letter_id')::bigint FROM exception_events ORDER BY id"
+    ).fetchall() == [("replay_requested", letter), ("replay_failed", letter)]
 
 
 def test_a_target_that_never_recovers_fails_after_the_last_attempt(
