@@ -322,7 +322,7 @@ def _cancel(redrive_id: int) -> None:
     st.session_state["rerun_page"] = True
 
 
-SEEN_REPLAYS_KEY = "seen_replay_statuses"
+SEEN_REPLAYS_KEY, REDRIVING_KEY = "seen_replay_statuses", "redrive_under_way"
 
 
 def _rerun_page_when_replays_moved(rows: list[dict], redriving: bool) -> None:
@@ -336,10 +336,13 @@ def _rerun_page_when_replays_moved(rows: list[dict], redriving: bool) -> None:
     shown = set(letters)
     statuses = {row["id"]: row["status"] for row in rows if row["dead_letter_id"] in shown}
     seen = st.session_state.get(SEEN_REPLAYS_KEY)
+    ended = st.session_state.get(REDRIVING_KEY, False) and not redriving
+    st.session_state[REDRIVING_KEY] = redriving
     if redriving and seen is not None:
         return  # compared with what was seen before the redrive, once it is over
     st.session_state[SEEN_REPLAYS_KEY] = statuses
-    if seen is not None and seen != statuses:
+    # A redrive just over: its letters that failed are dead again, back in the list.
+    if ended or (seen is not None and seen != statuses):
         _letters.clear()  # read afresh, not the list of a few seconds ago
         rerun_for_news()  # the page's run records what it shows: no second rerun
 

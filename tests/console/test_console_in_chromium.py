@@ -343,6 +343,28 @@ def test_a_redrive_is_dry_run_rate_limited_shown_and_cancelled(
     assert letters == [("dead", 6)]
 
 
+def test_the_letters_of_a_redrive_whose_replays_failed_are_back_in_the_list_unasked(
+    page: Page, console_url: str, console_db: str
+) -> None:
+    _more_dead_letters(console_db, 3)
+    _sign_in(page, console_url, "oncall")
+    page.get_by_role("link", name="Dead letters & replays", exact=True).click()
+    page.get_by_role("textbox", name="Search (correlation ID, target, error)").fill("INV-DL")
+    page.get_by_role("textbox", name="Search (correlation ID, target, error)").press("Enter")
+    page.get_by_text("Redrive every dead letter matching the search").click()
+    page.get_by_role("button", name="Redrive…").click()
+    page.get_by_role("button", name="Start redrive").click()
+    expect(page.get_by_text("No dead letters match.")).to_be_visible()  # all under way
+
+    with psycopg.connect(console_db) as conn:  # as the dispatcher does: each one refused
+        conn.execute("UPDATE replays SET status = 'failed', finished_at = now()")
+        conn.execute("UPDATE dead_letters SET status = 'dead' WHERE status = 'replay_pending'")
+
+    expect(page.get_by_text(re.compile(r"3 of 3 done · 3 failed"))).to_be_visible()
+    expect(page.get_by_role("button", name="Replay 0 selected")).to_be_visible()  # listed
+    expect(page.get_by_text("No dead letters match.")).to_have_count(0)
+
+
 def test_no_request_goes_anywhere_but_the_console(page: Page, console_url: str) -> None:
     elsewhere: list[str] = []
 
