@@ -301,15 +301,20 @@ def test_on_call_discards_a_dead_letter_with_a_reason(
     assert events == [("oncall", "posted by hand in the ERP")]
 
 
-def test_a_redrive_is_dry_run_rate_limited_shown_and_cancelled(
-    page: Page, console_url: str, console_db: str
-) -> None:
-    _more_dead_letters(console_db, 5)
+def _open_redrive(page: Page, console_url: str, console_db: str, letters: int) -> None:
+    """`letters` more dead letters (INV-DL…), and on-call's redrive section open on them."""
+    _more_dead_letters(console_db, letters)
     _sign_in(page, console_url, "oncall")
     page.get_by_role("link", name="Dead letters & replays", exact=True).click()
     page.get_by_role("textbox", name="Search (correlation ID, target, error)").fill("INV-DL")
     page.get_by_role("textbox", name="Search (correlation ID, target, error)").press("Enter")
     page.get_by_text("Redrive every dead letter matching the search").click()
+
+
+def test_a_redrive_is_dry_run_rate_limited_shown_and_cancelled(
+    page: Page, console_url: str, console_db: str
+) -> None:
+    _open_redrive(page, console_url, console_db, 5)
     page.get_by_label("Replays a second").fill("0.5")
     page.get_by_role("button", name="Dry run").click()
     expect(page.get_by_text("5 dead letter(s) match; 5 would be replayed")).to_be_visible()
@@ -346,12 +351,7 @@ def test_a_redrive_is_dry_run_rate_limited_shown_and_cancelled(
 def test_the_letters_of_a_redrive_whose_replays_failed_are_back_in_the_list_unasked(
     page: Page, console_url: str, console_db: str
 ) -> None:
-    _more_dead_letters(console_db, 3)
-    _sign_in(page, console_url, "oncall")
-    page.get_by_role("link", name="Dead letters & replays", exact=True).click()
-    page.get_by_role("textbox", name="Search (correlation ID, target, error)").fill("INV-DL")
-    page.get_by_role("textbox", name="Search (correlation ID, target, error)").press("Enter")
-    page.get_by_text("Redrive every dead letter matching the search").click()
+    _open_redrive(page, console_url, console_db, 3)
     page.get_by_role("button", name="Redrive…").click()
     page.get_by_role("button", name="Start redrive").click()
     expect(page.get_by_text("No dead letters match.")).to_be_visible()  # all under way
