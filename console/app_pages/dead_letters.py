@@ -211,27 +211,26 @@ search = b.text_input("Search (correlation ID, target, error)", held("dl_search"
 write_link(LINKED)
 frame = load(_letters, user.username, None if status == ANY else status, search or None)
 
-with st.container():  # one slot, list or none: the sections below keep their places
-    if frame.empty:
-        st.info("No dead letters match.")
-    else:
-        selected = selectable_table(frame, COLUMNS, EDITOR)
-        listed = set(frame["id"])
-        a, b, c = st.columns([2, 3, 2], vertical_alignment="bottom")
-        if a.button(
-            f"Replay {len(selected)} selected",
-            disabled=not selected,
-            type="primary",
-            key="replay_selected",
-        ):
-            confirm(selected, None, [i for i in selected if i not in listed])
-        why = b.text_input("Reason (to discard)", key="discard_reason")
-        # Not disabled for want of a reason: a browser commits the typed reason with the click.
-        if c.button(f"Discard {len(selected)} selected", disabled=not selected, key="discard"):
-            if why.strip():
-                confirm_discard(selected, why)
-            else:
-                st.warning("Give a reason to discard (it goes into the audit trail).")
+if frame.empty:
+    st.info("No dead letters match.")
+else:
+    selected = selectable_table(frame, COLUMNS, EDITOR)
+    listed = set(frame["id"])
+    a, b, c = st.columns([2, 3, 2], vertical_alignment="bottom")
+    if a.button(
+        f"Replay {len(selected)} selected",
+        disabled=not selected,
+        type="primary",
+        key="replay_selected",
+    ):
+        confirm(selected, None, [i for i in selected if i not in listed])
+    why = b.text_input("Reason (to discard)", key="discard_reason")
+    # Not disabled for want of a reason: a browser commits the typed reason with the click.
+    if c.button(f"Discard {len(selected)} selected", disabled=not selected, key="discard"):
+        if why.strip():
+            confirm_discard(selected, why)
+        else:
+            st.warning("Give a reason to discard (it goes into the audit trail).")
 
 
 listed_ids = [] if frame.empty else frame["id"].tolist()
