@@ -82,7 +82,9 @@ class FileSource(BaseModel):
     def load(self, copy_into: StagingTable, environ: Mapping[str, str]) -> LoadResult:
         files = self.files()
         if not files:
-            raise SourceError(f"no file matches {self.pattern()}")
+            # As configured: a run's failure is shown to every console user, the server's
+            # folders are the admin's business (`probe`, for `q2c reconcile check`, says them).
+            raise SourceError(f"no file matches {self.path}")
         rows = 0
         for path in files:
             kind = self.format or _FORMATS[path.suffix.lower()]
