@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
@@ -110,6 +111,19 @@ def history_event(event: dict) -> None:
     ]
     if changes:
         st.caption("; ".join(changes))
+
+
+# What Markdown (and Streamlit's :color[…] and $math$) reads in a line of text, each of
+# which a backslash turns back into itself: an underscore only where it can start or end
+# emphasis (`invoice_posting` is left as it is), a colon, point or dash nowhere (they mean
+# something only around the brackets and at the start of a line, which are escaped).
+_MARKDOWN = re.compile(r"([\\`*\[\]<>!$~|#{}])|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])")
+
+
+def plain(value: object) -> str:
+    """`value` as literal text inside Markdown, on one line: what telemetry, a source of
+    record or a person wrote is shown, never read as a link, an image or a heading."""
+    return _MARKDOWN.sub(lambda m: "\\" + m[0], " ".join(str(value).split()))
 
 
 def amount_text(amount: float | None, currency: str | None) -> str:

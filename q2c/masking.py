@@ -52,20 +52,32 @@ BUILT_IN_KEYS = (
     "pin",
     "ssn",
     "otp",
+    "signature",  # of a presigned URL (X-Amz-Signature) or a shared access signature
+    "sig",
+    "sessid",  # PHPSESSID
 )
+# A key written as one word (`sslpassword`, `JSESSIONID`, `csrftoken`) names a secret when
+# it holds one of these, or ends with "token": short patterns (`pass`, `pin`, `auth`) are
+# only matched as words of their own, or `compass`, `shipping` and `author` would be secret.
+_INNER_CHARS = 6
 
 _WORDS = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
 _CARD = re.compile(r"(?<![\d.])[2-6](?:[ -]?\d){12,18}(?![\d.])")
 _CREDENTIAL = re.compile(r"(?i)\b(?:bearer|basic)\s+(?P<secret>[A-Za-z0-9._~+/=-]{6,})")
 _JWT = re.compile(r"\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*")
-_URL_PASSWORD = re.compile(r"//[^/\s:@]+:(?P<secret>[^@\s/]+)@")
+_URL_PASSWORD = re.compile(r"//[^/\s:@]*:(?P<secret>[^@\s/]+)@")  # redis://:secret@host
 _KEY = r"[A-Za-z0-9_.-]{1,64}"
-# Pairs in text that is not JSON: key=value (forms, query strings, `key = value`), key: value
+# Pairs in text that is not JSON: key=value and key:value (forms, query strings, logfmt,
+# `key = value`), key="value" and key='value' (logfmt, XML attributes, SQL), key: value
 # (headers, YAML), "key": "value" and 'key': value (JSON lines, broken JSON, Python reprs),
 # and <key>value</key>.
+_KEY_STARTS = r"(?:^|(?<=[\s&?;,:={(\[\"']))"
+# The first two look ahead, so that matches may overlap: in `msg:password:abc` the value of
+# `msg` holds the pair `password:abc`.
 _PAIRS = (
+    re.compile(rf"{_KEY_STARTS}(?=(?P<key>{_KEY})[ \t]*[=:][ \t]*(?P<value>[^\s&;,}})\]\"']+))"),
     re.compile(
-        rf"(?:^|(?<=[\s&?;,{{(\[\"']))(?P<key>{_KEY})[ \t]*=[ \t]*(?P<value>[^\s&;,}})\]\"']+)"
+        rf"{_KEY_STARTS}(?=(?P<key>{_KEY})[ \t]*[=:][ \t]*(?P<v>[\"'])(?P<value>[^\"'\n]*)(?P=v))"
     ),
     re.compile(rf"(?m)^[ \t]*(?P<key>{_KEY}):[ \t]*(?P<value>\S.*)$"),
     re.compile(
@@ -101,15 +113,21 @@ class Masking:
 
     extra_keys: tuple[str, ...] = ()
     _patterns: frozenset[str] = field(init=False, repr=False, compare=False)
+    _inner: tuple[str, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         joined = {"".join(_words(key)) for key in (*BUILT_IN_KEYS, *self.extra_keys)}
         object.__setattr__(self, "_patterns", frozenset(joined - {""}))
+        inner = tuple(p for p in self._patterns if len(p) >= _INNER_CHARS)
+        object.__setattr__(self, "_inner", inner)
 
     def secret_key(self, key: str) -> bool:
         """Whether a value under `key` is secret: some run of its words spells a pattern
-        (or its plural)."""
+        (or its plural), or one word holds a long one or ends with "token"."""
         words, patterns = _words(key), self._patterns
+        for word in words:
+            if word.endswith(("token", "tokens")) or any(p in word for p in self._inner):
+                return True
         for start in range(len(words)):
             run = ""
             for word in words[start:]:
@@ -135,6 +153,14 @@ class Masking:
         if isinstance(value, str):
             return self.text(value)
         return self._masked(value, None, {}, "$")
+
+    def row(self, row: Mapping[str, Any], columns: Iterable[str]) -> dict[str, Any]:
+        """`row` with those of its text `columns` it has masked (`text`)."""
+        shown = dict(row)
+        for column in columns:
+            if column in shown:
+                shown[column] = self.text(shown[column])
+        return shown
 
     def headers(self, headers: Mapping[str, Any] | None) -> dict[str, Any]:
         """Headers with secret ones, and secret-looking values, masked."""
@@ -199,7 +225,14 @@ class Masking:
             masked[path] = (MASK, value)
             return MASK
         if isinstance(value, dict):
-            return {k: self._masked(v, k, masked, f"{path}.{k}") for k, v in value.items()}
+            # A name/value pair ({"name": "password", "value": …}, as in HAR or header
+            # lists): its value is under the name it gives.
+            label = value.get("name", value.get("key"))
+            named = isinstance(label, str) and "value" in value
+            return {
+                k: self._masked(v, label if named and k == "value" else k, masked, f"{path}.{k}")
+                for k, v in value.items()
+            }
         if isinstance(value, list):
             return [self._masked(v, None, masked, f"{path}[{i}]") for i, v in enumerate(value)]
         if isinstance(value, str):

@@ -348,13 +348,16 @@ def exception_detail(engine: Engine, exception_id: int) -> dict[str, Any]:
             "ORDER BY reached_at, stage, system",
             key,
         )
-        detail["dead_letters"] = _rows(
-            conn,
-            "SELECT id, occurred_at, target_url, method, status "
-            "FROM dead_letters WHERE correlation_id = :c "
-            "ORDER BY occurred_at",
-            key,
-        )
+        detail["dead_letters"] = [
+            masking.row(letter, ("target_url",))  # its query string may hold a token
+            for letter in _rows(
+                conn,
+                "SELECT id, occurred_at, target_url, method, status "
+                "FROM dead_letters WHERE correlation_id = :c "
+                "ORDER BY occurred_at",
+                key,
+            )
+        ]
         detail["replays"] = _rows(
             conn,
             "SELECT id, dead_letter_id, requested_by, requested_at, "

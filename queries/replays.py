@@ -51,8 +51,14 @@ def list_dead_letters(
             ),
             {**params, "limit": limit},
         )
-        masking = configured()
-        return [{**row._mapping, "error_message": masking.text(row.error_message)} for row in rows]
+        return [_masked_letter(row._mapping) for row in rows]
+
+
+def _masked_letter(letter: Any) -> dict[str, Any]:
+    """A dead letter's row with the texts a system or a sender may have put a secret in
+    masked: its error, and its target's query string (`?token=…`; the stored target keeps
+    it, for the replay to send)."""
+    return configured().row(letter, ("error_message", "target_url", "target_error"))
 
 
 def letter_conditions(status: str | None, search: str | None) -> tuple[str, dict[str, Any]]:
@@ -83,10 +89,9 @@ def dead_letter_detail(engine: Engine, actor: str, dead_letter_id: int) -> dict[
             raise Q2CError(f"no dead letter {dead_letter_id}")
         masking = configured()
         detail = {
-            **row._mapping,
+            **_masked_letter(row._mapping),
             "payload": masking.text(row.payload),
             "headers": masking.headers(row.headers),
-            "error_message": masking.text(row.error_message),
         }
         detail["replays"] = [
             _masked_outcome(r._mapping)
@@ -123,12 +128,7 @@ def replay_status(engine: Engine, actor: str, limit: int = 100) -> list[dict]:
 def _masked_outcome(replay: Any) -> dict[str, Any]:
     """A replay's row with the target's answer and the error masked (a target may echo
     the credentials it was sent)."""
-    masking = configured()
-    return {
-        **replay,
-        "response_excerpt": masking.text(replay["response_excerpt"]),
-        "error": masking.text(replay["error"]),
-    }
+    return configured().row(replay, ("response_excerpt", "error", "target_url"))
 
 
 @dataclass

@@ -13,6 +13,8 @@ from __future__ import annotations
 import re
 from urllib.parse import urlsplit
 
+from q2c.masking import configured
+
 MAX_TARGET_CHARS = 2048
 # Methods a replay may use: those that deliver a message (a dead-lettered GET reads nothing
 # worth sending again; TRACE, CONNECT and the like are not messages).
@@ -22,9 +24,10 @@ _USERINFO = re.compile(r"//[^/?#@]*@")
 
 
 def shown(url: str) -> str:
-    """`url` as safe to print: control characters escaped, any user:password@ masked."""
+    """`url` as safe to print: control characters escaped, any user:password@ and secret
+    in the query string (`?token=…`) masked."""
     escaped = url[:200].encode("unicode_escape").decode("ascii")
-    escaped = _USERINFO.sub("//•••@", escaped)
+    escaped = configured().text(_USERINFO.sub("//•••@", escaped)) or ""
     return escaped + ("…" if len(url) > 200 else "")
 
 

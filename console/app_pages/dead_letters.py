@@ -12,7 +12,7 @@ import streamlit as st
 from console._auth import act, page_user, recheck_sign_in
 from console._links import Linked, held, held_index, linked_id, seed_from_link, write_link
 from console._resources import engine, load, rerun_for_news, settings, show_flash
-from console._widgets import age_text, readable, selectable_table, untick
+from console._widgets import age_text, plain, readable, selectable_table, untick
 from q2c.errors import Q2CError
 from queries.redrives import (
     RedrivePreview,
@@ -89,7 +89,7 @@ def confirm_discard(ids: list[int], reason: str) -> None:
         f"**Discard {len(ids)} dead letter(s)?** {', '.join(map(str, ids))}: they will not be "
         "replayed."
     )
-    st.caption(f"reason: {reason}")
+    st.caption(f"reason: {plain(reason)}")
     if st.button(
         "Discard", type="primary", key="confirm_discard", on_click=_discard, args=(ids, reason)
     ):
@@ -263,7 +263,8 @@ if letters:
     shown = pretty(detail["payload"])  # masked by the query layer
     left, right = st.columns(2)
     left.markdown(
-        f"**{detail['method']}** `{detail['target_url']}` · status **{detail['status']}**"
+        f"**{plain(detail['method'])}** {plain(detail['target_url'])} · status "
+        f"**{detail['status']}**"
     )
     left.code(shown, language="json")
     right.markdown("**Headers** (secrets masked)")

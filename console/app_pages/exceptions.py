@@ -27,6 +27,7 @@ from console._widgets import (
     history_event,
     moment_text,
     money_text,
+    plain,
     readable,
     selectable_table,
     untick,
@@ -597,8 +598,9 @@ if detail["status"] == "ignored":
     elif detail["ignored_until_recurs"]:
         st.info("Ignored until its failure recurs: the next failure reopens it.")
 st.caption(
-    f"{detail['kind']} at {detail['stage']} ({detail['system'] or 'any system'}) · "
-    f"{detail['error_type']}: {detail['message']}"
+    f"{plain(detail['kind'])} at {plain(detail['stage'])} "
+    f"({plain(detail['system'] or 'any system')}) · "
+    f"{plain(detail['error_type'])}: {plain(detail['message'])}"
 )
 st.markdown("**Failures** (each occurrence, with the trace that reported it)")
 st.dataframe(readable(detail["occurrences"]), hide_index=True)

@@ -12,7 +12,7 @@ from console._auth import page_user
 from console._links import Linked, held, seed_from_link, write_link
 from console._resources import engine, load
 from console._waterfall import ERROR, figure, layout, length_text, row_label
-from console._widgets import amount_text, moment_text, readable
+from console._widgets import amount_text, moment_text, plain, readable
 from queries.transactions import find_transactions, journey, recent_transactions
 
 page_user("transactions.view")
@@ -145,9 +145,13 @@ def span_detail(span: dict, logs: list[dict], duration_s: float) -> None:
     """One span: its status, identity, attributes, events and the logs it wrote."""
     failed = span["status_code"] == ERROR
     st.markdown(
-        f"**{span['name']}** · {span['system']} ({span['service_name']}) · "
-        f"{SPAN_KINDS.get(span['kind'], span['kind'])} · {length_text(duration_s)} · "
-        + (f":red[error: {span['status_message'] or 'no message'}]" if failed else ":green[ok]")
+        f"**{plain(span['name'])}** · {plain(span['system'])} ({plain(span['service_name'])})"
+        f" · {SPAN_KINDS.get(span['kind'], span['kind'])} · {length_text(duration_s)} · "
+        + (
+            f":red[error: {plain(span['status_message'] or 'no message')}]"
+            if failed
+            else ":green[ok]"
+        )
     )
     st.caption(
         f"started {moment_text(span['start_time'], seconds=True)} · trace `{span['trace_id']}` "
@@ -194,7 +198,7 @@ if not key:
     st.stop()
 found = load(_find, key)
 if not found:
-    st.warning(f"No transaction has the key {key!r}.")
+    st.warning(f"No transaction has the key {plain(repr(key))}.")
     st.stop()
 correlation_id = found[0]["correlation_id"]
 if len(found) > 1:
@@ -214,11 +218,11 @@ trip = load(_journey, correlation_id)
 txn = trip["transaction"]
 left, right = st.columns([3, 1])
 left.markdown(
-    f"**{txn.get('process') or 'no process yet'}** · now at **{txn.get('current_stage') or '—'}**"
-    f" · status **{txn.get('status') or '—'}**  \n"
-    f"correlation `{correlation_id}` · customer {txn.get('customer_id') or '—'} · order "
-    f"{txn.get('order_id') or '—'} · invoice {txn.get('invoice_id') or '—'} · payment "
-    f"{txn.get('payment_id') or '—'}"
+    f"**{plain(txn.get('process') or 'no process yet')}** · now at "
+    f"**{plain(txn.get('current_stage') or '—')}** · status **{plain(txn.get('status') or '—')}**"
+    f"  \ncorrelation {plain(correlation_id)} · customer {plain(txn.get('customer_id') or '—')}"
+    f" · order {plain(txn.get('order_id') or '—')} · invoice {plain(txn.get('invoice_id') or '—')}"
+    f" · payment {plain(txn.get('payment_id') or '—')}"
 )
 right.metric("Amount", amount_text(txn.get("amount"), txn.get("currency")))
 

@@ -15,7 +15,7 @@ import streamlit as st
 from console._auth import act, can, page_user
 from console._links import Linked, held, held_index, seed_from_link, write_link
 from console._resources import engine, load, show_flash
-from console._widgets import moment_text
+from console._widgets import moment_text, plain
 from q2c.vocabulary import BREAK_KINDS
 from queries.reconciliation import (
     BreakFilter,
@@ -155,7 +155,7 @@ def records_table(detail: dict[str, Any]) -> None:
 
 def detail_section(detail: dict[str, Any]) -> None:
     key, kind = detail["key"], detail["break_type"]
-    st.subheader(f"{detail['object']} {key} · {kind}")
+    st.subheader(f"{plain(detail['object'])} {plain(key)} · {plain(kind)}")
     st.caption(
         f"{detail['reconciliation']}, run {detail['run_id']} ({moment_text(detail['started_at'])})"
     )
@@ -167,9 +167,9 @@ def detail_section(detail: dict[str, Any]) -> None:
         links.append(f"[Exception {detail['exception_id']}]({exception}) — {status}")
     if detail["has_transaction"]:
         links.append(
-            f"[Transaction {detail['correlation_id']}]"
+            f"[Transaction {plain(detail['correlation_id'])}]"
             f"({_link('explorer', q=detail['correlation_id'])})"
-            f" ({detail['transaction_process']}) — telemetry saw this {detail['object']}"
+            f" ({plain(detail['transaction_process'])}) — telemetry saw this {detail['object']}"
         )
     else:
         links.append("No transaction: telemetry never saw this key.")
@@ -177,8 +177,8 @@ def detail_section(detail: dict[str, Any]) -> None:
         st.markdown(line)
     if detail["accepted_id"] is not None:
         st.success(
-            f"Accepted as a known difference by {detail['accepted_by']} "
-            f"({moment_text(detail['accepted_at'])}): {detail['accepted_reason']}. "
+            f"Accepted as a known difference by {plain(detail['accepted_by'])} "
+            f"({moment_text(detail['accepted_at'])}): {plain(detail['accepted_reason'])}. "
             "It is not raised again while the records are unchanged."
         )
     elif ACCEPTS:

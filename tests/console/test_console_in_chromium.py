@@ -748,3 +748,60 @@ def test_an_added_user_leaves_the_form_in_the_browser_too(page: Page, console_ur
     expect(page.get_by_text("added grace (viewer)")).to_be_visible()
     expect(name).to_have_value("")  # shown empty, not only emptied on the server
     expect(password).to_have_value("")
+
+
+def _send_markdown_trace(collector_url: str) -> None:
+    """A failing span whose name, status message and business key are written as Markdown:
+    an image from elsewhere and a link that poses as the console's own message."""
+    provider = TracerProvider(resource=Resource.create({"service.name": "billing-sync"}))
+    provider.add_span_processor(
+        SimpleSpanProcessor(OTLPSpanExporter(endpoint=f"{collector_url}/v1/traces"))
+    )
+    attributes = {
+        "q2c.correlation_id": "INV-MD-1",
+        "q2c.process": "invoice_posting",
+        "q2c.stage": "invoice_recorded",
+        "q2c.system": "erp",
+        "q2c.customer_id": "![c](http://127.0.0.1:9/customer.png)",
+    }
+    span = provider.get_tracer("q2c.tests").start_span(
+        "![s](http://127.0.0.1:9/span.png)", attributes=attributes, start_time=BASE_NS
+    )
+    span.set_status(Status(StatusCode.ERROR, "[Session expired: sign in](http://127.0.0.1:9/p)"))
+    span.end(end_time=BASE_NS + NS)
+    assert provider.force_flush(30_000)
+    provider.shutdown()
+
+
+def test_text_from_telemetry_and_the_address_is_shown_as_written_never_as_markdown(
+    page: Page, console_url: str, console_db: str
+) -> None:
+    elsewhere: list[str] = []
+    page.on(
+        "request",
+        lambda request: (
+            None
+            if request.url.startswith((console_url, "data:", "blob:"))
+            else elsewhere.append(request.url)
+        ),
+    )
+    with running_collector(Settings(database_url=None), console_db) as collector_url:
+        _send_markdown_trace(collector_url)
+    _sign_in_at(page, f"{console_url}/explorer?q=INV-MD-1", "finance_ops")
+    expect(
+        page.get_by_text("error: [Session expired: sign in](http://127.0.0.1:9/p)")
+    ).to_be_visible()
+    expect(page.get_by_text("customer ![c](http://127.0.0.1:9/customer.png)")).to_be_visible()
+    page.goto(f"{console_url}/explorer?q=x [sign in again](http://127.0.0.1:9/q)")
+    expect(page.get_by_text("No transaction has the key")).to_be_visible()
+    expect(page.get_by_text("[sign in again](http://127.0.0.1:9/q)")).to_be_visible()
+
+    # No link poses as something else: an address in the text may be linked, as itself.
+    links = page.locator("a[href*='127.0.0.1:9']")
+    shown = [
+        (links.nth(i).get_attribute("href"), links.nth(i).inner_text())
+        for i in range(links.count())
+    ]
+    assert all(href == text for href, text in shown), shown
+    assert page.locator("img[src*='127.0.0.1:9']").count() == 0
+    assert elsewhere == []

@@ -46,8 +46,12 @@ def test_secret_keys_match_by_words_in_any_spelling() -> None:
         "accessTokens",
         "Set-Cookie",
         "acct_no",
+        *("sslpassword", "JSESSIONID", "PHPSESSID", "csrftoken", "X-Amz-Signature", "sig"),
     ]
-    plain = ["shipping", "author", "compass", "span_id", "company", "idempotency_key", "pinned"]
+    plain = [
+        *("shipping", "author", "compass", "span_id", "company", "idempotency_key", "pinned"),
+        *("tokenizer", "signal", "design", "passage"),
+    ]
 
     assert [key for key in secret if not RULES.secret_key(key)] == []
     assert [key for key in plain if RULES.secret_key(key)] == []
@@ -154,6 +158,17 @@ def test_an_edited_masked_text_gets_its_secrets_back_in_order() -> None:
         ('"password=SECRET6"', "SECRET6"),
         ("retries = 3\npassword = SECRET7", "SECRET7"),
         ('{"a": 1}\n{"token": "SECRET8"}', "SECRET8"),
+        ('level=error msg="x" password="SECRET9"', "SECRET9"),  # logfmt
+        ("<auth password='SECRET10'/>", "SECRET10"),  # an XML attribute
+        ("SET password = 'SECRET11'", "SECRET11"),
+        ("msg:password:SECRET12", "SECRET12"),  # a pair inside another's value
+        ("https://acct.blob.example/c?sv=2024&sig=SECRET13", "SECRET13"),  # a SAS
+        ("https://s3.example/o?X-Amz-Signature=SECRET14&X-Amz-Date=1", "SECRET14"),
+        ("Cookie: a=1; JSESSIONID=SECRET15", "SECRET15"),
+        ("sslpassword=SECRET16 host=db", "SECRET16"),
+        ("redis://:SECRET17@cache:6379/0", "SECRET17"),
+        ('[{"name": "X-Api-Key", "value": "SECRET18"}]', "SECRET18"),  # HAR headers
+        ("csrftoken=SECRET19", "SECRET19"),
     ],
 )
 def test_secrets_in_strings_and_text_that_is_not_json_are_masked(text: str, secret: str) -> None:

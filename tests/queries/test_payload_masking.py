@@ -17,9 +17,15 @@ from cli.main import main
 from q2c import masking
 from q2c.errors import Q2CError
 from queries.exceptions import exception_detail
-from queries.replays import dead_letter_detail, list_dead_letters, request_replays
+from queries.replays import (
+    dead_letter_detail,
+    list_dead_letters,
+    replay_status,
+    request_replays,
+)
 from queries.transactions import journey
 from queries.users import User
+from replay.targets import target_problem
 from tests.support.console import APP
 from tests.support.replays import drain
 
@@ -177,3 +183,46 @@ def test_span_attributes_and_events_reach_the_trace_explorer_masked(
     assert _clean(json.dumps(span, default=str))
     assert span["attributes"]["q2c.correlation_id"] == "INV-S1"
     assert span["events"][0]["name"] == "retry"
+
+
+def test_a_token_in_the_targets_query_string_reaches_no_screen_but_the_replay_sends_it(
+    engine: Engine,
+    db: psycopg.Connection,
+    db_url: str,
+    targets,
+    dead_letters,
+    dispatcher,
+    tokens,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    state, base = targets
+    (letter,) = dead_letters(1, target=f"{base}/erp/invoices/INV-R0?token=TARGET-SECRET-1")
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    monkeypatch.setenv("Q2C_TOKEN", tokens["ops"])
+
+    request_replays(engine, "ops", [letter], ALLOWED)
+    drain(dispatcher, db)
+    (exception_id,) = db.execute("SELECT id FROM exceptions").fetchone()
+    shown = [
+        json.dumps(list_dead_letters(engine, "ops"), default=str, ensure_ascii=False),
+        json.dumps(dead_letter_detail(engine, "ops", letter), default=str, ensure_ascii=False),
+        json.dumps(replay_status(engine, "ops"), default=str, ensure_ascii=False),
+        json.dumps(
+            exception_detail(engine, exception_id)["dead_letters"], default=str, ensure_ascii=False
+        ),
+        CliRunner().invoke(main, ["dead-letters", "show", str(letter), "--json"]).output,
+        CliRunner().invoke(main, ["replay", "status"]).output,
+    ]
+
+    assert [text for text in shown if "TARGET-SECRET-1" in text] == []
+    assert all("token=•••" in text for text in shown[:4]), shown
+    assert len(state.applied) == 1  # delivered to the target as stored
+    stored = db.execute("SELECT target_url FROM dead_letters WHERE id = %s", (letter,))
+    assert stored.fetchone()[0].endswith("?token=TARGET-SECRET-1")
+
+
+def test_a_refused_targets_token_is_masked_in_its_reason_which_the_collector_logs() -> None:
+    reason = target_problem("ftp://127.0.0.1/x?api_key=TARGET-SECRET-2")
+
+    assert reason is not None and "api_key=•••" in reason
+    assert "TARGET-SECRET-2" not in reason
