@@ -236,7 +236,8 @@ def verdicts(plan: Plan) -> sql.Composed:
     for a, b in plan.pairs():
         seen, agree = pair_columns(a, b)
         both = [_Q("{} = 1 AND {} = 1").format(count_column(a), count_column(b))]
-        both += [_Q("NOT {}").format(d) for (_, x, y), d in differences.items() if (x, y) == (a, b)]
+        # A pair is ordered by the sources' names, a difference by their places.
+        both += [_Q("NOT {}").format(d) for (_, x, y), d in differences.items() if {x, y} == {a, b}]
         verdicts.append(_Q("{} > 0 OR {} > 0 AS {}").format(count_column(a), count_column(b), seen))
         verdicts.append(_Q("{} AS {}").format(_Q(" AND ").join(both), agree))
     any_mismatch = _Q(" OR ").join(differences.values()) if differences else _Q("false")

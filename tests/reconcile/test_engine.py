@@ -294,6 +294,34 @@ def test_accuracy_per_source_pair_counts_what_each_pair_agrees_on(
     assert (report.checked, report.matched) == (2, 1)
 
 
+def test_a_pair_counts_its_mismatches_whatever_order_the_sources_are_configured_in(
+    db, exports, reconcile
+) -> None:
+    exports([billing("INV-1"), billing("INV-2")], [erp("INV-1"), erp("INV-2", amount=1.0)])
+    sources = {  # not in the order of their names, by which pairs are named
+        "erp": {
+            "type": "file",
+            "path": "erp.jsonl",
+            "fields": {"invoice_id": "externalId", "amount": "amount"},
+        },
+        "billing": {
+            "type": "file",
+            "path": "billing.csv",
+            "fields": {"invoice_id": "id", "amount": "total"},
+        },
+    }
+
+    report = reconcile(sources=sources, compare={"amount": {"tolerance": 0}})
+
+    pairs = db.execute(
+        "SELECT source_a, source_b, checked, matched FROM reconciliation_accuracy "
+        "WHERE run_id = %s",
+        (report.run_id,),
+    ).fetchall()
+    assert (report.checked, report.matched) == (2, 1)
+    assert pairs == [("billing", "erp", 2, 1)]  # as the whole: two sources are one pair
+
+
 def test_breaks_become_exceptions_with_their_context_and_alike_ones_share_a_fingerprint(
     db, exports, reconcile
 ) -> None:
