@@ -528,10 +528,22 @@ def linked_breaks(plan: Plan, object_: str) -> sql.Composed:
     return _Q(
         """
 CREATE TEMP TABLE _b ON COMMIT DROP AS
-WITH linked AS (
+WITH kept_before AS (  -- the open (or ignored) exception of each key and break type
+    SELECT DISTINCT ON (last.key, last.break_type) last.key, last.break_type, e.correlation_id
+    FROM exceptions e
+    CROSS JOIN LATERAL (
+        SELECT rb.key, rb.break_type FROM reconciliation_breaks rb
+        WHERE rb.exception_id = e.id ORDER BY rb.run_id DESC LIMIT 1
+    ) last
+    WHERE e.kind = 'reconciliation' AND e.stage = %(stage)s
+      AND (q2c_is_open(e.status) OR e.status = 'ignored')
+    ORDER BY last.key, last.break_type, e.id DESC
+), linked AS (
+    -- A break that goes on stays with its exception, under the correlation ID it was
+    -- opened with, though telemetry may since have seen the key on a newer transaction.
     SELECT b.key, b.break_type, b.at_fault, r.records, r.records_hash,
-           coalesce(t.correlation_id, 'reconcile:' || %(name)s::text || ':' || b.key)
-               AS correlation_id,
+           coalesce(k.correlation_id, t.correlation_id,
+                    'reconcile:' || %(name)s::text || ':' || b.key) AS correlation_id,
            t.process, md5('reconcile/' || %(name)s::text || '/' || b.break_type) AS fingerprint,
            coalesce(b.customer_id, t.customer_id) AS customer_id,
            coalesce(CASE WHEN %(object)s::text = 'order' THEN b.key END, t.order_id)
@@ -543,6 +555,7 @@ WITH linked AS (
            coalesce(b.legal_entity, t.legal_entity) AS legal_entity
     FROM _breaks b
     JOIN _records r USING (key)
+    LEFT JOIN kept_before k ON k.key = b.key AND k.break_type = b.break_type
     {transaction}
 )
 SELECT l.*, a.id AS accepted_id,

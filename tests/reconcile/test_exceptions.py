@@ -81,6 +81,35 @@ def test_a_key_telemetry_knows_links_the_break_to_its_transaction(
     ).fetchone() == ("corr-inv-7",)
 
 
+def test_a_break_that_goes_on_keeps_its_exception_when_a_newer_transaction_has_the_key(
+    db: psycopg.Connection, exports, reconcile, send
+) -> None:
+    def posted(correlation_id: str, at_s: int) -> None:
+        span = stage_span(
+            correlation_id,
+            "invoice_posting",
+            "invoice_posted",
+            "billing",
+            at_s=at_s,
+            seq=at_s,
+            invoice_id="INV-7",
+        )
+        send(traces_request(span))
+
+    posted("corr-inv-7", 1)
+    exports([billing("INV-7")], [])
+    reconcile()
+    (first,) = db.execute("SELECT id FROM exceptions WHERE kind = 'reconciliation'").fetchone()
+    posted("corr-pay-7", 5)  # the payment of the same invoice, seen later
+
+    reconcile()
+
+    rows = db.execute(
+        "SELECT id, correlation_id, status FROM exceptions WHERE kind = 'reconciliation'"
+    ).fetchall()
+    assert rows == [(first, "corr-inv-7", "open")]  # not resolved and opened again
+
+
 def test_a_reconciliation_keyed_by_customer_takes_the_key_as_the_customer(
     db, exports, reconcile
 ) -> None:
