@@ -224,11 +224,7 @@ def test_a_field_a_source_does_not_give_is_not_compared_for_it(
     )
 
     assert (report.checked, report.matched, report.breaks) == (1, 1, {})
-    pairs = db.execute(
-        "SELECT source_a, source_b, checked, matched FROM reconciliation_accuracy "
-        "WHERE run_id = %s ORDER BY 1, 2",
-        (report.run_id,),
-    ).fetchall()
+    pairs = _pairs(db, report.run_id)
     assert pairs == [
         ("billing", "erp", 1, 1),
         ("billing", "warehouse", 1, 1),
@@ -250,6 +246,15 @@ def test_a_compared_field_one_source_gives_alone_is_never_a_mismatch(
 
     assert (report.status, report.checked, report.matched) == ("succeeded", 2, 1)
     assert report.breaks == {"missing_in:erp": 1}
+
+
+def _pairs(db, run_id: int | None) -> list[tuple]:
+    """A run's figures per pair of sources: (source_a, source_b, checked, matched)."""
+    return db.execute(
+        "SELECT source_a, source_b, checked, matched FROM reconciliation_accuracy "
+        "WHERE run_id = %s ORDER BY 1, 2",
+        (run_id,),
+    ).fetchall()
 
 
 def test_accuracy_per_source_pair_counts_what_each_pair_agrees_on(
@@ -281,11 +286,7 @@ def test_accuracy_per_source_pair_counts_what_each_pair_agrees_on(
 
     report = reconcile(sources=sources, compare={"amount": {"tolerance": 0}})
 
-    pairs = db.execute(
-        "SELECT source_a, source_b, checked, matched FROM reconciliation_accuracy "
-        "WHERE run_id = %s ORDER BY 1, 2",
-        (report.run_id,),
-    ).fetchall()
+    pairs = _pairs(db, report.run_id)
     assert pairs == [
         ("billing", "erp", 2, 1),
         ("billing", "warehouse", 2, 1),
@@ -313,11 +314,7 @@ def test_a_pair_counts_its_mismatches_whatever_order_the_sources_are_configured_
 
     report = reconcile(sources=sources, compare={"amount": {"tolerance": 0}})
 
-    pairs = db.execute(
-        "SELECT source_a, source_b, checked, matched FROM reconciliation_accuracy "
-        "WHERE run_id = %s",
-        (report.run_id,),
-    ).fetchall()
+    pairs = _pairs(db, report.run_id)
     assert (report.checked, report.matched) == (2, 1)
     assert pairs == [("billing", "erp", 2, 1)]  # as the whole: two sources are one pair
 
