@@ -18,6 +18,8 @@ from google.protobuf.unknown_fields import UnknownFieldSet
 from google.rpc import status_pb2
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
+from opentelemetry.proto.logs.v1 import logs_pb2
+from opentelemetry.proto.trace.v1 import trace_pb2
 
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
@@ -150,14 +152,37 @@ _CONTAINERS = {
 }
 
 
+# Enum fields of spans and log records, by their JSON names, and the names they may take.
+# An unknown name is refused: protobuf's lenient parser (needed for fields a newer OTLP
+# adds) would read it as 0, and a misspelled error status would lose the failure.
+_ENUM_NAMES = {
+    "kind": tuple(trace_pb2.Span.SpanKind.keys()),
+    "severityNumber": tuple(logs_pb2.SeverityNumber.keys()),
+    "severity_number": tuple(logs_pb2.SeverityNumber.keys()),
+}
+_STATUS_CODES = tuple(trace_pb2.Status.StatusCode.keys())
+
+
+def _known_name(key: str, value: object, names: tuple[str, ...]) -> None:
+    """BadRequest if `value` is neither a number nor one of `names`."""
+    if isinstance(value, str) and value not in names and not value.lstrip("-").isdigit():
+        listed = ", ".join(names) if len(names) < 8 else f"{names[0]} … {names[-1]}"
+        raise BadRequest(f"{key} {value[:40]!r} is neither a number nor one of {listed}")
+
+
 def _hex_ids_to_base64(node: dict[str, Any]) -> None:
-    """OTLP JSON IDs are hex; protobuf's JSON parser expects base64. Rewrite them in place."""
+    """OTLP JSON IDs are hex; protobuf's JSON parser expects base64. Rewrite them in place,
+    and refuse an enum value that names nothing (`_ENUM_NAMES`)."""
     for key, value in node.items():
         if key in _ID_KEYS and isinstance(value, str):
             try:
                 node[key] = base64.b64encode(bytes.fromhex(value)).decode()
             except ValueError:
                 raise BadRequest(f"{key} '{value[:40]}' is not hex-encoded") from None
+        elif key in _ENUM_NAMES:
+            _known_name(key, value, _ENUM_NAMES[key])
+        elif key == "status" and isinstance(value, dict):
+            _known_name("status.code", value.get("code"), _STATUS_CODES)
         elif key in _CONTAINERS and isinstance(value, list):
             for item in value:
                 if isinstance(item, dict):

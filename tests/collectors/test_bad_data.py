@@ -299,6 +299,34 @@ def test_protobuf_fields_of_the_wrong_wire_type_are_refused(
     assert db.execute("SELECT count(*) FROM spans").fetchone() == (0,)
 
 
+@pytest.mark.parametrize(
+    ("path", "field", "value", "named"),
+    [
+        ("/v1/traces", "kind", "SPAN_KIND_BOGUS", "SPAN_KIND_CLIENT"),
+        ("/v1/traces", "status", {"code": "STATUS_CODE_EROR"}, {"code": "STATUS_CODE_ERROR"}),
+        ("/v1/logs", "severityNumber", "SEVERITY_NUMBER_BAD", "SEVERITY_NUMBER_ERROR"),
+    ],
+)
+def test_an_enum_name_that_names_nothing_is_refused_not_read_as_zero(
+    http: httpx.Client, db: psycopg.Connection, path: str, field: str, value, named
+) -> None:
+    # Read as 0, a misspelled STATUS_CODE_ERROR would have stored a failure as a success.
+    kind = "Spans" if path == "/v1/traces" else "Logs"
+    records = "spans" if kind == "Spans" else "logRecords"
+
+    def body(enum_value) -> dict:
+        record = {"traceId": "1" * 32, "spanId": "2" * 16, "name": "post", field: enum_value}
+        return {f"resource{kind}": [{f"scope{kind}": [{records: [record]}]}]}
+
+    refused = http.post(path, json=body(value))
+    accepted = http.post(path, json=body(named))
+
+    assert refused.status_code == 400
+    shown = value if isinstance(value, str) else value["code"]
+    assert f"{'status.code' if field == 'status' else field} {shown!r}" in refused.json()["message"]
+    assert accepted.status_code == 200, accepted.text
+
+
 def test_fields_unknown_to_this_schema_are_still_accepted(
     http: httpx.Client, db: psycopg.Connection
 ) -> None:
