@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, text
 
 from q2c.errors import Q2CError
+from q2c.masking import configured
 from queries.audit import record
 from queries.exceptions import resolve_in
 from queries.users import allowed_user
@@ -118,11 +119,13 @@ def list_runs(
     engine: Engine, actor: str, reconciliation: str | None = None, limit: int = 50
 ) -> list[dict[str, Any]]:
     """Runs, newest first (at most `limit`, capped at MAX_ROWS), of one reconciliation or
-    all; an empty list when there is none."""
+    all; an empty list when there is none. A failure's reason and place are masked: a
+    source may name a URL with its credentials."""
     with engine.connect() as conn:
         allowed_user(conn, actor, "reconciliation.view")
         params = {"reconciliation": reconciliation, "limit": _limit(limit)}
-        return _rows(conn, _RUNS, params)
+        masking = configured()
+        return [masking.row(run, ("error", "error_at")) for run in _rows(conn, _RUNS, params)]
 
 
 def accuracy_trend(

@@ -69,9 +69,10 @@ def runs_section(runs: list[dict[str, Any]]) -> None:
         latest.setdefault(run["reconciliation"], run)
     for name, run in latest.items():
         if run["status"] == "failed":
-            at = f" (at {run['error_at']})" if run["error_at"] else ""
+            at = f" (at {plain(run['error_at'])})" if run["error_at"] else ""
             st.error(
-                f"The latest run of **{name}** (run {run['run_id']}) failed: {run['error']}{at}"
+                f"The latest run of **{plain(name)}** (run {run['run_id']}) failed: "
+                f"{plain(run['error'])}{at}"
             )
     frame = pd.DataFrame(
         [

@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from q2c.config_types import HttpUrl
 from q2c.durations import Duration
-from q2c.masking import MASK
+from q2c.masking import MASK, configured
 from reconcile.sources import LoadResult, SourceError, StagingTable
 from reconcile.sources._rows import as_text, copy_statement
 from replay.dispatcher import HostRateLimiter
@@ -232,9 +232,11 @@ class _Pages:
         return SourceError(self.masked(reason), self.masked(f"page {number}, {url}"))
 
     def masked(self, text: str) -> str:
+        """`text` without the header secrets nor what looks like one: a URL's password
+        (`user:password@`) or a secret in its query string (`?api_key=…`)."""
         for secret in self.secrets:
             text = text.replace(secret, MASK)
-        return text
+        return configured().text(text) or text
 
 
 class _Refusal(NamedTuple):

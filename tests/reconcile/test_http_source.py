@@ -201,6 +201,19 @@ def test_a_page_failing_with_500_forever_fails_after_the_retries_naming_it(
     assert error.at == f"page 2, {erp.url}?page=2"
 
 
+def test_credentials_in_the_sources_url_are_masked_in_what_a_failure_says(
+    erp: Erp, staging: StagingTable
+) -> None:
+    three_pages(erp)
+    erp.scripted[1] = [PlainTextResponse("down", 500) for _ in range(2)]
+    with_credentials = erp.url.replace("://", "://erp-bot:URL-SECRET-1@") + "?api_key=URL-SECRET-2"
+
+    error = failure(erp, staging, url=with_credentials, retries=1)
+
+    assert "URL-SECRET" not in error.reason + error.at, (error.reason, error.at)
+    assert error.at.startswith("page 1, http://erp-bot:•••@")
+
+
 def test_a_retry_after_longer_than_a_source_waits_fails_at_once(
     erp: Erp, staging: StagingTable
 ) -> None:
