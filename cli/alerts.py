@@ -228,7 +228,7 @@ def alerts_run_once(ctx: click.Context, as_json: bool, path: Path | None) -> Non
     type=click.Choice(("pending", "delivering", "delivered", "failed", "suppressed")),
     help="Only notifications in this state.",
 )
-@click.option("--limit", type=int, default=50, show_default=True)
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
 @click.pass_context
 def alerts_log(
     ctx: click.Context,

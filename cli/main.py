@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, cast
 
@@ -20,6 +21,8 @@ from cli.triage import exceptions
 from cli.users import users
 from q2c.errors import Q2CError, first_line
 from q2c.settings import Settings, describe, load_settings
+
+MAX_KPI_WINDOW = timedelta(days=3660)  # ten years
 
 
 class _Q2CGroup(click.Group):
@@ -267,8 +270,10 @@ def kpis(ctx: click.Context, as_json: bool, window: str) -> None:
     settings = _settings(ctx)
     try:
         span = parse_duration(window)
-    except ValueError as exc:
+    except (ValueError, OverflowError) as exc:
         raise Q2CError(f"--window: {exc}") from None
+    if span > MAX_KPI_WINDOW:  # also beyond the dates PostgreSQL and Python can count back to
+        raise Q2CError(f"--window: {window} is longer than {MAX_KPI_WINDOW.days} days")
     policy = load_policy(settings.sla_config)
     with database_url(settings) as url:
         engine = create_db_engine(url, settings)

@@ -128,7 +128,7 @@ def _summary(document: dict) -> str:
 @acting
 @AS_JSON
 @click.option("--name", "reconciliation", help="Only this reconciliation's runs.")
-@click.option("--limit", type=int, default=50, show_default=True)
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
 @click.pass_context
 def reconcile_runs(
     ctx: click.Context,
@@ -163,7 +163,7 @@ def reconcile_runs(
 )
 @click.option("--field", help="Only mismatches of this field.")
 @click.option("--key", "search", help="Only keys containing this text.")
-@click.option("--limit", type=int, default=500, show_default=True)
+@click.option("--limit", type=click.IntRange(min=1), default=500, show_default=True)
 @click.pass_context
 def reconcile_breaks(
     ctx: click.Context,

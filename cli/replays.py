@@ -22,7 +22,7 @@ def dead_letters() -> None:
 @AS_JSON
 @click.option("--status", type=click.Choice(["dead", "replay_pending", "replayed", "discarded"]))
 @click.option("--search")
-@click.option("--limit", type=int, default=100, show_default=True)
+@click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True)
 @click.pass_context
 def dead_letters_list(
     ctx: click.Context,
@@ -214,7 +214,7 @@ def replay_cancel(
 @replay.command("status")
 @acting
 @AS_JSON
-@click.option("--limit", type=int, default=50, show_default=True)
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
 @click.pass_context
 def replay_status_cmd(
     ctx: click.Context, token: str | None, claimed: str | None, as_json: bool, limit: int

@@ -25,7 +25,7 @@ def exceptions() -> None:
 @click.option("--owner")
 @click.option("--search", help="Text in message, error type, correlation ID or business keys.")
 @click.option("--regressed", is_flag=True, help="Only those failing again after a resolve.")
-@click.option("--limit", type=int, default=100, show_default=True)
+@click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True)
 @click.pass_context
 def exceptions_list(
     ctx: click.Context,

@@ -289,13 +289,14 @@ def load_settings(**overrides: Any) -> Settings:
 
 
 def masked_url(url: str) -> str:
-    """A database URL with its password (in user:password@ or ?password=) replaced by ***."""
+    """A database URL with its passwords (in user:password@, ?password= or another query
+    parameter naming one, such as libpq's sslpassword) replaced by ***."""
     parts = urlsplit(url)
     userinfo, at, host = parts.netloc.rpartition("@")
     if at and ":" in userinfo:
         parts = parts._replace(netloc=f"{userinfo.partition(':')[0]}:***@{host}")
     query = "&".join(
-        f"{name}=***" if name.lower() == "password" else pair
+        f"{name}=***" if name.lower().endswith("password") else pair
         for pair in parts.query.split("&")
         if pair
         for name in [pair.partition("=")[0]]

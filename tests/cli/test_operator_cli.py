@@ -95,6 +95,24 @@ def test_a_limited_exception_list_says_how_many_it_left_out(cli, users, dead_let
     assert "matching exceptions shown" not in whole.stderr
 
 
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (("exceptions", "list", "--as", "fin", "--limit", "-5"), "-5 is not in the range x>=1"),
+        (("dead-letters", "list", "--as", "ops", "--limit", "0"), "0 is not in the range x>=1"),
+        (("replay", "status", "--as", "ops", "--limit", "-1"), "-1 is not in the range x>=1"),
+        (("kpis", "--window", "99999999d"), "--window: 99999999d is longer than 3660 days"),
+        (("kpis", "--window", "1e400d"), "--window: "),
+    ],
+)
+def test_a_bad_number_is_refused_in_one_line_not_a_traceback(cli, users, args, said) -> None:
+    result = cli(*args)
+
+    assert result.exit_code in (1, 2) and said in result.output, result.output
+    assert "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
 def test_exception_commands_check_roles_and_write_the_audit_trail(
     cli, users, dead_letters, db: psycopg.Connection
 ) -> None:

@@ -83,14 +83,18 @@ def test_cli_reports_bad_settings_without_a_traceback(monkeypatch: pytest.Monkey
 def test_config_masks_a_password_given_as_a_query_parameter(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("DATABASE_URL", "postgresql://db.internal/q2c?user=q2c&password=qp-s3cret")
+    monkeypatch.setenv(
+        "DATABASE_URL",
+        "postgresql://db.internal/q2c?user=q2c&password=qp-s3cret&sslpassword=key-s3cret",
+    )
     monkeypatch.setenv("Q2C_MIGRATION_DATABASE_URL", "postgresql://owner:own-s3cret@db/q2c")
 
     result = CliRunner().invoke(main, ["config"])
 
     assert result.exit_code == 0
     assert "qp-s3cret" not in result.output and "own-s3cret" not in result.output
-    assert "postgresql://db.internal/q2c?user=q2c&password=***" in result.output
+    assert "key-s3cret" not in result.output
+    assert "postgresql://db.internal/q2c?user=q2c&password=***&sslpassword=***" in result.output
 
 
 def test_migrate_names_a_port_that_is_not_a_number(monkeypatch: pytest.MonkeyPatch) -> None:
