@@ -24,13 +24,16 @@ SELECT id AS run_id, reconciliation, object, status, started_at, finished_at, so
        CASE WHEN checked > 0 THEN matched::float8 / checked END AS accuracy,
        breaks, error, error_at
 FROM reconciliation_runs
-WHERE CAST(:reconciliation AS text) IS NULL OR reconciliation = :reconciliation
+WHERE (CAST(:reconciliation AS text) IS NULL OR reconciliation = :reconciliation)
+  AND (CAST(:run_id AS bigint) IS NULL OR id = :run_id)
 ORDER BY started_at DESC, id DESC
 LIMIT :limit
 """
 
-# Per succeeded run: the whole (source_a and source_b NULL), then each pair of sources.
+# Per succeeded run: the whole (source_a and source_b NULL), then each pair of sources;
+# the newest rows within the limit, shown oldest first.
 _ACCURACY = """
+SELECT * FROM (
 SELECT r.id AS run_id, r.reconciliation, r.started_at, p.source_a, p.source_b, p.checked,
        p.matched, CASE WHEN p.checked > 0 THEN p.matched::float8 / p.checked END AS accuracy
 FROM reconciliation_runs r
@@ -43,8 +46,10 @@ CROSS JOIN LATERAL (
 WHERE r.status = 'succeeded'
   AND (CAST(:reconciliation AS text) IS NULL OR r.reconciliation = :reconciliation)
   AND (CAST(:since AS timestamptz) IS NULL OR r.started_at >= :since)
-ORDER BY r.reconciliation, r.started_at, r.id, p.source_a NULLS FIRST, p.source_b
+ORDER BY r.started_at DESC, r.id DESC, p.source_a NULLS FIRST, p.source_b
 LIMIT :limit
+) newest
+ORDER BY reconciliation, started_at, run_id, source_a NULLS FIRST, source_b
 """
 
 # Without a run: the latest successful run of each reconciliation.
@@ -116,16 +121,28 @@ class Acceptance:
 
 
 def list_runs(
-    engine: Engine, actor: str, reconciliation: str | None = None, limit: int = 50
+    engine: Engine,
+    actor: str,
+    reconciliation: str | None = None,
+    limit: int = 50,
+    run_id: int | None = None,
 ) -> list[dict[str, Any]]:
     """Runs, newest first (at most `limit`, capped at MAX_ROWS), of one reconciliation or
-    all; an empty list when there is none. A failure's reason and place are masked: a
-    source may name a URL with its credentials."""
+    all (or the one run `run_id`); an empty list when there is none. A failure's reason
+    and place are masked: a source may name a URL with its credentials."""
     with engine.connect() as conn:
         allowed_user(conn, actor, "reconciliation.view")
-        params = {"reconciliation": reconciliation, "limit": _limit(limit)}
+        params = {"reconciliation": reconciliation, "limit": _limit(limit), "run_id": run_id}
         masking = configured()
         return [masking.row(run, ("error", "error_at")) for run in _rows(conn, _RUNS, params)]
+
+
+def reconciliation_names(engine: Engine, actor: str) -> list[str]:
+    """Every reconciliation that has run, by name."""
+    with engine.connect() as conn:
+        allowed_user(conn, actor, "reconciliation.view")
+        query = text("SELECT DISTINCT reconciliation FROM reconciliation_runs ORDER BY 1")
+        return list(conn.execute(query).scalars())
 
 
 def accuracy_trend(
@@ -136,7 +153,8 @@ def accuracy_trend(
     limit: int = MAX_ROWS,
 ) -> list[dict[str, Any]]:
     """The accuracy of each succeeded run (since `since`), oldest first: per run one row
-    for the whole (`source_a` and `source_b` None), then one per pair of sources."""
+    for the whole (`source_a` and `source_b` None), then one per pair of sources. Past
+    `limit` rows, the newest are kept."""
     with engine.connect() as conn:
         allowed_user(conn, actor, "reconciliation.view")
         params = {"reconciliation": reconciliation, "since": since, "limit": _limit(limit)}

@@ -24,6 +24,7 @@ from queries.reconciliation import (
     break_detail,
     list_breaks,
     list_runs,
+    reconciliation_names,
 )
 
 user = page_user("reconciliation.view")
@@ -33,8 +34,18 @@ HIGHLIGHT = "background-color: rgba(255, 75, 75, 0.25); font-weight: 600"
 
 
 @st.cache_data(ttl=5, show_spinner=False)
-def _runs(actor: str) -> list[dict[str, Any]]:
-    return list_runs(engine(), actor, None, 200)
+def _runs(actor: str, reconciliation: str | None) -> list[dict[str, Any]]:
+    return list_runs(engine(), actor, reconciliation, 200)
+
+
+@st.cache_data(ttl=5, show_spinner=False)
+def _run(actor: str, run_id: int) -> list[dict[str, Any]]:
+    return list_runs(engine(), actor, run_id=run_id)
+
+
+@st.cache_data(ttl=5, show_spinner=False)
+def _names(actor: str) -> list[str]:
+    return reconciliation_names(engine(), actor)
 
 
 @st.cache_data(ttl=5, show_spinner=False)
@@ -324,13 +335,17 @@ def _linked_break(runs: list[dict[str, Any]], filters: BreakFilter) -> str | Non
     if "key" not in params or "type" not in params:
         return None
     run_id, kind = params.get("break_run", ""), params["type"]
-    shown = {
-        str(run["run_id"])
-        for run in runs
-        if filters.reconciliation in (None, run["reconciliation"])
-        and filters.run_id in (None, run["run_id"])
-    }
-    if run_id not in shown or (filters.kind and not kind.startswith(f"{filters.kind}:")):
+    if filters.kind and not kind.startswith(f"{filters.kind}:"):
+        return None
+    listed = {str(run["run_id"]): run for run in runs}
+    # A link to a run older than those listed (pasted into a ticket weeks ago) still leads
+    # to its break.
+    linked = listed.get(run_id) or next(
+        iter(load(_run, user.username, int(run_id)) if run_id.isdigit() else []), None
+    )
+    if linked is None or filters.reconciliation not in (None, linked["reconciliation"]):
+        return None
+    if filters.run_id not in (None, linked["run_id"]):
         return None
     return _break_id({"run_id": run_id, "key": params["key"], "break_type": kind})
 
@@ -341,14 +356,14 @@ st.caption(
     "not the telemetry-based reconciliation of the overview."
 )
 show_flash()
-runs = load(_runs, user.username)
-names = sorted({run["reconciliation"] for run in runs})
+# Every reconciliation that has run, however long ago, with its own latest runs.
+names = load(_names, user.username)
 which = [Linked("recon_name", "reconciliation", ANY, (ANY, *names))]
 seed_from_link(which)
 name = st.selectbox("Reconciliation", which[0].choices, held_index(which[0]), key="recon_name")
 write_link(which)
 reconciliation = None if name == ANY else name
-shown = [run for run in runs if reconciliation in (None, run["reconciliation"])]
+shown = load(_runs, user.username, reconciliation)
 runs_section(shown)
 if shown:
     trend_section(reconciliation)

@@ -114,6 +114,27 @@ def test_a_pasted_link_filters_the_breaks(
     assert "No break matches." in [c.value for c in app.caption]
 
 
+def test_a_link_to_a_break_of_a_long_past_run_still_shows_that_break(
+    reconciled_db: str, console_app: Callable[..., AppTest]
+) -> None:
+    with psycopg.connect(reconciled_db) as conn:  # 300 later runs of another reconciliation
+        conn.execute(
+            "INSERT INTO reconciliation_runs (reconciliation, object, status, started_at, "
+            "finished_at, checked, matched, pending) "
+            "SELECT 'payments', 'payment', 'succeeded', now() + n * interval '1 minute', "
+            "now() + n * interval '1 minute', 0, 0, 0 FROM generate_series(1, 300) n"
+        )
+    query = {"reconciliation": "invoices", "key": "INV-3", "type": "mismatch:tax_amount"}
+
+    app = console_app(reconciled_db, "finance_ops", "reconciliation", {**query, "break_run": "1"})
+
+    assert not app.exception, app.exception
+    assert app.selectbox(key="recon_name").value == "invoices"  # not fallen back to "(any)"
+    assert app.selectbox(key="recon_break").value == "1|INV-3|mismatch:tax_amount"
+    assert any("INV-3 · mismatch:tax_amount" in h.value for h in app.subheader)
+    assert app.query_params["break_run"] == "1"
+
+
 def test_accepting_needs_a_reason_then_resolves_the_exception(
     reconciled_db: str, console_app: Callable[..., AppTest]
 ) -> None:

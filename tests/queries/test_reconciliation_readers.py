@@ -58,6 +58,15 @@ def test_runs_and_accuracy_per_run_and_pair(engine: Engine, reconciled: int) -> 
     assert accuracy_trend(engine, "fin", since=datetime.now(UTC) + timedelta(hours=1)) == []
 
 
+def test_a_limited_trend_keeps_the_newest_runs(engine: Engine, exports, reconcile, users) -> None:
+    exports([billing("INV-1")], [erp("INV-1")])
+    runs = [reconcile().run_id for _ in range(3)]
+
+    trend = accuracy_trend(engine, "fin", "invoices", limit=4)  # two rows a run
+
+    assert [row["run_id"] for row in trend] == [runs[1], runs[1], runs[2], runs[2]]
+
+
 def test_a_failed_run_says_why_and_has_no_accuracy(
     engine: Engine, exports, reconcile, users: dict[str, str]
 ) -> None:
