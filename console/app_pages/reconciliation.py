@@ -12,9 +12,9 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from console._auth import act, can, page_user
+from console._auth import act, can, page_user, recheck_sign_in
 from console._links import Linked, held, held_index, seed_from_link, write_link
-from console._resources import engine, load, show_flash
+from console._resources import engine, load, rerun_for_news, show_flash
 from console._widgets import moment_text, plain
 from q2c.vocabulary import BREAK_KINDS
 from queries.reconciliation import (
@@ -65,6 +65,25 @@ def _link(page: str, **params: object) -> str:
 
 def _percent(accuracy: float | None) -> str:
     return "—" if accuracy is None or pd.isna(accuracy) else f"{accuracy:.2%}"
+
+
+FOLLOW_SECONDS = 15  # how soon a scheduled run shows
+
+
+def _latest(runs: list[dict[str, Any]]) -> tuple[Any, Any] | None:
+    return (runs[0]["run_id"], runs[0]["status"]) if runs else None
+
+
+@st.fragment(run_every=FOLLOW_SECONDS)
+def follow_runs(reconciliation: str | None, shown: tuple[Any, Any] | None) -> None:
+    """Once a run newer than those shown has ended (or the newest shown has), the whole
+    page shows it: runs, trend and breaks read afresh, the break being read kept."""
+    recheck_sign_in()  # it reruns on its own
+    newest = _latest(list_runs(engine(), user.username, reconciliation, 1))
+    if newest != shown and (newest is None or newest[1] != "running"):
+        for cached in (_runs, _names, _trend, _breaks):
+            cached.clear()
+        rerun_for_news()
 
 
 def runs_section(runs: list[dict[str, Any]]) -> None:
@@ -364,6 +383,7 @@ name = st.selectbox("Reconciliation", which[0].choices, held_index(which[0]), ke
 write_link(which)
 reconciliation = None if name == ANY else name
 shown = load(_runs, user.username, reconciliation)
+follow_runs(reconciliation, _latest(shown))
 runs_section(shown)
 if shown:
     trend_section(reconciliation)

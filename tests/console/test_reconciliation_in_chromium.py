@@ -63,3 +63,24 @@ def test_finance_accepts_a_difference_from_a_pasted_link(
     expect(tile).to_be_visible()
     tile.scroll_into_view_if_needed()
     page.screenshot(path="/tmp/recon-overview.png")
+
+
+def test_the_page_shows_a_run_that_ends_while_it_is_open(
+    page: Page, console_url: str, console_db: str, exports, reconcile
+) -> None:
+    exports([billing("INV-1"), billing("INV-2")], [erp("INV-1")])
+    reconcile()
+    user, password = LOGINS["finance_ops"]
+    page.goto(f"{console_url}/reconciliation")
+    page.get_by_label("User name").fill(user)
+    page.get_by_role("textbox", name="Password").fill(password)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("heading", name="Breaks")).to_be_visible()
+    expect(page.get_by_text("failed:")).to_have_count(0)
+
+    exports([billing("INV-1", total="lots")], [erp("INV-1")])  # the scheduler's next run
+    reconcile()
+
+    # Within the page's follow interval (15 s), with no click.
+    banner = page.get_by_text("The latest run of invoices (run 2) failed")
+    expect(banner).to_be_visible(timeout=45_000)
