@@ -206,6 +206,9 @@ def detail_section(detail: dict[str, Any]) -> None:
         links.append("No transaction: telemetry never saw this key.")
     for line in links:
         st.markdown(line)
+    # The page's one action is accepting this break: what came of it shows here, where the
+    # person clicked, not at the top of a long page.
+    show_flash()
     if detail["accepted_id"] is not None:
         st.success(
             f"Accepted as a known difference by {plain(detail['accepted_by'])} "
@@ -374,7 +377,6 @@ st.caption(
     "The records themselves, compared across the systems of record (reconcile.yaml): "
     "not the telemetry-based reconciliation of the overview."
 )
-show_flash()
 # Every reconciliation that has run, however long ago, with its own latest runs.
 names = load(_names, user.username)
 which = [Linked("recon_name", "reconciliation", ANY, (ANY, *names))]
