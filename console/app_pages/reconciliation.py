@@ -126,7 +126,9 @@ def runs_section(runs: list[dict[str, Any]]) -> None:
             for run in runs
         ]
     )
-    st.dataframe(frame, hide_index=True, width="stretch", key="recon_runs")
+    # A failed run counted nothing: "—", as its accuracy, not "None" (numbers stay numbers,
+    # to sort by).
+    st.dataframe(frame, hide_index=True, width="stretch", key="recon_runs", placeholder="—")
 
 
 def trend_section(reconciliation: str | None) -> None:
@@ -181,7 +183,10 @@ def records_table(detail: dict[str, Any]) -> None:
         st.caption(f"No record in **{missing[0]}**.")
     if differing:
         verb = "differs" if len(differing) == 1 else "differ"
-        st.caption(f"Highlighted: {', '.join(sorted(differing))} {verb} beyond the tolerance.")
+        st.caption(
+            f"Highlighted: {', '.join(sorted(differing))} {verb} between the sources "
+            "(numbers by more than their tolerance)."
+        )
 
 
 def detail_section(detail: dict[str, Any]) -> None:

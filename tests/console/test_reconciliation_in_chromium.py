@@ -29,7 +29,7 @@ def test_finance_accepts_a_difference_from_a_pasted_link(
 
     expect(page.get_by_role("heading", name="Reconciliation", exact=True)).to_be_visible()
     expect(page.get_by_role("heading", name="invoice INV-3 · mismatch:tax_amount")).to_be_visible()
-    expect(page.get_by_text("currency, tax_amount differ beyond the tolerance")).to_be_visible()
+    expect(page.get_by_text("currency, tax_amount differ between the sources")).to_be_visible()
     expect(page.get_by_role("link", name="Exception", exact=False).first).to_be_visible()
     expect(page.locator(".js-plotly-plot")).to_be_visible()  # the accuracy trend drawn
     expect(page.get_by_test_id("stDataFrame").first).to_be_visible()
@@ -87,3 +87,4 @@ def test_the_page_shows_a_run_that_ends_while_it_is_open(
     # Within the page's follow interval (15 s), with no click.
     banner = page.get_by_text("The latest run of invoices (run 2) failed")
     expect(banner).to_be_visible(timeout=45_000)
+    page.screenshot(path="/tmp/recon-followed.png")
