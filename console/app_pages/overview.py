@@ -9,7 +9,13 @@ import streamlit as st
 from console._auth import can, page_user, recheck_sign_in
 from console._links import Linked, held, seed_from_link
 from console._resources import engine, load, policy
-from console._widgets import amount_text, delta_text, duration_delta, duration_text
+from console._widgets import (
+    amount_text,
+    delta_text,
+    duration_delta,
+    duration_text,
+    moment_text,
+)
 from q2c.vocabulary import IMPACTS
 from queries.kpis import collect_kpis, comparison_kpis
 from queries.overview import telemetry_presence
@@ -110,9 +116,21 @@ def records_tiles(reconciliations: dict) -> None:
     for cell, (name, rec) in zip(cells, reconciliations.items(), strict=False):
         latest, windowed = rec["latest"], rec["window"]
         cell.metric(f"Records matched: {name}", _share(latest), border=True)
+        # The window's figure is that of the runs that succeeded; those that failed are
+        # counted apart, with when the latest figure was reached.
         runs = f"{windowed['runs']} run{'s' * (windowed['runs'] != 1)}"
-        failed = f", :red[{windowed['failed']} failed]" if windowed["failed"] else ""
-        cell.caption(f"window {_share(windowed)} over {runs}{failed}")
+        failed = windowed["failed"]
+        if not failed:
+            cell.caption(f"window {_share(windowed)} over {runs}")
+        else:
+            since = "; none succeeded yet"
+            if latest:
+                reached = datetime.fromisoformat(latest["started_at"])
+                since = f"; the figure above is of {moment_text(reached)}"
+            cell.caption(
+                f"window {_share(windowed)} over {runs} that succeeded, "
+                f":red[{failed} more failed]{since}"
+            )
         pairs = " · ".join(
             f"{' ↔ '.join(p['sources'])} {_share(p['latest'])}" for p in rec["pairs"]
         )

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import psycopg
 from streamlit.testing.v1 import AppTest
 
-from console._widgets import delta_text, duration_delta
+from console._widgets import delta_text, duration_delta, moment_text
 from tests.support.reconciling import billing, erp
 
 
@@ -120,5 +120,19 @@ def test_records_reconciliation_shows_apart_from_the_telemetrys(
     assert tiles["Records matched: invoices"] == "50.0%"
     assert "Telemetry reconciliation" in tiles and "Reconciliation accuracy" not in tiles
     assert any(c.value == "window 50.0% over 1 run" for c in viewer.caption)
+    exports([billing("INV-1", total="lots")], [erp("INV-1")])
+    assert reconcile().status == "failed"
+    db.execute(
+        "UPDATE reconciliation_runs SET started_at = started_at - interval '2 minutes', "
+        "finished_at = finished_at - interval '2 minutes' WHERE status = 'failed'"
+    )
+    (succeeded_at,) = db.execute(
+        "SELECT started_at FROM reconciliation_runs WHERE status = 'succeeded'"
+    ).fetchone()
+    after = console_app(console_db, "viewer")
+    assert (
+        "window 50.0% over 1 run that succeeded, :red[1 more failed]; the figure above is of "
+        f"{moment_text(succeeded_at)}"
+    ) in [c.value for c in after.caption]
     assert "reconciliation" not in {page for _, page, _ in _links(viewer)}
     assert ("runs and breaks", "reconciliation", "reconciliation=invoices") in _links(finance)
