@@ -50,7 +50,11 @@ def _grace(value: Any) -> timedelta:
 
 
 def _comparison(value: Any) -> Any:
-    return {} if value == "exact" else value
+    if value == "exact":
+        return {}
+    if not isinstance(value, dict):
+        raise ValueError(f"use exact, {{tolerance: N}} or {{map: …}}, not {value!r}")
+    return value
 
 
 class _Strict(BaseModel):

@@ -102,6 +102,11 @@ def test_a_schedule_is_a_duration_or_a_cron_line() -> None:
             "field, customer_id, amount, currency, legal_entity or updated_at",
         ),
         (
+            lambda r: r["compare"].update(currency="exakt"),
+            "reconciliations.invoices.compare.currency: use exact, {tolerance: N} or {map: …}, "
+            "not 'exakt'",
+        ),
+        (
             lambda r: r["sources"].pop("erp"),
             "reconciliations.invoices.sources: Dictionary should have at least 2 items after "
             "validation, not 1",
@@ -120,6 +125,24 @@ def test_every_mistake_is_reported_at_once() -> None:
     assert [p.split(":")[0] for p in _problems(two_mistakes)] == [
         "reconciliations.invoices.scope.updated_within",
         "reconciliations.invoices.sources.erp.url",
+    ]
+
+
+def test_a_reconciliations_mistakes_are_reported_beside_anothers_that_does_not_parse() -> None:
+    data = config_data()
+    data["reconciliations"]["payments"] = copy.deepcopy(data["reconciliations"]["invoices"])
+    data["reconciliations"]["invoices"]["schedule"] = "whenever"  # does not parse
+    data["reconciliations"]["payments"]["key"] = "payment_id"  # parses; no source gives it
+
+    with pytest.raises(InvalidReconcileConfig) as raised:
+        parse_reconcile_config(data)
+
+    assert [p.split(":")[0] for p in raised.value.problems] == [
+        "reconciliations.invoices.schedule",
+        "reconciliations.payments.sources.billing.fields",
+        "reconciliations.payments.sources.billing.fields.invoice_id",
+        "reconciliations.payments.sources.erp.fields",
+        "reconciliations.payments.sources.erp.fields.invoice_id",
     ]
 
 
