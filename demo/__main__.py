@@ -65,7 +65,7 @@ def companions(settings: Settings, url: str, chaos: bool = False) -> Companions:
             scheduler_child(url),
         ],
         env={"Q2C_REPLAY_ALLOWED_HOSTS": allowed, **alerting, **reconciling},
-        banner=lambda console: _banner(settings, console, token),
+        banner=lambda console: _banner(settings, console, token, url),
     )
 
 
@@ -95,7 +95,7 @@ def reconciliation_environment(sandbox_port: int, data_dir: Path) -> dict[str, s
     return {"Q2C_RECONCILE_CONFIG": str(config), ERP_TOKEN_ENV: secrets.token_urlsafe(24)}
 
 
-def _banner(settings: Settings, console: str, token: str) -> str:
+def _banner(settings: Settings, console: str, token: str, url: str) -> str:
     collector = f"http://{settings.collector_host}:{settings.collector_port}"
     logins = [f"    {user:<8} {password:<18} ({role})" for user, role, password in DEMO_USERS]
     return "\n".join(
@@ -109,7 +109,8 @@ def _banner(settings: Settings, console: str, token: str) -> str:
             "  (and the console's Alerts page)",
             "  Demo logins (user, password, role):",
             *logins,
-            "  CLI as oncall, for a day:",
+            "  CLI as oncall, for a day (in another terminal, while the demo runs):",
+            f"    export DATABASE_URL='{url}'",
             f"    export Q2C_TOKEN={token}",
             "  Press Ctrl-C to stop everything.",
             "",

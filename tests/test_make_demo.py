@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import threading
@@ -54,6 +55,16 @@ def test_make_demo_serves_everything_and_stops_cleanly(tmp_path: Path) -> None:
         console = _get(f"http://127.0.0.1:{ports['console']}/_stcore/health")
         collector = _get(f"http://127.0.0.1:{ports['collector']}/readyz")
         sandbox = _get(f"http://127.0.0.1:{ports['sandbox']}/healthz")
+        # The CLI, in another terminal, with the two exports the banner prints.
+        banner = "".join(lines)
+        exports = dict(re.findall(r"export (DATABASE_URL|Q2C_TOKEN)='?([^'\s]+)'?", banner))
+        cli = subprocess.run(
+            [str(ROOT / ".venv" / "bin" / "q2c"), "dead-letters", "list", "--json"],
+            env={**env, **exports},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
     finally:
         os.killpg(demo.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
         demo.wait(60)
@@ -61,6 +72,8 @@ def test_make_demo_serves_everything_and_stops_cleanly(tmp_path: Path) -> None:
 
     text = "".join(lines)
     assert (console, collector, sandbox) == ("ok", '{"status":"ready"}', '{"status":"ok"}')
+    assert set(exports) == {"DATABASE_URL", "Q2C_TOKEN"}, text
+    assert cli.returncode == 0 and cli.stdout.startswith("["), cli.stdout + cli.stderr
     assert f"Open the console:   http://127.0.0.1:{ports['console']}" in text
     assert f"OTLP/HTTP endpoint: http://127.0.0.1:{ports['collector']}" in text
     for user in ("admin", "finance", "oncall", "cio"):
