@@ -29,6 +29,7 @@ from starlette.routing import Route
 from collectors import _compiled, otlp
 from collectors.batch import Batch
 from collectors.group_commit import GroupCommitter
+from collectors.header_deadline import HeaderDeadline
 from collectors.integration_logs import parse_records, split_records
 from collectors.logs import decode_logs
 from collectors.mapping import AttributeMap
@@ -336,6 +337,7 @@ def app_from_environment() -> Starlette:
 
     settings = load_settings()
     assert settings.database_url is not None, "q2c collector sets DATABASE_URL for workers"
+    HeaderDeadline.seconds = settings.body_read_timeout_seconds  # in this worker too
     app = create_app(settings, settings.database_url.get_secret_value())
     tune_interpreter()
     return app

@@ -10,6 +10,7 @@ from typing import Any
 import uvicorn
 
 from collectors._compiled import use
+from collectors.header_deadline import HeaderDeadline
 from q2c.errors import Q2CError
 from q2c.settings import Settings
 
@@ -36,9 +37,11 @@ def serve(settings: Settings, database_url: str, host: str, port: int) -> None:
                 "Q2C_INGEST_TOKENS (comma-separated bearer tokens) or listen on 127.0.0.1"
             )
         log.warning("no Q2C_INGEST_TOKENS set: accepting telemetry from this machine only")
+    HeaderDeadline.seconds = settings.body_read_timeout_seconds
     options: dict[str, Any] = {
         "host": host,
         "port": port,
+        "http": HeaderDeadline,
         "log_level": "warning",
         "access_log": False,
         "timeout_graceful_shutdown": 30,

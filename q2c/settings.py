@@ -103,7 +103,8 @@ class Settings(BaseSettings):
         default=10.0,
         gt=0,
         le=600,
-        description="Longest wait for a request's whole body before answering 408 (in seconds).",
+        description="Longest wait for a request's headers (then the connection is closed) "
+        "and for its whole body (then 408) (in seconds).",
     )
     max_inflight: int = Field(
         default=64, ge=1, le=10_000, description="Requests admitted at once before 429 (count)."
