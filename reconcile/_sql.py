@@ -509,7 +509,10 @@ def linked_breaks(plan: Plan, object_: str) -> sql.Composed:
     transaction that telemetry saw with this key, else one of its own), its fingerprint
     (alike breaks share it), the acceptance that covers it, and the exception it keeps
     (the latest of its correlation ID, stage and fingerprint, when open or ignored)."""
-    column = TRANSACTION_KEYS.get(object_)
+    # By the key's own field when telemetry keeps it (a subscription keyed by its order's
+    # order_id is seen on that order's transaction), else by the object's.
+    keys = set(TRANSACTION_KEYS.values())
+    column = plan.key if plan.key in keys else TRANSACTION_KEYS.get(object_)
     transaction = (
         _Q(
             "LEFT JOIN LATERAL (SELECT t.correlation_id, t.process, t.customer_id, t.order_id, "

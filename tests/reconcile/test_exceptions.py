@@ -141,6 +141,42 @@ def test_a_reconciliation_keyed_by_customer_takes_the_key_as_the_customer(
     ).fetchall() == [("C-7", "EUR")]
 
 
+def test_an_object_keyed_by_a_field_telemetry_keeps_links_by_that_field(
+    db: psycopg.Connection, exports, reconcile, send
+) -> None:
+    # A subscription keyed by its order's ID: telemetry saw the order.
+    send(
+        traces_request(
+            stage_span(
+                "corr-so-7",
+                "order_to_activation",
+                "order_booked",
+                "crm",
+                at_s=1,
+                seq=300,
+                order_id="SO-7",
+            )
+        )
+    )
+    exports([billing("SO-7")], [])
+
+    def by_order(fields: dict[str, str]) -> dict[str, str]:
+        return {("order_id" if f == "invoice_id" else f): c for f, c in fields.items()}
+
+    reconcile(
+        object="subscription",
+        key="order_id",
+        sources={
+            "billing": {"type": "file", "path": "billing*.csv", "fields": by_order(BILLING_FIELDS)},
+            "erp": {"type": "file", "path": "erp.jsonl", "fields": by_order(ERP_FIELDS)},
+        },
+    )
+
+    assert db.execute(
+        "SELECT correlation_id, process, order_id FROM exceptions WHERE kind = 'reconciliation'"
+    ).fetchall() == [("corr-so-7", "order_to_activation", "SO-7")]
+
+
 def test_telemetry_that_agrees_does_not_resolve_a_break_of_the_records(
     db: psycopg.Connection, exports, reconcile, send, run_evaluation
 ) -> None:
