@@ -53,9 +53,12 @@ def _trend(actor: str, reconciliation: str | None) -> list[dict[str, Any]]:
     return accuracy_trend(engine(), actor, reconciliation)
 
 
+BREAKS_SHOWN = 500
+
+
 @st.cache_data(ttl=5, show_spinner=False)
 def _breaks(actor: str, filters: BreakFilter) -> list[dict[str, Any]]:
-    return list_breaks(engine(), actor, filters=filters)
+    return list_breaks(engine(), actor, limit=BREAKS_SHOWN + 1, filters=filters)
 
 
 def _link(page: str, **params: object) -> str:
@@ -292,6 +295,12 @@ def breaks_section(runs: list[dict[str, Any]], reconciliation: str | None) -> No
     if not rows:
         st.caption("No break matches." if any([kind != ANY, field, search]) else "No break.")
         return
+    if len(rows) > BREAKS_SHOWN:  # one more was read, to know
+        rows = rows[:BREAKS_SHOWN]
+        st.caption(
+            f"The first {BREAKS_SHOWN} breaks are listed, and there are more: narrow them by "
+            "run, break, field or key."
+        )
     frame = pd.DataFrame(
         [
             {

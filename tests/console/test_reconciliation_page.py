@@ -135,6 +135,28 @@ def test_a_link_to_a_break_of_a_long_past_run_still_shows_that_break(
     assert app.query_params["break_run"] == "1"
 
 
+def test_a_list_of_breaks_cut_short_says_so(
+    db_url: str, exports, reconcile, console_app: Callable[..., AppTest]
+) -> None:
+    engine = create_db_engine(db_url, Settings(database_url=None))
+    seed_users(engine)
+    engine.dispose()
+    exports([billing(f"INV-{n}") for n in range(501)], [erp("INV-0")])
+    assert reconcile().breaks == {"missing_in:erp": 500}
+    exports([billing(f"INV-{n}") for n in range(502)], [erp("INV-0")])
+    assert reconcile().breaks == {"missing_in:erp": 501}
+
+    app = console_app(db_url, "finance_ops", "reconciliation")
+
+    assert len(_frame(app, "break")) == 500
+    assert any(
+        "The first 500 breaks are listed, and there are more" in c.value for c in app.caption
+    )
+    app.selectbox(key="recon_run").set_value("1").run()
+    assert len(_frame(app, "break")) == 500
+    assert not any("there are more" in c.value for c in app.caption)
+
+
 def test_accepting_needs_a_reason_then_resolves_the_exception(
     reconciled_db: str, console_app: Callable[..., AppTest]
 ) -> None:
