@@ -180,11 +180,13 @@ def reconcile_breaks(
     """The breaks of a run (default: each reconciliation's latest successful run), with
     the exception each opened or kept; --json adds the records side by side. Needs
     finance_ops."""
-    from queries.reconciliation import BreakFilter, list_breaks
+    from queries.reconciliation import BreakFilter, list_breaks, list_runs
 
     chosen = BreakFilter(run_id, name, kind, field, search)
     with acting_session(ctx, token, claimed) as (engine, actor):
         rows = list_breaks(engine, actor, limit=limit, filters=chosen)
+        if run_id is not None and not rows and not list_runs(engine, actor, run_id=run_id):
+            raise Q2CError(f"no reconciliation run {run_id} (q2c reconcile runs lists them)")
     if as_json:
         click.echo(json.dumps(rows, default=plain, indent=2))
         return

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 import click
 
 from cli._common import AS_JSON, acting, acting_session, cell, emit, report
+from q2c.vocabulary import EXCEPTION_STATUSES, IMPACTS
 
 
 @click.group()
@@ -17,11 +18,16 @@ def exceptions() -> None:
 @exceptions.command("list")
 @acting
 @AS_JSON
-@click.option("--status", multiple=True, help="Status (repeatable) [default: open ones].")
+@click.option(
+    "--status",
+    multiple=True,
+    type=click.Choice(EXCEPTION_STATUSES),
+    help="Status (repeatable) [default: open ones].",
+)
 @click.option("--process")
 @click.option("--stage")
 @click.option("--system")
-@click.option("--impact", multiple=True, help="critical, high, medium, low (repeatable).")
+@click.option("--impact", multiple=True, type=click.Choice(IMPACTS), help="Repeatable.")
 @click.option("--owner")
 @click.option("--search", help="Text in message, error type, correlation ID or business keys.")
 @click.option("--regressed", is_flag=True, help="Only those failing again after a resolve.")

@@ -103,9 +103,12 @@ def test_a_limited_exception_list_says_how_many_it_left_out(cli, users, dead_let
         (("replay", "status", "--as", "ops", "--limit", "-1"), "-1 is not in the range x>=1"),
         (("kpis", "--window", "99999999d"), "--window: 99999999d is longer than 3660 days"),
         (("kpis", "--window", "1e400d"), "--window: "),
+        (("exceptions", "list", "--as", "fin", "--status", "bogus"), "'bogus' is not one of"),
+        (("exceptions", "list", "--as", "fin", "--impact", "urgent"), "'urgent' is not one of"),
+        (("reconcile", "breaks", "--as", "fin", "--run", "99999"), "no reconciliation run 99999"),
     ],
 )
-def test_a_bad_number_is_refused_in_one_line_not_a_traceback(cli, users, args, said) -> None:
+def test_bad_input_is_refused_in_one_line_not_a_traceback(cli, users, args, said) -> None:
     result = cli(*args)
 
     assert result.exit_code in (1, 2) and said in result.output, result.output
