@@ -97,6 +97,12 @@ def _add_record(batch: Batch, record: Any, window: TimeWindow) -> str | None:
     target = record.get("replay_target")
     if target is not None and not isinstance(target, str):
         return "replay_target must be a string (a URL)"
+    # Not taken by their truth: "false" would have made a dead letter.
+    if record.get("dead_letter") is not None and not isinstance(record["dead_letter"], bool):
+        return "dead_letter must be true or false"
+    headers = record.get("replay_headers")
+    if headers is not None and not isinstance(headers, dict):
+        return "replay_headers must be an object (header name → value)"
 
     correlation_id = clean_text(correlation_id.strip())[:256]
     try:  # orjson reads deeper documents than it writes: such a record is refused here
@@ -162,10 +168,8 @@ def _canonical_attributes(record: dict[str, Any]) -> dict[str, Any]:
         attrs["q2c.dead_letter"] = True
         attrs["q2c.replay.target"] = target
         attrs["q2c.replay.method"] = record.get("replay_method") or "POST"
-        headers = record.get("replay_headers") or {}
-        if isinstance(headers, dict):
-            for name, value in headers.items():
-                attrs[f"q2c.replay.header.{name}"] = value
+        for name, value in (record.get("replay_headers") or {}).items():
+            attrs[f"q2c.replay.header.{name}"] = value
     return attrs
 
 

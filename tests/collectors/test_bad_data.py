@@ -254,6 +254,8 @@ def test_integration_log_records_that_cannot_be_stored_are_refused_by_line(
         _log_line("INV-3")[:-1] + b', "payload": ' + deeper + b"}",
         _log_line("INV-4", status="error", error_message="posting\u0000 failed"),
         _log_line("INV-5", status="error", replay_target={"url": "http://erp/"}),
+        _log_line("INV-6", status="error", replay_target="http://erp/", dead_letter="false"),
+        _log_line("INV-7", status="error", replay_target="http://erp/", replay_headers="x"),
     ]
 
     response = http.post("/v1/integration-logs", content=b"\n".join(lines))
@@ -263,7 +265,9 @@ def test_integration_log_records_that_cannot_be_stored_are_refused_by_line(
     assert errors[2] == "the record nests JSON deeper than 254 levels"
     assert errors[3].startswith("invalid JSON")
     assert errors[5] == "replay_target must be a string (a URL)"
-    assert sorted(errors) == [2, 3, 5]
+    assert errors[6] == "dead_letter must be true or false"  # "false" is true to Python
+    assert errors[7] == "replay_headers must be an object (header name → value)"
+    assert sorted(errors) == [2, 3, 5, 6, 7]
     assert db.execute("SELECT correlation_id FROM log_records ORDER BY 1").fetchall() == [
         ("INV-1",),
         ("INV-4",),
