@@ -182,10 +182,19 @@ def exceptions_resolve(
     reason: str,
 ) -> None:
     """Resolve exceptions, with the reason."""
-    from queries.exceptions import close_exceptions
+    from queries.exceptions import close_exceptions, record_breaks
 
     with acting_session(ctx, token, claimed) as (engine, actor):
         result = close_exceptions(engine, actor, exception_ids, "resolved", reason)
+        breaks = record_breaks(engine, result.changed)
+    if breaks:  # as the console's confirmation says
+        click.echo(
+            f"note: {breaks} of them {'is a break' if breaks == 1 else 'are breaks'} between "
+            "the systems of record: while the records still differ, the reconciliation's next "
+            "run opens it again; to keep a known difference closed, accept it "
+            "(q2c reconcile accept RUN_ID KEY BREAK_TYPE --reason …)",
+            err=True,
+        )
     report(result.changed, result.skipped, "resolved")
 
 

@@ -10,6 +10,7 @@ import logging
 import re
 from pathlib import Path
 
+import psycopg
 import pytest
 import yaml
 from apscheduler.triggers.cron import CronTrigger
@@ -247,3 +248,20 @@ def test_accept_resolves_the_break_with_a_reason_for_finance_only(cli, tokens) -
     assert again.exit_code != 0 and "already accepted" in again.output
     (row,) = json.loads(breaks.output)
     assert (row["accepted"], row["exception_status"]) == (True, "resolved")
+
+
+def test_resolving_a_break_by_hand_says_the_next_run_opens_it_again(
+    cli, tokens, db: psycopg.Connection
+) -> None:
+    cli("reconcile", "run")
+    (exception_id,) = db.execute(
+        "SELECT id FROM exceptions WHERE error_type = 'missing_in:erp'"
+    ).fetchone()
+
+    resolved = cli(
+        "exceptions", "resolve", str(exception_id), "--reason", "fixed", "--token", tokens["fin"]
+    )
+
+    assert resolved.exit_code == 0, resolved.output
+    assert "1 of them is a break between the systems of record" in resolved.output
+    assert "q2c reconcile accept" in resolved.output
