@@ -102,26 +102,9 @@ def reconcile_run(ctx: click.Context, name: str | None, path: Path | None, as_js
     if as_json:
         click.echo(json.dumps(documents[0] if name else documents, indent=2))
     for report in reports if not as_json else ():
-        click.echo(_summary(report.document()))
+        click.echo(report.summary())
     if any(report.status == "failed" for report in reports):
         sys.exit(2)
-
-
-def _summary(document: dict) -> str:
-    name, status = document["reconciliation"], document["status"]
-    if status == "skipped":
-        return f"{name}: another run holds the lock; skipped"
-    if status == "failed":
-        at = f" at {document['error_at']}" if document.get("error_at") else ""
-        return f"{name}: run {document['run_id']} failed: {document['error']}{at}"
-    accuracy = document["accuracy"]
-    shown = "n/a" if accuracy is None else f"{accuracy:.2%}"
-    breaks = ", ".join(f"{kind} {count}" for kind, count in document["breaks"].items())
-    return (
-        f"{name}: run {document['run_id']}: {document['checked']} checked, "
-        f"{document['matched']} matched, {document['pending']} pending, accuracy {shown}; "
-        f"breaks: {breaks or 'none'}"
-    )
 
 
 @reconcile.command("runs")

@@ -54,6 +54,21 @@ class RunReport:
         """matched / checked; None when nothing was checked."""
         return self.matched / self.checked if self.checked else None
 
+    def summary(self) -> str:
+        """One line saying what the run did, as `q2c reconcile run` prints and the log."""
+        name, status = self.reconciliation, self.status
+        if status == "skipped":
+            return f"{name}: another run holds the lock; skipped"
+        if status == "failed":
+            at = f" at {self.error_at}" if self.error_at else ""
+            return f"{name}: run {self.run_id} failed: {self.error}{at}"
+        shown = "n/a" if self.accuracy is None else f"{self.accuracy:.2%}"
+        breaks = ", ".join(f"{kind} {count}" for kind, count in self.breaks.items())
+        return (
+            f"{name}: run {self.run_id}: {self.checked} checked, {self.matched} matched, "
+            f"{self.pending} pending, accuracy {shown}; breaks: {breaks or 'none'}"
+        )
+
     def document(self) -> dict[str, Any]:
         """The JSON object `q2c reconcile run --json` prints."""
         shown: dict[str, Any] = {
@@ -100,7 +115,7 @@ def run_reconciliation(
         except Exception:  # a bug: the run is not left running; the caller logs the trace
             _failed(conn, run_id, name, "internal error (see the scheduler's log)", None)
             raise
-        log.info("reconcile %s: %s", name, report.document())
+        log.info("reconcile %s", report.summary())
         return report
     finally:
         if not (conn.closed or conn.broken):
