@@ -157,7 +157,16 @@ def trend_section(reconciliation: str | None) -> None:
     # Up to 100 % always, down to a little below the lowest: near-perfect runs stay apart.
     lowest = trend["accuracy %"].min()
     chart.update_yaxes(range=[max(0.0, lowest - 5), 100.5])
-    chart.update_xaxes(tickformat="%b %d %H:%M")
+    # Ticks as far apart as the runs: seconds (or less) for runs seconds apart (a tick
+    # format to the minute wrote the same label three times), days for weeks of them.
+    chart.update_xaxes(
+        tickformatstops=[
+            {"dtickrange": [None, 1_000], "value": "%H:%M:%S.%L"},
+            {"dtickrange": [1_000, 60_000], "value": "%H:%M:%S"},
+            {"dtickrange": [60_000, 86_400_000], "value": "%b %d %H:%M"},
+            {"dtickrange": [86_400_000, None], "value": "%b %d"},
+        ]
+    )
     st.plotly_chart(chart, width="stretch")
 
 

@@ -73,6 +73,7 @@ def test_the_page_shows_a_run_that_ends_while_it_is_open(
 ) -> None:
     exports([billing("INV-1"), billing("INV-2")], [erp("INV-1")])
     reconcile()
+    reconcile()  # seconds later
     user, password = LOGINS["finance_ops"]
     page.goto(f"{console_url}/reconciliation")
     page.get_by_label("User name").fill(user)
@@ -80,11 +81,15 @@ def test_the_page_shows_a_run_that_ends_while_it_is_open(
     page.get_by_role("button", name="Sign in").click()
     expect(page.get_by_role("heading", name="Breaks")).to_be_visible()
     expect(page.get_by_text("failed:")).to_have_count(0)
+    ticks = page.locator(".js-plotly-plot .xtick text")
+    expect(ticks.first).to_be_visible()
+    labels = ticks.all_text_contents()
+    assert len(set(labels)) == len(labels), labels  # runs seconds apart: ticks tell them apart
 
     exports([billing("INV-1", total="lots")], [erp("INV-1")])  # the scheduler's next run
     reconcile()
 
     # Within the page's follow interval (15 s), with no click.
-    banner = page.get_by_text("The latest run of invoices (run 2) failed")
+    banner = page.get_by_text("The latest run of invoices (run 3) failed")
     expect(banner).to_be_visible(timeout=45_000)
     page.screenshot(path="/tmp/recon-followed.png")
