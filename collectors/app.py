@@ -276,6 +276,8 @@ def create_app(settings: Settings, database_url: str) -> Starlette:
             "rejected": len(parsed.errors),
             "errors": [{"line": line, "reason": reason} for line, reason in parsed.errors[:100]],
         }
+        if parsed.batch.warnings:  # what stored records lost
+            result["warnings"] = parsed.batch.warnings
         status = 400 if parsed.errors and not parsed.accepted else 200
         return Response(orjson.dumps(result), status, media_type=otlp.JSON)
 

@@ -162,12 +162,18 @@ class Batch:
     days: set[int] = field(default_factory=set)  # UTC days (since the epoch) rows fall on
     rejected: int = 0
     reasons: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # of records stored all the same
 
     def reject(self, reason: str) -> None:
         """Count one refused record, keeping the first few distinct reasons for the client."""
         self.rejected += 1
         if len(self.reasons) < 5 and reason not in self.reasons:
             self.reasons.append(reason)
+
+    def warn(self, warning: str) -> None:
+        """Note what a stored record lost (the first few distinct notes, for the client)."""
+        if len(self.warnings) < 5 and warning not in self.warnings:
+            self.warnings.append(warning)
 
     def extend(self, other: Batch) -> None:
         """Append `other`'s rows (used to group several requests into one transaction)."""
@@ -185,7 +191,9 @@ class Batch:
         return len(self.spans) + len(self.encoded_spans) + len(self.logs)
 
     def error_message(self) -> str:
-        """The partial-success message: how many records were refused, and why."""
-        if not self.rejected:
-            return ""
-        return f"{self.rejected} record(s) rejected: " + "; ".join(self.reasons)
+        """The partial-success message: how many records were refused, and why; then what
+        stored ones lost (OTLP's partial success carries warnings with nothing rejected)."""
+        parts = [f"{self.rejected} record(s) rejected: " + "; ".join(self.reasons)]
+        if self.warnings:
+            parts.append("stored with warnings: " + "; ".join(self.warnings))
+        return ". ".join(parts[bool(not self.rejected) :])

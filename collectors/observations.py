@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -141,7 +142,7 @@ class Observer:
             ):
                 if _too_long_key(value):
                     return _too_long(name, keys, attrs, value)
-        business = self._business(values, attrs)
+        business = self._business(values, attrs, batch)
         if isinstance(business, str):
             return business
         status = values.get("status")
@@ -190,9 +191,12 @@ class Observer:
             )
         return None
 
-    def _business(self, values: dict[str, Any], attrs: Mapping[str, Any]) -> dict[str, Any] | str:
+    def _business(
+        self, values: dict[str, Any], attrs: Mapping[str, Any], batch: Batch
+    ) -> dict[str, Any] | str:
         """The business keys and amounts among a record's canonical `values`; or why the
-        record (its attributes `attrs`) is rejected (a key over MAX_KEY_CHARS)."""
+        record (its attributes `attrs`) is rejected (a key over MAX_KEY_CHARS). An amount
+        the books cannot hold is left out, and the client told (`Batch.warn`)."""
         found: dict[str, Any] = {}
         for field, keys, is_amount in self._business_keys:
             value = values.get(field)
@@ -202,9 +206,15 @@ class Observer:
                 try:
                     amount = float(value)
                 except (TypeError, ValueError):
-                    continue  # not a number: kept in the raw attributes, not in the books
+                    amount = math.nan
                 if abs(amount) < AMOUNT_LIMIT:
                     found[field] = amount
+                else:  # not a number, or too large: kept in the attributes, not in the books
+                    batch.warn(
+                        f"{field} {str(value)[:40]!r} is not an amount the books hold (a "
+                        f"number below {AMOUNT_LIMIT:.0e}): kept in the record's attributes "
+                        "only"
+                    )
             else:
                 text = clean_text(str(value))
                 if len(text) > _SURELY_SHORT and _too_long_key(text):

@@ -202,18 +202,20 @@ def status(code: int, text: str, kind: str) -> bytes:
 
 
 def traces_response(rejected: int, error_message: str) -> Message:
-    """ExportTraceServiceResponse, with partial success when records were rejected."""
+    """ExportTraceServiceResponse, with partial success when records were rejected or
+    stored with warnings."""
     response = trace_service_pb2.ExportTraceServiceResponse()
-    if rejected:
+    if rejected or error_message:
         response.partial_success.rejected_spans = rejected
         response.partial_success.error_message = error_message
     return response
 
 
 def logs_response(rejected: int, error_message: str) -> Message:
-    """ExportLogsServiceResponse, with partial success when records were rejected."""
+    """ExportLogsServiceResponse, with partial success when records were rejected or
+    stored with warnings."""
     response = logs_service_pb2.ExportLogsServiceResponse()
-    if rejected:
+    if rejected or error_message:
         response.partial_success.rejected_log_records = rejected
         response.partial_success.error_message = error_message
     return response

@@ -86,6 +86,22 @@ def test_a_span_with_an_overlong_name_or_key_is_rejected_and_the_rest_stored(
     assert db.execute("SELECT count(*) FROM stage_events").fetchone() == (2,)
 
 
+@pytest.mark.parametrize("amount", ["lots", 1e300, "NaN"])
+def test_an_amount_the_books_cannot_hold_is_stored_aside_and_the_client_told(
+    http: httpx.Client, db: psycopg.Connection, amount
+) -> None:
+    body = traces_request(*_spans({"amount": amount, "invoice_id": "INV-X"})).SerializeToString()
+
+    response = http.post("/v1/traces", content=body, headers=PROTOBUF)
+
+    assert response.status_code == 200
+    partial = ExportTraceServiceResponse.FromString(response.content).partial_success
+    assert partial.rejected_spans == 0  # a warning: the span is stored
+    assert partial.error_message.startswith("stored with warnings: amount ")
+    assert "is not an amount the books hold" in partial.error_message
+    assert db.execute("SELECT invoice_id, amount FROM transactions").fetchall() == [("INV-X", None)]
+
+
 def test_names_and_keys_at_the_limit_are_stored(http: httpx.Client, db: psycopg.Connection) -> None:
     at_limit = "é" * MAX_KEY_CHARS  # 510 bytes: the compiled reader leaves it to Python
     body, headers = _body(
