@@ -348,7 +348,10 @@ def breaks_section(runs: list[dict[str, Any]], reconciliation: str | None) -> No
     st.query_params.update({"break_run": run_id, "key": key, "type": kind_})
     detail = load(break_detail, engine(), user.username, int(run_id), key, kind_)
     if detail is None:
-        st.warning("This break is no longer there.")
+        st.warning(
+            f"Run {run_id} has no break {plain(kind_)} of {plain(key)}: the link may be "
+            "mistyped, or the run pruned."
+        )
         return
     detail_section(detail)
 

@@ -157,6 +157,20 @@ def test_a_list_of_breaks_cut_short_says_so(
     assert not any("there are more" in c.value for c in app.caption)
 
 
+def test_a_link_to_a_break_that_never_was_says_so(
+    reconciled_db: str, console_app: Callable[..., AppTest]
+) -> None:
+    query = {"key": "INV-404", "type": "missing_in:erp", "break_run": "1"}
+
+    app = console_app(reconciled_db, "finance_ops", "reconciliation", query)
+
+    assert not app.exception
+    assert [w.value for w in app.warning] == [
+        "Run 1 has no break missing_in:erp of INV-404: the link may be mistyped, or the run "
+        "pruned."
+    ]
+
+
 def test_accepting_needs_a_reason_then_resolves_the_exception(
     reconciled_db: str, console_app: Callable[..., AppTest]
 ) -> None:
