@@ -75,7 +75,8 @@ _KEY_STARTS = r"(?:^|(?<=[\s&?;,:={(\[\"']))"
 # The first two look ahead, so that matches may overlap: in `msg:password:abc` the value of
 # `msg` holds the pair `password:abc`.
 _PAIRS = (
-    re.compile(rf"{_KEY_STARTS}(?=(?P<key>{_KEY})[ \t]*[=:][ \t]*(?P<value>[^\s&;,}})\]\"']+))"),
+    # `key:value` only without a space after the colon: "invalid token: expired" is prose.
+    re.compile(rf"{_KEY_STARTS}(?=(?P<key>{_KEY})(?:[ \t]*=[ \t]*|:)(?P<value>[^\s&;,}})\]\"']+))"),
     re.compile(
         rf"{_KEY_STARTS}(?=(?P<key>{_KEY})[ \t]*[=:][ \t]*(?P<v>[\"'])(?P<value>[^\"'\n]*)(?P=v))"
     ),

@@ -97,6 +97,8 @@ def test_a_clean_json_payload_is_shown_as_written() -> None:
         ("card 4111-1111-1111-1111 declined", f"card {MASK} declined"),
         ("order 1234567890123 shipped", "order 1234567890123 shipped"),  # fails Luhn
         ("token eyJhbGciOi.eyJzdWIiOiIx.c2ln here", f"token {MASK} here"),
+        ("refused: invalid token: expired", "refused: invalid token: expired"),  # prose
+        ("refused: token:abc123", f"refused: token:{MASK}"),
     ],
 )
 def test_other_text_is_masked_by_pairs_and_values(text: str, expected: str) -> None:
