@@ -166,8 +166,7 @@ def test_a_link_to_a_break_that_never_was_says_so(
 
     assert not app.exception
     assert [w.value for w in app.warning] == [
-        "Run 1 has no break missing_in:erp of INV-404: the link may be mistyped, or the run "
-        "pruned."
+        "Run 1 has no break missing_in:erp of INV-404: the link may be mistyped, or the run pruned."
     ]
 
 
