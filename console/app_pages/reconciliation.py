@@ -376,6 +376,11 @@ def _break_label(shown: str) -> str:
     return f"{key} · {kind} (run {run_id})"
 
 
+def _a_run_id(text: str) -> bool:
+    """Whether `text` can be a run's id (a bigint), as a pasted address may hold anything."""
+    return text.isdigit() and len(text) < 19
+
+
 def _linked_break(runs: list[dict[str, Any]], filters: BreakFilter) -> str | None:
     """The break the address names (`?break_run=N&key=K&type=T`: a pasted link, or the
     break shown last), if it is of a run and kind the filters show."""
@@ -389,7 +394,7 @@ def _linked_break(runs: list[dict[str, Any]], filters: BreakFilter) -> str | Non
     # A link to a run older than those listed (pasted into a ticket weeks ago) still leads
     # to its break.
     linked = listed.get(run_id) or next(
-        iter(load(_run, user.username, int(run_id)) if run_id.isdigit() else []), None
+        iter(load(_run, user.username, int(run_id)) if _a_run_id(run_id) else []), None
     )
     if linked is None or filters.reconciliation not in (None, linked["reconciliation"]):
         return None
