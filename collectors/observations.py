@@ -52,7 +52,8 @@ def failure(
     are masked as they are stored, not only when shown, so that searching them cannot probe
     for a secret a system echoed into one."""
     error_type = error_type or "error"
-    message = (configured().text(message) or "")[:_MAX_TEXT]
+    # Cut before masking too: masking reads all it is given, and a sender may send megabytes.
+    message = (configured().text((message or "")[: 2 * _MAX_TEXT]) or "")[:_MAX_TEXT]
     return error_type, message, fingerprint(process, stage, system, error_type, message)
 
 

@@ -52,14 +52,23 @@ BUILT_IN_KEYS = (
     "pin",
     "ssn",
     "otp",
-    "signature",  # of a presigned URL (X-Amz-Signature) or a shared access signature
-    "sig",
-    "sessid",  # PHPSESSID
+    "amz signature",  # of an S3 presigned URL (X-Amz-Signature)
+    "sig",  # of a shared access signature (Azure's ?sig=)
+    # Keys written as one word, which words cannot tell apart (a rule finding `session` in
+    # `sessionid` would find it in `possession_date` too).
+    "sslpassword",
+    "sessionid",
+    "jsessionid",
+    "phpsessid",
+    "csrftoken",
+    "xsrftoken",
+    "accesstoken",
+    "refreshtoken",
+    "idtoken",
+    "authtoken",
+    "apitoken",
 )
-# A key written as one word (`sslpassword`, `JSESSIONID`, `csrftoken`) names a secret when
-# it holds one of these, or ends with "token": short patterns (`pass`, `pin`, `auth`) are
-# only matched as words of their own, or `compass`, `shipping` and `author` would be secret.
-_INNER_CHARS = 6
+_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")  # of a name/value pair's name
 
 _WORDS = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
 _CARD = re.compile(r"(?<![\d.])[2-6](?:[ -]?\d){12,18}(?![\d.])")
@@ -72,14 +81,16 @@ _KEY = r"[A-Za-z0-9_.-]{1,64}"
 # (headers, YAML), "key": "value" and 'key': value (JSON lines, broken JSON, Python reprs),
 # and <key>value</key>.
 _KEY_STARTS = r"(?:^|(?<=[\s&?;,:={(\[\"']))"
-# The first two look ahead, so that matches may overlap: in `msg:password:abc` the value of
-# `msg` holds the pair `password:abc`.
+# key=value, key:value (without a space after the colon: "invalid token: expired" is prose)
+# and key="value": the keys are found first, and only a secret key's value is read, up to
+# the next delimiter. (Matching whole pairs that may overlap, as in `msg:password:abc`,
+# read every value to the end of its run: time quadratic in a message's length.)
+_PAIR_KEY = re.compile(rf"{_KEY_STARTS}(?P<key>{_KEY})(?=[ \t]*[=:])")
+_PAIR_VALUES = (
+    re.compile(r"[ \t]*[=:][ \t]*(?P<v>[\"'])(?P<value>(?:(?!(?P=v))[^\n])*)(?P=v)"),
+    re.compile(r"(?:[ \t]*=[ \t]*|:)(?P<value>[^\s&;,})\]\"':=]+=*)"),  # base64's = kept
+)
 _PAIRS = (
-    # `key:value` only without a space after the colon: "invalid token: expired" is prose.
-    re.compile(rf"{_KEY_STARTS}(?=(?P<key>{_KEY})(?:[ \t]*=[ \t]*|:)(?P<value>[^\s&;,}})\]\"']+))"),
-    re.compile(
-        rf"{_KEY_STARTS}(?=(?P<key>{_KEY})[ \t]*[=:][ \t]*(?P<v>[\"'])(?P<value>[^\"'\n]*)(?P=v))"
-    ),
     re.compile(rf"(?m)^[ \t]*(?P<key>{_KEY}):[ \t]*(?P<value>\S.*)$"),
     re.compile(
         rf"(?P<q>[\"'])(?P<key>{_KEY})(?P=q)\s*[:=]\s*(?P<v>[\"'])(?P<value>[^\"'\n]*)(?P=v)"
@@ -114,21 +125,15 @@ class Masking:
 
     extra_keys: tuple[str, ...] = ()
     _patterns: frozenset[str] = field(init=False, repr=False, compare=False)
-    _inner: tuple[str, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         joined = {"".join(_words(key)) for key in (*BUILT_IN_KEYS, *self.extra_keys)}
         object.__setattr__(self, "_patterns", frozenset(joined - {""}))
-        inner = tuple(p for p in self._patterns if len(p) >= _INNER_CHARS)
-        object.__setattr__(self, "_inner", inner)
 
     def secret_key(self, key: str) -> bool:
         """Whether a value under `key` is secret: some run of its words spells a pattern
-        (or its plural), or one word holds a long one or ends with "token"."""
+        (or its plural)."""
         words, patterns = _words(key), self._patterns
-        for word in words:
-            if word.endswith(("token", "tokens")) or any(p in word for p in self._inner):
-                return True
         for start in range(len(words)):
             run = ""
             for word in words[start:]:
@@ -226,14 +231,22 @@ class Masking:
             masked[path] = (MASK, value)
             return MASK
         if isinstance(value, dict):
-            # A name/value pair ({"name": "password", "value": …}, as in HAR or header
-            # lists): its value is under the name it gives.
+            # A name/value pair ({"name": "X-Api-Key", "value": …}, as HAR files hold
+            # headers): its value is under the name it gives, when that is a key's name
+            # ({"name": "Session fee", "value": 250} is business data).
             label = value.get("name", value.get("key"))
-            named = isinstance(label, str) and "value" in value
-            return {
+            named = (
+                set(value) in ({"name", "value"}, {"key", "value"})
+                and isinstance(label, str)
+                and _NAME.fullmatch(label) is not None
+            )
+            fields = {
                 k: self._masked(v, label if named and k == "value" else k, masked, f"{path}.{k}")
                 for k, v in value.items()
             }
+            if named and f"{path}.value" in masked:
+                masked[f"{path}#name"] = (label, label)  # restored only under this name
+            return fields
         if isinstance(value, list):
             return [self._masked(v, None, masked, f"{path}[{i}]") for i, v in enumerate(value)]
         if isinstance(value, str):
@@ -250,6 +263,11 @@ class Masking:
         """Where the secrets of `text` are, in order, without overlaps: the values of secret
         keys in pairs, and every secret-looking value."""
         found: list[tuple[int, int]] = []
+        for key in _PAIR_KEY.finditer(text):
+            if self.secret_key(key["key"]):
+                value = next(filter(None, (v.match(text, key.end()) for v in _PAIR_VALUES)), None)
+                if value is not None:
+                    found.append(value.span("value"))
         for pattern in _PAIRS:
             found += [m.span("value") for m in pattern.finditer(text) if self.secret_key(m["key"])]
         found += [m.span("secret") for m in _CREDENTIAL.finditer(text)]
@@ -318,7 +336,16 @@ def _restored(
         restored.append(path)
         return masked[path][1]
     if isinstance(value, dict):
-        return {k: _restored(v, masked, f"{path}.{k}", restored) for k, v in value.items()}
+        shown = {k: _restored(v, masked, f"{path}.{k}", restored) for k, v in value.items()}
+        name = masked.get(f"{path}#name")
+        renamed = name is not None and value.get("name", value.get("key")) != name[0]
+        if renamed and f"{path}.value" in restored:  # restored, it would be shown unmasked
+            assert name is not None
+            raise Q2CError(
+                f"the name of the masked value at {path} changed: keep {name[0]!r}, or "
+                "replace the ••• with a new value"
+            )
+        return shown
     if isinstance(value, list):
         return [_restored(v, masked, f"{path}[{i}]", restored) for i, v in enumerate(value)]
     if isinstance(value, str) and MASK in value:

@@ -50,7 +50,8 @@ def test_secret_keys_match_by_words_in_any_spelling() -> None:
     ]
     plain = [
         *("shipping", "author", "compass", "span_id", "company", "idempotency_key", "pinned"),
-        *("tokenizer", "signal", "design", "passage"),
+        *("tokenizer", "signal", "design", "passage", "signature_status", "possession_date"),
+        *("secretary", "SignatureType"),
     ]
 
     assert [key for key in secret if not RULES.secret_key(key)] == []
@@ -171,6 +172,8 @@ def test_an_edited_masked_text_gets_its_secrets_back_in_order() -> None:
         ("redis://:SECRET17@cache:6379/0", "SECRET17"),
         ('[{"name": "X-Api-Key", "value": "SECRET18"}]', "SECRET18"),  # HAR headers
         ("csrftoken=SECRET19", "SECRET19"),
+        ('password="it\'s SECRET20"', "SECRET20"),  # the other quote inside
+        ("a:" * 5000 + "password:SECRET21", "SECRET21"),
     ],
 )
 def test_secrets_in_strings_and_text_that_is_not_json_are_masked(text: str, secret: str) -> None:
@@ -192,3 +195,25 @@ def test_restore_keeps_numbers_exact_and_refuses_what_it_cannot_place() -> None:
         RULES.restore("password=•••", original)
     with pytest.raises(Q2CError, match="the text just before masked value 1"):
         RULES.restore("user=•••&password=x", "user=bob&password=hunter2")
+
+
+def test_a_name_value_list_masks_the_values_of_secret_names_only() -> None:
+    headers = [
+        {"name": "X-Api-Key", "value": "k-9f8e7d6c"},
+        {"name": "Accept", "value": "application/json"},
+        {"name": "Session fee", "value": 250},  # business data: a name, not a key's
+        {"key": "token", "value": "t0k3n", "note": "x"},  # not a bare pair
+    ]
+
+    shown = json.loads(RULES.text(json.dumps(headers)))
+
+    assert [item["value"] for item in shown] == [MASK, "application/json", 250, "t0k3n"]
+
+
+def test_renaming_a_masked_name_value_pair_does_not_reveal_its_value() -> None:
+    original = json.dumps({"fields": [{"name": "api_key", "value": "k-9f8e7d6c"}]})
+    shown = RULES.text(original)
+
+    assert json.loads(RULES.restore(shown, original)) == json.loads(original)
+    with pytest.raises(Q2CError, match=r"the name of the masked value at .* changed"):
+        RULES.restore(shown.replace("api_key", "note"), original)
