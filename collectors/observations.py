@@ -199,6 +199,7 @@ class Observer:
         record (its attributes `attrs`) is rejected (a key over MAX_KEY_CHARS). An amount
         the books cannot hold is left out, and the client told (`Batch.warn`)."""
         found: dict[str, Any] = {}
+        notes: list[str] = []  # told only of a record that is stored
         for field, keys, is_amount in self._business_keys:
             value = values.get(field)
             if value is None:
@@ -211,7 +212,7 @@ class Observer:
                 if abs(amount) < AMOUNT_LIMIT:
                     found[field] = amount
                 else:  # not a number, or too large: kept in the attributes, not in the books
-                    batch.warn(
+                    notes.append(
                         f"{field} {str(value)[:40]!r} is not an amount the books hold (a "
                         f"number below {AMOUNT_LIMIT:.0e}): kept in the record's attributes "
                         "only"
@@ -221,6 +222,8 @@ class Observer:
                 if len(text) > _SURELY_SHORT and _too_long_key(text):
                     return _too_long(field, keys, attrs, text)
                 found[field] = text
+        for note in notes:
+            batch.warn(note)
         return found
 
     def _dead_letter(

@@ -549,9 +549,11 @@ WITH kept_before AS (  -- the open (or ignored) exception of each key and break 
                     'reconcile:' || %(name)s::text || ':' || b.key) AS correlation_id,
            t.process, md5('reconcile/' || %(name)s::text || '/' || b.break_type) AS fingerprint,
            coalesce(b.customer_id, t.customer_id) AS customer_id,
-           coalesce(CASE WHEN %(object)s::text = 'order' THEN b.key END, t.order_id)
+           coalesce(CASE WHEN %(object)s::text = 'order' OR {key} = 'order_id' THEN b.key END,
+                    t.order_id)
                AS order_id,
-           coalesce(CASE WHEN %(object)s::text = 'invoice' THEN b.key END, t.invoice_id)
+           coalesce(CASE WHEN %(object)s::text = 'invoice' OR {key} = 'invoice_id'
+                         THEN b.key END, t.invoice_id)
                AS invoice_id,
            coalesce(CASE WHEN abs(b.amount) < {limit} THEN b.amount END, t.amount) AS amount,
            coalesce(b.currency, t.currency) AS currency,
@@ -575,7 +577,7 @@ LEFT JOIN LATERAL (
     ORDER BY e.id DESC LIMIT 1
 ) kept ON true
 """
-    ).format(transaction=transaction, limit=_L(AMOUNT_LIMIT))
+    ).format(transaction=transaction, limit=_L(AMOUNT_LIMIT), key=_L(plan.key))
 
 
 # A message per break: what is wrong and where the records came from.

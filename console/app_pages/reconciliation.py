@@ -14,7 +14,7 @@ import streamlit as st
 
 from console._auth import act, can, page_user, recheck_sign_in
 from console._links import Linked, held, held_index, seed_from_link, write_link
-from console._resources import engine, load, rerun_for_news, show_flash
+from console._resources import SHOWN_FLASH_KEY, engine, load, rerun_for_news, show_flash
 from console._widgets import moment_text, plain
 from q2c.vocabulary import BREAK_KINDS
 from queries.reconciliation import (
@@ -71,20 +71,27 @@ def _percent(accuracy: float | None) -> str:
 
 
 FOLLOW_SECONDS = 15  # how soon a scheduled run shows
+FOLLOWED_RUNS = 5
 
 
-def _latest(runs: list[dict[str, Any]]) -> tuple[Any, Any] | None:
-    return (runs[0]["run_id"], runs[0]["status"]) if runs else None
+def _marks(runs: list[dict[str, Any]]) -> tuple[tuple[Any, Any], ...]:
+    """The latest runs as the page follows them: (id, status) of the newest few, so that a
+    run that starts, ends or fails shows, whichever is newest (one left running included)."""
+    return tuple((run["run_id"], run["status"]) for run in runs[:FOLLOWED_RUNS])
+
+
+@st.cache_data(ttl=1, show_spinner=False)
+def _newest(actor: str, reconciliation: str | None) -> list[dict[str, Any]]:
+    return list_runs(engine(), actor, reconciliation, FOLLOWED_RUNS)
 
 
 @st.fragment(run_every=FOLLOW_SECONDS)
-def follow_runs(reconciliation: str | None, shown: tuple[Any, Any] | None) -> None:
-    """Once a run newer than those shown has ended (or the newest shown has), the whole
-    page shows it: runs, trend and breaks read afresh, the break being read kept."""
+def follow_runs(reconciliation: str | None, shown: tuple[tuple[Any, Any], ...]) -> None:
+    """Once a run has started, ended or failed since the page was drawn, the whole page
+    shows it: runs, trend and breaks read afresh, the break being read kept."""
     recheck_sign_in()  # it reruns on its own
-    newest = _latest(list_runs(engine(), user.username, reconciliation, 1))
-    if newest != shown and (newest is None or newest[1] != "running"):
-        for cached in (_runs, _names, _trend, _breaks):
+    if _marks(load(_newest, user.username, reconciliation)) != shown:
+        for cached in (_runs, _names, _trend, _breaks, _newest):
             cached.clear()
         rerun_for_news()
 
@@ -378,7 +385,7 @@ def _break_label(shown: str) -> str:
 
 def _a_run_id(text: str) -> bool:
     """Whether `text` can be a run's id (a bigint), as a pasted address may hold anything."""
-    return text.isdigit() and len(text) < 19
+    return text.isascii() and text.isdigit() and len(text) < 19
 
 
 def _linked_break(runs: list[dict[str, Any]], filters: BreakFilter) -> str | None:
@@ -403,6 +410,9 @@ def _linked_break(runs: list[dict[str, Any]], filters: BreakFilter) -> str | Non
     return _break_id({"run_id": run_id, "key": params["key"], "break_type": kind})
 
 
+# What the last action left is shown beside the break it was for (`detail_section`): on a
+# run that shows no break it is not kept for a later one.
+st.session_state[SHOWN_FLASH_KEY] = None
 st.title("Reconciliation")
 st.caption(
     "The records themselves, compared across the systems of record (reconcile.yaml): "
@@ -416,7 +426,7 @@ name = st.selectbox("Reconciliation", which[0].choices, held_index(which[0]), ke
 write_link(which)
 reconciliation = None if name == ANY else name
 shown = load(_runs, user.username, reconciliation)
-follow_runs(reconciliation, _latest(shown))
+follow_runs(reconciliation, _marks(shown))
 runs_section(shown)
 if shown:
     trend_section(reconciliation)

@@ -158,7 +158,7 @@ def test_an_object_keyed_by_a_field_telemetry_keeps_links_by_that_field(
             )
         )
     )
-    exports([billing("SO-7")], [])
+    exports([billing("SO-7"), billing("SO-8")], [])
 
     def by_order(fields: dict[str, str]) -> dict[str, str]:
         return {("order_id" if f == "invoice_id" else f): c for f, c in fields.items()}
@@ -174,7 +174,11 @@ def test_an_object_keyed_by_a_field_telemetry_keeps_links_by_that_field(
 
     assert db.execute(
         "SELECT correlation_id, process, order_id FROM exceptions WHERE kind = 'reconciliation'"
-    ).fetchall() == [("corr-so-7", "order_to_activation", "SO-7")]
+        " ORDER BY order_id"
+    ).fetchall() == [
+        ("corr-so-7", "order_to_activation", "SO-7"),
+        ("reconcile:invoices:SO-8", None, "SO-8"),  # no transaction: its key all the same
+    ]
 
 
 def test_telemetry_that_agrees_does_not_resolve_a_break_of_the_records(
