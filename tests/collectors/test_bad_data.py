@@ -395,10 +395,10 @@ def test_a_gzip_body_of_many_members_is_refused(http: httpx.Client) -> None:
 
 
 def test_a_refused_record_gets_no_warning_about_what_it_kept(http: httpx.Client) -> None:
-    body = traces_request(*_spans({"amount": "lots", "customer_id": LONG})).SerializeToString()
+    body = traces_request(*_spans({"amount": "lots", "legal_entity": LONG})).SerializeToString()
 
     response = http.post("/v1/traces", content=body, headers=PROTOBUF)
 
     partial = ExportTraceServiceResponse.FromString(response.content).partial_success
-    assert partial.rejected_spans == 1 and "customer_id" in partial.error_message
+    assert partial.rejected_spans == 1 and "legal_entity" in partial.error_message
     assert "warnings" not in partial.error_message  # it kept nothing
