@@ -504,6 +504,11 @@ GROUP BY key
     ).format(parts=_Q(" UNION ALL ").join(parts))
 
 
+def _own(plan: Plan, object_: str, field: str) -> sql.Composable:
+    """The break's key when it is `field` (the object's own, or the key's), else NULL."""
+    return _Q("b.key") if field in (plan.key, TRANSACTION_KEYS.get(object_)) else _Q("NULL")
+
+
 def linked_breaks(plan: Plan, object_: str) -> sql.Composed:
     """Step 5: `_b`, each break with its exception's correlation ID (the latest
     transaction that telemetry saw with this key, else one of its own), its fingerprint
@@ -549,12 +554,8 @@ WITH kept_before AS (  -- the open (or ignored) exception of each key and break 
                     'reconcile:' || %(name)s::text || ':' || b.key) AS correlation_id,
            t.process, md5('reconcile/' || %(name)s::text || '/' || b.break_type) AS fingerprint,
            coalesce(b.customer_id, t.customer_id) AS customer_id,
-           coalesce(CASE WHEN %(object)s::text = 'order' OR {key} = 'order_id' THEN b.key END,
-                    t.order_id)
-               AS order_id,
-           coalesce(CASE WHEN %(object)s::text = 'invoice' OR {key} = 'invoice_id'
-                         THEN b.key END, t.invoice_id)
-               AS invoice_id,
+           coalesce({own_order_id}, t.order_id) AS order_id,
+           coalesce({own_invoice_id}, t.invoice_id) AS invoice_id,
            coalesce(CASE WHEN abs(b.amount) < {limit} THEN b.amount END, t.amount) AS amount,
            coalesce(b.currency, t.currency) AS currency,
            coalesce(b.legal_entity, t.legal_entity) AS legal_entity
@@ -577,7 +578,11 @@ LEFT JOIN LATERAL (
     ORDER BY e.id DESC LIMIT 1
 ) kept ON true
 """
-    ).format(transaction=transaction, limit=_L(AMOUNT_LIMIT), key=_L(plan.key))
+    ).format(
+        transaction=transaction,
+        limit=_L(AMOUNT_LIMIT),
+        **{f"own_{f}": _own(plan, object_, f) for f in ("order_id", "invoice_id")},
+    )
 
 
 # A message per break: what is wrong and where the records came from.

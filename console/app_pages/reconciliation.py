@@ -397,12 +397,10 @@ def _linked_break(runs: list[dict[str, Any]], filters: BreakFilter) -> str | Non
     run_id, kind = params.get("break_run", ""), params["type"]
     if filters.kind and not kind.startswith(f"{filters.kind}:"):
         return None
-    listed = {str(run["run_id"]): run for run in runs}
-    # A link to a run older than those listed (pasted into a ticket weeks ago) still leads
-    # to its break.
-    linked = listed.get(run_id) or next(
-        iter(load(_run, user.username, int(run_id)) if _a_run_id(run_id) else []), None
-    )
+    linked = next((run for run in runs if str(run["run_id"]) == run_id), None)
+    if linked is None and _a_run_id(run_id):
+        # A run older than those listed (a link pasted into a ticket weeks ago).
+        linked = next(iter(load(_run, user.username, int(run_id))), None)
     if linked is None or filters.reconciliation not in (None, linked["reconciliation"]):
         return None
     if filters.run_id not in (None, linked["run_id"]):
