@@ -248,6 +248,26 @@ def test_a_compared_field_one_source_gives_alone_is_never_a_mismatch(
     assert report.breaks == {"missing_in:erp": 1}
 
 
+# Three file sources that give the key and the amount alone.
+AMOUNT_SOURCES = {
+    "billing": {
+        "type": "file",
+        "path": "billing.csv",
+        "fields": {"invoice_id": "id", "amount": "total"},
+    },
+    "erp": {
+        "type": "file",
+        "path": "erp.jsonl",
+        "fields": {"invoice_id": "externalId", "amount": "amount"},
+    },
+    "warehouse": {
+        "type": "file",
+        "path": "warehouse.csv",
+        "fields": {"invoice_id": "no", "amount": "total"},
+    },
+}
+
+
 def _pairs(db, run_id: int | None) -> list[tuple]:
     """A run's figures per pair of sources: (source_a, source_b, checked, matched)."""
     return db.execute(
@@ -266,23 +286,7 @@ def test_accuracy_per_source_pair_counts_what_each_pair_agrees_on(
         [{"no": "INV-1", "total": "120"}, {"no": "INV-2", "total": "1"}],
         header=["no", "total"],
     )
-    sources = {
-        "billing": {
-            "type": "file",
-            "path": "billing.csv",
-            "fields": {"invoice_id": "id", "amount": "total"},
-        },
-        "erp": {
-            "type": "file",
-            "path": "erp.jsonl",
-            "fields": {"invoice_id": "externalId", "amount": "amount"},
-        },
-        "warehouse": {
-            "type": "file",
-            "path": "warehouse.csv",
-            "fields": {"invoice_id": "no", "amount": "total"},
-        },
-    }
+    sources = {name: AMOUNT_SOURCES[name] for name in ("billing", "erp", "warehouse")}
 
     report = reconcile(sources=sources, compare={"amount": {"tolerance": 0}})
 
@@ -299,18 +303,8 @@ def test_a_pair_counts_its_mismatches_whatever_order_the_sources_are_configured_
     db, exports, reconcile
 ) -> None:
     exports([billing("INV-1"), billing("INV-2")], [erp("INV-1"), erp("INV-2", amount=1.0)])
-    sources = {  # not in the order of their names, by which pairs are named
-        "erp": {
-            "type": "file",
-            "path": "erp.jsonl",
-            "fields": {"invoice_id": "externalId", "amount": "amount"},
-        },
-        "billing": {
-            "type": "file",
-            "path": "billing.csv",
-            "fields": {"invoice_id": "id", "amount": "total"},
-        },
-    }
+    # Not in the order of their names, by which pairs are named.
+    sources = {name: AMOUNT_SOURCES[name] for name in ("erp", "billing")}
 
     report = reconcile(sources=sources, compare={"amount": {"tolerance": 0}})
 
