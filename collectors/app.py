@@ -231,6 +231,7 @@ class Collector:
 def create_app(settings: Settings, database_url: str) -> Starlette:
     """The collector's ASGI application, storing into `database_url`."""
     _compiled.use(settings.decoder)  # checked, and logged, by serve() before
+    HeaderDeadline.seconds = settings.body_read_timeout_seconds  # as each worker serves
     collector = Collector(settings, database_url)
 
     async def export(request: Request, signal: _Signal) -> Response:
@@ -339,7 +340,6 @@ def app_from_environment() -> Starlette:
 
     settings = load_settings()
     assert settings.database_url is not None, "q2c collector sets DATABASE_URL for workers"
-    HeaderDeadline.seconds = settings.body_read_timeout_seconds  # in this worker too
     app = create_app(settings, settings.database_url.get_secret_value())
     tune_interpreter()
     return app

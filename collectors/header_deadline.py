@@ -18,7 +18,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 class HeaderDeadline(HttpToolsProtocol):
     """uvicorn's httptools protocol with a deadline for each request's headers."""
 
-    seconds = 10.0  # set from Q2C_BODY_READ_TIMEOUT_SECONDS where the collector starts
+    seconds = 10.0  # Q2C_BODY_READ_TIMEOUT_SECONDS, set by create_app in each process
     _deadline: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]

@@ -37,7 +37,6 @@ def serve(settings: Settings, database_url: str, host: str, port: int) -> None:
                 "Q2C_INGEST_TOKENS (comma-separated bearer tokens) or listen on 127.0.0.1"
             )
         log.warning("no Q2C_INGEST_TOKENS set: accepting telemetry from this machine only")
-    HeaderDeadline.seconds = settings.body_read_timeout_seconds
     options: dict[str, Any] = {
         "host": host,
         "port": port,
