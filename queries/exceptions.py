@@ -264,7 +264,7 @@ def group_exceptions(engine: Engine, filters: ExceptionFilter, limit: int = 500)
 def _masked_messages(rows: Iterable[dict[str, Any]], column: str) -> list[dict[str, Any]]:
     """`rows` with secrets in `column` masked (systems echo card numbers and tokens in errors)."""
     masking = configured()
-    return [{**row, column: masking.text(row[column])} for row in rows]
+    return [masking.row(row, (column,)) for row in rows]
 
 
 def _where(filters: ExceptionFilter) -> tuple[list[str], dict[str, Any]]:
